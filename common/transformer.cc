@@ -1,0 +1,376 @@
+#include "common/transformer.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/nn/init.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+
+namespace alignd {
+namespace F = torch::nn::functional;
+using torch::Tensor;
+
+void KVCache::SelectRows(const Tensor& rows) {
+  for (auto& k : keys) k = k.index_select(0, rows);
+  for (auto& v : values) v = v.index_select(0, rows);
+}
+
+Tensor PositionIdsFromMask(const Tensor& attention_mask, int64_t new_tokens) {
+  Tensor pos = attention_mask.to(torch::kLong).cumsum(-1) - 1;
+  pos = pos.clamp_min(0);
+  return pos.narrow(1, pos.size(1) - new_tokens, new_tokens);
+}
+
+// Reductions run in float32 for half types and in the input type otherwise.
+torch::ScalarType AtLeastFloat(torch::ScalarType t) { return at::promote_types(t, torch::kFloat); }
+
+// Root-mean-square norm, computed in float32 as Hugging Face's LlamaRMSNorm does.
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  RMSNormImpl(int64_t dim, double eps) : eps_(eps) { weight = register_parameter("weight", torch::ones({dim})); }
+  Tensor forward(const Tensor& x) {
+    Tensor h = x.to(AtLeastFloat(x.scalar_type()));
+    h = h * torch::rsqrt(h.pow(2).mean(-1, /*keepdim=*/true) + eps_);
+    return weight * h.to(x.scalar_type());
+  }
+  Tensor weight;
+
+ private:
+  double eps_;
+};
+TORCH_MODULE(RMSNorm);
+
+// GPT-2's Conv1D: a linear layer whose weight is stored [in, out] (transposed relative to nn.Linear).
+class Conv1DImpl : public torch::nn::Module {
+ public:
+  Conv1DImpl(int64_t in, int64_t out) {
+    weight = register_parameter("weight", torch::empty({in, out}));
+    bias = register_parameter("bias", torch::zeros({out}));
+  }
+  Tensor forward(const Tensor& x) {
+    auto out_shape = x.sizes().vec();
+    out_shape.back() = weight.size(1);
+    return torch::addmm(bias, x.reshape({-1, x.size(-1)}), weight).view(out_shape);
+  }
+  Tensor weight, bias;
+};
+TORCH_MODULE(Conv1D);
+
+// Scaled dot-product attention over [B, heads, T, D] queries and [B, kv_heads, S, D] keys/values with an additive
+// mask [B, 1, T, S]; kv heads are shared by heads / kv_heads consecutive query heads (GQA). Returns [B, T, heads * D].
+Tensor Attend(const Tensor& q, Tensor k, Tensor v, const Tensor& mask) {
+  const int64_t b = q.size(0), heads = q.size(1), t = q.size(2), d = q.size(3);
+  const int64_t kv_heads = k.size(1);
+  if (kv_heads != heads) {
+    const int64_t rep = heads / kv_heads, s = k.size(2);
+    k = k.unsqueeze(2).expand({b, kv_heads, rep, s, d}).reshape({b, heads, s, d});
+    v = v.unsqueeze(2).expand({b, kv_heads, rep, s, d}).reshape({b, heads, s, d});
+  }
+  Tensor scores = torch::matmul(q, k.transpose(-1, -2)) * (1.0 / std::sqrt(static_cast<double>(d)));
+  scores = scores + mask;
+  Tensor probs = torch::softmax(scores, -1, AtLeastFloat(q.scalar_type())).to(q.scalar_type());
+  return torch::matmul(probs, v).transpose(1, 2).reshape({b, t, heads * d});
+}
+
+// Appends this step's keys/values for `layer` to the cache (when there is one) and returns the full sequences.
+std::pair<Tensor, Tensor> CacheAppend(KVCache* cache, size_t layer, Tensor k, Tensor v) {
+  if (cache == nullptr) return {k, v};
+  if (cache->keys.size() <= layer) {
+    cache->keys.resize(layer + 1);
+    cache->values.resize(layer + 1);
+  }
+  if (cache->keys[layer].defined()) {
+    k = torch::cat({cache->keys[layer], k}, 2);
+    v = torch::cat({cache->values[layer], v}, 2);
+  }
+  cache->keys[layer] = k;
+  cache->values[layer] = v;
+  return {k, v};
+}
+
+// Rotary embedding (Hugging Face's rotate_half convention) for positions [B, T]: returns cos and sin [B, 1, T, D].
+std::pair<Tensor, Tensor> RotaryTables(const Tensor& positions, int64_t head_dim, double theta,
+                                       torch::ScalarType dtype) {
+  auto opts = torch::TensorOptions().dtype(torch::kFloat).device(positions.device());
+  Tensor inv_freq = 1.0 / torch::pow(theta, torch::arange(0, head_dim, 2, opts) / static_cast<double>(head_dim));
+  Tensor freqs = positions.to(torch::kFloat).unsqueeze(-1) * inv_freq;  // [B, T, D/2]
+  Tensor emb = torch::cat({freqs, freqs}, -1).unsqueeze(1);              // [B, 1, T, D]
+  return {emb.cos().to(dtype), emb.sin().to(dtype)};
+}
+
+Tensor RotateHalf(const Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+// The additive attention mask [B, 1, T, S] for T new queries after `past` cached positions: causal, and keys where
+// attention_mask is 0 are hidden. Masked entries hold the dtype's lowest finite value (not -inf) so that a query with
+// every key masked (a padding position) stays finite, as in Hugging Face.
+Tensor BuildMask(const Tensor& attention_mask, int64_t t, int64_t past, torch::ScalarType dtype) {
+  const int64_t s = past + t;
+  auto dev = attention_mask.device();
+  Tensor q_pos = torch::arange(past, s, torch::TensorOptions().dtype(torch::kLong).device(dev)).unsqueeze(1);
+  Tensor k_pos = torch::arange(0, s, torch::TensorOptions().dtype(torch::kLong).device(dev)).unsqueeze(0);
+  Tensor allowed = (k_pos <= q_pos).unsqueeze(0).unsqueeze(0);                 // [1, 1, T, S]
+  allowed = allowed & attention_mask.to(torch::kBool).unsqueeze(1).unsqueeze(1);  // [B, 1, T, S]
+  double lowest = dtype == torch::kDouble ? std::numeric_limits<double>::lowest()
+                  : dtype == torch::kHalf ? -65504.0
+                  : dtype == torch::kBFloat16 ? -3.3895313892515355e38
+                                              : static_cast<double>(std::numeric_limits<float>::lowest());
+  auto opts = torch::TensorOptions().dtype(dtype).device(dev);
+  return torch::where(allowed, torch::zeros({}, opts), torch::full({}, lowest, opts));
+}
+
+torch::nn::Linear MakeLinear(int64_t in, int64_t out, bool bias) {
+  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
+}
+
+}  // namespace alignd
+
+// The family-specific bodies. DecoderBody is declared in the header so CausalLM can hold either.
+namespace alignd {
+
+class DecoderBody : public torch::nn::Module {
+ public:
+  // Returns final hidden states [B, T, H] (after the last norm).
+  virtual Tensor Run(const Tensor& input_ids, const Tensor& mask, const Tensor& positions, KVCache* cache) = 0;
+  virtual Tensor embedding() const = 0;
+};
+
+namespace {
+
+// ---- Llama family ----------------------------------------------------------------------------------------------
+
+class LlamaAttentionImpl : public torch::nn::Module {
+ public:
+  explicit LlamaAttentionImpl(const ModelConfig& c)
+      : heads_(c.num_heads), kv_heads_(c.num_kv_heads), head_dim_(c.head_dim), theta_(c.rope_theta) {
+    q_proj = register_module("q_proj", MakeLinear(c.hidden_size, heads_ * head_dim_, c.attention_bias));
+    k_proj = register_module("k_proj", MakeLinear(c.hidden_size, kv_heads_ * head_dim_, c.attention_bias));
+    v_proj = register_module("v_proj", MakeLinear(c.hidden_size, kv_heads_ * head_dim_, c.attention_bias));
+    o_proj = register_module("o_proj", MakeLinear(heads_ * head_dim_, c.hidden_size, c.o_proj_bias));
+  }
+  Tensor forward(const Tensor& x, const Tensor& mask, const Tensor& cos, const Tensor& sin, KVCache* cache,
+                 size_t layer) {
+    const int64_t b = x.size(0), t = x.size(1);
+    Tensor q = q_proj->forward(x).view({b, t, heads_, head_dim_}).transpose(1, 2);
+    Tensor k = k_proj->forward(x).view({b, t, kv_heads_, head_dim_}).transpose(1, 2);
+    Tensor v = v_proj->forward(x).view({b, t, kv_heads_, head_dim_}).transpose(1, 2);
+    q = q * cos + RotateHalf(q) * sin;
+    k = k * cos + RotateHalf(k) * sin;
+    std::tie(k, v) = CacheAppend(cache, layer, k, v);
+    return o_proj->forward(Attend(q, k, v, mask));
+  }
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+
+ private:
+  int64_t heads_, kv_heads_, head_dim_;
+  double theta_;
+};
+TORCH_MODULE(LlamaAttention);
+
+class LlamaMlpImpl : public torch::nn::Module {
+ public:
+  explicit LlamaMlpImpl(const ModelConfig& c) {
+    gate_proj = register_module("gate_proj", MakeLinear(c.hidden_size, c.intermediate_size, c.mlp_bias));
+    up_proj = register_module("up_proj", MakeLinear(c.hidden_size, c.intermediate_size, c.mlp_bias));
+    down_proj = register_module("down_proj", MakeLinear(c.intermediate_size, c.hidden_size, c.mlp_bias));
+  }
+  Tensor forward(const Tensor& x) { return down_proj->forward(torch::silu(gate_proj->forward(x)) * up_proj->forward(x)); }
+  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(LlamaMlp);
+
+class LlamaLayerImpl : public torch::nn::Module {
+ public:
+  explicit LlamaLayerImpl(const ModelConfig& c)
+      : self_attn(register_module("self_attn", LlamaAttention(c))),
+        mlp(register_module("mlp", LlamaMlp(c))),
+        input_layernorm(register_module("input_layernorm", RMSNorm(c.hidden_size, c.norm_eps))),
+        post_attention_layernorm(register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.norm_eps))) {}
+  Tensor forward(Tensor x, const Tensor& mask, const Tensor& cos, const Tensor& sin, KVCache* cache, size_t layer) {
+    x = x + self_attn->forward(input_layernorm->forward(x), mask, cos, sin, cache, layer);
+    return x + mlp->forward(post_attention_layernorm->forward(x));
+  }
+  LlamaAttention self_attn;
+  LlamaMlp mlp;
+  RMSNorm input_layernorm, post_attention_layernorm;
+};
+TORCH_MODULE(LlamaLayer);
+
+class LlamaBody : public DecoderBody {
+ public:
+  explicit LlamaBody(const ModelConfig& c) : config_(c) {
+    embed_tokens = register_module("embed_tokens", torch::nn::Embedding(c.vocab_size, c.hidden_size));
+    layers = register_module("layers", torch::nn::ModuleList());
+    for (int64_t i = 0; i < c.num_layers; ++i) {
+      llama_layers_.push_back(LlamaLayer(c));
+      layers->push_back(llama_layers_.back());
+    }
+    norm = register_module("norm", RMSNorm(c.hidden_size, c.norm_eps));
+  }
+  Tensor Run(const Tensor& input_ids, const Tensor& mask, const Tensor& positions, KVCache* cache) override {
+    Tensor x = embed_tokens->forward(input_ids);
+    auto [cos, sin] = RotaryTables(positions, config_.head_dim, config_.rope_theta, x.scalar_type());
+    for (size_t i = 0; i < llama_layers_.size(); ++i) x = llama_layers_[i]->forward(x, mask, cos, sin, cache, i);
+    return norm->forward(x);
+  }
+  Tensor embedding() const override { return embed_tokens->weight; }
+
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RMSNorm norm{nullptr};
+
+ private:
+  ModelConfig config_;
+  std::vector<LlamaLayer> llama_layers_;
+};
+
+// ---- GPT-2 family ----------------------------------------------------------------------------------------------
+
+class Gpt2AttentionImpl : public torch::nn::Module {
+ public:
+  explicit Gpt2AttentionImpl(const ModelConfig& c) : heads_(c.num_heads), head_dim_(c.head_dim) {
+    c_attn = register_module("c_attn", Conv1D(c.hidden_size, 3 * c.hidden_size));
+    c_proj = register_module("c_proj", Conv1D(c.hidden_size, c.hidden_size));
+  }
+  Tensor forward(const Tensor& x, const Tensor& mask, KVCache* cache, size_t layer) {
+    const int64_t b = x.size(0), t = x.size(1);
+    auto qkv = c_attn->forward(x).split(heads_ * head_dim_, -1);
+    auto heads = [&](const Tensor& y) { return y.view({b, t, heads_, head_dim_}).transpose(1, 2); };
+    auto [k, v] = CacheAppend(cache, layer, heads(qkv[1]), heads(qkv[2]));
+    return c_proj->forward(Attend(heads(qkv[0]), k, v, mask));
+  }
+  Conv1D c_attn{nullptr}, c_proj{nullptr};
+
+ private:
+  int64_t heads_, head_dim_;
+};
+TORCH_MODULE(Gpt2Attention);
+
+class Gpt2MlpImpl : public torch::nn::Module {
+ public:
+  explicit Gpt2MlpImpl(const ModelConfig& c) {
+    c_fc = register_module("c_fc", Conv1D(c.hidden_size, c.intermediate_size));
+    c_proj = register_module("c_proj", Conv1D(c.intermediate_size, c.hidden_size));
+  }
+  Tensor forward(const Tensor& x) { return c_proj->forward(torch::gelu(c_fc->forward(x), "tanh")); }
+  Conv1D c_fc{nullptr}, c_proj{nullptr};
+};
+TORCH_MODULE(Gpt2Mlp);
+
+torch::nn::LayerNorm MakeLayerNorm(const ModelConfig& c) {
+  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden_size}).eps(c.norm_eps));
+}
+
+class Gpt2BlockImpl : public torch::nn::Module {
+ public:
+  explicit Gpt2BlockImpl(const ModelConfig& c)
+      : ln_1(register_module("ln_1", MakeLayerNorm(c))),
+        attn(register_module("attn", Gpt2Attention(c))),
+        ln_2(register_module("ln_2", MakeLayerNorm(c))),
+        mlp(register_module("mlp", Gpt2Mlp(c))) {}
+  Tensor forward(Tensor x, const Tensor& mask, KVCache* cache, size_t layer) {
+    x = x + attn->forward(ln_1->forward(x), mask, cache, layer);
+    return x + mlp->forward(ln_2->forward(x));
+  }
+  torch::nn::LayerNorm ln_1;
+  Gpt2Attention attn;
+  torch::nn::LayerNorm ln_2;
+  Gpt2Mlp mlp;
+};
+TORCH_MODULE(Gpt2Block);
+
+class Gpt2Body : public DecoderBody {
+ public:
+  explicit Gpt2Body(const ModelConfig& c) {
+    wte = register_module("wte", torch::nn::Embedding(c.vocab_size, c.hidden_size));
+    wpe = register_module("wpe", torch::nn::Embedding(c.max_position_embeddings, c.hidden_size));
+    h = register_module("h", torch::nn::ModuleList());
+    for (int64_t i = 0; i < c.num_layers; ++i) {
+      blocks_.push_back(Gpt2Block(c));
+      h->push_back(blocks_.back());
+    }
+    ln_f = register_module("ln_f", MakeLayerNorm(c));
+  }
+  Tensor Run(const Tensor& input_ids, const Tensor& mask, const Tensor& positions, KVCache* cache) override {
+    Tensor x = wte->forward(input_ids) + wpe->forward(positions);
+    for (size_t i = 0; i < blocks_.size(); ++i) x = blocks_[i]->forward(x, mask, cache, i);
+    return ln_f->forward(x);
+  }
+  Tensor embedding() const override { return wte->weight; }
+
+  torch::nn::Embedding wte{nullptr}, wpe{nullptr};
+  torch::nn::ModuleList h{nullptr};
+  torch::nn::LayerNorm ln_f{nullptr};
+
+ private:
+  std::vector<Gpt2Block> blocks_;
+};
+
+}  // namespace
+
+// ---- CausalLM ----------------------------------------------------------------------------------------------------
+
+CausalLMImpl::CausalLMImpl(const ModelConfig& config) : config_(config) {
+  if (config.family == ModelFamily::kLlama) {
+    body_ = register_module("model", std::make_shared<LlamaBody>(config));
+  } else {
+    body_ = register_module("transformer", std::make_shared<Gpt2Body>(config));
+  }
+  if (config.head == HeadKind::kScore) {
+    score_ = register_module("score", MakeLinear(config.hidden_size, config.num_labels, false));
+  } else if (!config.tie_word_embeddings) {
+    lm_head_ = register_module("lm_head", MakeLinear(config.hidden_size, config.vocab_size, false));
+  }
+}
+
+ModelOutput CausalLMImpl::forward(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& position_ids,
+                                  KVCache* cache) {
+  const int64_t b = input_ids.size(0), t = input_ids.size(1);
+  const int64_t past = cache == nullptr ? 0 : cache->length();
+  Tensor mask = attention_mask;
+  if (!mask.defined()) {
+    mask = torch::ones({b, past + t}, torch::TensorOptions().dtype(torch::kLong).device(input_ids.device()));
+  }
+  TORCH_CHECK(mask.dim() == 2 && mask.size(0) == b && mask.size(1) == past + t,
+              "attention_mask must be [batch, past + new] = [", b, ", ", past + t, "], got ", mask.sizes());
+  Tensor positions = position_ids.defined() ? position_ids : PositionIdsFromMask(mask, t);
+  Tensor additive = BuildMask(mask, t, past, body_->embedding().scalar_type());
+  ModelOutput out;
+  out.hidden = body_->Run(input_ids, additive, positions, cache);
+  if (score_) {
+    out.logits = score_->forward(out.hidden);
+  } else if (lm_head_) {
+    out.logits = lm_head_->forward(out.hidden);
+  } else {
+    out.logits = torch::matmul(out.hidden, body_->embedding().t());
+  }
+  return out;
+}
+
+void CausalLMImpl::InitWeights(uint64_t seed) {
+  torch::NoGradGuard no_grad;
+  auto gen = at::detail::createCPUGenerator(seed);
+  const double residual_std = 0.02 / std::sqrt(2.0 * static_cast<double>(config_.num_layers));
+  for (auto& item : named_parameters()) {
+    const std::string& name = item.key();
+    Tensor& p = item.value();
+    auto ends_with = [&](const std::string& suffix) {
+      return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    bool is_norm = name.find("norm") != std::string::npos || name.find(".ln_") != std::string::npos ||
+                   name.find("ln_f") != std::string::npos;
+    if (is_norm) {
+      if (ends_with("weight")) p.fill_(1.0); else p.zero_();
+    } else if (ends_with("bias")) {
+      p.zero_();
+    } else {
+      bool residual = config_.family == ModelFamily::kGpt2 && ends_with("c_proj.weight");
+      p.normal_(0.0, residual ? residual_std : 0.02, gen);
+    }
+  }
+}
+
+}  // namespace alignd
