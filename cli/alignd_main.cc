@@ -1,0 +1,42 @@
+// alignd: the server binary. The role is a subcommand, so one image serves every role.
+#include <iostream>
+#include <string>
+
+#include "cli/commands.h"
+
+namespace {
+
+constexpr char kUsage[] = R"(alignd: fine-tune and align language models.
+
+usage: alignd <command> [flags]       (alignd <command> --help for its flags)
+
+commands:
+  init      write a freshly initialised tiny model (Llama, Qwen2 or GPT-2) with the byte-level tokenizer
+  eval      evaluate a Hugging Face model folder on a data file (perplexity), print JSON
+  version   print the version
+
+Not in this build yet: train, generate, coordinator, worker, local (see README.md, "Status").
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::cerr << kUsage;
+    return 2;
+  }
+  std::string command = argv[1];
+  alignd::cli::Args args(argv + 2, argv + argc);
+  if (command == "--help" || command == "-h" || command == "help") {
+    std::cout << kUsage;
+    return 0;
+  }
+  if (command == "version" || command == "--version") {
+    std::cout << "alignd 0.1.0\n";
+    return 0;
+  }
+  if (command == "init") return alignd::cli::RunInit(args, std::cout, std::cerr);
+  if (command == "eval") return alignd::cli::RunEval(args, std::cout, std::cerr);
+  std::cerr << "alignd: unknown command \"" << command << "\"\n\n" << kUsage;
+  return 2;
+}

@@ -1,0 +1,34 @@
+// The subcommands of the `alignd` and `alignctl` binaries. Each takes the arguments after its name, writes its result
+// to `out` and diagnostics to `err`, and returns the process exit code (0 success, 1 failure, 2 usage error), so the
+// mains stay thin and the commands can be tested in-process.
+#ifndef ALIGND_CLI_COMMANDS_H_
+#define ALIGND_CLI_COMMANDS_H_
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace alignd::cli {
+
+using Args = std::vector<std::string>;
+
+// `alignd eval --model DIR --data FILE.jsonl --metrics perplexity`: prints one JSON object.
+int RunEval(const Args& args, std::ostream& out, std::ostream& err);
+
+// `alignd init --out DIR [--arch ...]`: writes a freshly initialised tiny model with the byte-level tokenizer.
+int RunInit(const Args& args, std::ostream& out, std::ostream& err);
+
+// `alignctl data synth --out DIR [--seed N] [sizes]`: writes the toy-assistant data set.
+int RunDataSynth(const Args& args, std::ostream& out, std::ostream& err);
+
+// Prints `error: CODE: message` and returns 1 (2 for INVALID_ARGUMENT coming from flag parsing is the caller's call).
+int ReportError(const absl::Status& status, std::ostream& err);
+
+// The number of CPUs this process may run on (sched_getaffinity), at least 1.
+int AvailableCores();
+
+}  // namespace alignd::cli
+
+#endif  // ALIGND_CLI_COMMANDS_H_

@@ -1,0 +1,25 @@
+#include <sched.h>
+
+#include <thread>
+
+#include "absl/status/status.h"
+#include "cli/commands.h"
+
+namespace alignd::cli {
+
+int ReportError(const absl::Status& status, std::ostream& err) {
+  err << "error: " << absl::StatusCodeToString(status.code()) << ": " << status.message() << "\n";
+  return 1;
+}
+
+int AvailableCores() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+  unsigned hw = std::thread::hardware_concurrency();
+  return hw > 0 ? static_cast<int>(hw) : 1;
+}
+
+}  // namespace alignd::cli

@@ -1,0 +1,133 @@
+// The subcommands run in-process, against folders written by the independent Python reference.
+#include <cstdlib>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cli/commands.h"
+#include "common/file_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace alignd::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using ::testing::HasSubstr;
+
+struct Outcome {
+  int code;
+  std::string out, err;
+};
+
+Outcome Call(int (*command)(const Args&, std::ostream&, std::ostream&), const Args& args) {
+  std::ostringstream out, err;
+  int code = command(args, out, err);
+  return {code, out.str(), err.str()};
+}
+
+std::string Dir(const std::string& name) {
+  std::string d = ::testing::TempDir() + "/cli_test/" + name;
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+class EvalAgainstReference : public ::testing::TestWithParam<std::string> {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(Dir("reference"));
+    std::string cmd = std::string("/usr/bin/python3 ") + ALIGND_SOURCE_DIR + "/tests/reference/hf_reference.py " + *dir_;
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    expected_ = new json(json::parse(*ReadFile(*dir_ + "/expected.json")));
+  }
+  static std::string* dir_;
+  static json* expected_;
+};
+std::string* EvalAgainstReference::dir_ = nullptr;
+json* EvalAgainstReference::expected_ = nullptr;
+
+INSTANTIATE_TEST_SUITE_P(Variants, EvalAgainstReference,
+                         ::testing::Values("llama_gqa_f32", "qwen2_bias_bf16_sharded", "mistral_f16", "gpt2_f32"));
+
+TEST_P(EvalAgainstReference, PerplexityMatchesTo1e4) {
+  ASSERT_NE(expected_, nullptr);
+  Outcome r = Call(RunEval, {"--model", *dir_ + "/" + GetParam(), "--data", *dir_ + "/texts.jsonl", "--metrics",
+                         "perplexity", "--batch_size", "3"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  json got = json::parse(r.out);
+  const json& want = (*expected_)[GetParam()];
+  EXPECT_EQ(got["tokens"].get<int64_t>(), want["tokens"].get<int64_t>());
+  EXPECT_NEAR(got["perplexity"].get<double>() / want["perplexity"].get<double>(), 1.0, 1e-4);
+}
+
+TEST(Eval, FreshModelScoresNearUniform) {
+  std::string d = Dir("init");
+  Outcome init = Call(RunInit, {"--out", d + "/model", "--hidden_size", "32", "--layers", "2", "--seed", "3"});
+  ASSERT_EQ(init.code, 0) << init.err;
+  ASSERT_TRUE(WriteFileAtomic(d + "/t.jsonl", "{\"text\": \"What is 2 + 2? 2 + 2 = 4.\"}\n\n{\"text\": \"Hi.\"}\n").ok());
+  Outcome r = Call(RunEval, {"--model", d + "/model", "--data", d + "/t.jsonl"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  json got = json::parse(r.out);
+  EXPECT_EQ(got["tokens"].get<int64_t>(), 25 + 3);  // BOS + one token per byte, minus one per text
+  EXPECT_NEAR(got["perplexity"].get<double>(), 261.0, 30.0);
+}
+
+// ---- Errors: a clear message, the right exit code, nothing written ------------------------------------------------
+
+TEST(EvalErrors, UsageErrorsExitTwo) {
+  Outcome r = Call(RunEval, {"--modle", "x"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--modle"));
+  EXPECT_THAT(r.err, HasSubstr("usage: alignd eval"));
+}
+
+TEST(EvalErrors, MissingArgumentsAndUnknownMetrics) {
+  EXPECT_THAT(Call(RunEval, {"--data", "x.jsonl"}).err, HasSubstr("INVALID_ARGUMENT: --model is required"));
+  Outcome r = Call(RunEval, {"--model", "m", "--data", "d", "--metrics", "perplexity,bleu"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("unknown metric \"bleu\"; supported: perplexity"));
+}
+
+TEST(EvalErrors, BadDataNamesFileAndLine) {
+  std::string d = Dir("bad");
+  ASSERT_TRUE(WriteFileAtomic(d + "/d.jsonl", "{\"text\": \"ok\"}\n{\"text\": 5}\n").ok());
+  Outcome r = Call(RunEval, {"--model", d, "--data", d + "/d.jsonl"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr(d + "/d.jsonl:2"));
+  ASSERT_TRUE(WriteFileAtomic(d + "/p.jsonl", "{\"prompt\": \"a\", \"chosen\": \"b\", \"rejected\": \"c\"}\n").ok());
+  r = Call(RunEval, {"--model", d, "--data", d + "/p.jsonl"});
+  EXPECT_THAT(r.err, HasSubstr("perplexity reads \"text\" records; this file has preference records"));
+}
+
+TEST(EvalErrors, MissingModelIsNotFound) {
+  std::string d = Dir("nomodel");
+  ASSERT_TRUE(WriteFileAtomic(d + "/d.jsonl", "{\"text\": \"ok\"}\n").ok());
+  Outcome r = Call(RunEval, {"--model", d + "/absent", "--data", d + "/d.jsonl"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("NOT_FOUND"));
+}
+
+TEST(Synth, WritesEveryFileAndRefusesMissingOut) {
+  std::string d = Dir("synth");
+  Outcome r = Call(RunDataSynth, {"--out", d + "/data", "--pretrain", "50", "--sft_train", "20", "--sft_eval", "5",
+                              "--pref_train", "20", "--pref_eval", "5", "--prompts_train", "10", "--prompts_eval", "5"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* f : {"pretrain.jsonl", "sft_train.jsonl", "sft_eval.jsonl", "pref_train.jsonl", "pref_eval.jsonl",
+                        "prompts_train.jsonl", "prompts_eval.jsonl", "manifest.json"}) {
+    EXPECT_TRUE(PathExists(d + "/data/" + f)) << f;
+  }
+  EXPECT_EQ(Call(RunDataSynth, {}).code, 2);
+}
+
+TEST(Help, EveryCommandAnswersHelp) {
+  for (auto* command : {&RunEval, &RunInit, &RunDataSynth}) {
+    Outcome r = Call(command, {"--help"});
+    EXPECT_EQ(r.code, 0);
+    EXPECT_THAT(r.out, HasSubstr("usage: "));
+  }
+}
+
+}  // namespace
+}  // namespace alignd::cli
