@@ -41,21 +41,38 @@ class RMSNormImpl : public torch::nn::Module {
 };
 TORCH_MODULE(RMSNorm);
 
-// GPT-2's Conv1D: a linear layer whose weight is stored [in, out] (transposed relative to nn.Linear).
-class Conv1DImpl : public torch::nn::Module {
- public:
-  Conv1DImpl(int64_t in, int64_t out) {
-    weight = register_parameter("weight", torch::empty({in, out}));
-    bias = register_parameter("bias", torch::zeros({out}));
+ProjectionImpl::ProjectionImpl(int64_t in_features, int64_t out_features, bool bias, Layout layout)
+    : in_features_(in_features), out_features_(out_features), layout_(layout) {
+  if (layout == Layout::kConv1D) {
+    weight = register_parameter("weight", torch::empty({in_features, out_features}));
+    if (bias) this->bias = register_parameter("bias", torch::zeros({out_features}));
+    return;
   }
-  Tensor forward(const Tensor& x) {
+  // The registration order and random draws of torch::nn::Linear, so that swapping it for a Projection leaves every
+  // later draw from the global generator where it was.
+  weight = register_parameter("weight", torch::empty({out_features, in_features}));
+  if (bias) this->bias = register_parameter("bias", torch::empty({out_features}));
+  torch::NoGradGuard no_grad;
+  torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
+  if (bias) {
+    const double bound = 1.0 / std::sqrt(static_cast<double>(in_features));
+    torch::nn::init::uniform_(this->bias, -bound, bound);
+  }
+}
+
+Tensor ProjectionImpl::forward(const Tensor& x) {
+  Tensor y;
+  if (layout_ == Layout::kLinear) {
+    y = F::linear(x, weight, bias);
+  } else {
     auto out_shape = x.sizes().vec();
-    out_shape.back() = weight.size(1);
-    return torch::addmm(bias, x.reshape({-1, x.size(-1)}), weight).view(out_shape);
+    out_shape.back() = out_features_;
+    Tensor x2 = x.reshape({-1, x.size(-1)});
+    y = (bias.defined() ? torch::addmm(bias, x2, weight) : torch::mm(x2, weight)).view(out_shape);
   }
-  Tensor weight, bias;
-};
-TORCH_MODULE(Conv1D);
+  if (delta_ != nullptr) y = y + delta_->Delta(x, is_training());
+  return y;
+}
 
 // Scaled dot-product attention over [B, heads, T, D] queries and [B, kv_heads, S, D] keys/values with an additive
 // mask [B, 1, T, S]; kv heads are shared by heads / kv_heads consecutive query heads (GQA). Returns [B, T, heads * D].
@@ -126,6 +143,12 @@ torch::nn::Linear MakeLinear(int64_t in, int64_t out, bool bias) {
   return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
 }
 
+Projection MakeProjection(int64_t in, int64_t out, bool bias) {
+  return Projection(in, out, bias, ProjectionImpl::Layout::kLinear);
+}
+
+Projection MakeConv1D(int64_t in, int64_t out) { return Projection(in, out, true, ProjectionImpl::Layout::kConv1D); }
+
 }  // namespace alignd
 
 // The family-specific bodies. DecoderBody is declared in the header so CausalLM can hold either.
@@ -146,10 +169,10 @@ class LlamaAttentionImpl : public torch::nn::Module {
  public:
   explicit LlamaAttentionImpl(const ModelConfig& c)
       : heads_(c.num_heads), kv_heads_(c.num_kv_heads), head_dim_(c.head_dim), theta_(c.rope_theta) {
-    q_proj = register_module("q_proj", MakeLinear(c.hidden_size, heads_ * head_dim_, c.attention_bias));
-    k_proj = register_module("k_proj", MakeLinear(c.hidden_size, kv_heads_ * head_dim_, c.attention_bias));
-    v_proj = register_module("v_proj", MakeLinear(c.hidden_size, kv_heads_ * head_dim_, c.attention_bias));
-    o_proj = register_module("o_proj", MakeLinear(heads_ * head_dim_, c.hidden_size, c.o_proj_bias));
+    q_proj = register_module("q_proj", MakeProjection(c.hidden_size, heads_ * head_dim_, c.attention_bias));
+    k_proj = register_module("k_proj", MakeProjection(c.hidden_size, kv_heads_ * head_dim_, c.attention_bias));
+    v_proj = register_module("v_proj", MakeProjection(c.hidden_size, kv_heads_ * head_dim_, c.attention_bias));
+    o_proj = register_module("o_proj", MakeProjection(heads_ * head_dim_, c.hidden_size, c.o_proj_bias));
   }
   Tensor forward(const Tensor& x, const Tensor& mask, const Tensor& cos, const Tensor& sin, KVCache* cache,
                  size_t layer) {
@@ -162,7 +185,7 @@ class LlamaAttentionImpl : public torch::nn::Module {
     std::tie(k, v) = CacheAppend(cache, layer, k, v);
     return o_proj->forward(Attend(q, k, v, mask));
   }
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  Projection q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
   int64_t heads_, kv_heads_, head_dim_;
@@ -173,16 +196,16 @@ TORCH_MODULE(LlamaAttention);
 class LlamaMlpImpl : public torch::nn::Module {
  public:
   explicit LlamaMlpImpl(const ModelConfig& c) {
-    gate_proj = register_module("gate_proj", MakeLinear(c.hidden_size, c.intermediate_size, c.mlp_bias));
-    up_proj = register_module("up_proj", MakeLinear(c.hidden_size, c.intermediate_size, c.mlp_bias));
-    down_proj = register_module("down_proj", MakeLinear(c.intermediate_size, c.hidden_size, c.mlp_bias));
+    gate_proj = register_module("gate_proj", MakeProjection(c.hidden_size, c.intermediate_size, c.mlp_bias));
+    up_proj = register_module("up_proj", MakeProjection(c.hidden_size, c.intermediate_size, c.mlp_bias));
+    down_proj = register_module("down_proj", MakeProjection(c.intermediate_size, c.hidden_size, c.mlp_bias));
   }
   Tensor forward(const Tensor& x) { return down_proj->forward(torch::silu(gate_proj->forward(x)) * up_proj->forward(x)); }
-  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  Projection gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
 TORCH_MODULE(LlamaMlp);
 
-class LlamaLayerImpl : public torch::nn::Module {
+class LlamaLayerImpl : public DecoderLayerImpl {
  public:
   explicit LlamaLayerImpl(const ModelConfig& c)
       : self_attn(register_module("self_attn", LlamaAttention(c))),
@@ -190,8 +213,9 @@ class LlamaLayerImpl : public torch::nn::Module {
         input_layernorm(register_module("input_layernorm", RMSNorm(c.hidden_size, c.norm_eps))),
         post_attention_layernorm(register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.norm_eps))) {}
   Tensor forward(Tensor x, const Tensor& mask, const Tensor& cos, const Tensor& sin, KVCache* cache, size_t layer) {
-    x = x + self_attn->forward(input_layernorm->forward(x), mask, cos, sin, cache, layer);
-    return x + mlp->forward(post_attention_layernorm->forward(x));
+    x = x + Adapt(AdapterSite::kAfterAttention,
+                  self_attn->forward(input_layernorm->forward(x), mask, cos, sin, cache, layer));
+    return x + Adapt(AdapterSite::kAfterMlp, mlp->forward(post_attention_layernorm->forward(x)));
   }
   LlamaAttention self_attn;
   LlamaMlp mlp;
@@ -232,8 +256,8 @@ class LlamaBody : public DecoderBody {
 class Gpt2AttentionImpl : public torch::nn::Module {
  public:
   explicit Gpt2AttentionImpl(const ModelConfig& c) : heads_(c.num_heads), head_dim_(c.head_dim) {
-    c_attn = register_module("c_attn", Conv1D(c.hidden_size, 3 * c.hidden_size));
-    c_proj = register_module("c_proj", Conv1D(c.hidden_size, c.hidden_size));
+    c_attn = register_module("c_attn", MakeConv1D(c.hidden_size, 3 * c.hidden_size));
+    c_proj = register_module("c_proj", MakeConv1D(c.hidden_size, c.hidden_size));
   }
   Tensor forward(const Tensor& x, const Tensor& mask, KVCache* cache, size_t layer) {
     const int64_t b = x.size(0), t = x.size(1);
@@ -242,7 +266,7 @@ class Gpt2AttentionImpl : public torch::nn::Module {
     auto [k, v] = CacheAppend(cache, layer, heads(qkv[1]), heads(qkv[2]));
     return c_proj->forward(Attend(heads(qkv[0]), k, v, mask));
   }
-  Conv1D c_attn{nullptr}, c_proj{nullptr};
+  Projection c_attn{nullptr}, c_proj{nullptr};
 
  private:
   int64_t heads_, head_dim_;
@@ -252,11 +276,11 @@ TORCH_MODULE(Gpt2Attention);
 class Gpt2MlpImpl : public torch::nn::Module {
  public:
   explicit Gpt2MlpImpl(const ModelConfig& c) {
-    c_fc = register_module("c_fc", Conv1D(c.hidden_size, c.intermediate_size));
-    c_proj = register_module("c_proj", Conv1D(c.intermediate_size, c.hidden_size));
+    c_fc = register_module("c_fc", MakeConv1D(c.hidden_size, c.intermediate_size));
+    c_proj = register_module("c_proj", MakeConv1D(c.intermediate_size, c.hidden_size));
   }
   Tensor forward(const Tensor& x) { return c_proj->forward(torch::gelu(c_fc->forward(x), "tanh")); }
-  Conv1D c_fc{nullptr}, c_proj{nullptr};
+  Projection c_fc{nullptr}, c_proj{nullptr};
 };
 TORCH_MODULE(Gpt2Mlp);
 
@@ -264,7 +288,7 @@ torch::nn::LayerNorm MakeLayerNorm(const ModelConfig& c) {
   return torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden_size}).eps(c.norm_eps));
 }
 
-class Gpt2BlockImpl : public torch::nn::Module {
+class Gpt2BlockImpl : public DecoderLayerImpl {
  public:
   explicit Gpt2BlockImpl(const ModelConfig& c)
       : ln_1(register_module("ln_1", MakeLayerNorm(c))),
@@ -272,8 +296,8 @@ class Gpt2BlockImpl : public torch::nn::Module {
         ln_2(register_module("ln_2", MakeLayerNorm(c))),
         mlp(register_module("mlp", Gpt2Mlp(c))) {}
   Tensor forward(Tensor x, const Tensor& mask, KVCache* cache, size_t layer) {
-    x = x + attn->forward(ln_1->forward(x), mask, cache, layer);
-    return x + mlp->forward(ln_2->forward(x));
+    x = x + Adapt(AdapterSite::kAfterAttention, attn->forward(ln_1->forward(x), mask, cache, layer));
+    return x + Adapt(AdapterSite::kAfterMlp, mlp->forward(ln_2->forward(x)));
   }
   torch::nn::LayerNorm ln_1;
   Gpt2Attention attn;
@@ -346,6 +370,22 @@ ModelOutput CausalLMImpl::forward(const Tensor& input_ids, const Tensor& attenti
     out.logits = lm_head_->forward(out.hidden);
   } else {
     out.logits = torch::matmul(out.hidden, body_->embedding().t());
+  }
+  return out;
+}
+
+std::vector<NamedProjection> CausalLMImpl::Projections() const {
+  std::vector<NamedProjection> out;
+  for (const auto& item : named_modules("", /*include_self=*/false)) {
+    if (auto p = std::dynamic_pointer_cast<ProjectionImpl>(item.value())) out.push_back({item.key(), std::move(p)});
+  }
+  return out;
+}
+
+std::vector<NamedLayer> CausalLMImpl::Layers() const {
+  std::vector<NamedLayer> out;
+  for (const auto& item : named_modules("", /*include_self=*/false)) {
+    if (auto l = std::dynamic_pointer_cast<DecoderLayerImpl>(item.value())) out.push_back({item.key(), std::move(l)});
   }
   return out;
 }

@@ -6,12 +6,21 @@
 // Forward handles a batch with an attention mask (left or right padding), explicit or derived position ids, and an
 // optional KV cache for prefill + one-token decode steps. Not thread-safe: one forward at a time per module (use
 // torch::NoGradGuard and separate caches for inference).
+//
+// Hook points for parameter-efficient tuning (common/peft.h). Every projection inside the decoder layers (Llama
+// q/k/v/o_proj and gate/up/down_proj; GPT-2 c_attn, attn.c_proj, c_fc, mlp.c_proj) is a Projection that adds the
+// output of an optional delta hook (LoRA), and every decoder layer can add a bottleneck adapter to the output of its
+// attention and of its MLP before the residual add. Hooks are NOT registered as submodules: named_parameters() stays
+// exactly the Hugging Face state dict, SaveModelDir never writes them, and to()/train() do not reach them (their owner
+// moves them). With no hook attached, forward is the plain model (one null check per hook point).
 #ifndef ALIGND_COMMON_TRANSFORMER_H_
 #define ALIGND_COMMON_TRANSFORMER_H_
 
 #include <torch/nn.h>
 
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "common/model_config.h"
@@ -41,6 +50,80 @@ struct ModelOutput {
 // ([B, past + new]). Left-padded rows thus start at position 0 on their first real token.
 torch::Tensor PositionIdsFromMask(const torch::Tensor& attention_mask, int64_t new_tokens);
 
+// A learned correction added to a hooked output: a LoRA delta on a projection, a bottleneck adapter on a sublayer.
+// Implementations live outside the model (common/peft.h) and own their parameters.
+class AdditiveHook {
+ public:
+  virtual ~AdditiveHook() = default;
+  // Returns the term added to the hooked output (same shape and dtype as that output). `x` is the projection's input
+  // for a projection delta, the sublayer's output for a layer adapter. `training` is the hooked module's
+  // is_training(), so dropout inside the hook follows model->train() / model->eval().
+  virtual torch::Tensor Delta(const torch::Tensor& x, bool training) = 0;
+};
+
+// A linear projection with the parameters Hugging Face gives it ("weight", and "bias" when it has one):
+//   kLinear: nn.Linear, weight [out, in], y = x W^T + b. Initialised like torch::nn::Linear (same RNG draws).
+//   kConv1D: GPT-2's Conv1D, weight [in, out], y = x W + b (PEFT's fan_in_fan_out). Left uninitialised.
+// y gains delta->Delta(x, is_training()) when a delta hook is attached.
+class ProjectionImpl : public torch::nn::Module {
+ public:
+  enum class Layout { kLinear, kConv1D };
+  ProjectionImpl(int64_t in_features, int64_t out_features, bool bias, Layout layout);
+
+  torch::Tensor forward(const torch::Tensor& x);
+
+  int64_t in_features() const { return in_features_; }
+  int64_t out_features() const { return out_features_; }
+  Layout layout() const { return layout_; }
+  // Attaches `delta` (nullptr detaches). The projection shares ownership but does not register it.
+  void set_delta(std::shared_ptr<AdditiveHook> delta) { delta_ = std::move(delta); }
+  const std::shared_ptr<AdditiveHook>& delta() const { return delta_; }
+
+  torch::Tensor weight, bias;  // bias undefined when the projection has none
+
+ private:
+  int64_t in_features_, out_features_;
+  Layout layout_;
+  std::shared_ptr<AdditiveHook> delta_;
+};
+TORCH_MODULE(Projection);
+
+// Where a decoder layer can hold a bottleneck adapter: on the output of its attention (after o_proj / attn.c_proj)
+// or of its MLP (after down_proj / mlp.c_proj). The layer computes h = sublayer(norm(x)); h = h + adapter(h);
+// x = x + h, i.e. the adapter sits inside the residual branch as in Houlsby et al. (2019) (Pfeiffer et al. keep only
+// the MLP site).
+enum class AdapterSite { kAfterAttention = 0, kAfterMlp = 1 };
+
+// What every decoder layer (Llama's LlamaDecoderLayer, GPT-2's Block) has in common: its two adapter hook points.
+class DecoderLayerImpl : public torch::nn::Module {
+ public:
+  // Attaches `adapter` at `site` (nullptr detaches); shared, not registered.
+  void set_adapter(AdapterSite site, std::shared_ptr<AdditiveHook> adapter) {
+    adapters_[static_cast<int>(site)] = std::move(adapter);
+  }
+  const std::shared_ptr<AdditiveHook>& adapter(AdapterSite site) const { return adapters_[static_cast<int>(site)]; }
+
+ protected:
+  // h + adapter(h) when an adapter is attached at `site`, else `h` itself.
+  torch::Tensor Adapt(AdapterSite site, const torch::Tensor& h) {
+    const auto& a = adapters_[static_cast<int>(site)];
+    return a == nullptr ? h : h + a->Delta(h, is_training());
+  }
+
+ private:
+  std::shared_ptr<AdditiveHook> adapters_[2];
+};
+
+// A hookable module and its Hugging Face module path ("model.layers.0.self_attn.q_proj", "transformer.h.1").
+struct NamedProjection {
+  std::string path;
+  std::shared_ptr<ProjectionImpl> module;
+};
+struct NamedLayer {
+  std::string path;
+  std::shared_ptr<DecoderLayerImpl> module;
+};
+
 // The embedding + blocks + final norm of one family (defined in transformer.cc).
 class DecoderBody;
 
@@ -59,6 +142,11 @@ class CausalLMImpl : public torch::nn::Module {
   void InitWeights(uint64_t seed);
 
   const ModelConfig& config() const { return config_; }
+
+  // Every projection of the decoder layers in model order (layer by layer; lm_head and score are not projections).
+  std::vector<NamedProjection> Projections() const;
+  // The decoder layers in order; Layers()[i].path is "model.layers.<i>" or "transformer.h.<i>".
+  std::vector<NamedLayer> Layers() const;
 
  private:
   ModelConfig config_;
