@@ -1,9 +1,6 @@
-#include <sched.h>
-
-#include <thread>
-
 #include "absl/status/status.h"
 #include "cli/commands.h"
+#include "common/threads.h"
 
 namespace alignd::cli {
 
@@ -12,14 +9,6 @@ int ReportError(const absl::Status& status, std::ostream& err) {
   return 1;
 }
 
-int AvailableCores() {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
-    int n = CPU_COUNT(&set);
-    if (n > 0) return n;
-  }
-  unsigned hw = std::thread::hardware_concurrency();
-  return hw > 0 ? static_cast<int>(hw) : 1;
-}
+int AvailableCores() { return alignd::AvailableCores(); }
 
 }  // namespace alignd::cli

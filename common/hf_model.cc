@@ -170,7 +170,7 @@ std::string GenerationConfig::ToJson() const {
   return j.dump(2);
 }
 
-absl::Status LoadWeights(const std::string& dir, CausalLMImpl& model) {
+absl::Status LoadWeights(const std::string& dir, CausalLMImpl& model, const std::set<std::string>& allow_missing) {
   ASSIGN_OR_RETURN(std::vector<std::string> files, WeightFiles(dir));
   std::map<std::string, torch::Tensor> params;
   for (auto& item : model.named_parameters()) params[item.key()] = item.value();
@@ -204,7 +204,7 @@ absl::Status LoadWeights(const std::string& dir, CausalLMImpl& model) {
   }
   std::vector<std::string> missing;
   for (const auto& [name, _] : params) {
-    if (!loaded.count(name)) missing.push_back(name);
+    if (!loaded.count(name) && !allow_missing.count(name)) missing.push_back(name);
   }
   if (!missing.empty()) {
     if (missing.size() > 5) {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -48,7 +49,9 @@ struct LoadedModel {
 absl::StatusOr<LoadedModel> LoadModelDir(const std::string& dir, const LoadOptions& options = {});
 
 // Copies the tensors of model.safetensors (or its shards) into `model`'s parameters, with the same checks.
-absl::Status LoadWeights(const std::string& dir, CausalLMImpl& model);
+// Parameters named in `allow_missing` may be absent from the files and keep their values (e.g. the `score` head of a
+// reward model initialised from a language model).
+absl::Status LoadWeights(const std::string& dir, CausalLMImpl& model, const std::set<std::string>& allow_missing = {});
 
 struct SaveOptions {
   safetensors::Dtype dtype = safetensors::Dtype::kF32;  // F32, F16 or BF16

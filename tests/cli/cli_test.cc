@@ -39,8 +39,10 @@ class EvalAgainstReference : public ::testing::TestWithParam<std::string> {
   static void SetUpTestSuite() {
     dir_ = new std::string(Dir("reference"));
     std::string cmd = std::string("/usr/bin/python3 ") + ALIGND_SOURCE_DIR + "/tests/reference/hf_reference.py " + *dir_;
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-    expected_ = new json(json::parse(*ReadFile(*dir_ + "/expected.json")));
+    // No ASSERT here: a failure in SetUpTestSuite would mark the tests skipped. The tests fail on a null expected_.
+    if (std::system(cmd.c_str()) != 0) return;
+    auto text = ReadFile(*dir_ + "/expected.json");
+    if (text.ok()) expected_ = new json(json::parse(*text));
   }
   static std::string* dir_;
   static json* expected_;
@@ -52,7 +54,7 @@ INSTANTIATE_TEST_SUITE_P(Variants, EvalAgainstReference,
                          ::testing::Values("llama_gqa_f32", "qwen2_bias_bf16_sharded", "mistral_f16", "gpt2_f32"));
 
 TEST_P(EvalAgainstReference, PerplexityMatchesTo1e4) {
-  ASSERT_NE(expected_, nullptr);
+  ASSERT_NE(expected_, nullptr) << "tests/reference/hf_reference.py failed (see its output above)";
   Outcome r = Call(RunEval, {"--model", *dir_ + "/" + GetParam(), "--data", *dir_ + "/texts.jsonl", "--metrics",
                          "perplexity", "--batch_size", "3"});
   ASSERT_EQ(r.code, 0) << r.err;

@@ -167,10 +167,10 @@ class Reference : public ::testing::TestWithParam<std::string> {
   static void SetUpTestSuite() {
     dir_ = new std::string(TempDir("reference"));
     std::string cmd = std::string("/usr/bin/python3 ") + ALIGND_SOURCE_DIR + "/tests/reference/hf_reference.py " + *dir_;
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << "the reference failed: " << cmd;
+    // No ASSERT here: a failure in SetUpTestSuite would mark the tests skipped. The tests fail on a null expected_.
+    if (std::system(cmd.c_str()) != 0) return;
     auto text = ReadFile(*dir_ + "/expected.json");
-    ASSERT_TRUE(text.ok());
-    expected_ = new json(json::parse(*text));
+    if (text.ok()) expected_ = new json(json::parse(*text));
   }
   static std::string* dir_;
   static json* expected_;
@@ -182,7 +182,7 @@ INSTANTIATE_TEST_SUITE_P(Variants, Reference,
                          ::testing::Values("llama_gqa_f32", "qwen2_bias_bf16_sharded", "mistral_f16", "gpt2_f32"));
 
 TEST_P(Reference, TokensLogitsAndPerplexityMatch) {
-  ASSERT_NE(expected_, nullptr);
+  ASSERT_NE(expected_, nullptr) << "tests/reference/hf_reference.py failed (see its output above)";
   const json& want = (*expected_)[GetParam()];
   auto loaded = LoadModelDir(*dir_ + "/" + GetParam());
   ASSERT_TRUE(loaded.ok()) << loaded.status();

@@ -1,0 +1,60 @@
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_format.h"
+#include "cli/commands.h"
+#include "common/flags.h"
+#include "worker/trainer.h"
+
+namespace alignd::cli {
+
+int RunTrain(const Args& args, std::ostream& out, std::ostream& err) {
+  FlagSet flags("alignd train --spec JOB.yaml [--out DIR] [--resume] [--threads N]");
+  flags.String("spec", "", "job spec (YAML); see examples/");
+  flags.String("out", "", "output folder (overrides the spec's output_dir)");
+  flags.Bool("resume", false, "continue from the latest checkpoint in the output folder");
+  flags.Int("threads", 0, "intra-op threads (0: the spec's `threads`, else the cores available)");
+  absl::Status parsed = flags.Parse(args);
+  if (!parsed.ok()) {
+    err << "error: " << parsed.message() << "\n" << flags.Usage();
+    return 2;
+  }
+  if (flags.help_requested()) {
+    out << "Runs one training job in-process and writes metrics, checkpoints and the final model.\n" << flags.Usage();
+    return 0;
+  }
+  if (flags.GetString("spec").empty()) {
+    err << "error: --spec is required\n" << flags.Usage();
+    return 2;
+  }
+  auto spec = worker::ReadJobSpec(flags.GetString("spec"));
+  if (!spec.ok()) return ReportError(spec.status(), err);
+  if (!flags.GetString("out").empty()) spec->output_dir = flags.GetString("out");
+  if (flags.GetInt("threads") > 0) spec->threads = flags.GetInt("threads");
+  worker::TrainOptions options;
+  options.resume = flags.GetBool("resume");
+  const int64_t total = spec->train.steps;
+  const int64_t every = spec->train.log_every;
+  options.on_step = [&err, total, every](int64_t step, const worker::Metrics& m) {
+    if (step % every != 0 && step != total) return;
+    err << absl::StrFormat("[%s] step %d/%d", "train", step, total);
+    for (const auto& [k, v] : m) {
+      if (k == "train/epoch" || k == "train/tokens") continue;
+      err << absl::StrFormat("  %s=%.4g", k, v);
+    }
+    err << "\n";
+  };
+  auto result = worker::RunTraining(*spec, options);
+  if (!result.ok()) return ReportError(result.status(), err);
+  nlohmann::json summary;
+  summary["name"] = spec->name;
+  summary["steps"] = result->steps;
+  summary["resumed_from"] = result->resumed_from;
+  summary["final"] = result->final_dir;
+  summary["train"] = result->last;
+  summary["eval"] = result->eval;
+  out << summary.dump() << "\n";
+  return 0;
+}
+
+}  // namespace alignd::cli

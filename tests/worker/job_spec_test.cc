@@ -1,0 +1,82 @@
+#include "worker/job_spec.h"
+
+#include <filesystem>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace alignd::worker {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kMinimal[] = R"(name: t
+algorithm: dpo
+model:
+  path: runs/sft/final
+data:
+  train: data/toy/pref_train.jsonl
+)";
+
+std::string Error(const std::string& yaml) {
+  auto spec = ParseJobSpec(yaml, "job.yaml");
+  EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument) << yaml;
+  return std::string(spec.status().message());
+}
+
+TEST(JobSpec, DefaultsAndOverrides) {
+  auto spec = ParseJobSpec(std::string(kMinimal) + "train:\n  lr: 5e-6\n  steps: 3\ndpo:\n  loss: ipo\n");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->algorithm, Algorithm::kDpo);
+  EXPECT_EQ(spec->output_dir, "runs/t");
+  EXPECT_DOUBLE_EQ(spec->train.lr, 5e-6);
+  EXPECT_EQ(spec->train.steps, 3);
+  EXPECT_EQ(spec->dpo.loss, "ipo");
+  EXPECT_FALSE(spec->lora.enabled);
+}
+
+TEST(JobSpec, LoraSectionEnablesLora) {
+  auto spec = ParseJobSpec(std::string(kMinimal) + "lora:\n  r: 4\n  target_modules: all-linear\n");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_TRUE(spec->lora.enabled);
+  EXPECT_EQ(spec->lora.target_modules, std::vector<std::string>{"all-linear"});
+}
+
+TEST(JobSpecErrors, UnknownKeysAreNamedWithTheirLine) {
+  EXPECT_THAT(Error(std::string(kMinimal) + "train:\n  lrr: 1\n"),
+              HasSubstr("job.yaml:8: train: unknown key \"lrr\""));
+  EXPECT_THAT(Error(std::string(kMinimal) + "colour: blue\n"), HasSubstr("job.yaml:7: unknown key \"colour\""));
+}
+
+TEST(JobSpecErrors, BadValuesNameTheKey) {
+  EXPECT_THAT(Error(std::string(kMinimal) + "train:\n  lr: -1\n"), HasSubstr("job.yaml:8: train.lr: must be > 0, got -1"));
+  EXPECT_THAT(Error(std::string(kMinimal) + "train:\n  steps: many\n"),
+              HasSubstr("train.steps: cannot read \"many\" as an integer"));
+  EXPECT_THAT(Error(std::string(kMinimal) + "dpo:\n  loss: kto\n"),
+              HasSubstr("dpo.loss: must be one of sigmoid, ipo, orpo; got \"kto\""));
+  EXPECT_THAT(Error("name: t\nalgorithm: magic\ndata:\n  train: x\n"), HasSubstr("algorithm: must be one of"));
+  EXPECT_THAT(Error(std::string(kMinimal) + "train:\n  batch_size: 10\n  grad_accum: 3\n"),
+              HasSubstr("train.grad_accum: must be > 0 and divide batch_size"));
+}
+
+TEST(JobSpecErrors, RequiredPieces) {
+  EXPECT_THAT(Error("name: t\nalgorithm: sft\n"), HasSubstr("data: is required"));
+  EXPECT_THAT(Error("algorithm: sft\ndata:\n  train: x\n"), HasSubstr("name: is required"));
+  EXPECT_THAT(Error("name: t\nalgorithm: dpo\ndata:\n  train: x\n"), HasSubstr("model.path: is required"));
+  EXPECT_THAT(Error("[1, 2"), HasSubstr("invalid YAML"));
+  EXPECT_THAT(Error("- a\n- b\n"), HasSubstr("must be a mapping"));
+}
+
+TEST(JobSpec, EveryExampleParses) {
+  int count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(ALIGND_SOURCE_DIR) + "/examples")) {
+    if (entry.path().extension() != ".yaml") continue;
+    auto spec = ReadJobSpec(entry.path().string());
+    EXPECT_TRUE(spec.ok()) << entry.path() << ": " << spec.status();
+    ++count;
+  }
+  EXPECT_GE(count, 1);
+}
+
+}  // namespace
+}  // namespace alignd::worker

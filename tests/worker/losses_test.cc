@@ -1,0 +1,106 @@
+// Each loss against values worked out by hand; the working is in the comments.
+#include "worker/losses.h"
+
+#include <cmath>
+
+#include "gtest/gtest.h"
+
+namespace alignd::worker {
+namespace {
+
+torch::Tensor T(std::vector<double> v) { return torch::tensor(v, torch::kDouble); }
+double D(const torch::Tensor& t) { return t.item<double>(); }
+
+TEST(Losses, NextTokenLogProbsOfUniformLogits) {
+  // Zero logits over V = 4: every token has log-prob -ln 4; column 0 predicts nothing and is 0.
+  torch::Tensor lp = NextTokenLogProbs(torch::zeros({1, 3, 4}, torch::kDouble), torch::tensor({{1, 2, 3}}));
+  EXPECT_DOUBLE_EQ(D(lp[0][0]), 0.0);
+  EXPECT_NEAR(D(lp[0][1]), -std::log(4.0), 1e-12);
+  EXPECT_NEAR(D(lp[0][2]), -std::log(4.0), 1e-12);
+}
+
+TEST(Losses, BradleyTerry) {
+  // -log σ(1) = log(1 + e^-1) = 0.313261687518; with margin 0.5: log(1 + e^-0.5) = 0.474076984180.
+  EXPECT_NEAR(D(BradleyTerryLoss(T({1.0}), T({0.0}))), 0.313261687518223, 1e-12);
+  EXPECT_NEAR(D(BradleyTerryLoss(T({1.0}), T({0.0}), 0.5)), 0.474076984180107, 1e-12);
+}
+
+TEST(Losses, DpoAndConservativeDpo) {
+  // π_c = -10, π_r = -12, ref_c = ref_r = -11, β = 0.1: z = 0.1 * ((-10 + 12) - 0) = 0.2.
+  // DPO: -log σ(0.2) = log(1 + e^-0.2) = 0.598138869382. Rewards: 0.1 * (-10 + 11) = 0.1, 0.1 * (-12 + 11) = -0.1.
+  PreferenceLoss l = DpoLoss(T({-10}), T({-12}), T({-11}), T({-11}), 0.1);
+  EXPECT_NEAR(D(l.loss), 0.598138869381592, 1e-12);
+  EXPECT_NEAR(D(l.chosen_rewards[0]), 0.1, 1e-12);
+  EXPECT_NEAR(D(l.rejected_rewards[0]), -0.1, 1e-12);
+  // cDPO with ε = 0.1: 0.9 * 0.598138869382 + 0.1 * log(1 + e^0.2) (= 0.798138869382) = 0.618138869382.
+  EXPECT_NEAR(D(DpoLoss(T({-10}), T({-12}), T({-11}), T({-11}), 0.1, 0.1).loss), 0.618138869381592, 1e-12);
+}
+
+TEST(Losses, Ipo) {
+  // h = (π_c - π_r) - (ref_c - ref_r) = 2 - 0 = 2; β = 0.1 so 1/(2β) = 5; loss = (2 - 5)² = 9.
+  EXPECT_NEAR(D(IpoLoss(T({-10}), T({-12}), T({-11}), T({-11}), 0.1).loss), 9.0, 1e-12);
+}
+
+TEST(Losses, Orpo) {
+  // a_c = ln 0.5, a_r = ln 0.25: odds ratio = (0.5/0.5) / (0.25/0.75) = 3, so log_odds = ln 3 and σ(ln 3) = 3/4.
+  // loss = nll_c - β log σ(ln 3) = ln 2 - 0.1 ln 0.75 = 0.693147180560 + 0.028768207245 = 0.721915387805.
+  PreferenceLoss l = OrpoLoss(T({std::log(0.5)}), T({std::log(0.25)}), T({std::log(2.0)}), 0.1);
+  EXPECT_NEAR(D(l.loss), 0.721915387805, 1e-11);
+}
+
+TEST(Losses, Gae) {
+  // Rewards [0, 0, 1], values 0.5 everywhere, γ = λ = 1: δ = [0, 0, 0.5], so A = [0.5, 0.5, 0.5], returns = A + V = 1.
+  auto [a, r] = Gae(T({0, 0, 1}).view({1, 3}), T({.5, .5, .5}).view({1, 3}), T({1, 1, 1}).view({1, 3}), 1.0, 1.0);
+  EXPECT_TRUE(torch::allclose(a, T({.5, .5, .5}).view({1, 3})));
+  EXPECT_TRUE(torch::allclose(r, T({1, 1, 1}).view({1, 3})));
+  // λ = 0.5: A2 = 0.5, A1 = 0 + 0.5 * 0.5 = 0.25, A0 = 0.125.
+  auto [a2, r2] = Gae(T({0, 0, 1}).view({1, 3}), T({.5, .5, .5}).view({1, 3}), T({1, 1, 1}).view({1, 3}), 1.0, 0.5);
+  EXPECT_TRUE(torch::allclose(a2, T({.125, .25, .5}).view({1, 3})));
+  // A padded position after the response contributes nothing: mask [1, 1, 0], reward 1 on the last real token:
+  // δ1 = 1 - 0.5 = 0.5, δ0 = 0 + 0.5 - 0.5 = 0, so A = [0.5, 0.5, 0].
+  auto [a3, r3] = Gae(T({0, 1, 7}).view({1, 3}), T({.5, .5, 9}).view({1, 3}), T({1, 1, 0}).view({1, 3}), 1.0, 1.0);
+  EXPECT_TRUE(torch::allclose(a3, T({.5, .5, 0}).view({1, 3})));
+  EXPECT_TRUE(torch::allclose(r3, T({1, 1, 0}).view({1, 3})));
+}
+
+TEST(Losses, PpoPolicyLossClipsAndReports) {
+  // Token 1: ratio 1.5, A = 1: max(-1.5, -1.2) = -1.2 (clipped). Token 2: ratio 0.5, A = 1: max(-0.5, -0.8) = -0.5.
+  // loss = -0.85, clipfrac = 1/2, approxkl = ½ mean((ln 1.5)², (ln 0.5)²) = ½ (0.164402 + 0.480453) / 2 = 0.161214.
+  torch::Tensor old = T({-1, -1}).view({1, 2});
+  torch::Tensor logp = old + T({std::log(1.5), std::log(0.5)}).view({1, 2});
+  PolicyLoss l = PpoPolicyLoss(logp, old, T({1, 1}).view({1, 2}), T({1, 1}).view({1, 2}), 0.2);
+  EXPECT_NEAR(D(l.loss), -0.85, 1e-12);
+  EXPECT_NEAR(D(l.clipfrac), 0.5, 1e-12);
+  EXPECT_NEAR(D(l.approxkl), 0.5 * (std::pow(std::log(1.5), 2) + std::pow(std::log(0.5), 2)) / 2, 1e-12);
+}
+
+TEST(Losses, ClippedValueLoss) {
+  // V = 1, V_old = 0.5, R = 2, c = 0.2: (1 - 2)² = 1; clipped V = 0.7: (0.7 - 2)² = 1.69; ½ max = 0.845.
+  torch::Tensor m = T({1}).view({1, 1});
+  EXPECT_NEAR(D(ClippedValueLoss(T({1}).view({1, 1}), T({.5}).view({1, 1}), T({2}).view({1, 1}), m, 0.2)), 0.845,
+              1e-12);
+}
+
+TEST(Losses, EntropyOfUniformIsLogV) {
+  EXPECT_NEAR(D(Entropy(torch::zeros({1, 1, 4}, torch::kDouble))[0][0]), std::log(4.0), 1e-12);
+}
+
+TEST(Losses, GroupBaselines) {
+  // GRPO, groups [1, 0] and [0, 1]: mean 0.5, unbiased std √0.5 = 0.707107; (±0.5) / (0.707107 + 1e-4) = ±0.707007.
+  torch::Tensor g = GrpoAdvantages(T({1, 0, 0, 1}), 2);
+  const double v = 0.5 / (std::sqrt(0.5) + 1e-4);
+  EXPECT_TRUE(torch::allclose(g, T({v, -v, -v, v})));
+  // RLOO, one group [1, 0, 0]: baselines are the others' means 0, 0.5, 0.5, so A = [1, -0.5, -0.5].
+  EXPECT_TRUE(torch::allclose(RlooAdvantages(T({1, 0, 0}), 3), T({1, -.5, -.5})));
+}
+
+TEST(Losses, WhitenHasZeroMeanUnitStdOnTheMask) {
+  torch::Tensor x = T({1, 2, 3, 100}).view({1, 4});
+  torch::Tensor m = T({1, 1, 1, 0}).view({1, 4});
+  torch::Tensor w = MaskedWhiten(x, m);
+  // mean 2, unbiased var 1: w = [-1, 0, 1, 0].
+  EXPECT_TRUE(torch::allclose(w, T({-1, 0, 1, 0}).view({1, 4}), 1e-6, 1e-6));
+}
+
+}  // namespace
+}  // namespace alignd::worker

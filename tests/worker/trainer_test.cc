@@ -1,0 +1,304 @@
+// The training loop end to end on tiny models and the generated toy-assistant data.
+#include "worker/trainer.h"
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "common/file_util.h"
+#include "common/hf_model.h"
+#include "common/synth.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "worker/losses.h"
+
+namespace alignd::worker {
+namespace {
+
+using json = nlohmann::json;
+
+class TrainerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    data_ = new std::string(::testing::TempDir() + "/toy");
+    SynthOptions o;
+    o.pretrain = 200;
+    o.sft_train = 400;
+    o.sft_eval = 40;
+    o.pref_train = 400;
+    o.pref_eval = 60;
+    o.prompts_train = 40;
+    o.prompts_eval = 10;
+    setup_ = new absl::Status(WriteSynthData(*data_, o));
+  }
+
+  void SetUp() override { ASSERT_TRUE(setup_->ok()) << *setup_; }
+
+  static JobSpec Sft(const std::string& name) {
+    JobSpec s;
+    s.name = name;
+    s.algorithm = Algorithm::kSft;
+    s.output_dir = ::testing::TempDir() + "/runs/" + name;
+    s.seed = 3;
+    s.threads = 1;
+    s.model.init_hidden_size = 48;
+    s.model.init_layers = 2;
+    s.model.init_heads = 4;
+    s.model.init_kv_heads = 2;
+    s.model.init_max_positions = 160;
+    s.data.train = *data_ + "/sft_train.jsonl";
+    s.data.eval = *data_ + "/sft_eval.jsonl";
+    s.data.max_length = 128;
+    s.data.max_prompt_length = 64;
+    s.train.steps = 40;
+    s.train.batch_size = 16;
+    s.train.grad_accum = 2;
+    s.train.lr = 5e-3;
+    s.train.warmup_steps = 4;
+    return s;
+  }
+
+  static JobSpec Pairs(const std::string& name, Algorithm algorithm, const std::string& model) {
+    JobSpec s = Sft(name);
+    s.algorithm = algorithm;
+    s.model.path = model;
+    s.data.train = *data_ + "/pref_train.jsonl";
+    s.data.eval = *data_ + "/pref_eval.jsonl";
+    s.train.steps = 20;
+    s.train.lr = 1e-3;
+    s.train.warmup_steps = 0;
+    return s;
+  }
+
+  // The SFT model the preference tests start from, trained once.
+  static std::string SftModel() {
+    static std::string* dir = nullptr;
+    if (dir == nullptr) {
+      auto r = RunTraining(Sft("base"));
+      dir = new std::string(r.ok() ? r->final_dir : "");
+    }
+    return *dir;
+  }
+
+  static std::vector<json> Lines(const std::string& out) {
+    std::vector<json> lines;
+    std::ifstream in(out + "/metrics.jsonl");
+    for (std::string line; std::getline(in, line);) lines.push_back(json::parse(line));
+    return lines;
+  }
+
+  static std::string* data_;
+  static absl::Status* setup_;
+};
+std::string* TrainerTest::data_ = nullptr;
+absl::Status* TrainerTest::setup_ = nullptr;
+
+TEST_F(TrainerTest, SftLowersEvalLossAndWritesAnHfFolder) {
+  JobSpec spec = Sft("sft");
+  auto r = RunTraining(spec);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->steps, 40);
+  // A fresh model scores about ln(261) = 5.56 nats per token (transformer_test checks that).
+  EXPECT_LT(r->eval.at("eval/loss"), 3.0);
+  auto lines = Lines(spec.output_dir);
+  ASSERT_GE(lines.size(), 40u);
+  EXPECT_LT(lines[39]["train/loss"].get<double>(), lines[0]["train/loss"].get<double>() - 1.0);
+  EXPECT_TRUE(lines[0].contains("train/lr"));
+  auto loaded = LoadModelDir(r->final_dir);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+}
+
+TEST_F(TrainerTest, ResumeGivesBitIdenticalLosses) {
+  JobSpec full = Sft("full");
+  full.train.steps = 6;
+  full.train.checkpoint_every = 3;
+  full.data.train = *data_ + "/sft_train.jsonl";
+  ASSERT_TRUE(RunTraining(full).ok());
+
+  JobSpec cut = full;
+  cut.output_dir = ::testing::TempDir() + "/runs/cut";
+  TrainOptions stop;
+  stop.stop_after_step = 4;  // killed after step 4: the last checkpoint is step 3
+  auto first = RunTraining(cut, stop);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(first->final_dir.empty());
+  TrainOptions resume;
+  resume.resume = true;
+  auto second = RunTraining(cut, resume);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->resumed_from, 3);
+
+  auto a = Lines(full.output_dir), b = Lines(cut.output_dir);
+  std::vector<double> la, lb;
+  for (const auto& l : a) if (l.contains("train/loss")) la.push_back(l["train/loss"]);
+  for (const auto& l : b) if (l.contains("train/loss")) lb.push_back(l["train/loss"]);
+  ASSERT_EQ(la.size(), 6u);
+  ASSERT_EQ(lb.size(), 6u);  // step 4 of the killed run was dropped and written again
+  for (size_t i = 0; i < 6; ++i) EXPECT_EQ(la[i], lb[i]) << "step " << i + 1;
+}
+
+TEST_F(TrainerTest, RewardModelLearnsThePreferences) {
+  std::string base = SftModel();
+  ASSERT_FALSE(base.empty());
+  JobSpec spec = Pairs("rm", Algorithm::kRm, base);
+  spec.train.steps = 40;
+  spec.train.lr = 2e-3;
+  auto r = RunTraining(spec);
+  ASSERT_TRUE(r.ok()) << r.status();
+  // Held-out pairs; chance is 0.5.
+  EXPECT_GT(r->eval.at("eval/rm/accuracy"), 0.7);
+  auto loaded = LoadModelDir(r->final_dir);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->config.architecture, "LlamaForSequenceClassification");
+}
+
+TEST_F(TrainerTest, DpoRaisesMarginsOnHeldOutPairs) {
+  std::string base = SftModel();
+  ASSERT_FALSE(base.empty());
+  JobSpec spec = Pairs("dpo", Algorithm::kDpo, base);
+  auto r = RunTraining(spec);
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto lines = Lines(spec.output_dir);
+  // Step 1 starts at the reference: margins 0 (up to padding-dependent rounding), loss ln 2.
+  EXPECT_NEAR(lines[0]["rewards/margins"].get<double>(), 0.0, 1e-3);
+  EXPECT_NEAR(lines[0]["train/loss"].get<double>(), std::log(2.0), 1e-3);
+  EXPECT_GT(r->eval.at("eval/rewards/margins"), 0.1);
+  EXPECT_GT(r->eval.at("eval/rewards/accuracies"), 0.6);
+}
+
+TEST_F(TrainerTest, IpoAndOrpoTrain) {
+  std::string base = SftModel();
+  ASSERT_FALSE(base.empty());
+  for (const char* loss : {"ipo", "orpo"}) {
+    JobSpec spec = Pairs(std::string("pref_") + loss, Algorithm::kDpo, base);
+    spec.dpo.loss = loss;
+    spec.train.steps = 8;
+    auto r = RunTraining(spec);
+    ASSERT_TRUE(r.ok()) << loss << ": " << r.status();
+    EXPECT_GT(r->eval.at("eval/rewards/margins"), 0.0) << loss;
+  }
+}
+
+TEST_F(TrainerTest, DpoWithLoraTrainsOnlyTheAdapterAndResumes) {
+  std::string base = SftModel();
+  ASSERT_FALSE(base.empty());
+  JobSpec spec = Pairs("dpo_lora", Algorithm::kDpo, base);
+  spec.lora.enabled = true;
+  spec.lora.r = 4;
+  spec.lora.target_modules = {"all-linear"};
+  spec.train.steps = 6;
+  spec.train.checkpoint_every = 3;
+  spec.train.lr = 5e-3;
+  auto full = RunTraining(spec);
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_TRUE(PathExists(spec.output_dir + "/adapter/adapter_config.json"));
+  EXPECT_TRUE(PathExists(spec.output_dir + "/adapter/adapter_model.safetensors"));
+  // The merged final model differs from the base; the base folder is untouched.
+  auto merged = LoadModelDir(full->final_dir), orig = LoadModelDir(base);
+  ASSERT_TRUE(merged.ok() && orig.ok());
+  EXPECT_FALSE(torch::equal(merged->model->named_parameters()["model.layers.0.self_attn.q_proj.weight"],
+                            orig->model->named_parameters()["model.layers.0.self_attn.q_proj.weight"]));
+
+  JobSpec cut = spec;
+  cut.output_dir = ::testing::TempDir() + "/runs/dpo_lora_cut";
+  TrainOptions stop;
+  stop.stop_after_step = 3;
+  ASSERT_TRUE(RunTraining(cut, stop).ok());
+  TrainOptions resume;
+  resume.resume = true;
+  auto second = RunTraining(cut, resume);
+  ASSERT_TRUE(second.ok()) << second.status();
+  auto a = Lines(spec.output_dir), b = Lines(cut.output_dir);
+  std::vector<double> la, lb;
+  for (const auto& l : a) if (l.contains("train/loss")) la.push_back(l["train/loss"]);
+  for (const auto& l : b) if (l.contains("train/loss")) lb.push_back(l["train/loss"]);
+  ASSERT_EQ(la.size(), lb.size());
+  for (size_t i = 0; i < la.size(); ++i) EXPECT_EQ(la[i], lb[i]) << "step " << i + 1;
+}
+
+TEST_F(TrainerTest, BadDataFailsWithTheFileName) {
+  JobSpec spec = Sft("bad");
+  spec.data.train = *data_ + "/pref_train.jsonl";  // preference records for SFT
+  auto r = RunTraining(spec);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(r.status().message()), ::testing::HasSubstr("pref_train.jsonl"));
+  spec.data.train = *data_ + "/missing.jsonl";
+  EXPECT_EQ(RunTraining(spec).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(DpoGradient, MatchesFiniteDifferences) {
+  // d(DPO loss)/dθ on a tiny double-precision model, against central differences.
+  ModelConfig c = TinyLlamaConfig(40, 16, 1, 2, 1, 32);
+  CausalLM m(c);
+  m->InitWeights(1);
+  m->to(torch::kDouble);
+  torch::Tensor ids = torch::randint(0, 40, {2, 8}, torch::kLong);  // row 0 chosen, row 1 rejected
+  torch::Tensor mask = torch::zeros({2, 8}, torch::kDouble);
+  mask.narrow(1, 4, 4).fill_(1);
+  auto loss_fn = [&] {
+    torch::Tensor lp = (NextTokenLogProbs(m->forward(ids).logits, ids) * mask).sum(1);
+    return DpoLoss(lp.narrow(0, 0, 1), lp.narrow(0, 1, 1), torch::full({1}, -20.0, torch::kDouble),
+                   torch::full({1}, -21.0, torch::kDouble), 0.5, 0.1).loss;
+  };
+  torch::Tensor w = m->named_parameters()["model.layers.0.mlp.up_proj.weight"];
+  loss_fn().backward();
+  torch::Tensor grad = w.grad().clone();
+  torch::NoGradGuard g;
+  for (int64_t idx : {0, 5, 77}) {
+    double orig = w.view(-1)[idx].item<double>();
+    w.view(-1)[idx].fill_(orig + 1e-6);
+    double up = loss_fn().item<double>();
+    w.view(-1)[idx].fill_(orig - 1e-6);
+    double down = loss_fn().item<double>();
+    w.view(-1)[idx].fill_(orig);
+    EXPECT_NEAR((up - down) / 2e-6, grad.view(-1)[idx].item<double>(), 1e-7);
+  }
+}
+
+}  // namespace
+}  // namespace alignd::worker
+
+namespace alignd::worker {
+namespace {
+
+class RlTest : public TrainerTest {
+ protected:
+  static JobSpec Rl(const std::string& name, Algorithm algorithm, const std::string& model) {
+    JobSpec s = Sft(name);
+    s.algorithm = algorithm;
+    s.model.path = model;
+    s.data.train = *data_ + "/prompts_train.jsonl";
+    s.data.eval = *data_ + "/prompts_eval.jsonl";
+    s.train.steps = 4;
+    s.train.batch_size = 8;
+    s.train.grad_accum = 1;
+    s.train.lr = 1e-3;
+    s.train.warmup_steps = 0;
+    s.ppo.max_new_tokens = 24;
+    s.ppo.samples_per_prompt = 4;
+    s.ppo.epochs = 2;
+    s.ppo.minibatches = 2;
+    return s;
+  }
+};
+
+TEST_F(RlTest, EveryRlAlgorithmRunsAndReportsItsMetrics) {
+  std::string base = SftModel();
+  ASSERT_FALSE(base.empty());
+  for (Algorithm a : {Algorithm::kPpo, Algorithm::kGrpo, Algorithm::kRloo}) {
+    JobSpec spec = Rl(std::string("rl_") + std::string(AlgorithmName(a)), a, base);
+    auto r = RunTraining(spec);
+    ASSERT_TRUE(r.ok()) << AlgorithmName(a) << ": " << r.status();
+    for (const char* key : {"objective/kl", "objective/entropy", "policy/clipfrac", "policy/approxkl", "reward/mean",
+                            "reward/std", "rollout/logprob_gap"}) {
+      EXPECT_TRUE(r->last.count(key)) << AlgorithmName(a) << " " << key;
+    }
+    if (a == Algorithm::kPpo) EXPECT_TRUE(r->last.count("value/loss"));
+    // The rollout engine and the learner agree on the sampled tokens' log-probs.
+    EXPECT_LT(r->last.at("rollout/logprob_gap"), 1e-4) << AlgorithmName(a);
+    EXPECT_TRUE(r->eval.count("eval/reward/mean"));
+  }
+}
+
+}  // namespace
+}  // namespace alignd::worker

@@ -1,0 +1,126 @@
+// The job spec: what `alignd train --spec job.yaml` runs and what the coordinator will store. YAML (or JSON, which
+// YAML reads) with one section per concern. Parsing is strict: an unknown key, a wrong type or a bad value is
+// INVALID_ARGUMENT naming the file, line and key path (`job.yaml:7: train.lr: must be > 0, got -1`).
+// Relative paths in the spec are taken relative to the working directory, as a user typing them expects.
+#ifndef ALIGND_WORKER_JOB_SPEC_H_
+#define ALIGND_WORKER_JOB_SPEC_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace alignd::worker {
+
+enum class Algorithm { kPretrain, kSft, kRm, kDpo, kPpo, kGrpo, kRloo };
+absl::string_view AlgorithmName(Algorithm a);
+
+// Where the starting weights come from: an HF folder, or a fresh tiny model alignd initialises.
+struct ModelSpec {
+  std::string path;                 // HF model folder; empty => initialise from `init_*`
+  std::string init_arch = "llama";  // llama, qwen2, gpt2
+  int64_t init_hidden_size = 128;
+  int64_t init_layers = 4;
+  int64_t init_heads = 4;
+  int64_t init_kv_heads = 2;
+  int64_t init_max_positions = 512;
+  std::string dtype = "float32";    // compute dtype: float32 (bf16 autocast only where CUDA is present)
+};
+
+struct DataSpec {
+  std::string train;                // JSONL, schema detected from keys
+  std::string eval;                 // optional
+  std::string chat_template = "chatml";
+  int64_t max_length = 256;
+  int64_t max_prompt_length = 128;
+  bool pack = false;                // pretraining: pack texts into rows of max_length
+};
+
+struct TrainSpec {
+  int64_t steps = 100;              // optimizer steps
+  int64_t batch_size = 16;          // sequences (pairs for RM/DPO, prompts for PPO) per optimizer step
+  int64_t grad_accum = 1;           // micro-batches per step; batch_size must be divisible by it
+  double lr = 1e-3;
+  double weight_decay = 0.0;        // decoupled (AdamW)
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  int64_t warmup_steps = 0;
+  std::string schedule = "cosine";  // cosine, linear, constant (after warmup)
+  double min_lr_ratio = 0.1;        // cosine/linear decay floor as a fraction of lr
+  double max_grad_norm = 1.0;       // 0 disables clipping
+  int64_t eval_every = 0;           // 0: only at the end (when there is eval data)
+  int64_t checkpoint_every = 0;     // 0: no intermediate checkpoints
+  int64_t log_every = 1;
+};
+
+struct LoraSpec {
+  bool enabled = false;
+  int64_t r = 8;
+  double alpha = 16;
+  double dropout = 0.0;
+  std::vector<std::string> target_modules = {"q_proj", "v_proj"};  // or {"all-linear"}
+};
+
+struct AdapterSpec {
+  bool enabled = false;
+  int64_t bottleneck = 16;
+  bool after_attention = true;
+  bool after_mlp = true;
+};
+
+struct RmSpec {
+  double margin = 0.0;
+};
+
+struct DpoSpec {
+  std::string loss = "sigmoid";     // sigmoid (DPO; with label_smoothing > 0: conservative DPO), ipo, orpo
+  double beta = 0.1;
+  double label_smoothing = 0.0;
+};
+
+struct PpoSpec {
+  std::string reward_model;         // HF folder with a score head; empty => rule-based rewards only
+  std::vector<std::string> rule_rewards = {"arithmetic", "refusal"};
+  double reward_model_weight = 1.0;
+  int64_t max_new_tokens = 48;
+  double temperature = 1.0;
+  int64_t samples_per_prompt = 4;   // GRPO/RLOO group size (PPO: 1)
+  int64_t epochs = 2;               // passes over each rollout batch
+  int64_t minibatches = 2;
+  double clip = 0.2;                // policy ratio clip
+  double value_clip = 0.2;
+  double vf_coef = 0.5;
+  double entropy_coef = 0.0;
+  double gamma = 1.0, lam = 0.95;
+  double kl_coef = 0.05;            // initial KL penalty coefficient
+  bool adaptive_kl = false;
+  double kl_target = 6.0;
+  double kl_horizon = 10000;
+  bool whiten_advantages = true;
+};
+
+struct JobSpec {
+  std::string name;
+  Algorithm algorithm = Algorithm::kSft;
+  std::string output_dir;           // default runs/<name>
+  uint64_t seed = 1;
+  int64_t threads = 0;              // 0: the cores available
+  ModelSpec model;
+  DataSpec data;
+  TrainSpec train;
+  LoraSpec lora;
+  AdapterSpec adapter;
+  RmSpec rm;
+  DpoSpec dpo;
+  PpoSpec ppo;
+};
+
+// Parses YAML/JSON text; `source` (the file name) starts every error message.
+absl::StatusOr<JobSpec> ParseJobSpec(absl::string_view text, absl::string_view source = "spec");
+absl::StatusOr<JobSpec> ReadJobSpec(const std::string& path);
+
+}  // namespace alignd::worker
+
+#endif  // ALIGND_WORKER_JOB_SPEC_H_

@@ -1,0 +1,34 @@
+// Connects the trainer to common/peft.h: attaches LoRA or bottleneck adapters as the job spec asks, exposes their
+// parameters to the optimiser, switches them off for the reference policy, and saves/loads them.
+#ifndef ALIGND_WORKER_PEFT_GLUE_H_
+#define ALIGND_WORKER_PEFT_GLUE_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/tokenizer.h"
+#include "common/transformer.h"
+#include "worker/algorithm.h"
+#include "worker/job_spec.h"
+
+namespace alignd::worker {
+
+class PeftGlue : public ReferenceSwitch {
+ public:
+  ~PeftGlue() override = default;
+  virtual std::vector<torch::Tensor> parameters() = 0;
+  // The adapter alone, in the PEFT layout (adapter_config.json + adapter_model.safetensors).
+  virtual absl::Status SaveAdapter(const std::string& dir) = 0;
+  virtual absl::Status LoadAdapter(const std::string& dir) = 0;
+  // The base with the adapter merged in, as a plain Hugging Face folder; the live model is left unmerged.
+  virtual absl::Status SaveMerged(const std::string& dir, const Tokenizer* tokenizer) = 0;
+};
+
+// Null when the spec enables neither LoRA nor adapters.
+absl::StatusOr<std::unique_ptr<PeftGlue>> AttachPeft(const JobSpec& spec, CausalLM model);
+
+}  // namespace alignd::worker
+
+#endif  // ALIGND_WORKER_PEFT_GLUE_H_

@@ -1,0 +1,263 @@
+// Pairwise algorithms on prompt/chosen/rejected records: the Bradley-Terry reward model, and the DPO family (DPO,
+// conservative DPO, IPO, ORPO). Pairs are collated chosen rows first, then rejected rows.
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "common/collate.h"
+#include "common/dataset.h"
+#include "common/example_tokenizer.h"
+#include "common/status.h"
+#include "worker/algorithm.h"
+#include "worker/losses.h"
+
+namespace alignd::worker {
+namespace {
+
+absl::StatusOr<std::vector<TokenizedPair>> LoadPairs(const TrainContext& ctx, const std::string& path) {
+  ASSIGN_OR_RETURN(Dataset data, ReadJsonl(path));
+  if (data.schema != DatasetSchema::kPreference) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", AlgorithmName(ctx.spec->algorithm),
+                                                   " needs prompt+chosen+rejected records, got ",
+                                                   SchemaName(data.schema)));
+  }
+  TokenizeOptions opts;
+  opts.chat_template = ctx.spec->data.chat_template;
+  opts.max_length = static_cast<int32_t>(ctx.spec->data.max_length);
+  opts.max_prompt_length = static_cast<int32_t>(ctx.spec->data.max_prompt_length);
+  ASSIGN_OR_RETURN(ExampleTokenizer tok, ExampleTokenizer::Create(ctx.tokenizer.get(), opts));
+  ASSIGN_OR_RETURN(TokenizedDataset tokenized, tok.Tokenize(data));
+  if (tokenized.pairs.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": no usable pair (", tokenized.first_skip_reason, ")"));
+  }
+  return tokenized.pairs;
+}
+
+std::vector<TokenizedPair> Select(const std::vector<TokenizedPair>& all, const std::vector<size_t>& idx) {
+  std::vector<TokenizedPair> out;
+  for (size_t i : idx) out.push_back(all[i]);
+  return out;
+}
+
+struct PairForward {
+  Batch batch;
+  ModelOutput out;
+  torch::Tensor mask;  // [2B, T] trained (response) tokens
+};
+
+absl::StatusOr<PairForward> RunPairs(TrainContext& ctx, const std::vector<TokenizedPair>& pairs) {
+  CollateOptions co;
+  co.pad_id = ctx.tokenizer->pad_id().value_or(0);
+  PairForward f;
+  ASSIGN_OR_RETURN(f.batch, CollatePairs(pairs, co));
+  f.out = ctx.model->forward(f.batch.input_ids, f.batch.attention_mask, f.batch.position_ids);
+  f.mask = f.batch.labels.ne(kIgnoreIndex).to(torch::kFloat);
+  return f;
+}
+
+// ---- Reward model ----------------------------------------------------------------------------------------------
+
+// The score at each row's last real token (right padding).
+torch::Tensor LastTokenScores(const PairForward& f) {
+  torch::Tensor last = f.batch.attention_mask.sum(1) - 1;
+  return f.out.logits.select(2, 0).gather(1, last.unsqueeze(1)).squeeze(1);
+}
+
+class RewardModelAlgorithm : public Objective {
+ public:
+  absl::Status Prepare(TrainContext& ctx) override {
+    if (ctx.model->config().head != HeadKind::kScore) {
+      return absl::InvalidArgumentError("rm: the model must have a score head");
+    }
+    ASSIGN_OR_RETURN(train_, LoadPairs(ctx, ctx.spec->data.train));
+    if (!ctx.spec->data.eval.empty()) {
+      ASSIGN_OR_RETURN(eval_, LoadPairs(ctx, ctx.spec->data.eval));
+    }
+    return absl::OkStatus();
+  }
+  size_t size() const override { return train_.size(); }
+
+  absl::StatusOr<Metrics> Step(TrainContext& ctx, int64_t, const std::vector<size_t>& items,
+                               const ApplyStep& apply) override {
+    Sums sums;
+    const double n = static_cast<double>(items.size());
+    for (const auto& micro : Split(items, ctx.spec->train.grad_accum)) {
+      ASSIGN_OR_RETURN(PairForward f, RunPairs(ctx, Select(train_, micro)));
+      torch::Tensor loss = Accumulate(ctx, f, &sums);
+      (loss * (static_cast<double>(micro.size()) / n)).backward();
+    }
+    double grad_norm = apply();
+    Metrics m = sums.Done("train/", "rm/");
+    m["train/grad_norm"] = grad_norm;
+    return m;
+  }
+
+  absl::StatusOr<Metrics> Evaluate(TrainContext& ctx) override {
+    if (eval_.empty()) return Metrics{};
+    torch::NoGradGuard no_grad;
+    Sums sums;
+    const size_t bs = static_cast<size_t>(ctx.spec->train.batch_size);
+    for (size_t b = 0; b < eval_.size(); b += bs) {
+      std::vector<TokenizedPair> batch(eval_.begin() + b, eval_.begin() + std::min(eval_.size(), b + bs));
+      ASSIGN_OR_RETURN(PairForward f, RunPairs(ctx, batch));
+      Accumulate(ctx, f, &sums);
+    }
+    return sums.Done("eval/", "eval/rm/");
+  }
+
+ private:
+  struct Sums {
+    double loss = 0, correct = 0, margin = 0, count = 0;
+    Metrics Done(const std::string& loss_prefix, const std::string& prefix) const {
+      return Metrics{{loss_prefix + "loss", loss / count},
+                     {prefix + "accuracy", correct / count},
+                     {prefix + "margin", margin / count}};
+    }
+  };
+
+  torch::Tensor Accumulate(TrainContext& ctx, const PairForward& f, Sums* sums) {
+    torch::Tensor scores = LastTokenScores(f);
+    const int64_t b = scores.size(0) / 2;
+    torch::Tensor chosen = scores.narrow(0, 0, b), rejected = scores.narrow(0, b, b);
+    torch::Tensor loss = BradleyTerryLoss(chosen, rejected, ctx.spec->rm.margin);
+    sums->loss += loss.item<double>() * b;
+    sums->correct += (chosen > rejected).sum().item<double>();
+    sums->margin += (chosen - rejected).sum().item<double>();
+    sums->count += b;
+    return loss;
+  }
+
+  std::vector<TokenizedPair> train_, eval_;
+};
+
+// ---- DPO family -------------------------------------------------------------------------------------------------
+
+class PreferenceAlgorithm : public Objective {
+ public:
+  absl::Status Prepare(TrainContext& ctx) override {
+    loss_ = ctx.spec->dpo.loss;
+    ASSIGN_OR_RETURN(train_, LoadPairs(ctx, ctx.spec->data.train));
+    if (!ctx.spec->data.eval.empty()) {
+      ASSIGN_OR_RETURN(eval_, LoadPairs(ctx, ctx.spec->data.eval));
+    }
+    if (loss_ != "orpo") {
+      // Reference log-probs, once, with the model as it is before training (with PEFT: adapters off).
+      RETURN_IF_ERROR(ReferenceLogps(ctx, train_, &ref_train_));
+      RETURN_IF_ERROR(ReferenceLogps(ctx, eval_, &ref_eval_));
+    }
+    return absl::OkStatus();
+  }
+  size_t size() const override { return train_.size(); }
+
+  absl::StatusOr<Metrics> Step(TrainContext& ctx, int64_t, const std::vector<size_t>& items,
+                               const ApplyStep& apply) override {
+    Sums sums;
+    const double n = static_cast<double>(items.size());
+    for (const auto& micro : Split(items, ctx.spec->train.grad_accum)) {
+      ASSIGN_OR_RETURN(PairForward f, RunPairs(ctx, Select(train_, micro)));
+      torch::Tensor loss = Accumulate(ctx, f, ref_train_, micro, &sums);
+      (loss * (static_cast<double>(micro.size()) / n)).backward();
+    }
+    double grad_norm = apply();
+    Metrics m = sums.Done("train/", "");
+    m["train/grad_norm"] = grad_norm;
+    return m;
+  }
+
+  absl::StatusOr<Metrics> Evaluate(TrainContext& ctx) override {
+    if (eval_.empty()) return Metrics{};
+    torch::NoGradGuard no_grad;
+    Sums sums;
+    const size_t bs = static_cast<size_t>(ctx.spec->train.batch_size);
+    for (size_t b = 0; b < eval_.size(); b += bs) {
+      std::vector<size_t> idx;
+      for (size_t i = b; i < std::min(eval_.size(), b + bs); ++i) idx.push_back(i);
+      ASSIGN_OR_RETURN(PairForward f, RunPairs(ctx, Select(eval_, idx)));
+      Accumulate(ctx, f, ref_eval_, idx, &sums);
+    }
+    return sums.Done("eval/", "eval/");
+  }
+
+ private:
+  struct Sums {
+    double loss = 0, chosen = 0, rejected = 0, correct = 0, logp_c = 0, logp_r = 0, count = 0;
+    Metrics Done(const std::string& loss_prefix, const std::string& prefix) const {
+      return Metrics{{loss_prefix + "loss", loss / count},
+                     {prefix + "rewards/chosen", chosen / count},
+                     {prefix + "rewards/rejected", rejected / count},
+                     {prefix + "rewards/margins", (chosen - rejected) / count},
+                     {prefix + "rewards/accuracies", correct / count},
+                     {prefix + "logps/chosen", logp_c / count},
+                     {prefix + "logps/rejected", logp_r / count}};
+    }
+  };
+
+  // Summed (and length-averaged) response log-probs per row.
+  static std::pair<torch::Tensor, torch::Tensor> SequenceLogps(const PairForward& f) {
+    torch::Tensor lp = NextTokenLogProbs(f.out.logits, f.batch.input_ids) * f.mask;
+    torch::Tensor sum = lp.sum(1);
+    return {sum, sum / f.mask.sum(1).clamp_min(1)};
+  }
+
+  absl::Status ReferenceLogps(TrainContext& ctx, const std::vector<TokenizedPair>& pairs,
+                              std::vector<std::pair<float, float>>* out) {
+    torch::NoGradGuard no_grad;
+    if (ctx.peft) ctx.peft->SetEnabled(false);
+    out->clear();
+    const size_t bs = static_cast<size_t>(std::max<int64_t>(ctx.spec->train.batch_size, 1));
+    for (size_t b = 0; b < pairs.size(); b += bs) {
+      std::vector<TokenizedPair> batch(pairs.begin() + b, pairs.begin() + std::min(pairs.size(), b + bs));
+      auto f = RunPairs(ctx, batch);
+      if (!f.ok()) {
+        if (ctx.peft) ctx.peft->SetEnabled(true);
+        return f.status();
+      }
+      auto [sum, avg] = SequenceLogps(*f);
+      torch::Tensor v = loss_ == "ipo" ? avg : sum;
+      const int64_t n = static_cast<int64_t>(batch.size());
+      for (int64_t i = 0; i < n; ++i) out->emplace_back(v[i].item<float>(), v[n + i].item<float>());
+    }
+    if (ctx.peft) ctx.peft->SetEnabled(true);
+    return absl::OkStatus();
+  }
+
+  torch::Tensor Accumulate(TrainContext& ctx, const PairForward& f, const std::vector<std::pair<float, float>>& ref,
+                           const std::vector<size_t>& idx, Sums* sums) {
+    auto [sum, avg] = SequenceLogps(f);
+    const int64_t b = static_cast<int64_t>(idx.size());
+    torch::Tensor sc = sum.narrow(0, 0, b), sr = sum.narrow(0, b, b);
+    torch::Tensor ac = avg.narrow(0, 0, b), ar = avg.narrow(0, b, b);
+    PreferenceLoss pl;
+    const DpoSpec& d = ctx.spec->dpo;
+    if (loss_ == "orpo") {
+      pl = OrpoLoss(ac, ar, -ac, d.beta);
+    } else {
+      std::vector<float> rc, rr;
+      for (size_t i : idx) {
+        rc.push_back(ref[i].first);
+        rr.push_back(ref[i].second);
+      }
+      torch::Tensor ref_c = torch::tensor(rc), ref_r = torch::tensor(rr);
+      pl = loss_ == "ipo" ? IpoLoss(ac, ar, ref_c, ref_r, d.beta)
+                          : DpoLoss(sc, sr, ref_c, ref_r, d.beta, d.label_smoothing);
+    }
+    sums->loss += pl.loss.item<double>() * b;
+    sums->chosen += pl.chosen_rewards.sum().item<double>();
+    sums->rejected += pl.rejected_rewards.sum().item<double>();
+    sums->correct += (pl.chosen_rewards > pl.rejected_rewards).sum().item<double>();
+    sums->logp_c += sc.detach().sum().item<double>();
+    sums->logp_r += sr.detach().sum().item<double>();
+    sums->count += b;
+    return pl.loss;
+  }
+
+  std::string loss_;
+  std::vector<TokenizedPair> train_, eval_;
+  std::vector<std::pair<float, float>> ref_train_, ref_eval_;
+};
+
+}  // namespace
+
+std::unique_ptr<Objective> MakeRewardModelObjective() { return std::make_unique<RewardModelAlgorithm>(); }
+std::unique_ptr<Objective> MakePreferenceObjective() { return std::make_unique<PreferenceAlgorithm>(); }
+
+}  // namespace alignd::worker

@@ -1,0 +1,423 @@
+#include "worker/trainer.h"
+
+#include <torch/nn.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+#include <torch/nn.h>
+#include <torch/optim/adamw.h>
+#include <torch/serialize.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/file_util.h"
+#include "common/hf_model.h"
+#include "common/status.h"
+#include "common/threads.h"
+#include "worker/algorithm.h"
+#include "worker/peft_glue.h"
+
+namespace alignd::worker {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+// Epoch-shuffled indices: the order of epoch e is a Fisher-Yates shuffle seeded by (seed, e), written out here rather
+// than with std::shuffle so that it is the same with every standard library. Its whole state is (epoch, position).
+class Sampler {
+ public:
+  Sampler(size_t n, uint64_t seed) : n_(n), seed_(seed) {}
+  std::vector<size_t> Next(size_t count) {
+    std::vector<size_t> out;
+    while (out.size() < count) {
+      if (order_.empty() || position_ >= n_) {
+        if (!order_.empty()) {
+          ++epoch_;
+          position_ = 0;
+        }
+        Shuffle();
+      }
+      out.push_back(order_[position_++]);
+    }
+    return out;
+  }
+  int64_t epoch() const { return epoch_; }
+  size_t position() const { return position_; }
+  void Restore(int64_t epoch, size_t position) {
+    epoch_ = epoch;
+    position_ = position;
+    Shuffle();
+  }
+
+ private:
+  void Shuffle() {
+    order_.resize(n_);
+    for (size_t i = 0; i < n_; ++i) order_[i] = i;
+    std::mt19937_64 rng(seed_ * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(epoch_));
+    for (size_t i = n_; i > 1; --i) std::swap(order_[i - 1], order_[rng() % i]);
+  }
+  size_t n_;
+  uint64_t seed_;
+  int64_t epoch_ = 0;
+  size_t position_ = 0;
+  std::vector<size_t> order_;
+};
+
+double LearningRate(const TrainSpec& t, int64_t step) {  // step counts from 0
+  if (step < t.warmup_steps) return t.lr * static_cast<double>(step + 1) / static_cast<double>(t.warmup_steps);
+  if (t.schedule == "constant") return t.lr;
+  double progress = static_cast<double>(step - t.warmup_steps) /
+                    static_cast<double>(std::max<int64_t>(1, t.steps - t.warmup_steps));
+  progress = std::min(1.0, progress);
+  double factor = t.schedule == "cosine" ? 0.5 * (1.0 + std::cos(M_PI * progress)) : 1.0 - progress;
+  return t.lr * (t.min_lr_ratio + (1.0 - t.min_lr_ratio) * factor);
+}
+
+std::unique_ptr<Objective> ForSpec(const JobSpec& spec) {
+  switch (spec.algorithm) {
+    case Algorithm::kPretrain:
+    case Algorithm::kSft: return MakeLmObjective();
+    case Algorithm::kRm: return MakeRewardModelObjective();
+    case Algorithm::kDpo: return MakePreferenceObjective();
+    case Algorithm::kPpo:
+    case Algorithm::kGrpo:
+    case Algorithm::kRloo: return MakeRlObjective();
+  }
+  return nullptr;
+}
+
+// A reward model starts from a language model's folder: the same trunk with a fresh `score` head.
+ModelConfig AsScoreModel(ModelConfig c) {
+  if (c.head == HeadKind::kScore) return c;
+  c.head = HeadKind::kScore;
+  c.num_labels = 1;
+  const std::string suffix = c.family == ModelFamily::kGpt2 ? "LMHeadModel" : "ForCausalLM";
+  c.architecture = c.architecture.substr(0, c.architecture.size() - suffix.size()) + "ForSequenceClassification";
+  return c;
+}
+
+absl::Status BuildModel(const JobSpec& spec, TrainContext* ctx) {
+  const ModelSpec& m = spec.model;
+  if (m.path.empty()) {
+    ctx->tokenizer = MakeByteTokenizer();
+    ModelConfig c = m.init_arch == "gpt2"
+                        ? TinyGpt2Config(ctx->tokenizer->vocab_size(), m.init_hidden_size, m.init_layers,
+                                         m.init_heads, m.init_max_positions)
+                        : TinyLlamaConfig(ctx->tokenizer->vocab_size(), m.init_hidden_size, m.init_layers,
+                                          m.init_heads, m.init_kv_heads, m.init_max_positions);
+    if (m.init_arch == "qwen2") {
+      c.model_type = "qwen2";
+      c.architecture = "Qwen2ForCausalLM";
+      c.attention_bias = true;
+    }
+    c.bos_token_id = ctx->tokenizer->bos_id();
+    c.eos_token_id = ctx->tokenizer->eos_id();
+    c.pad_token_id = ctx->tokenizer->pad_id();
+    if (spec.algorithm == Algorithm::kRm) c = AsScoreModel(c);
+    RETURN_IF_ERROR(Annotate(c.Validate(), "model.init"));
+    ctx->model = CausalLM(c);
+    ctx->model->InitWeights(spec.seed);
+    return absl::OkStatus();
+  }
+  LoadOptions lo;
+  ASSIGN_OR_RETURN(LoadedModel loaded, LoadModelDir(m.path, lo));
+  ctx->tokenizer = std::shared_ptr<Tokenizer>(std::move(loaded.tokenizer));
+  if (spec.algorithm == Algorithm::kRm && loaded.config.head != HeadKind::kScore) {
+    ModelConfig c = AsScoreModel(loaded.config);
+    ctx->model = CausalLM(c);
+    ctx->model->InitWeights(spec.seed);  // the score head keeps this initialisation
+    RETURN_IF_ERROR(LoadWeights(m.path, *ctx->model, {"score.weight"}));
+    return absl::OkStatus();
+  }
+  if (spec.algorithm != Algorithm::kRm && loaded.config.head != HeadKind::kLanguageModel) {
+    return absl::InvalidArgumentError(absl::StrCat("model.path: ", m.path, " has a score head; ",
+                                                   AlgorithmName(spec.algorithm), " needs a language model"));
+  }
+  ctx->model = loaded.model;
+  return absl::OkStatus();
+}
+
+std::string CheckpointName(int64_t step) { return absl::StrFormat("step-%06d", step); }
+
+// The newest complete checkpoint folder, or "" when there is none.
+std::string LatestCheckpoint(const std::string& out) {
+  std::string dir = JoinPath(out, "checkpoints"), best;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return "";
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    std::string name = entry.path().filename().string();
+    if (name.rfind("step-", 0) != 0 || name.find('.') != std::string::npos) continue;
+    if (!fs::exists(entry.path() / "trainer_state.json")) continue;
+    if (name > best) best = name;
+  }
+  return best.empty() ? "" : JoinPath(dir, best);
+}
+
+class Run {
+ public:
+  Run(const JobSpec& spec, const TrainOptions& options) : spec_(spec), options_(options) {}
+
+  absl::StatusOr<TrainResult> Go() {
+    at::set_num_threads(static_cast<int>(spec_.threads));
+    torch::manual_seed(static_cast<int64_t>(spec_.seed));
+    ctx_.spec = &spec_;
+    RETURN_IF_ERROR(BuildModel(spec_, &ctx_));
+    ASSIGN_OR_RETURN(peft_, AttachPeft(spec_, ctx_.model));
+    ctx_.peft = peft_.get();
+    algorithm_ = ForSpec(spec_);
+    RETURN_IF_ERROR(algorithm_->Prepare(ctx_));
+    if (algorithm_->size() == 0) return absl::InvalidArgumentError(absl::StrCat(spec_.data.train, ": no data"));
+    BuildOptimizer();
+    sampler_ = std::make_unique<Sampler>(algorithm_->size(), spec_.seed);
+    RETURN_IF_ERROR(MakeDirs(spec_.output_dir));
+
+    TrainResult result;
+    if (options_.resume) {
+      std::string latest = LatestCheckpoint(spec_.output_dir);
+      if (!latest.empty()) {
+        ASSIGN_OR_RETURN(result.resumed_from, Restore(latest));
+      }
+    }
+    RETURN_IF_ERROR(OpenMetrics(result.resumed_from));
+    ctx_.model->train();
+    for (int64_t step = result.resumed_from + 1; step <= spec_.train.steps; ++step) {
+      const double lr = LearningRate(spec_.train, step - 1);
+      for (auto& group : optimizer_->param_groups()) {
+        static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+      }
+      std::vector<size_t> items = sampler_->Next(static_cast<size_t>(spec_.train.batch_size));
+      absl::StatusOr<Metrics> m;
+      try {
+        m = algorithm_->Step(ctx_, step, items, [this] { return Apply(); });
+      } catch (const c10::Error& e) {
+        return absl::InternalError(absl::StrCat("step ", step, ": ", e.what_without_backtrace()));
+      }
+      if (!m.ok()) return Annotate(m.status(), absl::StrCat("step ", step));
+      (*m)["train/lr"] = lr;
+      (*m)["train/epoch"] = static_cast<double>(sampler_->epoch()) +
+                            static_cast<double>(sampler_->position()) / static_cast<double>(algorithm_->size());
+      if (!std::isfinite((*m)["train/loss"])) {
+        return absl::InternalError(absl::StrCat("step ", step, ": the loss is not finite"));
+      }
+      result.last = *m;
+      result.steps = step;
+      if (step % spec_.train.log_every == 0 || step == spec_.train.steps) RETURN_IF_ERROR(Log(step, *m));
+      if (options_.on_step) options_.on_step(step, *m);
+      if (spec_.train.eval_every > 0 && step % spec_.train.eval_every == 0 && step != spec_.train.steps) {
+        ASSIGN_OR_RETURN(result.eval, Eval(step));
+      }
+      if (spec_.train.checkpoint_every > 0 && step % spec_.train.checkpoint_every == 0) {
+        RETURN_IF_ERROR(Checkpoint(step));
+      }
+      if (options_.stop_after_step > 0 && step == options_.stop_after_step) return result;
+    }
+    ASSIGN_OR_RETURN(result.eval, Eval(spec_.train.steps));
+    ASSIGN_OR_RETURN(result.final_dir, SaveFinal());
+    return result;
+  }
+
+ private:
+  void BuildOptimizer() {
+    // Decoupled weight decay on matrices only; biases, norms and (1-D) gains are not decayed, as HF's Trainer does.
+    std::vector<torch::Tensor> decay, no_decay;
+    for (const auto& p : TrainableParameters()) (p.dim() >= 2 ? decay : no_decay).push_back(p);
+    auto opts = [&](double wd) {
+      return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(spec_.train.lr)
+                                                              .betas({spec_.train.beta1, spec_.train.beta2})
+                                                              .eps(spec_.train.eps)
+                                                              .weight_decay(wd));
+    };
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    groups.emplace_back(decay, opts(spec_.train.weight_decay));
+    groups.emplace_back(no_decay, opts(0.0));
+    optimizer_ = std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(spec_.train.lr));
+  }
+
+  std::vector<torch::Tensor> TrainableParameters() {
+    std::vector<torch::Tensor> out;
+    if (peft_) {
+      out = peft_->parameters();
+    } else {
+      for (auto& p : ctx_.model->parameters()) {
+        if (p.requires_grad()) out.push_back(p);
+      }
+    }
+    for (auto& p : algorithm_->extra_parameters()) out.push_back(p);
+    return out;
+  }
+
+  double Apply() {
+    auto params = TrainableParameters();
+    double limit = spec_.train.max_grad_norm > 0 ? spec_.train.max_grad_norm : 1e30;
+    double norm = torch::nn::utils::clip_grad_norm_(params, limit);
+    optimizer_->step();
+    optimizer_->zero_grad();
+    return norm;
+  }
+
+  absl::StatusOr<Metrics> Eval(int64_t step) {
+    ctx_.model->eval();
+    absl::StatusOr<Metrics> m;
+    try {
+      m = algorithm_->Evaluate(ctx_);
+    } catch (const c10::Error& e) {
+      m = absl::InternalError(absl::StrCat("eval: ", e.what_without_backtrace()));
+    }
+    ctx_.model->train();
+    if (m.ok() && !m->empty()) RETURN_IF_ERROR(Log(step, *m));
+    return m;
+  }
+
+  absl::Status OpenMetrics(int64_t resumed_from) {
+    std::string path = JoinPath(spec_.output_dir, "metrics.jsonl");
+    // A fresh run starts the file anew; a resumed one keeps the lines up to the checkpoint and drops the rest, which
+    // the resumed run will write again.
+    std::string kept;
+    if (resumed_from > 0 && PathExists(path)) {
+      ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+      std::istringstream in(text);
+      for (std::string line; std::getline(in, line);) {
+        json j = json::parse(line, nullptr, false);
+        if (!j.is_discarded() && j.value("step", int64_t{0}) <= resumed_from) kept += line + "\n";
+      }
+    }
+    RETURN_IF_ERROR(WriteFileAtomic(path, kept));
+    metrics_.open(path, std::ios::app);
+    if (!metrics_) return absl::InternalError(absl::StrCat(path, ": cannot open for appending"));
+    return WriteFileAtomic(JoinPath(spec_.output_dir, "spec.json"), SpecJson().dump(2));
+  }
+
+  json SpecJson() const {
+    json j;
+    j["name"] = spec_.name;
+    j["algorithm"] = std::string(AlgorithmName(spec_.algorithm));
+    j["seed"] = spec_.seed;
+    j["model"] = spec_.model.path;
+    j["train_data"] = spec_.data.train;
+    j["steps"] = spec_.train.steps;
+    return j;
+  }
+
+  absl::Status Log(int64_t step, const Metrics& m) {
+    json j;
+    j["step"] = step;
+    for (const auto& [k, v] : m) j[k] = v;
+    metrics_ << j.dump() << "\n";
+    metrics_.flush();
+    if (!metrics_) return absl::InternalError("cannot write metrics.jsonl");
+    return absl::OkStatus();
+  }
+
+  absl::Status SaveModelTo(const std::string& dir) {
+    if (peft_) return peft_->SaveAdapter(dir);
+    return SaveModelDir(dir, *ctx_.model, ctx_.tokenizer.get());
+  }
+
+  absl::Status Checkpoint(int64_t step) {
+    std::string final_dir = JoinPath(JoinPath(spec_.output_dir, "checkpoints"), CheckpointName(step));
+    std::string staging = final_dir + ".partial";
+    std::error_code ec;
+    fs::remove_all(staging, ec);
+    RETURN_IF_ERROR(MakeDirs(staging));
+    RETURN_IF_ERROR(SaveModelTo(JoinPath(staging, "model")));
+    try {
+      torch::save(*optimizer_, JoinPath(staging, "optimizer.pt"));
+      auto extra = algorithm_->extra_parameters();
+      if (!extra.empty()) torch::save(extra, JoinPath(staging, "extra.pt"));
+      auto gen = at::detail::getDefaultCPUGenerator();
+      torch::Tensor rng;
+      {
+        std::lock_guard<std::mutex> lock(gen.mutex());
+        rng = gen.get_state();
+      }
+      torch::save(rng, JoinPath(staging, "rng.pt"));
+    } catch (const c10::Error& e) {
+      return absl::InternalError(absl::StrCat(staging, ": ", e.what_without_backtrace()));
+    }
+    json state;
+    state["step"] = step;
+    state["epoch"] = sampler_->epoch();
+    state["position"] = sampler_->position();
+    state["algorithm"] = algorithm_->SaveState();
+    RETURN_IF_ERROR(WriteFileAtomic(JoinPath(staging, "trainer_state.json"), state.dump(2)));
+    fs::remove_all(final_dir, ec);
+    fs::rename(staging, final_dir, ec);
+    if (ec) return absl::InternalError(absl::StrCat(final_dir, ": ", ec.message()));
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<int64_t> Restore(const std::string& dir) {
+    ASSIGN_OR_RETURN(std::string text, ReadFile(JoinPath(dir, "trainer_state.json")));
+    json state = json::parse(text, nullptr, false);
+    if (state.is_discarded() || !state.contains("step")) {
+      return absl::DataLossError(absl::StrCat(dir, "/trainer_state.json: unreadable"));
+    }
+    if (peft_) {
+      RETURN_IF_ERROR(peft_->LoadAdapter(JoinPath(dir, "model")));
+    } else {
+      RETURN_IF_ERROR(LoadWeights(JoinPath(dir, "model"), *ctx_.model));
+    }
+    try {
+      torch::load(*optimizer_, JoinPath(dir, "optimizer.pt"));
+      auto extra = algorithm_->extra_parameters();
+      if (!extra.empty()) {
+        std::vector<torch::Tensor> saved;
+        torch::load(saved, JoinPath(dir, "extra.pt"));
+        if (saved.size() != extra.size()) return absl::DataLossError(absl::StrCat(dir, "/extra.pt: wrong count"));
+        torch::NoGradGuard g;
+        for (size_t i = 0; i < extra.size(); ++i) extra[i].copy_(saved[i]);
+      }
+      torch::Tensor rng;
+      torch::load(rng, JoinPath(dir, "rng.pt"));
+      auto gen = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_state(rng);
+    } catch (const c10::Error& e) {
+      return absl::DataLossError(absl::StrCat(dir, ": ", e.what_without_backtrace()));
+    }
+    sampler_->Restore(state.value("epoch", int64_t{0}), state.value("position", size_t{0}));
+    RETURN_IF_ERROR(algorithm_->LoadState(state.value("algorithm", json::object())));
+    return state["step"].get<int64_t>();
+  }
+
+  absl::StatusOr<std::string> SaveFinal() {
+    std::string final_dir = JoinPath(spec_.output_dir, "final");
+    if (peft_) {
+      RETURN_IF_ERROR(peft_->SaveAdapter(JoinPath(spec_.output_dir, "adapter")));
+      RETURN_IF_ERROR(peft_->SaveMerged(final_dir, ctx_.tokenizer.get()));
+    } else {
+      RETURN_IF_ERROR(SaveModelDir(final_dir, *ctx_.model, ctx_.tokenizer.get()));
+    }
+    return final_dir;
+  }
+
+  JobSpec spec_;
+  TrainOptions options_;
+  TrainContext ctx_;
+  std::unique_ptr<PeftGlue> peft_;
+  std::unique_ptr<Objective> algorithm_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::unique_ptr<Sampler> sampler_;
+  std::ofstream metrics_;
+};
+
+}  // namespace
+
+absl::StatusOr<TrainResult> RunTraining(const JobSpec& spec, const TrainOptions& options) {
+  JobSpec resolved = spec;
+  if (resolved.threads <= 0) resolved.threads = AvailableCores();
+  Run run(resolved, options);
+  try {
+    return run.Go();
+  } catch (const c10::Error& e) {
+    return absl::InternalError(e.what_without_backtrace());
+  }
+}
+
+}  // namespace alignd::worker

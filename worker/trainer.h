@@ -1,0 +1,49 @@
+// Runs one training job in-process: `alignd train --spec job.yaml`. The job's algorithm (pretrain, SFT, reward model,
+// DPO family, PPO, GRPO, RLOO) supplies the loss; this loop owns the optimiser (AdamW, decoupled weight decay),
+// the learning-rate schedule, gradient clipping and accumulation, metrics, evaluation, checkpoints and resumption.
+//
+// The output folder holds:
+//   metrics.jsonl             one JSON object per logged step: {"step": N, "train/loss": ..., <algorithm metrics>}
+//                             and one per evaluation: {"step": N, "eval/...": ...}
+//   checkpoints/step-NNNNNN/  model (HF folder, or the PEFT adapter), optimizer.pt, rng.pt, trainer_state.json
+//   final/                    the final model as a Hugging Face folder (PEFT: merged into the base)
+//   adapter/                  PEFT only: the adapter alone, in the PEFT layout
+//   spec.yaml                 the spec this run used
+// Resuming from the latest checkpoint replays the same data order and RNG streams, so on CPU every later step's losses
+// equal the uninterrupted run's bit for bit.
+#ifndef ALIGND_WORKER_TRAINER_H_
+#define ALIGND_WORKER_TRAINER_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "worker/job_spec.h"
+
+namespace alignd::worker {
+
+using Metrics = std::map<std::string, double>;
+
+struct TrainOptions {
+  bool resume = false;             // continue from the latest checkpoint in the output folder, if there is one
+  int64_t stop_after_step = 0;     // > 0: stop (as if killed) after this step, without writing final/; for tests
+  std::function<void(int64_t step, const Metrics&)> on_step;  // called after every step (progress reporting)
+};
+
+struct TrainResult {
+  int64_t steps = 0;               // steps completed in total
+  int64_t resumed_from = 0;        // step restored from a checkpoint (0: fresh start)
+  Metrics last;                    // the last step's metrics
+  Metrics eval;                    // the last evaluation's metrics (empty without eval data)
+  std::string final_dir;           // empty when stopped early
+};
+
+// INVALID_ARGUMENT for problems with the spec or its data (naming file, line, key); the output folder then holds
+// nothing new. Other codes for I/O and numerical failures.
+absl::StatusOr<TrainResult> RunTraining(const JobSpec& spec, const TrainOptions& options = {});
+
+}  // namespace alignd::worker
+
+#endif  // ALIGND_WORKER_TRAINER_H_
