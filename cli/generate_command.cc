@@ -1,0 +1,207 @@
+// `alignd generate`: samples completions for a JSONL file of prompts with the rollout engine.
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "cli/commands.h"
+#include "common/dataset.h"
+#include "common/file_util.h"
+#include "common/flags.h"
+#include "common/hf_model.h"
+#include "common/status.h"
+#include "rollout/engine.h"
+
+namespace alignd::cli {
+namespace {
+
+using Json = nlohmann::ordered_json;  // keys in the order written
+
+// One prompt of the input file: the turns to render and the value echoed as "prompt" in the output.
+struct PromptRecord {
+  Turns turns;
+  Json echo;
+  int line = 0;
+};
+
+Json MessagesToJson(const std::vector<ChatMessage>& messages) {
+  Json out = Json::array();
+  for (const ChatMessage& m : messages) out.push_back({{"role", m.role}, {"content", m.content}});
+  return out;
+}
+
+// Prompts from `prompt` (string or messages) records, or from `messages` records: the conversation up to its last
+// non-assistant turn (so an SFT or eval file of full conversations can be used as prompts).
+absl::StatusOr<std::vector<PromptRecord>> ReadPrompts(const std::string& path) {
+  ASSIGN_OR_RETURN(Dataset data, ReadJsonl(path));
+  if (data.schema == DatasetSchema::kText) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": generate reads \"prompt\" or \"messages\" records; this file has text records"));
+  }
+  std::vector<PromptRecord> prompts;
+  prompts.reserve(data.records.size());
+  for (Record& r : data.records) {
+    PromptRecord p;
+    p.line = r.line;
+    if (data.schema == DatasetSchema::kMessages) {
+      std::vector<ChatMessage> messages = std::move(r.messages);
+      while (!messages.empty() && messages.back().role == "assistant") messages.pop_back();
+      if (messages.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(path, ":", r.line, ": \"messages\" has no turn to answer"));
+      }
+      p.echo = MessagesToJson(messages);
+      p.turns = Turns::Messages(std::move(messages));
+    } else {
+      p.echo = r.prompt.conversational ? MessagesToJson(r.prompt.messages) : Json(r.prompt.text);
+      p.turns = std::move(r.prompt);
+    }
+    prompts.push_back(std::move(p));
+  }
+  return prompts;
+}
+
+// Flags left unset take the model's generation_config.json value when it has one.
+absl::StatusOr<rollout::SamplingParams> ParamsFromFlags(const FlagSet& flags, const GenerationConfig& generation) {
+  rollout::SamplingParams params;
+  params.max_new_tokens = flags.GetInt("max_new_tokens");
+  params.temperature = flags.GetDouble("temperature");
+  params.top_p = flags.GetDouble("top_p");
+  params.top_k = flags.GetInt("top_k");
+  if (!flags.IsSet("max_new_tokens") && generation.max_new_tokens) params.max_new_tokens = *generation.max_new_tokens;
+  if (!flags.IsSet("temperature")) {
+    if (generation.temperature) params.temperature = *generation.temperature;
+    if (generation.do_sample && !*generation.do_sample) params.temperature = 0;
+  }
+  if (!flags.IsSet("top_p") && generation.top_p) params.top_p = *generation.top_p;
+  if (!flags.IsSet("top_k") && generation.top_k) params.top_k = *generation.top_k;
+  params.min_new_tokens = flags.GetInt("min_new_tokens");
+  params.n = flags.GetInt("n");
+  params.seed = static_cast<uint64_t>(flags.GetInt("seed"));
+  RETURN_IF_ERROR(Annotate(rollout::ValidateSamplingParams(params), "flags"));
+  return params;
+}
+
+absl::StatusOr<Json> Generate(const FlagSet& flags) {
+  const std::string model_dir = flags.GetString("model"), prompts_path = flags.GetString("prompts"),
+                    out_path = flags.GetString("out");
+  ASSIGN_OR_RETURN(std::vector<PromptRecord> records, ReadPrompts(prompts_path));
+  ASSIGN_OR_RETURN(LoadedModel loaded, LoadModelDir(model_dir));
+  ASSIGN_OR_RETURN(rollout::SamplingParams params, ParamsFromFlags(flags, loaded.generation));
+
+  rollout::Engine::Options options;
+  options.model = loaded.model;
+  options.tokenizer = std::shared_ptr<const Tokenizer>(std::move(loaded.tokenizer));
+  options.chat_template = flags.GetString("template");
+  options.max_batch_rows = flags.GetInt("batch_size");
+  ASSIGN_OR_RETURN(std::unique_ptr<rollout::Engine> engine, rollout::Engine::Create(std::move(options)));
+  std::vector<int32_t> stops = engine->default_stop_token_ids();
+  if (loaded.generation.eos_token_id) {
+    auto eos = static_cast<int32_t>(*loaded.generation.eos_token_id);
+    if (std::find(stops.begin(), stops.end(), eos) == stops.end()) stops.push_back(eos);
+  }
+  params.stop_token_ids = stops;
+
+  std::vector<std::vector<int32_t>> prompts;
+  prompts.reserve(records.size());
+  const int64_t context = loaded.config.max_position_embeddings;
+  for (const PromptRecord& r : records) {
+    prompts.push_back(engine->EncodePrompt(r.turns));
+    if (static_cast<int64_t>(prompts.back().size()) + params.max_new_tokens > context) {
+      return absl::InvalidArgumentError(absl::StrCat(prompts_path, ":", r.line, ": the prompt has ",
+                                                     prompts.back().size(), " tokens; with --max_new_tokens ",
+                                                     params.max_new_tokens, " it exceeds the model context of ",
+                                                     context, " tokens"));
+    }
+  }
+  rollout::GenerateStats stats;
+  ASSIGN_OR_RETURN(std::vector<rollout::Sample> samples, engine->Generate(prompts, params, &stats));
+
+  std::string lines;
+  for (const rollout::Sample& s : samples) {
+    Json line;
+    line["index"] = s.prompt_index;
+    line["sample"] = s.sample_index;
+    line["prompt"] = records[static_cast<size_t>(s.prompt_index)].echo;
+    line["completion"] = s.text;
+    line["token_ids"] = s.token_ids;
+    line["logprobs"] = s.logprobs;
+    line["finish_reason"] = std::string(rollout::FinishReasonName(s.finish_reason));
+    // A completion cut inside a multi-byte character is not valid UTF-8; JSON gets U+FFFD in its place.
+    absl::StrAppend(&lines, line.dump(-1, ' ', false, Json::error_handler_t::replace), "\n");
+  }
+  RETURN_IF_ERROR(WriteFileAtomic(out_path, lines));
+
+  const double seconds = stats.prefill_seconds + stats.decode_seconds;
+  Json summary;
+  summary["out"] = out_path;
+  summary["prompts"] = prompts.size();
+  summary["samples"] = samples.size();
+  summary["generated_tokens"] = stats.generated_tokens;
+  summary["seconds"] = seconds;
+  summary["tokens_per_second"] = seconds > 0 ? static_cast<double>(stats.generated_tokens) / seconds : 0.0;
+  return summary;
+}
+
+// "--max-new-tokens=5" -> "--max_new_tokens=5": the spelling, mapped onto FlagSet's underscore names.
+Args NormaliseFlagNames(const Args& args) {
+  Args out = args;
+  for (std::string& arg : out) {
+    if (arg == "--") break;
+    if (arg.size() <= 2 || arg.compare(0, 2, "--") != 0) continue;
+    const size_t end = std::min(arg.find('='), arg.size());
+    std::replace(arg.begin() + 2, arg.begin() + static_cast<std::ptrdiff_t>(end), '-', '_');
+  }
+  return out;
+}
+
+}  // namespace
+
+int RunGenerate(const Args& args, std::ostream& out, std::ostream& err) {
+  FlagSet flags("alignd generate --model DIR --prompts FILE.jsonl --out FILE.jsonl [flags]");
+  flags.String("model", "", "Hugging Face model folder (config.json, safetensors, tokenizer.json)");
+  flags.String("prompts", "", "JSONL with a \"prompt\" (string or messages) or \"messages\" key per line");
+  flags.String("out", "", "JSONL to write, one line per sample (written atomically)");
+  flags.Int("max_new_tokens", 128, "tokens to generate per sample at most (unset: generation_config.json, then this)");
+  flags.Int("min_new_tokens", 0, "tokens before a stop token may end a sample");
+  flags.Double("temperature", 1.0, "softmax temperature; 0 = greedy (unset: generation_config.json, then this)");
+  flags.Double("top_p", 1.0, "nucleus sampling mass in (0, 1]; 1 = off (unset: generation_config.json, then this)");
+  flags.Int("top_k", 0, "sample among the k most likely tokens; 0 = off (unset: generation_config.json, then this)");
+  flags.Int("n", 1, "samples per prompt");
+  flags.Int("seed", 0, "random seed; the same seed gives the same samples");
+  flags.String("template", "chatml", "chat template for the prompts: chatml, llama3, plain or raw");
+  flags.Int("batch_size", 8, "rows (prompts x n) decoded together");
+  flags.Int("threads", AvailableCores(), "intra-op threads (default: the cores available)");
+  absl::Status parsed = flags.Parse(NormaliseFlagNames(args));
+  if (!parsed.ok()) {
+    err << "error: " << parsed.message() << "\n" << flags.Usage();
+    return 2;
+  }
+  if (flags.help_requested()) {
+    out << "Samples completions for each prompt and writes them with their token ids and log-probs as JSONL.\n"
+        << "Flag names may also be spelled with dashes (--max-new-tokens).\n"
+        << flags.Usage();
+    return 0;
+  }
+  for (const char* required : {"model", "prompts", "out"}) {
+    if (flags.GetString(required).empty()) {
+      err << "error: --" << required << " is required\n" << flags.Usage();
+      return 2;
+    }
+  }
+  if (flags.GetInt("threads") < 1) {
+    err << "error: --threads must be at least 1\n";
+    return 2;
+  }
+  at::set_num_threads(static_cast<int>(flags.GetInt("threads")));
+  auto summary = Generate(flags);
+  if (!summary.ok()) return ReportError(summary.status(), err);
+  out << summary->dump() << "\n";
+  return 0;
+}
+
+}  // namespace alignd::cli

@@ -1,0 +1,151 @@
+// The generation engine: the one place alignd generates text. The learner (PPO/GRPO) calls it in-process and the
+// rollout service wraps it; it knows nothing of gRPC.
+//
+// Generate runs batched decoding with a KV cache: the prompts of a batch are left-padded, prefilled in one forward
+// pass (each distinct prompt once, then its cache rows copied for its n samples), and then decoded one token per
+// step with the attention mask grown by one column. A row that finishes leaves the batch at once (its cache rows and
+// mask row are dropped), so it costs no further compute.
+//
+// Log-probabilities: every Sample carries two per generated token.
+//  - logprobs: log softmax of the model's raw logits (temperature 1, no top-k/top-p, no min_new_tokens suppression)
+//    at the chosen token. This is the policy log-prob PPO/GRPO need, and it equals what the learner computes on
+//    prompt + completion (see rollout/logprob_gap.h for the check).
+//  - sampling_logprobs: log-prob of the chosen token under the distribution it was actually drawn from (after
+//    temperature, top-k, top-p and suppression); 0 for greedy decoding (temperature 0), which is deterministic.
+//
+// Thread safety: all methods are thread-safe. Generate calls are serialised (one runs at a time, holding the model);
+// SetModel and UpdateWeights wait for the running Generate, so one call's samples all come from one weight version.
+#ifndef ALIGND_ROLLOUT_ENGINE_H_
+#define ALIGND_ROLLOUT_ENGINE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "common/dataset.h"
+#include "common/example_tokenizer.h"
+#include "common/tokenizer.h"
+#include "common/transformer.h"
+#include "rollout/sampling.h"
+
+namespace alignd::rollout {
+
+enum class FinishReason {
+  kStop,    // a stop token or stop string ended the sample
+  kLength,  // max_new_tokens were generated
+};
+// "stop" / "length".
+absl::string_view FinishReasonName(FinishReason reason);
+
+struct Sample {
+  int64_t prompt_index = 0;  // index into the request's prompts
+  int64_t sample_index = 0;  // 0..n-1 among the samples of that prompt
+  // Generated tokens only. A stop token that ended the sample is included (the learner trains the model to stop);
+  // after a stop string, the tokens run through the one that completed it.
+  std::vector<int32_t> token_ids;
+  // Decoded token_ids with special tokens skipped and without the stop token; cut before a stop string.
+  std::string text;
+  std::vector<float> logprobs;           // one per token_ids entry: raw model, temperature 1 (see above)
+  std::vector<float> sampling_logprobs;  // one per token_ids entry: the sampling distribution (see above)
+  FinishReason finish_reason = FinishReason::kLength;
+  uint64_t weight_version = 0;  // the version of the weights that generated it
+};
+
+// What one Generate call computed, for monitoring and tests.
+struct GenerateStats {
+  int64_t batches = 0;           // forward batches the rows were split into
+  int64_t prefill_tokens = 0;    // padded prompt positions run through prefill (distinct prompts only)
+  int64_t decode_steps = 0;      // one-token decode forward passes
+  int64_t decode_row_steps = 0;  // rows summed over decode steps: the decode compute actually spent
+  int64_t generated_tokens = 0;  // tokens in all samples
+  double prefill_seconds = 0;
+  double decode_seconds = 0;     // decode forward passes plus token choice
+};
+
+class Engine {
+ public:
+  struct Options {
+    // Required: a model with a language-model head. The engine shares ownership of the module; the caller may keep
+    // a handle, but must change its parameters only through SetModel / UpdateWeights.
+    CausalLM model{nullptr};
+    // Required. Decodes completions and renders string prompts.
+    std::shared_ptr<const Tokenizer> tokenizer;
+    // Chat template that string prompts are rendered with, as one user turn plus the generation prompt: "chatml"
+    // (default), "llama3", "plain" or "raw" (BOS + the string as it is, for base models).
+    std::string chat_template = "chatml";
+    // Stop tokens used when a request does not name its own. nullopt (default) = the tokenizer's EOS plus the
+    // template's end-of-turn string when it encodes to a single token.
+    std::optional<std::vector<int32_t>> default_stop_token_ids;
+    // Version of the initial weights, stamped on every Sample until SetModel / UpdateWeights change it.
+    uint64_t weight_version = 0;
+    // Rows (prompts x n) decoded together at most; larger requests run as several batches. Must be >= 1.
+    int64_t max_batch_rows = 64;
+  };
+
+  // INVALID_ARGUMENT for a missing model or tokenizer, an unknown template, max_batch_rows < 1 or a default stop
+  // token outside the vocabulary; FAILED_PRECONDITION for a model with a score head.
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(Options options);
+
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Generates params.n samples for every prompt (token ids, e.g. from EncodePrompt). Samples are returned ordered by
+  // (prompt_index, sample_index). INVALID_ARGUMENT naming the field (and prompt index) for: no prompts, an empty
+  // prompt, a token id outside the model's vocabulary, a prompt whose length + max_new_tokens exceeds the model's
+  // context, and every ValidateSamplingParams error. INTERNAL when LibTorch fails. `stats`, when given, is filled.
+  absl::StatusOr<std::vector<Sample>> Generate(const std::vector<std::vector<int32_t>>& prompts,
+                                               const SamplingParams& params, GenerateStats* stats = nullptr)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // The same for prompt strings, each rendered with EncodePrompt.
+  absl::StatusOr<std::vector<Sample>> GenerateText(const std::vector<std::string>& prompts,
+                                                   const SamplingParams& params, GenerateStats* stats = nullptr)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Prompt ids as the learner's data pipeline makes them (ExampleTokenizer::Prompt, no truncation): a string is one
+  // user turn, messages are rendered as they are; then the template's generation prompt.
+  std::vector<int32_t> EncodePrompt(const Turns& prompt) const;
+  std::vector<int32_t> EncodePrompt(const std::string& prompt) const { return EncodePrompt(Turns::Text(prompt)); }
+
+  // Replaces the model (same rules as Options::model; the vocabulary must still cover the default stop tokens) and
+  // the weight version, after the running Generate finishes. On error nothing changes.
+  absl::Status SetModel(CausalLM model, uint64_t version) ABSL_LOCKS_EXCLUDED(mu_);
+  // Runs `update` on the current model (e.g. copying broadcast tensors into its parameters, under NoGradGuard)
+  // between Generate calls, then sets the version. When `update` fails, the version stays as it was and the status is
+  // returned; the weights may then be partly updated, and the caller should retry or restore them.
+  absl::Status UpdateWeights(uint64_t version, const std::function<absl::Status(CausalLMImpl&)>& update)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  uint64_t weight_version() const ABSL_LOCKS_EXCLUDED(mu_);
+  // The stop tokens a request without stop_token_ids gets.
+  const std::vector<int32_t>& default_stop_token_ids() const { return default_stop_token_ids_; }
+  const std::string& chat_template() const { return example_tokenizer_.chat_template().name(); }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+
+ private:
+  Engine(CausalLM model, std::shared_ptr<const Tokenizer> tokenizer, ExampleTokenizer example_tokenizer,
+         std::vector<int32_t> default_stop_token_ids, uint64_t weight_version, int64_t max_batch_rows);
+
+  absl::Status ValidateRequest(const std::vector<std::vector<int32_t>>& prompts, const SamplingParams& params,
+                               const std::vector<int32_t>& stop_ids) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const std::shared_ptr<const Tokenizer> tokenizer_;
+  const ExampleTokenizer example_tokenizer_;  // refers to *tokenizer_
+  const std::vector<int32_t> default_stop_token_ids_;
+  const int64_t max_batch_rows_;
+
+  mutable absl::Mutex mu_;
+  CausalLM model_ ABSL_GUARDED_BY(mu_);
+  uint64_t weight_version_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace alignd::rollout
+
+#endif  // ALIGND_ROLLOUT_ENGINE_H_
