@@ -12,10 +12,12 @@ usage: alignd <command> [flags]       (alignd <command> --help for its flags)
 
 commands:
   init      write a freshly initialised tiny model (Llama, Qwen2 or GPT-2) with the byte-level tokenizer
+  train     run one training job in-process (pretrain, sft, rm, dpo/ipo/orpo) from a YAML spec
   eval      evaluate a Hugging Face model folder on a data file (perplexity), print JSON
+  generate  sample completions for a JSONL file of prompts, with token ids and log-probs
   version   print the version
 
-Not in this build yet: train, generate, coordinator, worker, local (see README.md, "Status").
+Not in this build yet: coordinator, worker, local (see README.md, "Status").
 )";
 
 }  // namespace
@@ -36,7 +38,9 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (command == "init") return alignd::cli::RunInit(args, std::cout, std::cerr);
+  if (command == "train") return alignd::cli::RunTrain(args, std::cout, std::cerr);
   if (command == "eval") return alignd::cli::RunEval(args, std::cout, std::cerr);
+  if (command == "generate") return alignd::cli::RunGenerate(args, std::cout, std::cerr);
   std::cerr << "alignd: unknown command \"" << command << "\"\n\n" << kUsage;
   return 2;
 }

@@ -20,6 +20,13 @@ int RunEval(const Args& args, std::ostream& out, std::ostream& err);
 // `alignd init --out DIR [--arch ...]`: writes a freshly initialised tiny model with the byte-level tokenizer.
 int RunInit(const Args& args, std::ostream& out, std::ostream& err);
 
+// `alignd generate --model DIR --prompts FILE.jsonl --out FILE.jsonl [sampling flags]`: writes one JSON line per
+// sample (prompt, completion, token_ids, logprobs, finish_reason) and prints a JSON summary.
+int RunGenerate(const Args& args, std::ostream& out, std::ostream& err);
+
+// `alignd train --spec JOB.yaml [--out DIR] [--resume]`: runs one training job in-process.
+int RunTrain(const Args& args, std::ostream& out, std::ostream& err);
+
 // `alignctl data synth --out DIR [--seed N] [sizes]`: writes the toy-assistant data set.
 int RunDataSynth(const Args& args, std::ostream& out, std::ostream& err);
 
