@@ -5,9 +5,11 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "tests/cli/cli_runner.h"
 #include "common/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/reference/reference_fixture.h"
 
 namespace alignd::cli {
 namespace {
@@ -16,17 +18,6 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 using ::testing::HasSubstr;
 
-struct Outcome {
-  int code;
-  std::string out, err;
-};
-
-Outcome Call(int (*command)(const Args&, std::ostream&, std::ostream&), const Args& args) {
-  std::ostringstream out, err;
-  int code = command(args, out, err);
-  return {code, out.str(), err.str()};
-}
-
 std::string Dir(const std::string& name) {
   std::string d = ::testing::TempDir() + "/cli_test/" + name;
   fs::remove_all(d);
@@ -34,32 +25,15 @@ std::string Dir(const std::string& name) {
   return d;
 }
 
-class EvalAgainstReference : public ::testing::TestWithParam<std::string> {
- protected:
-  static void SetUpTestSuite() {
-    dir_ = new std::string(Dir("reference"));
-    std::string cmd = std::string("/usr/bin/python3 ") + ALIGND_SOURCE_DIR + "/tests/reference/hf_reference.py " + *dir_;
-    // No ASSERT here: a failure in SetUpTestSuite would mark the tests skipped. The tests fail on a null expected_.
-    if (std::system(cmd.c_str()) != 0) return;
-    auto text = ReadFile(*dir_ + "/expected.json");
-    if (text.ok()) expected_ = new json(json::parse(*text));
-  }
-  static std::string* dir_;
-  static json* expected_;
-};
-std::string* EvalAgainstReference::dir_ = nullptr;
-json* EvalAgainstReference::expected_ = nullptr;
-
-INSTANTIATE_TEST_SUITE_P(Variants, EvalAgainstReference,
-                         ::testing::Values("llama_gqa_f32", "qwen2_bias_bf16_sharded", "mistral_f16", "gpt2_f32"));
+class EvalAgainstReference : public alignd::testing::ReferenceFixture {};
+INSTANTIATE_TEST_SUITE_P(Variants, EvalAgainstReference, ::testing::ValuesIn(alignd::testing::kReferenceVariants));
 
 TEST_P(EvalAgainstReference, PerplexityMatchesTo1e4) {
-  ASSERT_NE(expected_, nullptr) << "tests/reference/hf_reference.py failed (see its output above)";
-  Outcome r = Call(RunEval, {"--model", *dir_ + "/" + GetParam(), "--data", *dir_ + "/texts.jsonl", "--metrics",
+  Outcome r = Call(RunEval, {"--model", variant_dir(), "--data", dir() + "/texts.jsonl", "--metrics",
                          "perplexity", "--batch_size", "3"});
   ASSERT_EQ(r.code, 0) << r.err;
   json got = json::parse(r.out);
-  const json& want = (*expected_)[GetParam()];
+  const json& want = expected()[GetParam()];
   EXPECT_EQ(got["tokens"].get<int64_t>(), want["tokens"].get<int64_t>());
   EXPECT_NEAR(got["perplexity"].get<double>() / want["perplexity"].get<double>(), 1.0, 1e-4);
 }

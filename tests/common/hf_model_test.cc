@@ -9,6 +9,7 @@
 #include "common/perplexity.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/reference/reference_fixture.h"
 
 namespace alignd {
 namespace {
@@ -162,34 +163,17 @@ TEST(HfModelErrors, FailedSaveKeepsThePreviousFolder) {
 
 // ---- Against the independent Python reference --------------------------------------------------------------------
 
-class Reference : public ::testing::TestWithParam<std::string> {
- protected:
-  static void SetUpTestSuite() {
-    dir_ = new std::string(TempDir("reference"));
-    std::string cmd = std::string("/usr/bin/python3 ") + ALIGND_SOURCE_DIR + "/tests/reference/hf_reference.py " + *dir_;
-    // No ASSERT here: a failure in SetUpTestSuite would mark the tests skipped. The tests fail on a null expected_.
-    if (std::system(cmd.c_str()) != 0) return;
-    auto text = ReadFile(*dir_ + "/expected.json");
-    if (text.ok()) expected_ = new json(json::parse(*text));
-  }
-  static std::string* dir_;
-  static json* expected_;
-};
-std::string* Reference::dir_ = nullptr;
-json* Reference::expected_ = nullptr;
-
-INSTANTIATE_TEST_SUITE_P(Variants, Reference,
-                         ::testing::Values("llama_gqa_f32", "qwen2_bias_bf16_sharded", "mistral_f16", "gpt2_f32"));
+class Reference : public alignd::testing::ReferenceFixture {};
+INSTANTIATE_TEST_SUITE_P(Variants, Reference, ::testing::ValuesIn(alignd::testing::kReferenceVariants));
 
 TEST_P(Reference, TokensLogitsAndPerplexityMatch) {
-  ASSERT_NE(expected_, nullptr) << "tests/reference/hf_reference.py failed (see its output above)";
-  const json& want = (*expected_)[GetParam()];
-  auto loaded = LoadModelDir(*dir_ + "/" + GetParam());
+  const json& want = expected()[GetParam()];
+  auto loaded = LoadModelDir(variant_dir());
   ASSERT_TRUE(loaded.ok()) << loaded.status();
 
   // The tokenizer agrees with the reference's own byte-level BPE.
   std::vector<std::string> texts;
-  std::ifstream in(*dir_ + "/texts.jsonl");
+  std::ifstream in(dir() + "/texts.jsonl");
   for (std::string line; std::getline(in, line);) texts.push_back(json::parse(line)["text"]);
   ASSERT_EQ(texts.size(), want["token_ids"].size());
   for (size_t i = 0; i < texts.size(); ++i) {
@@ -198,7 +182,7 @@ TEST_P(Reference, TokensLogitsAndPerplexityMatch) {
   }
 
   // Logits of a left-padded batch, on the real positions.
-  auto file = safetensors::File::Read(*dir_ + "/" + GetParam() + ".expected.safetensors");
+  auto file = safetensors::File::Read(variant_dir() + ".expected.safetensors");
   ASSERT_TRUE(file.ok()) << file.status();
   torch::Tensor ids = TensorFromView(*file->Get("input_ids")).value().to(torch::kLong);
   torch::Tensor mask = TensorFromView(*file->Get("attention_mask")).value().to(torch::kLong);

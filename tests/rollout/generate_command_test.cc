@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_split.h"
 #include "cli/commands.h"
+#include "tests/cli/cli_runner.h"
 #include "common/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -17,17 +18,6 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using ::testing::HasSubstr;
-
-struct Outcome {
-  int code;
-  std::string out, err;
-};
-
-Outcome Call(int (*command)(const Args&, std::ostream&, std::ostream&), const Args& args) {
-  std::ostringstream out, err;
-  int code = command(args, out, err);
-  return {code, out.str(), err.str()};
-}
 
 std::vector<json> ReadLines(const std::string& path) {
   auto contents = ReadFile(path);
