@@ -1,0 +1,120 @@
+#include "coordinator/job_validation.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/status.h"
+#include "worker/job_spec.h"
+
+namespace alignd::coordinator {
+namespace {
+
+absl::Status Invalid(absl::string_view source, const YAML::Node& at, absl::string_view key, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(source, ":", at.Mark().line + 1, ": ", key, ": ", what));
+}
+
+absl::StatusOr<int64_t> ReadInt(absl::string_view source, const YAML::Node& node, absl::string_view key, int64_t lo,
+                                int64_t hi) {
+  int64_t v = 0;
+  if (!node.IsScalar() || !YAML::convert<int64_t>::decode(node, v)) {
+    return Invalid(source, node, key, "must be an integer");
+  }
+  if (v < lo || v > hi) return Invalid(source, node, key, absl::StrCat("must be in [", lo, ", ", hi, "], got ", v));
+  return v;
+}
+
+absl::Status ParseResources(absl::string_view source, const YAML::Node& node, ValidatedSpec* out) {
+  out->resources.set_learners(1);
+  out->resources.set_device(v1::DEVICE_KIND_CPU);
+  if (!node.IsDefined() || node.IsNull()) return absl::OkStatus();
+  if (!node.IsMap()) return Invalid(source, node, "resources", "must be a mapping");
+  for (const auto& kv : node) {
+    const std::string key = kv.first.as<std::string>();
+    const std::string path = absl::StrCat("resources.", key);
+    const YAML::Node& v = kv.second;
+    if (key == "learners") {
+      ASSIGN_OR_RETURN(int64_t n, ReadInt(source, v, path, 1, 1024));
+      out->resources.set_learners(n);
+    } else if (key == "rollout_workers") {
+      ASSIGN_OR_RETURN(int64_t n, ReadInt(source, v, path, 0, 1024));
+      out->resources.set_rollout_workers(n);
+    } else if (key == "reward_servers") {
+      ASSIGN_OR_RETURN(int64_t n, ReadInt(source, v, path, 0, 1024));
+      out->resources.set_reward_servers(n);
+    } else if (key == "max_restarts") {
+      ASSIGN_OR_RETURN(int64_t n, ReadInt(source, v, path, 0, 100));
+      out->max_restarts = n;
+    } else if (key == "device") {
+      const std::string d = v.IsScalar() ? v.as<std::string>() : "";
+      if (d == "cpu") {
+        out->resources.set_device(v1::DEVICE_KIND_CPU);
+      } else if (d == "cuda") {
+        out->resources.set_device(v1::DEVICE_KIND_CUDA);
+      } else {
+        return Invalid(source, v, path, absl::StrCat("must be one of cpu, cuda, got \"", d, "\""));
+      }
+    } else {
+      return Invalid(source, kv.first, path,
+                     "unknown key (known: learners, rollout_workers, reward_servers, device, max_restarts)");
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The spec text without its top-level `resources` section. Block-style YAML keeps its line numbers (the section's
+// lines become empty), so that ParseJobSpec's errors point at the user's lines; flow-style (JSON) text is re-emitted.
+std::string WithoutResources(absl::string_view text, YAML::Node root) {
+  std::vector<int> key_lines;
+  int resources_line = -1;
+  for (const auto& kv : root) {
+    key_lines.push_back(kv.first.Mark().line);
+    if (kv.first.as<std::string>() == "resources") resources_line = kv.first.Mark().line;
+  }
+  std::sort(key_lines.begin(), key_lines.end());
+  const bool shares_line = std::count(key_lines.begin(), key_lines.end(), resources_line) > 1;
+  if (resources_line < 0 || shares_line || root.Style() == YAML::EmitterStyle::Flow) {
+    root.remove("resources");
+    YAML::Emitter emitter;
+    emitter << root;
+    return emitter.c_str();
+  }
+  auto next = std::upper_bound(key_lines.begin(), key_lines.end(), resources_line);
+  const int end = next == key_lines.end() ? 1 << 30 : *next;
+  std::vector<std::string> lines = absl::StrSplit(text, '\n');
+  for (int i = resources_line; i < end && i < static_cast<int>(lines.size()); ++i) lines[i].clear();
+  return absl::StrJoin(lines, "\n");
+}
+
+}  // namespace
+
+absl::StatusOr<ValidatedSpec> ValidateJobSpec(absl::string_view spec_yaml, absl::string_view source) {
+  if (spec_yaml.size() > kMaxSpecBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": spec is ", spec_yaml.size(), " bytes, more than the limit of ", kMaxSpecBytes));
+  }
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(spec_yaml));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ":", e.mark.line + 1, ": invalid YAML: ", e.msg));
+  }
+  if (!root.IsMap()) return absl::InvalidArgumentError(absl::StrCat(source, ": the spec must be a mapping"));
+  ValidatedSpec out;
+  std::string rest(spec_yaml);
+  try {
+    RETURN_IF_ERROR(ParseResources(source, root["resources"], &out));
+    if (root["resources"]) rest = WithoutResources(spec_yaml, root);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ":", e.mark.line + 1, ": resources: ", e.msg));
+  }
+  ASSIGN_OR_RETURN(worker::JobSpec spec, worker::ParseJobSpec(rest, source));
+  out.name = spec.name;
+  return out;
+}
+
+}  // namespace alignd::coordinator

@@ -1,0 +1,37 @@
+// Validates a submitted job spec: the `alignd train` spec (worker::ParseJobSpec) plus a top-level `resources` section
+// that only the coordinator reads:
+//
+//   resources:
+//     learners: 2          # learner ranks, >= 1 (default 1)
+//     rollout_workers: 1   # >= 0 (default 0)
+//     reward_servers: 0    # >= 0 (default 0)
+//     device: cpu          # cpu or cuda (default cpu)
+//     max_restarts: 3      # restarts after a worker failure before the job fails, 0..100 (default 3)
+//
+// Errors are INVALID_ARGUMENT naming the source, line and key (`spec:12: resources.learners: must be >= 1, got 0`).
+#ifndef ALIGND_COORDINATOR_JOB_VALIDATION_H_
+#define ALIGND_COORDINATOR_JOB_VALIDATION_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "proto/alignd.pb.h"
+
+namespace alignd::coordinator {
+
+struct ValidatedSpec {
+  std::string name;            // the spec's `name`
+  v1::Resources resources;     // with the defaults filled in
+  uint32_t max_restarts = 3;
+};
+
+// Largest accepted spec, in bytes.
+inline constexpr size_t kMaxSpecBytes = 1 << 20;
+
+absl::StatusOr<ValidatedSpec> ValidateJobSpec(absl::string_view spec_yaml, absl::string_view source = "spec");
+
+}  // namespace alignd::coordinator
+
+#endif  // ALIGND_COORDINATOR_JOB_VALIDATION_H_

@@ -1,0 +1,45 @@
+// JobStore in one SQLite file in WAL mode, synchronous=FULL: a committed write survives `kill -9` of the process.
+// The schema is created on open; opening the same file again sees everything committed before. Thread-safe (one
+// connection behind a mutex: the coordinator's write rate is a few per second).
+#ifndef ALIGND_COORDINATOR_SQLITE_JOB_STORE_H_
+#define ALIGND_COORDINATOR_SQLITE_JOB_STORE_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "coordinator/job_store.h"
+
+struct sqlite3;
+
+namespace alignd::coordinator {
+
+class SqliteJobStore : public JobStore {
+ public:
+  // Opens (creating when missing) the database at `path`. The parent folder must exist. INTERNAL or UNAVAILABLE
+  // naming the path when SQLite cannot open it or set WAL mode; FAILED_PRECONDITION when the file holds a newer schema.
+  static absl::StatusOr<std::unique_ptr<SqliteJobStore>> Open(const std::string& path);
+  ~SqliteJobStore() override;
+
+  absl::StatusOr<JobRecord> CreateJob(const JobRecord& job, const EventRecord& first_event, bool* created) override;
+  absl::StatusOr<JobRecord> GetJob(const std::string& id) override;
+  absl::StatusOr<std::vector<JobRecord>> ListJobs(const JobQuery& query) override;
+  absl::Status UpdateJob(const JobRecord& job, const EventRecord& event) override;
+  absl::StatusOr<std::vector<EventRecord>> ListEvents(const std::string& job_id) override;
+
+ private:
+  SqliteJobStore(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}
+  // Runs `body` between BEGIN IMMEDIATE and COMMIT, rolling back when it fails.
+  template <typename Body>
+  absl::Status InTransaction(Body body) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const std::string path_;
+  absl::Mutex mu_;
+  sqlite3* db_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace alignd::coordinator
+
+#endif  // ALIGND_COORDINATOR_SQLITE_JOB_STORE_H_

@@ -1,0 +1,199 @@
+// The same contract tests run against MemoryJobStore and SqliteJobStore; SQLite adds re-open tests.
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "coordinator/memory_job_store.h"
+#include "coordinator/sqlite_job_store.h"
+#include "gtest/gtest.h"
+
+namespace alignd::coordinator {
+namespace {
+
+std::string DbPath(const std::string& name) { return ::testing::TempDir() + "/" + name + ".db"; }
+
+JobRecord NewJob(const std::string& owner, const std::string& request_id, const std::string& spec = "name: a\n") {
+  JobRecord job;
+  job.owner = owner;
+  job.request_id = request_id;
+  job.name = "a";
+  job.spec_yaml = spec;
+  job.max_restarts = 3;
+  job.message = "waiting";
+  job.resources.set_learners(2);
+  job.resources.set_device(v1::DEVICE_KIND_CUDA);
+  job.created_unix_ms = 1000;
+  job.updated_unix_ms = 1000;
+  return job;
+}
+
+EventRecord Event(v1::JobState state, const std::string& message) { return EventRecord{"", 1000, state, 0, message}; }
+
+class JobStoreTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "memory") {
+      store_ = std::make_unique<MemoryJobStore>();
+    } else {
+      const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+      std::string name = std::string(info->name());
+      for (char& c : name) if (c == '/') c = '_';
+      auto store = SqliteJobStore::Open(DbPath(name));
+      ASSERT_TRUE(store.ok()) << store.status();
+      store_ = std::move(*store);
+    }
+  }
+
+  JobRecord Create(const JobRecord& job, bool expect_created = true) {
+    bool created = false;
+    auto stored = store_->CreateJob(job, Event(v1::JOB_STATE_PENDING, "submitted"), &created);
+    EXPECT_TRUE(stored.ok()) << stored.status();
+    EXPECT_EQ(created, expect_created);
+    return stored.ok() ? *stored : JobRecord{};
+  }
+
+  std::unique_ptr<JobStore> store_;
+};
+
+TEST_P(JobStoreTest, CreateAssignsSequentialIdsAndKeepsEveryField) {
+  JobRecord a = Create(NewJob("alice", "r1"));
+  JobRecord b = Create(NewJob("bob", ""));
+  EXPECT_EQ(a.id, "job-000001");
+  EXPECT_EQ(b.id, "job-000002");
+  auto got = store_->GetJob("job-000001");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->owner, "alice");
+  EXPECT_EQ(got->request_id, "r1");
+  EXPECT_EQ(got->spec_yaml, "name: a\n");
+  EXPECT_EQ(got->state, v1::JOB_STATE_PENDING);
+  EXPECT_EQ(got->max_restarts, 3u);
+  EXPECT_EQ(got->message, "waiting");
+  EXPECT_EQ(got->resources.learners(), 2u);
+  EXPECT_EQ(got->resources.device(), v1::DEVICE_KIND_CUDA);
+  EXPECT_EQ(got->created_unix_ms, 1000);
+}
+
+TEST_P(JobStoreTest, SameOwnerAndRequestIdReturnsTheFirstJob) {
+  JobRecord first = Create(NewJob("alice", "r1"));
+  JobRecord again = Create(NewJob("alice", "r1", "name: other\n"), /*expect_created=*/false);
+  EXPECT_EQ(again.id, first.id);
+  EXPECT_EQ(again.spec_yaml, "name: a\n");
+  auto all = store_->ListJobs(JobQuery{});
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->size(), 1u);
+}
+
+TEST_P(JobStoreTest, RequestIdsAreScopedToTheOwnerAndEmptyNeverMatches) {
+  Create(NewJob("alice", "r1"));
+  Create(NewJob("bob", "r1"));
+  Create(NewJob("alice", ""));
+  Create(NewJob("alice", ""));
+  auto all = store_->ListJobs(JobQuery{});
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->size(), 4u);
+}
+
+TEST_P(JobStoreTest, UpdateReplacesTheJobAndAppendsAnEvent) {
+  JobRecord job = Create(NewJob("alice", ""));
+  job.state = v1::JOB_STATE_SCHEDULED;
+  job.attempt = 1;
+  job.message = "placed";
+  job.updated_unix_ms = 2000;
+  ASSERT_TRUE(store_->UpdateJob(job, EventRecord{job.id, 2000, v1::JOB_STATE_SCHEDULED, 1, "placed"}).ok());
+  auto got = store_->GetJob(job.id);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->state, v1::JOB_STATE_SCHEDULED);
+  EXPECT_EQ(got->attempt, 1u);
+  EXPECT_EQ(got->updated_unix_ms, 2000);
+  auto events = store_->ListEvents(job.id);
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), 2u);
+  EXPECT_EQ((*events)[0].state, v1::JOB_STATE_PENDING);
+  EXPECT_EQ((*events)[0].message, "submitted");
+  EXPECT_EQ((*events)[1].state, v1::JOB_STATE_SCHEDULED);
+  EXPECT_EQ((*events)[1].attempt, 1u);
+  EXPECT_EQ((*events)[1].job_id, job.id);
+}
+
+TEST_P(JobStoreTest, ListFiltersByStateAndOwnerAndPagesBySeq) {
+  for (int i = 0; i < 5; ++i) Create(NewJob(i % 2 == 0 ? "alice" : "bob", ""));
+  JobRecord third = *store_->GetJob("job-000003");
+  third.state = v1::JOB_STATE_RUNNING;
+  ASSERT_TRUE(store_->UpdateJob(third, Event(v1::JOB_STATE_RUNNING, "")).ok());
+
+  JobQuery running;
+  running.states = {v1::JOB_STATE_RUNNING};
+  ASSERT_EQ(store_->ListJobs(running)->size(), 1u);
+  JobQuery alice;
+  alice.owner = "alice";
+  EXPECT_EQ(store_->ListJobs(alice)->size(), 3u);
+  JobQuery page;
+  page.after_seq = 2;
+  page.limit = 2;
+  auto jobs = store_->ListJobs(page);
+  ASSERT_TRUE(jobs.ok());
+  ASSERT_EQ(jobs->size(), 2u);
+  EXPECT_EQ((*jobs)[0].id, "job-000003");
+  EXPECT_EQ((*jobs)[1].id, "job-000004");
+}
+
+// Error paths.
+
+TEST_P(JobStoreTest, UnknownIdIsNotFound) {
+  EXPECT_EQ(store_->GetJob("job-999999").status().code(), absl::StatusCode::kNotFound);
+  JobRecord ghost = NewJob("alice", "");
+  ghost.id = "job-999999";
+  EXPECT_EQ(store_->UpdateJob(ghost, Event(v1::JOB_STATE_RUNNING, "")).code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(store_->ListEvents("job-999999")->empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, JobStoreTest, ::testing::Values("memory", "sqlite"),
+                         [](const auto& info) { return info.param; });
+
+// SQLite only: persistence across re-opens.
+
+TEST(SqliteJobStoreTest, ReopenLosesNothing) {
+  const std::string path = DbPath("reopen");
+  {
+    auto store = SqliteJobStore::Open(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    bool created = false;
+    JobRecord job = *(*store)->CreateJob(NewJob("alice", "r1"), Event(v1::JOB_STATE_PENDING, "submitted"), &created);
+    job.state = v1::JOB_STATE_RUNNING;
+    job.attempt = 1;
+    ASSERT_TRUE((*store)->UpdateJob(job, EventRecord{job.id, 2000, v1::JOB_STATE_RUNNING, 1, "running"}).ok());
+  }
+  auto store = SqliteJobStore::Open(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto job = (*store)->GetJob("job-000001");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->state, v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(job->attempt, 1u);
+  EXPECT_EQ((*store)->ListEvents("job-000001")->size(), 2u);
+  // The request id survived too: the same key returns the same job, and the next id continues the sequence.
+  bool created = true;
+  auto again = (*store)->CreateJob(NewJob("alice", "r1"), Event(v1::JOB_STATE_PENDING, ""), &created);
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(created);
+  EXPECT_EQ(again->id, "job-000001");
+  auto next = (*store)->CreateJob(NewJob("alice", "r2"), Event(v1::JOB_STATE_PENDING, ""), &created);
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(next->id, "job-000002");
+}
+
+TEST(SqliteJobStoreTest, UsesWalMode) {
+  const std::string path = DbPath("wal");
+  auto store = SqliteJobStore::Open(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  bool created = false;
+  ASSERT_TRUE((*store)->CreateJob(NewJob("alice", ""), Event(v1::JOB_STATE_PENDING, ""), &created).ok());
+  EXPECT_TRUE(std::ifstream(path + "-wal").good()) << "no write-ahead log next to " << path;
+}
+
+TEST(SqliteJobStoreTest, UnopenablePathIsUnavailable) {
+  auto store = SqliteJobStore::Open(::testing::TempDir() + "/no/such/dir/jobs.db");
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace alignd::coordinator
