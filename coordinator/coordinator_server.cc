@@ -1,0 +1,78 @@
+#include "coordinator/coordinator_server.h"
+
+#include <glog/logging.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#ifdef ALIGND_HAVE_GRPC_REFLECTION
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#endif
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "coordinator/address.h"
+#include "coordinator/job_service.h"
+#include "coordinator/memory_job_store.h"
+#include "coordinator/sqlite_job_store.h"
+
+namespace alignd::coordinator {
+
+absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(Options options) {
+  if (options.listen.empty()) return absl::InvalidArgumentError("listen address is empty");
+  if (options.max_receive_message_bytes <= 0 || options.max_send_message_bytes <= 0) {
+    return absl::InvalidArgumentError("message size limits must be positive");
+  }
+  std::unique_ptr<CoordinatorServer> server(new CoordinatorServer());
+  if (options.auth_tokens_file.empty()) {
+    if (!IsLoopbackAddress(options.listen)) {
+      return absl::InvalidArgumentError(absl::StrCat("listening on ", options.listen,
+                                                     ", which is not loopback, needs --auth-tokens"));
+    }
+    server->auth_ = std::make_unique<TokenAuthenticator>(TokenAuthenticator::AllowAll());
+  } else {
+    ASSIGN_OR_RETURN(TokenAuthenticator auth, TokenAuthenticator::FromFile(options.auth_tokens_file));
+    server->auth_ = std::make_unique<TokenAuthenticator>(std::move(auth));
+  }
+  if (options.db_path.empty()) {
+    server->store_ = std::make_unique<MemoryJobStore>();
+  } else {
+    ASSIGN_OR_RETURN(server->store_, SqliteJobStore::Open(options.db_path));
+  }
+  ASSIGN_OR_RETURN(server->manager_, JobManager::Create(server->store_.get(), options.manager));
+  server->job_service_ = std::make_unique<JobServiceImpl>(server->manager_.get(), server->auth_.get());
+
+  grpc::EnableDefaultHealthCheckService(true);
+#ifdef ALIGND_HAVE_GRPC_REFLECTION
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+#endif
+  grpc::ServerBuilder builder;
+  // TLS arrives with the TLS part of issue 5; until then the listener is plaintext.
+  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &server->port_);
+  builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  builder.SetMaxSendMessageSize(options.max_send_message_bytes);
+  builder.RegisterService(server->job_service_.get());
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
+  }
+  LOG(INFO) << "coordinator listening on port " << server->port_
+            << (options.db_path.empty() ? " (jobs in memory)" : " (jobs in " + options.db_path + ")")
+            << (options.auth_tokens_file.empty() ? ", authentication off" : ", bearer tokens required");
+  return server;
+}
+
+CoordinatorServer::~CoordinatorServer() { Shutdown(absl::ZeroDuration()); }
+
+std::shared_ptr<grpc::Channel> CoordinatorServer::InProcessChannel() {
+  return server_->InProcessChannel(grpc::ChannelArguments());
+}
+
+void CoordinatorServer::Shutdown(absl::Duration grace) {
+  if (server_ == nullptr) return;
+  server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+}
+
+void CoordinatorServer::Wait() {
+  if (server_ != nullptr) server_->Wait();
+}
+
+}  // namespace alignd::coordinator

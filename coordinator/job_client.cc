@@ -1,0 +1,75 @@
+#include "coordinator/job_client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "coordinator/address.h"
+
+namespace alignd::coordinator {
+
+absl::StatusOr<std::unique_ptr<JobClient>> JobClient::Connect(const Options& options) {
+  if (options.address.empty()) return absl::InvalidArgumentError("coordinator address is empty");
+  if (options.timeout <= absl::ZeroDuration()) return absl::InvalidArgumentError("timeout must be positive");
+  if (!options.token.empty() && !IsLoopbackAddress(options.address)) {
+    return absl::FailedPreconditionError(absl::StrCat("refusing to send a token over plaintext to ", options.address,
+                                                      ", which is not a loopback address"));
+  }
+  auto channel = grpc::CreateChannel(options.address, grpc::InsecureChannelCredentials());
+  return std::make_unique<JobClient>(v1::JobService::NewStub(channel), options.token, options.timeout);
+}
+
+void JobClient::Prepare(grpc::ClientContext* context) const {
+  context->set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
+  if (!token_.empty()) context->AddMetadata("authorization", "Bearer " + token_);
+}
+
+absl::StatusOr<v1::Job> JobClient::Submit(const std::string& spec_yaml, const std::string& request_id) {
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::SubmitJobRequest request;
+  request.set_spec_yaml(spec_yaml);
+  request.set_request_id(request_id);
+  v1::SubmitJobResponse response;
+  grpc::Status status = stub_->SubmitJob(&context, request, &response);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return response.job();
+}
+
+absl::StatusOr<v1::Job> JobClient::Get(const std::string& id) {
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::GetJobRequest request;
+  request.set_id(id);
+  v1::Job response;
+  grpc::Status status = stub_->GetJob(&context, request, &response);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return response;
+}
+
+absl::StatusOr<v1::ListJobsResponse> JobClient::List(const std::vector<v1::JobState>& states, uint32_t page_size,
+                                                     const std::string& page_token) {
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::ListJobsRequest request;
+  for (v1::JobState s : states) request.add_states(s);
+  request.set_page_size(page_size);
+  request.set_page_token(page_token);
+  v1::ListJobsResponse response;
+  grpc::Status status = stub_->ListJobs(&context, request, &response);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return response;
+}
+
+absl::StatusOr<v1::Job> JobClient::Cancel(const std::string& id) {
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::CancelJobRequest request;
+  request.set_id(id);
+  v1::Job response;
+  grpc::Status status = stub_->CancelJob(&context, request, &response);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return response;
+}
+
+}  // namespace alignd::coordinator

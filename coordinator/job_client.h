@@ -1,0 +1,48 @@
+// A JobService client for alignctl and tests: adds the bearer token and a deadline to every call, and turns
+// grpc::Status into absl::Status. Thread-safe (the stub is).
+#ifndef ALIGND_COORDINATOR_JOB_CLIENT_H_
+#define ALIGND_COORDINATOR_JOB_CLIENT_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "proto/alignd.grpc.pb.h"
+
+namespace alignd::coordinator {
+
+class JobClient {
+ public:
+  struct Options {
+    std::string address;                   // host:port of the coordinator
+    std::string token;                     // bearer token; empty sends none
+    absl::Duration timeout = absl::Seconds(30);  // deadline of each call
+  };
+
+  // Opens a plaintext channel to `options.address`. FAILED_PRECONDITION when a token would be sent in plaintext to
+  // a non-loopback address; INVALID_ARGUMENT for an empty address or a non-positive timeout.
+  static absl::StatusOr<std::unique_ptr<JobClient>> Connect(const Options& options);
+
+  // `stub` may be a fake (tests).
+  JobClient(std::unique_ptr<v1::JobService::StubInterface> stub, std::string token, absl::Duration timeout)
+      : stub_(std::move(stub)), token_(std::move(token)), timeout_(timeout) {}
+
+  absl::StatusOr<v1::Job> Submit(const std::string& spec_yaml, const std::string& request_id);
+  absl::StatusOr<v1::Job> Get(const std::string& id);
+  absl::StatusOr<v1::ListJobsResponse> List(const std::vector<v1::JobState>& states, uint32_t page_size,
+                                            const std::string& page_token);
+  absl::StatusOr<v1::Job> Cancel(const std::string& id);
+
+ private:
+  void Prepare(grpc::ClientContext* context) const;
+
+  std::unique_ptr<v1::JobService::StubInterface> stub_;
+  const std::string token_;
+  const absl::Duration timeout_;
+};
+
+}  // namespace alignd::coordinator
+
+#endif  // ALIGND_COORDINATOR_JOB_CLIENT_H_

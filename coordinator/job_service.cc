@@ -1,0 +1,76 @@
+#include "coordinator/job_service.h"
+
+#include <vector>
+
+#include "common/grpc_status.h"
+#include "common/status.h"
+
+namespace alignd::coordinator {
+namespace {
+
+// Runs `body(principal)` for an authenticated caller and converts its status once.
+template <typename Body>
+grpc::Status Handle(const grpc::ServerContext& context, const TokenAuthenticator& auth, Body body) {
+  absl::StatusOr<Principal> caller = CallerOf(context, auth);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  return ToGrpcStatus(body(*caller));
+}
+
+}  // namespace
+
+absl::StatusOr<Principal> CallerOf(const grpc::ServerContext& context, const TokenAuthenticator& auth) {
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find("authorization");
+  absl::string_view value;
+  if (it != metadata.end()) value = absl::string_view(it->second.data(), it->second.size());
+  return auth.Authenticate(value);
+}
+
+grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* context, const v1::SubmitJobRequest* request,
+                                       v1::SubmitJobResponse* response) {
+  return Handle(*context, *auth_, [&](const Principal& caller) -> absl::Status {
+    ASSIGN_OR_RETURN(JobRecord job, manager_->SubmitJob(caller, request->spec_yaml(), request->request_id()));
+    *response->mutable_job() = ToProto(job);
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request,
+                                    v1::Job* response) {
+  return Handle(*context, *auth_, [&](const Principal& caller) -> absl::Status {
+    ASSIGN_OR_RETURN(JobRecord job, manager_->GetJob(caller, request->id()));
+    *response = ToProto(job);
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* context, const v1::ListJobsRequest* request,
+                                      v1::ListJobsResponse* response) {
+  return Handle(*context, *auth_, [&](const Principal& caller) -> absl::Status {
+    std::vector<v1::JobState> states;
+    for (int s : request->states()) states.push_back(static_cast<v1::JobState>(s));
+    ASSIGN_OR_RETURN(JobPage page, manager_->ListJobs(caller, states, request->page_size(), request->page_token()));
+    for (const JobRecord& job : page.jobs) *response->add_jobs() = ToProto(job);
+    response->set_next_page_token(page.next_page_token);
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* context, const v1::CancelJobRequest* request,
+                                       v1::Job* response) {
+  return Handle(*context, *auth_, [&](const Principal& caller) -> absl::Status {
+    ASSIGN_OR_RETURN(JobRecord job, manager_->CancelJob(caller, request->id()));
+    *response = ToProto(job);
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::WatchJobRequest* request,
+                                      grpc::ServerWriter<v1::JobEvent>* writer) {
+  return Handle(*context, *auth_, [&](const Principal& caller) -> absl::Status {
+    RETURN_IF_ERROR(manager_->GetJob(caller, request->id()).status());
+    return absl::UnimplementedError("WatchJob is not implemented yet; poll GetJob");
+  });
+}
+
+}  // namespace alignd::coordinator
