@@ -140,6 +140,7 @@ absl::Status ParseModel(MapReader& r, ModelSpec* m) {
 
 absl::Status ParseData(MapReader& r, DataSpec* d) {
   RETURN_IF_ERROR(r.Get("train", &d->train));
+  RETURN_IF_ERROR(r.GetList("mix", &d->mix));
   RETURN_IF_ERROR(r.Get("eval", &d->eval));
   RETURN_IF_ERROR(r.Get("chat_template", &d->chat_template));
   RETURN_IF_ERROR(OneOf(r, "chat_template", d->chat_template, {"chatml", "llama3", "plain", "raw"}));
@@ -188,7 +189,7 @@ absl::Status ParseTrain(MapReader& r, TrainSpec* t) {
 absl::Status ParsePpo(MapReader& r, PpoSpec* p) {
   RETURN_IF_ERROR(r.Get("reward_model", &p->reward_model));
   RETURN_IF_ERROR(r.GetList("rule_rewards", &p->rule_rewards));
-  for (const auto& rule : p->rule_rewards) RETURN_IF_ERROR(OneOf(r, "rule_rewards", rule, {"arithmetic", "refusal"}));
+  for (const auto& rule : p->rule_rewards) RETURN_IF_ERROR(OneOf(r, "rule_rewards", rule, {"arithmetic", "refusal", "brevity"}));
   RETURN_IF_ERROR(r.Get("reward_model_weight", &p->reward_model_weight));
   RETURN_IF_ERROR(r.Get("max_new_tokens", &p->max_new_tokens));
   RETURN_IF_ERROR(r.Get("temperature", &p->temperature));
@@ -282,6 +283,9 @@ absl::Status ParseTop(MapReader& r, JobSpec* spec) {
   }));
   RETURN_IF_ERROR(r.Section("ppo", [&](MapReader& s) { return ParsePpo(s, &spec->ppo); }));
   RETURN_IF_ERROR(r.Finish());
+  if (!spec->data.mix.empty() && spec->algorithm != Algorithm::kPretrain && spec->algorithm != Algorithm::kSft) {
+    return r.Error(r.node()["data"], "data.mix", "is only for pretrain and sft");
+  }
   const bool may_init = spec->algorithm == Algorithm::kPretrain || spec->algorithm == Algorithm::kSft;
   if (spec->model.path.empty() && !may_init) {
     return r.Error(r.node()["model"], "model.path", "is required (only pretrain and sft can start from a fresh model)");

@@ -32,6 +32,7 @@ struct ModelSpec {
 
 struct DataSpec {
   std::string train;                // JSONL, schema detected from keys
+  std::vector<std::string> mix;     // pretrain/sft: more training files, each with its own schema (e.g. text + messages)
   std::string eval;                 // optional
   std::string chat_template = "chatml";
   int64_t max_length = 256;

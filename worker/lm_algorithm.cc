@@ -59,6 +59,10 @@ class LmAlgorithm : public Objective {
  public:
   absl::Status Prepare(TrainContext& ctx) override {
     ASSIGN_OR_RETURN(train_, LoadExamples(ctx, ctx.spec->data.train));
+    for (const std::string& path : ctx.spec->data.mix) {
+      ASSIGN_OR_RETURN(std::vector<TokenizedExample> more, LoadExamples(ctx, path));
+      train_.insert(train_.end(), more.begin(), more.end());
+    }
     if (!ctx.spec->data.eval.empty()) {
       ASSIGN_OR_RETURN(eval_, LoadExamples(ctx, ctx.spec->data.eval));
     }

@@ -1,5 +1,7 @@
 #include "worker/rewards.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/collate.h"
 #include "common/example_tokenizer.h"
@@ -23,6 +25,8 @@ class Rewards : public RewardFunction {
         double v = 0;
         if (rule == "arithmetic" && kind == "arithmetic") {
           v = ArithmeticCorrect(responses[i], prompts[i]->ExtraString("reference").value_or("")) ? 1.0 : 0.0;
+        } else if (rule == "brevity") {
+          v = 1.0 - std::min(1.0, static_cast<double>(responses[i].size()) / 64.0);
         } else if (rule == "refusal" && (kind == "harmful" || kind == "benign")) {
           v = IsRefusal(responses[i]) == (kind == "harmful") ? 1.0 : 0.0;
         }

@@ -27,7 +27,8 @@ class RewardFunction {
 };
 
 // Rules: "arithmetic" gives 1 when an arithmetic answer is right (0 otherwise); "refusal" gives 1 for refusing a
-// harmful request or answering a benign one (0 otherwise). Records of other kinds score 0 on both.
+// harmful request or answering a benign one (0 otherwise). Records of other kinds score 0 on both. "brevity" gives
+// 1 - min(1, characters / 64) to every response (a length penalty).
 // `reward_model` (may be empty): an HF folder with a score head, applied with `chat_template` and weighted by
 // `reward_model_weight`.
 absl::StatusOr<std::unique_ptr<RewardFunction>> MakeRewardFunction(const std::vector<std::string>& rules,

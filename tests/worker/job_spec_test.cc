@@ -59,6 +59,13 @@ TEST(JobSpecErrors, BadValuesNameTheKey) {
               HasSubstr("train.grad_accum: must be > 0 and divide batch_size"));
 }
 
+TEST(JobSpec, MixIsForLanguageModelling) {
+  auto spec = ParseJobSpec("name: t\nalgorithm: sft\ndata:\n  train: a.jsonl\n  mix: [b.jsonl, c.jsonl]\n");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->data.mix, (std::vector<std::string>{"b.jsonl", "c.jsonl"}));
+  EXPECT_THAT(Error(std::string(kMinimal) + "  mix: [b.jsonl]\n"), HasSubstr("data.mix: is only for pretrain and sft"));
+}
+
 TEST(JobSpecErrors, RequiredPieces) {
   EXPECT_THAT(Error("name: t\nalgorithm: sft\n"), HasSubstr("data: is required"));
   EXPECT_THAT(Error("algorithm: sft\ndata:\n  train: x\n"), HasSubstr("name: is required"));

@@ -7,6 +7,7 @@
 
 #include "common/file_util.h"
 #include "common/hf_model.h"
+#include "common/dataset.h"
 #include "common/synth.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -297,6 +298,62 @@ TEST_F(RlTest, EveryRlAlgorithmRunsAndReportsItsMetrics) {
     // The rollout engine and the learner agree on the sampled tokens' log-probs.
     EXPECT_LT(r->last.at("rollout/logprob_gap"), 1e-4) << AlgorithmName(a);
     EXPECT_TRUE(r->eval.count("eval/reward/mean"));
+  }
+}
+
+}  // namespace
+}  // namespace alignd::worker
+
+namespace alignd::worker {
+namespace {
+
+// A verifiable reward a tiny model can move on within a few steps: brevity (1 - characters / 64). The samples of one
+// prompt differ in length, so GRPO's groups carry signal (the refusal and arithmetic rules give a 40-step test model
+// identical scores within a group). The mean reward over the last steps must beat the first steps', with the KL to
+// the starting model staying bounded.
+class RlLearnsTest : public RlTest {
+ protected:
+  static std::string SafetyPrompts() {
+    std::string path = ::testing::TempDir() + "/safety_prompts.jsonl";
+    auto data = ReadJsonl(*data_ + "/prompts_train.jsonl");
+    if (!data.ok()) return "";
+    std::vector<Record> keep;
+    for (const Record& r : data->records) {
+      auto kind = r.ExtraString("kind");
+      if (kind == "harmful" || kind == "benign") keep.push_back(r);
+    }
+    return WriteJsonl(path, DatasetSchema::kPrompt, keep).ok() ? path : "";
+  }
+
+  static double Mean(const std::vector<json>& lines, size_t from, size_t to, const char* key) {
+    double sum = 0;
+    for (size_t i = from; i < to; ++i) sum += lines[i][key].get<double>();
+    return sum / static_cast<double>(to - from);
+  }
+};
+
+TEST_F(RlLearnsTest, GrpoAndPpoRaiseAVerifiableReward) {
+  std::string base = SftModel();
+  std::string prompts = SafetyPrompts();
+  ASSERT_FALSE(base.empty());
+  ASSERT_FALSE(prompts.empty());
+  for (Algorithm a : {Algorithm::kGrpo, Algorithm::kPpo}) {
+    JobSpec spec = Rl(std::string("learn_") + std::string(AlgorithmName(a)), a, base);
+    spec.data.train = prompts;
+    spec.data.eval = "";
+    spec.ppo.rule_rewards = {"brevity"};
+    spec.ppo.max_new_tokens = 32;
+    spec.ppo.kl_coef = 0.01;
+    spec.train.steps = 16;
+    spec.train.lr = 1e-3;
+    spec.ppo.epochs = 2;
+    auto r = RunTraining(spec);
+    ASSERT_TRUE(r.ok()) << AlgorithmName(a) << ": " << r.status();
+    auto lines = Lines(spec.output_dir);
+    ASSERT_EQ(lines.size(), 16u);
+    double before = Mean(lines, 0, 4, "reward/mean"), after = Mean(lines, 12, 16, "reward/mean");
+    EXPECT_GT(after, before + 0.1) << AlgorithmName(a) << ": reward " << before << " -> " << after;
+    for (const auto& l : lines) EXPECT_LT(l["objective/kl"].get<double>(), 50.0) << AlgorithmName(a);
   }
 }
 
