@@ -1,0 +1,138 @@
+#include "rollout/service.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "rollout/weight_update.h"
+
+namespace alignd::rollout {
+
+std::string ValidUtf8(absl::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  size_t i = 0;
+  while (i < text.size()) {
+    unsigned char c = static_cast<unsigned char>(text[i]);
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    bool ok = len > 0 && i + len <= text.size();
+    for (size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(text[i + k]) & 0xC0) == 0x80;
+    if (ok && len > 1) {  // reject overlong forms, surrogates and code points past U+10FFFF
+      uint32_t cp = c & (0x7F >> len);
+      for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3F);
+      static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+      ok = cp >= kMin[len] && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
+    }
+    if (ok) {
+      out.append(text.data() + i, len);
+      i += len;
+    } else {
+      out.append("\xEF\xBF\xBD");  // U+FFFD
+      ++i;
+    }
+  }
+  return out;
+}
+
+SamplingParams FromProto(const alignd::v1::SamplingParams& p, int64_t default_max_new_tokens) {
+  SamplingParams out;
+  out.temperature = p.temperature();
+  out.top_k = p.top_k();
+  out.top_p = p.top_p() == 0 ? 1.0 : p.top_p();
+  out.max_new_tokens = p.max_new_tokens() == 0 ? default_max_new_tokens : p.max_new_tokens();
+  out.min_new_tokens = p.min_new_tokens();
+  if (p.stop_token_ids_size() > 0) out.stop_token_ids = std::vector<int32_t>(p.stop_token_ids().begin(), p.stop_token_ids().end());
+  out.stop_strings.assign(p.stop_strings().begin(), p.stop_strings().end());
+  out.n = p.n() == 0 ? 1 : p.n();
+  out.seed = p.seed();
+  return out;
+}
+
+grpc::Status RolloutService::Generate(grpc::ServerContext* context, const alignd::v1::GenerateRequest* request,
+                                      alignd::v1::GenerateResponse* response) {
+  if (!request->adapter().empty()) {
+    return ToGrpcStatus(absl::NotFoundError(absl::StrCat("adapter \"", request->adapter(),
+                                                         "\" is not loaded (this server serves no adapters)")));
+  }
+  SamplingParams params = FromProto(request->sampling(), options_.default_max_new_tokens);
+  int64_t rows = static_cast<int64_t>(request->prompts_size()) * params.n;
+  if (rows > options_.max_request_rows) {
+    return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat("prompts x n = ", rows, " exceeds the limit of ",
+                                                                options_.max_request_rows, "; split the request")));
+  }
+  std::vector<std::string> prompts(request->prompts().begin(), request->prompts().end());
+  absl::StatusOr<std::vector<Sample>> samples = engine_->GenerateText(prompts, params);
+  if (!samples.ok()) return ToGrpcStatus(samples.status());
+  for (const Sample& s : *samples) {
+    alignd::v1::Sample* out = response->add_samples();
+    out->set_prompt_index(static_cast<uint32_t>(s.prompt_index));
+    out->set_sample_index(static_cast<uint32_t>(s.sample_index));
+    out->mutable_token_ids()->Add(s.token_ids.begin(), s.token_ids.end());
+    out->set_text(ValidUtf8(s.text));
+    out->mutable_logprobs()->Add(s.logprobs.begin(), s.logprobs.end());
+    out->mutable_sampling_logprobs()->Add(s.sampling_logprobs.begin(), s.sampling_logprobs.end());
+    out->set_finish_reason(std::string(FinishReasonName(s.finish_reason)));
+    out->set_weight_version(s.weight_version);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status RolloutService::UpdateWeights(grpc::ServerContext* context,
+                                           const alignd::v1::UpdateWeightsRequest* request,
+                                           alignd::v1::UpdateWeightsResponse* response) {
+  if (request->buckets_size() == 0) {
+    return ToGrpcStatus(absl::FailedPreconditionError(
+        "UpdateWeights without inline buckets needs a collective group, and none is attached to this server; "
+        "send the bytes with UpdateWeightsStream"));
+  }
+  uint64_t total = 0;
+  for (const std::string& b : request->buckets()) total += b.size();
+  if (total > options_.max_update_bytes) {
+    return ToGrpcStatus(absl::ResourceExhaustedError(absl::StrCat("weights: ", total, " bytes exceed the limit of ",
+                                                                  options_.max_update_bytes)));
+  }
+  std::vector<std::string> buckets(request->buckets().begin(), request->buckets().end());
+  absl::Status status = ApplyWeightUpdate(*engine_, request->manifest(), buckets);
+  if (status.ok()) response->set_version(engine_->weight_version());
+  return ToGrpcStatus(status);
+}
+
+grpc::Status RolloutService::UpdateWeightsStream(grpc::ServerContext* context,
+                                                 grpc::ServerReader<alignd::v1::WeightChunk>* reader,
+                                                 alignd::v1::UpdateWeightsResponse* response) {
+  alignd::v1::WeightChunk chunk;
+  if (!reader->Read(&chunk)) return ToGrpcStatus(absl::InvalidArgumentError("weights: empty stream"));
+  if (!chunk.has_manifest()) {
+    return ToGrpcStatus(absl::InvalidArgumentError("weights: the first chunk must carry the manifest"));
+  }
+  absl::StatusOr<WeightAssembler> assembler = WeightAssembler::Start(chunk.manifest(), options_.max_update_bytes);
+  if (!assembler.ok()) return ToGrpcStatus(assembler.status());
+  do {
+    if (chunk.has_manifest() && assembler->manifest().version() != chunk.manifest().version()) {
+      return ToGrpcStatus(absl::InvalidArgumentError("weights: a later chunk carries a different manifest"));
+    }
+    if (!chunk.data().empty()) {
+      absl::Status added = assembler->Add(chunk.bucket(), chunk.offset(), chunk.data());
+      if (!added.ok()) return ToGrpcStatus(added);
+    }
+  } while (reader->Read(&chunk));
+  if (context->IsCancelled()) return ToGrpcStatus(absl::CancelledError("weights: stream cancelled"));
+  absl::StatusOr<std::vector<std::string>> buckets = assembler->Finish();
+  if (!buckets.ok()) return ToGrpcStatus(buckets.status());
+  absl::Status status = ApplyWeightUpdate(*engine_, assembler->manifest(), *buckets);
+  if (status.ok()) response->set_version(engine_->weight_version());
+  return ToGrpcStatus(status);
+}
+
+grpc::Status RolloutService::GetInfo(grpc::ServerContext* context, const alignd::v1::GetInfoRequest* request,
+                                     alignd::v1::RolloutInfo* response) {
+  response->set_model(options_.model_name);
+  response->set_weight_version(engine_->weight_version());
+  response->set_chat_template(engine_->chat_template());
+  response->set_max_request_rows(static_cast<uint32_t>(options_.max_request_rows));
+  return grpc::Status::OK;
+}
+
+}  // namespace alignd::rollout

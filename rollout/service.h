@@ -1,0 +1,60 @@
+// gRPC adapter for alignd.v1.Rollout over an Engine: each handler validates, calls the engine (or the weight-update
+// functions of rollout/weight_update.h) and converts the status once.
+//
+// Generate: proto3 zeros mean "unset": top_p 0 -> 1, max_new_tokens 0 -> Options::default_max_new_tokens, n 0 -> 1;
+// an empty stop_token_ids list means the engine's defaults. Codes: INVALID_ARGUMENT for no prompts, prompts x n over
+// Options::max_request_rows (oversized: split the request), or any engine validation error; NOT_FOUND for a
+// non-empty adapter (named adapters are not served yet: every adapter name is unknown).
+// UpdateWeights: the manifest plus inline buckets; with no buckets, FAILED_PRECONDITION (no collective group is
+// attached to this server; use UpdateWeightsStream). UpdateWeightsStream: the first chunk must carry the manifest.
+// Both: ApplyWeightUpdate's codes (INVALID_ARGUMENT for a bad manifest or chunk, DATA_LOSS for a checksum mismatch
+// or missing bytes, FAILED_PRECONDITION for a stale version), RESOURCE_EXHAUSTED over Options::max_update_bytes.
+//
+// Thread safety: thread-safe; the engine serialises generation and swaps weights between Generate calls.
+#ifndef ALIGND_ROLLOUT_SERVICE_H_
+#define ALIGND_ROLLOUT_SERVICE_H_
+
+#include <cstdint>
+#include <string>
+
+#include "proto/alignd.grpc.pb.h"
+#include "rollout/engine.h"
+
+namespace alignd::rollout {
+
+class RolloutService final : public alignd::v1::Rollout::Service {
+ public:
+  struct Options {
+    std::string model_name;                // reported by GetInfo (e.g. the model folder)
+    int64_t max_request_rows = 1024;       // prompts x n per Generate call at most
+    int64_t default_max_new_tokens = 128;  // when a request leaves max_new_tokens 0
+    uint64_t max_update_bytes = uint64_t{1} << 34;  // total bucket bytes one weight update may carry (16 GiB)
+  };
+  // `engine` must outlive the service.
+  RolloutService(Engine* engine, Options options) : engine_(engine), options_(std::move(options)) {}
+
+  grpc::Status Generate(grpc::ServerContext* context, const alignd::v1::GenerateRequest* request,
+                        alignd::v1::GenerateResponse* response) override;
+  grpc::Status UpdateWeights(grpc::ServerContext* context, const alignd::v1::UpdateWeightsRequest* request,
+                             alignd::v1::UpdateWeightsResponse* response) override;
+  grpc::Status UpdateWeightsStream(grpc::ServerContext* context,
+                                   grpc::ServerReader<alignd::v1::WeightChunk>* reader,
+                                   alignd::v1::UpdateWeightsResponse* response) override;
+  grpc::Status GetInfo(grpc::ServerContext* context, const alignd::v1::GetInfoRequest* request,
+                       alignd::v1::RolloutInfo* response) override;
+
+ private:
+  Engine* const engine_;
+  const Options options_;
+};
+
+// `text` with every byte that is not part of a valid UTF-8 sequence replaced by U+FFFD (proto3 strings must be
+// UTF-8; a sample cut at max_new_tokens may end inside a character). Token ids stay exact.
+std::string ValidUtf8(absl::string_view text);
+
+// The engine's SamplingParams for a request's, with the proto3 defaults above.
+SamplingParams FromProto(const alignd::v1::SamplingParams& params, int64_t default_max_new_tokens);
+
+}  // namespace alignd::rollout
+
+#endif  // ALIGND_ROLLOUT_SERVICE_H_

@@ -1,0 +1,83 @@
+// Weight updates for the rollout engine: a manifest (alignd.v1.WeightManifest: tensor names, dtypes, shapes, byte
+// offsets into flat buckets, and a SHA-256 over the buckets) plus the bucket bytes, however they travelled (inline
+// in the RPC, a chunked gRPC stream, or a c10d broadcast). Everything is verified before anything is applied, and
+// the swap happens between Generate calls through Engine::UpdateWeights, so no batch mixes versions.
+//
+// Free of gRPC; thread-compatible (WeightAssembler) and thread-safe (the free functions).
+#ifndef ALIGND_ROLLOUT_WEIGHT_UPDATE_H_
+#define ALIGND_ROLLOUT_WEIGHT_UPDATE_H_
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/transformer.h"
+#include "proto/alignd.pb.h"
+#include "rollout/engine.h"
+
+namespace alignd::rollout {
+
+// Tensors packed into flat buckets with their manifest: what a learner sends.
+struct PackedWeights {
+  alignd::v1::WeightManifest manifest;
+  std::vector<std::string> buckets;
+};
+
+// Packs `tensors` (contiguous copies are made as needed; F32, F16, BF16 or F64) in order into buckets of at most
+// `max_bucket_bytes` each (a tensor larger than that gets a bucket of its own), and fills the manifest: version,
+// entries, bucket sizes, SHA-256. INVALID_ARGUMENT for another dtype or max_bucket_bytes 0.
+absl::StatusOr<PackedWeights> PackWeights(const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                                          uint64_t version, uint64_t max_bucket_bytes);
+
+// Lower-case hex SHA-256 of the buckets concatenated in order.
+std::string BucketsSha256(const std::vector<std::string>& buckets);
+
+// Checks the manifest alone: version >= 1, at least one tensor, every tensor's bucket exists, its nbytes equals
+// shape x dtype size (F32, F16, BF16 or F64), [offset, offset + nbytes) lies inside its bucket, tensors of a bucket
+// do not overlap, names do not repeat, the checksum is 64 hex digits. INVALID_ARGUMENT naming the tensor otherwise.
+absl::Status ValidateManifest(const alignd::v1::WeightManifest& manifest);
+
+// Checks the manifest against a model: every name is one of its parameters and has its shape (a manifest may carry
+// a subset of the parameters). INVALID_ARGUMENT naming the tensor otherwise.
+absl::Status CheckManifestAgainstModel(const alignd::v1::WeightManifest& manifest, CausalLMImpl& model);
+
+// Copies the tensors out of `buckets` into the model's parameters (converted to the parameter's dtype). Call only
+// after ValidateManifest and CheckManifestAgainstModel passed and the buckets have the manifest's sizes.
+void CopyIntoModel(const alignd::v1::WeightManifest& manifest, const std::vector<std::string>& buckets,
+                   CausalLMImpl& model);
+
+// The whole update: ValidateManifest; FAILED_PRECONDITION when manifest.version is not above the engine's version;
+// NOT_FOUND for a non-empty adapter (adapter updates are not served yet); INVALID_ARGUMENT when the number or
+// sizes of the buckets differ from the manifest; DATA_LOSS when the SHA-256 differs; then, between Generate calls,
+// CheckManifestAgainstModel and the copy. On any error nothing is applied and the version stays.
+absl::Status ApplyWeightUpdate(Engine& engine, const alignd::v1::WeightManifest& manifest,
+                               const std::vector<std::string>& buckets);
+
+// Reassembles buckets from chunks of a stream. Chunks of one bucket must arrive in order and without gaps (each
+// chunk starts where the previous one of its bucket ended); buckets may interleave.
+class WeightAssembler {
+ public:
+  // ValidateManifest's errors; RESOURCE_EXHAUSTED when the buckets add up to more than `max_total_bytes`.
+  static absl::StatusOr<WeightAssembler> Start(alignd::v1::WeightManifest manifest, uint64_t max_total_bytes);
+
+  // INVALID_ARGUMENT for an unknown bucket, an offset other than the bucket's received bytes, or data past the
+  // bucket's end.
+  absl::Status Add(uint32_t bucket, uint64_t offset, absl::string_view data);
+  // DATA_LOSS naming the bucket when one is incomplete. Leaves the assembler empty.
+  absl::StatusOr<std::vector<std::string>> Finish();
+
+  const alignd::v1::WeightManifest& manifest() const { return manifest_; }
+
+ private:
+  WeightAssembler() = default;
+  alignd::v1::WeightManifest manifest_;
+  std::vector<std::string> buckets_;  // received bytes so far, each reserved to its full size
+};
+
+}  // namespace alignd::rollout
+
+#endif  // ALIGND_ROLLOUT_WEIGHT_UPDATE_H_

@@ -1,0 +1,363 @@
+// alignd.v1.Rollout over an in-process gRPC server with a tiny model: generation, info, and weight updates
+// (inline and chunked), with every bad request answered by its own status code and leaving the weights alone.
+#include "rollout/service.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/model_config.h"
+#include "common/tokenizer.h"
+#include "common/transformer.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "rollout/weight_update.h"
+
+namespace alignd::rollout {
+namespace {
+
+using ::testing::HasSubstr;
+
+CausalLM TinyModel(uint64_t seed) {
+  ModelConfig c = TinyLlamaConfig(261, 32, 2, 4, 2, 96);
+  c.tie_word_embeddings = false;  // varied greedy continuations (see engine_test)
+  CausalLM model(c);
+  model->InitWeights(seed);
+  return model;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> Params(CausalLM& model) {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& p : model->named_parameters()) out.emplace_back(p.key(), p.value());
+  return out;
+}
+
+std::unique_ptr<Engine> MakeEngine(CausalLM model) {
+  Engine::Options options;
+  options.model = std::move(model);
+  options.tokenizer = std::shared_ptr<const Tokenizer>(MakeByteTokenizer());
+  auto engine = Engine::Create(std::move(options));
+  EXPECT_TRUE(engine.ok()) << engine.status();
+  return engine.ok() ? std::move(engine).value() : nullptr;
+}
+
+class RolloutServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    engine_ = MakeEngine(TinyModel(1));
+    ASSERT_NE(engine_, nullptr);
+    RolloutService::Options options;
+    options.model_name = "tiny";
+    options.max_request_rows = 4;
+    service_ = std::make_unique<RolloutService>(engine_.get(), options);
+    grpc::ServerBuilder builder;
+    builder.RegisterService(service_.get());
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    stub_ = alignd::v1::Rollout::NewStub(server_->InProcessChannel(grpc::ChannelArguments()));
+  }
+  void TearDown() override { server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5)); }
+
+  static void SetDeadline(grpc::ClientContext* context) {
+    context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  }
+
+  static alignd::v1::GenerateRequest Greedy(std::vector<std::string> prompts, uint32_t n = 1) {
+    alignd::v1::GenerateRequest request;
+    for (std::string& p : prompts) request.add_prompts(std::move(p));
+    request.mutable_sampling()->set_temperature(0);
+    request.mutable_sampling()->set_max_new_tokens(8);
+    request.mutable_sampling()->set_n(n);
+    return request;
+  }
+
+  grpc::Status Generate(const alignd::v1::GenerateRequest& request, alignd::v1::GenerateResponse* response) {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    return stub_->Generate(&context, request, response);
+  }
+
+  // Greedy token ids for a fixed prompt, via the service.
+  std::vector<int32_t> GreedyIds() {
+    alignd::v1::GenerateResponse response;
+    grpc::Status status = Generate(Greedy({"hello there"}), &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    if (response.samples_size() != 1) return {};
+    return {response.samples(0).token_ids().begin(), response.samples(0).token_ids().end()};
+  }
+
+  grpc::Status UpdateInline(const PackedWeights& packed) {
+    alignd::v1::UpdateWeightsRequest request;
+    *request.mutable_manifest() = packed.manifest;
+    for (const std::string& b : packed.buckets) request.add_buckets(b);
+    alignd::v1::UpdateWeightsResponse response;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    return stub_->UpdateWeights(&context, request, &response);
+  }
+
+  // Streams the buckets in chunks of `chunk` bytes, the manifest on the first message.
+  grpc::Status UpdateStream(const PackedWeights& packed, size_t chunk, uint64_t* version = nullptr) {
+    alignd::v1::UpdateWeightsResponse response;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    auto writer = stub_->UpdateWeightsStream(&context, &response);
+    alignd::v1::WeightChunk first;
+    *first.mutable_manifest() = packed.manifest;
+    writer->Write(first);
+    for (size_t b = 0; b < packed.buckets.size(); ++b) {
+      for (size_t off = 0; off < packed.buckets[b].size(); off += chunk) {
+        alignd::v1::WeightChunk c;
+        c.set_bucket(static_cast<uint32_t>(b));
+        c.set_offset(off);
+        c.set_data(packed.buckets[b].substr(off, chunk));
+        if (!writer->Write(c)) break;
+      }
+    }
+    writer->WritesDone();
+    grpc::Status status = writer->Finish();
+    if (version != nullptr) *version = response.version();
+    return status;
+  }
+
+  // Model 2's weights as version 1, in buckets of 16 KiB.
+  PackedWeights Packed() {
+    auto packed = PackWeights(Params(other_), 1, 16 << 10);
+    EXPECT_TRUE(packed.ok()) << packed.status();
+    EXPECT_GT(packed->buckets.size(), 1u);
+    return *packed;
+  }
+
+  // Greedy ids of an engine that holds model 2 from the start.
+  std::vector<int32_t> OtherModelIds() {
+    auto engine = MakeEngine(other_);
+    SamplingParams p;
+    p.temperature = 0;
+    p.max_new_tokens = 8;
+    auto samples = engine->GenerateText({"hello there"}, p);
+    EXPECT_TRUE(samples.ok()) << samples.status();
+    return samples.ok() ? (*samples)[0].token_ids : std::vector<int32_t>{};
+  }
+
+  // After a rejected update: version 0 and the original greedy output.
+  void ExpectUnchanged(const std::vector<int32_t>& before) {
+    EXPECT_EQ(engine_->weight_version(), 0u);
+    EXPECT_EQ(GreedyIds(), before);
+  }
+
+  CausalLM other_ = TinyModel(2);
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<RolloutService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<alignd::v1::Rollout::Stub> stub_;
+};
+
+TEST(ValidUtf8Test, KeepsValidTextAndReplacesBadBytes) {
+  EXPECT_EQ(ValidUtf8("plain \xC3\xA9t\xC3\xA9 \xF0\x9F\x99\x82"), "plain \xC3\xA9t\xC3\xA9 \xF0\x9F\x99\x82");
+  EXPECT_EQ(ValidUtf8("cut \xE2\x82"), "cut \xEF\xBF\xBD\xEF\xBF\xBD");  // a character cut short
+  EXPECT_EQ(ValidUtf8("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD");           // overlong '/'
+  EXPECT_EQ(ValidUtf8("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // a surrogate
+}
+
+TEST_F(RolloutServiceTest, GetInfoReportsModelVersionAndLimits) {
+  alignd::v1::RolloutInfo info;
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  ASSERT_TRUE(stub_->GetInfo(&context, alignd::v1::GetInfoRequest(), &info).ok());
+  EXPECT_EQ(info.model(), "tiny");
+  EXPECT_EQ(info.weight_version(), 0u);
+  EXPECT_EQ(info.chat_template(), "chatml");
+  EXPECT_EQ(info.max_request_rows(), 4u);
+}
+
+TEST_F(RolloutServiceTest, GenerateReturnsEverySampleWithLogprobsAndVersion) {
+  alignd::v1::GenerateResponse response;
+  grpc::Status status = Generate(Greedy({"a", "bb"}, 2), &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(response.samples_size(), 4);
+  for (int i = 0; i < 4; ++i) {
+    const alignd::v1::Sample& s = response.samples(i);
+    EXPECT_EQ(s.prompt_index(), static_cast<uint32_t>(i / 2));
+    EXPECT_EQ(s.sample_index(), static_cast<uint32_t>(i % 2));
+    EXPECT_EQ(s.logprobs_size(), s.token_ids_size());
+    EXPECT_EQ(s.sampling_logprobs_size(), s.token_ids_size());
+    EXPECT_EQ(s.weight_version(), 0u);
+    EXPECT_THAT(s.finish_reason(), ::testing::AnyOf("stop", "length"));
+  }
+}
+
+TEST_F(RolloutServiceTest, SameSeedSameSamples) {
+  alignd::v1::GenerateRequest request = Greedy({"seeded"}, 2);
+  request.mutable_sampling()->set_temperature(1.0);
+  request.mutable_sampling()->set_seed(7);
+  alignd::v1::GenerateResponse a, b;
+  ASSERT_TRUE(Generate(request, &a).ok());
+  ASSERT_TRUE(Generate(request, &b).ok());
+  EXPECT_EQ(a.SerializeAsString(), b.SerializeAsString());
+}
+
+TEST_F(RolloutServiceTest, StreamedUpdateSwapsWeightsAndVersion) {
+  std::vector<int32_t> before = GreedyIds();
+  std::vector<int32_t> expected = OtherModelIds();
+  ASSERT_NE(before, expected);  // else the test could not tell the models apart
+  uint64_t version = 0;
+  grpc::Status status = UpdateStream(Packed(), 1000, &version);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(version, 1u);
+  alignd::v1::GenerateResponse response;
+  ASSERT_TRUE(Generate(Greedy({"hello there"}), &response).ok());
+  EXPECT_EQ(std::vector<int32_t>(response.samples(0).token_ids().begin(), response.samples(0).token_ids().end()),
+            expected);
+  EXPECT_EQ(response.samples(0).weight_version(), 1u);
+}
+
+TEST_F(RolloutServiceTest, InlineUpdateSwapsWeights) {
+  std::vector<int32_t> expected = OtherModelIds();
+  grpc::Status status = UpdateInline(Packed());
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(engine_->weight_version(), 1u);
+  EXPECT_EQ(GreedyIds(), expected);
+}
+
+TEST_F(RolloutServiceTest, PartialUpdateTouchesOnlyItsTensors) {
+  auto params = Params(other_);
+  auto packed = PackWeights({params.back()}, 1, 1 << 20);
+  ASSERT_TRUE(packed.ok());
+  ASSERT_TRUE(UpdateInline(*packed).ok());
+  EXPECT_EQ(engine_->weight_version(), 1u);
+}
+
+// --- Bad requests ---
+
+TEST_F(RolloutServiceTest, EmptyBatchIsInvalidArgument) {
+  alignd::v1::GenerateResponse response;
+  EXPECT_EQ(Generate(Greedy({}), &response).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(RolloutServiceTest, UnknownAdapterIsNotFound) {
+  alignd::v1::GenerateRequest request = Greedy({"a"});
+  request.set_adapter("math-lora");
+  alignd::v1::GenerateResponse response;
+  grpc::Status status = Generate(request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(status.error_message(), HasSubstr("math-lora"));
+}
+
+TEST_F(RolloutServiceTest, OversizedRequestIsInvalidArgument) {
+  alignd::v1::GenerateResponse response;
+  EXPECT_EQ(Generate(Greedy({"a", "b", "c"}, 2), &response).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(RolloutServiceTest, BadSamplingIsInvalidArgument) {
+  alignd::v1::GenerateRequest request = Greedy({"a"});
+  request.mutable_sampling()->set_temperature(-1);
+  alignd::v1::GenerateResponse response;
+  EXPECT_EQ(Generate(request, &response).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(RolloutServiceTest, ChecksumMismatchIsDataLossAndAppliesNothing) {
+  std::vector<int32_t> before = GreedyIds();
+  PackedWeights packed = Packed();
+  packed.buckets[1][3] ^= 0x40;
+  EXPECT_EQ(UpdateStream(packed, 1000).error_code(), grpc::StatusCode::DATA_LOSS);
+  ExpectUnchanged(before);
+}
+
+TEST_F(RolloutServiceTest, MissingBytesAreDataLoss) {
+  std::vector<int32_t> before = GreedyIds();
+  PackedWeights packed = Packed();
+  packed.buckets.back().resize(packed.buckets.back().size() - 4);  // the stream ends short of the manifest
+  EXPECT_EQ(UpdateStream(packed, 1000).error_code(), grpc::StatusCode::DATA_LOSS);
+  ExpectUnchanged(before);
+}
+
+TEST_F(RolloutServiceTest, UnknownTensorIsInvalidArgument) {
+  std::vector<int32_t> before = GreedyIds();
+  PackedWeights packed = Packed();
+  packed.manifest.mutable_tensors(0)->set_name("model.not_a_layer.weight");
+  grpc::Status status = UpdateStream(packed, 1000);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("not_a_layer"));
+  ExpectUnchanged(before);
+}
+
+TEST_F(RolloutServiceTest, ShapeMismatchIsInvalidArgument) {
+  std::vector<int32_t> before = GreedyIds();
+  PackedWeights packed = Packed();
+  alignd::v1::TensorEntry* t = packed.manifest.mutable_tensors(0);  // [261, 32] embedding, same bytes as [32, 261]
+  ASSERT_EQ(t->shape_size(), 2);
+  int64_t rows = t->shape(0);
+  t->set_shape(0, t->shape(1));
+  t->set_shape(1, rows);
+  EXPECT_EQ(UpdateStream(packed, 1000).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  ExpectUnchanged(before);
+}
+
+TEST_F(RolloutServiceTest, DtypeMismatchIsInvalidArgument) {
+  PackedWeights packed = Packed();
+  packed.manifest.mutable_tensors(0)->set_dtype("BF16");  // nbytes no longer equals shape x dtype
+  EXPECT_EQ(UpdateStream(packed, 1000).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  packed.manifest.mutable_tensors(0)->set_dtype("I64");
+  EXPECT_EQ(UpdateStream(packed, 1000).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(engine_->weight_version(), 0u);
+}
+
+TEST_F(RolloutServiceTest, OffsetOutOfRangeIsInvalidArgument) {
+  PackedWeights packed = Packed();
+  packed.manifest.mutable_tensors(0)->set_offset(packed.manifest.bucket_bytes(0));
+  EXPECT_EQ(UpdateStream(packed, 1000).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(engine_->weight_version(), 0u);
+}
+
+TEST_F(RolloutServiceTest, OverlappingTensorsAreInvalidArgument) {
+  PackedWeights packed = Packed();
+  int i = 1;
+  while (i < packed.manifest.tensors_size() && packed.manifest.tensors(i).bucket() != packed.manifest.tensors(i - 1).bucket()) ++i;
+  ASSERT_LT(i, packed.manifest.tensors_size());
+  packed.manifest.mutable_tensors(i)->set_offset(packed.manifest.tensors(i - 1).offset());
+  EXPECT_EQ(UpdateStream(packed, 1000).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(RolloutServiceTest, ChunkPastBucketEndIsInvalidArgument) {
+  PackedWeights packed = Packed();
+  packed.buckets[0] += "xx";
+  EXPECT_EQ(UpdateStream(packed, 1 << 20).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(RolloutServiceTest, StaleVersionIsFailedPrecondition) {
+  ASSERT_TRUE(UpdateInline(Packed()).ok());
+  EXPECT_EQ(UpdateInline(Packed()).error_code(), grpc::StatusCode::FAILED_PRECONDITION);  // version 1 again
+}
+
+TEST_F(RolloutServiceTest, AdapterUpdateIsNotFound) {
+  PackedWeights packed = Packed();
+  packed.manifest.set_adapter("math-lora");
+  EXPECT_EQ(UpdateInline(packed).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(RolloutServiceTest, UpdateWithoutBytesOrGroupIsFailedPrecondition) {
+  alignd::v1::UpdateWeightsRequest request;
+  *request.mutable_manifest() = Packed().manifest;
+  alignd::v1::UpdateWeightsResponse response;
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  EXPECT_EQ(stub_->UpdateWeights(&context, request, &response).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST_F(RolloutServiceTest, StreamWithoutManifestIsInvalidArgument) {
+  alignd::v1::UpdateWeightsResponse response;
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  auto writer = stub_->UpdateWeightsStream(&context, &response);
+  alignd::v1::WeightChunk chunk;
+  chunk.set_data("abc");
+  writer->Write(chunk);
+  writer->WritesDone();
+  EXPECT_EQ(writer->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+}  // namespace
+}  // namespace alignd::rollout
