@@ -1,4 +1,4 @@
-// alignctl: the client. Today it prepares data; job commands arrive with the coordinator.
+// alignctl: the client: job commands against the coordinator, and data preparation.
 #include <iostream>
 #include <string>
 
@@ -12,8 +12,15 @@ usage: alignctl <command> [flags]     (alignctl <command> --help for its flags)
 
 commands:
   data synth   write the synthetic toy-assistant data set (pretraining text, SFT, preference pairs, prompts)
+  submit SPEC  submit a job spec; prints the job id alone on the first line
+  status JOB   show a job (--output=json for scripts)
+  list         list jobs (--state=PENDING,RUNNING; --output=json)
+  cancel JOB   cancel an unfinished job
 
-Not in this build yet: submit, status, list, watch, logs, cancel, workers (they need the coordinator).
+Job commands take --coordinator=HOST:PORT (or ALIGND_COORDINATOR), --token (or ALIGND_TOKEN) and --timeout=SECONDS.
+Exit codes: 0 success; 1 the call failed (the status code and message are printed); 2 usage error.
+
+Not in this build yet: watch, logs, workers, submit --wait.
 )";
 
 }  // namespace
@@ -28,6 +35,11 @@ int main(int argc, char** argv) {
     std::cout << kUsage;
     return 0;
   }
+  alignd::cli::Args rest(argv + 2, argv + argc);
+  if (command == "submit") return alignd::cli::RunSubmit(rest, std::cout, std::cerr);
+  if (command == "status") return alignd::cli::RunStatus(rest, std::cout, std::cerr);
+  if (command == "list") return alignd::cli::RunList(rest, std::cout, std::cerr);
+  if (command == "cancel") return alignd::cli::RunCancel(rest, std::cout, std::cerr);
   if (command == "data" && argc >= 3 && std::string(argv[2]) == "synth") {
     return alignd::cli::RunDataSynth(alignd::cli::Args(argv + 3, argv + argc), std::cout, std::cerr);
   }

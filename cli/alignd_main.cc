@@ -15,9 +15,10 @@ commands:
   train     run one training job in-process (pretrain, sft, rm, dpo/ipo/orpo) from a YAML spec
   eval      evaluate a Hugging Face model folder on a data file (perplexity), print JSON
   generate  sample completions for a JSONL file of prompts, with token ids and log-probs
+  coordinator  serve the job API (--listen=HOST:PORT --db=PATH [--auth-tokens=FILE])
   version   print the version
 
-Not in this build yet: coordinator, worker, local (see README.md, "Status").
+Not in this build yet: worker, local (see README.md, "Status").
 )";
 
 }  // namespace
@@ -41,6 +42,7 @@ int main(int argc, char** argv) {
   if (command == "train") return alignd::cli::RunTrain(args, std::cout, std::cerr);
   if (command == "eval") return alignd::cli::RunEval(args, std::cout, std::cerr);
   if (command == "generate") return alignd::cli::RunGenerate(args, std::cout, std::cerr);
+  if (command == "coordinator") return alignd::cli::RunCoordinator(args, std::cout, std::cerr);
   std::cerr << "alignd: unknown command \"" << command << "\"\n\n" << kUsage;
   return 2;
 }

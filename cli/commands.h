@@ -30,6 +30,16 @@ int RunTrain(const Args& args, std::ostream& out, std::ostream& err);
 // `alignctl data synth --out DIR [--seed N] [sizes]`: writes the toy-assistant data set.
 int RunDataSynth(const Args& args, std::ostream& out, std::ostream& err);
 
+// `alignd coordinator --listen=HOST:PORT --db=PATH [--auth-tokens=FILE]`: serves the job API until SIGINT/SIGTERM.
+int RunCoordinator(const Args& args, std::ostream& out, std::ostream& err);
+
+// alignctl job commands (cli/alignctl_jobs.cc), each with --coordinator/ALIGND_COORDINATOR, --token/ALIGND_TOKEN,
+// --timeout and --output=text|json: `submit SPEC` (job id alone on the first line), `status JOB`, `list`, `cancel JOB`.
+int RunSubmit(const Args& args, std::ostream& out, std::ostream& err);
+int RunStatus(const Args& args, std::ostream& out, std::ostream& err);
+int RunList(const Args& args, std::ostream& out, std::ostream& err);
+int RunCancel(const Args& args, std::ostream& out, std::ostream& err);
+
 // Prints `error: CODE: message` and returns 1 (2 for INVALID_ARGUMENT coming from flag parsing is the caller's call).
 int ReportError(const absl::Status& status, std::ostream& err);
 

@@ -116,6 +116,33 @@ TEST_P(JobServiceTest, HealthServiceServes) {
   EXPECT_EQ(bytes, std::string("\x08\x01", 2));  // status: SERVING
 }
 
+TEST_P(JobServiceTest, ReflectionListsTheJobService) {
+#ifndef ALIGND_HAVE_GRPC_REFLECTION
+  GTEST_SKIP() << "built without libgrpc++_reflection";
+#endif
+  auto channel = Channel();
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  std::unique_ptr<grpc::ClientReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>> stream(
+      grpc::internal::ClientReaderWriterFactory<grpc::ByteBuffer, grpc::ByteBuffer>::Create(
+          channel.get(),
+          grpc::internal::RpcMethod("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                                    grpc::internal::RpcMethod::BIDI_STREAMING),
+          &context));
+  grpc::Slice list_services(std::string("\x3a\x00", 2));  // ServerReflectionRequest{list_services: ""}
+  ASSERT_TRUE(stream->Write(grpc::ByteBuffer(&list_services, 1)));
+  stream->WritesDone();
+  grpc::ByteBuffer response;
+  ASSERT_TRUE(stream->Read(&response));
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(response.Dump(&slices).ok());
+  std::string bytes;
+  for (const auto& s : slices) bytes += std::string(reinterpret_cast<const char*>(s.begin()), s.size());
+  EXPECT_THAT(bytes, HasSubstr("alignd.v1.JobService"));
+  EXPECT_THAT(bytes, HasSubstr("grpc.health.v1.Health"));
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
 // Error paths.
 
 TEST_P(JobServiceTest, NoOrUnknownTokenIsUnauthenticated) {

@@ -1,0 +1,232 @@
+// alignctl's job commands: submit, status, list, cancel. Each RPC carries a deadline (--timeout) and the bearer
+// token (--token / ALIGND_TOKEN). Exit codes: 0 success, 1 the call failed (the status code and message are printed),
+// 2 usage error.
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "cli/commands.h"
+#include "common/file_util.h"
+#include "common/flags.h"
+#include "coordinator/job_client.h"
+
+namespace alignd::cli {
+namespace {
+
+using coordinator::JobClient;
+
+void DeclareConnectionFlags(FlagSet& flags) {
+  flags.String("coordinator", "127.0.0.1:7070", "coordinator address HOST:PORT", "ALIGND_COORDINATOR");
+  flags.String("token", "", "bearer token (sent only to loopback addresses until TLS arrives)", "ALIGND_TOKEN");
+  flags.Double("timeout", 30, "deadline of each call, in seconds");
+  flags.String("output", "text", "text or json");
+}
+
+// Parses flags; returns -1 to go on, or the exit code to return now (help, usage errors).
+int ParseFlags(FlagSet& flags, const Args& args, size_t positional, std::ostream& out, std::ostream& err) {
+  absl::Status parsed = flags.Parse(args);
+  if (!parsed.ok()) {
+    ReportError(parsed, err);
+    err << flags.Usage();
+    return 2;
+  }
+  if (flags.help_requested()) {
+    out << flags.Usage();
+    return 0;
+  }
+  if (flags.positional().size() != positional) {
+    err << "error: expected " << positional << " argument" << (positional == 1 ? "" : "s") << ", got "
+        << flags.positional().size() << "\n" << flags.Usage();
+    return 2;
+  }
+  const std::string output = flags.GetString("output");
+  if (output != "text" && output != "json") {
+    err << "error: --output must be text or json, got \"" << output << "\"\n";
+    return 2;
+  }
+  if (!(flags.GetDouble("timeout") > 0)) {
+    err << "error: --timeout must be > 0\n";
+    return 2;
+  }
+  return -1;
+}
+
+absl::StatusOr<std::unique_ptr<JobClient>> Connect(const FlagSet& flags) {
+  JobClient::Options options;
+  options.address = flags.GetString("coordinator");
+  options.token = flags.GetString("token");
+  options.timeout = absl::Seconds(flags.GetDouble("timeout"));
+  return JobClient::Connect(options);
+}
+
+std::string StateName(v1::JobState state) {
+  std::string name = v1::JobState_Name(state);
+  return name.rfind("JOB_STATE_", 0) == 0 ? name.substr(10) : name;
+}
+
+std::string FormatTime(int64_t unix_ms) {
+  if (unix_ms == 0) return "-";
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixMillis(unix_ms), absl::UTCTimeZone());
+}
+
+nlohmann::json JobJson(const v1::Job& job) {
+  return {{"id", job.id()},
+          {"name", job.name()},
+          {"state", StateName(job.state())},
+          {"attempt", job.attempt()},
+          {"max_restarts", job.max_restarts()},
+          {"owner", job.owner()},
+          {"message", job.message()},
+          {"resources",
+           {{"learners", job.resources().learners()},
+            {"rollout_workers", job.resources().rollout_workers()},
+            {"reward_servers", job.resources().reward_servers()},
+            {"device", job.resources().device() == v1::DEVICE_KIND_CUDA ? "cuda" : "cpu"}}},
+          {"created", FormatTime(job.created_unix_ms())},
+          {"updated", FormatTime(job.updated_unix_ms())},
+          {"created_unix_ms", job.created_unix_ms()},
+          {"updated_unix_ms", job.updated_unix_ms()}};
+}
+
+void PrintJob(const v1::Job& job, const std::string& output, std::ostream& out) {
+  if (output == "json") {
+    out << JobJson(job).dump() << "\n";
+    return;
+  }
+  out << "id:        " << job.id() << "\n"
+      << "name:      " << job.name() << "\n"
+      << "state:     " << StateName(job.state()) << "\n"
+      << "attempt:   " << job.attempt() << " (max restarts " << job.max_restarts() << ")\n"
+      << "owner:     " << job.owner() << "\n"
+      << "resources: " << job.resources().learners() << " learners, " << job.resources().rollout_workers()
+      << " rollout workers, " << job.resources().reward_servers() << " reward servers ("
+      << (job.resources().device() == v1::DEVICE_KIND_CUDA ? "cuda" : "cpu") << ")\n"
+      << "created:   " << FormatTime(job.created_unix_ms()) << "\n"
+      << "updated:   " << FormatTime(job.updated_unix_ms()) << "\n"
+      << "message:   " << job.message() << "\n";
+}
+
+std::string RandomRequestId() {
+  std::random_device device;
+  return absl::StrFormat("%08x%08x%08x%08x", device(), device(), device(), device());
+}
+
+absl::StatusOr<std::vector<v1::JobState>> ParseStates(const std::string& text) {
+  std::vector<v1::JobState> states;
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    std::string name = absl::AsciiStrToUpper(absl::StripAsciiWhitespace(part));
+    if (name.rfind("JOB_STATE_", 0) != 0) name = "JOB_STATE_" + name;
+    v1::JobState state;
+    if (!v1::JobState_Parse(name, &state) || state == v1::JOB_STATE_UNSPECIFIED) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--state: unknown state \"", part, "\" (PENDING, SCHEDULED, RUNNING, RESTARTING, SUCCEEDED, FAILED, "
+          "CANCELLED)"));
+    }
+    states.push_back(state);
+  }
+  return states;
+}
+
+}  // namespace
+
+int RunSubmit(const Args& args, std::ostream& out, std::ostream& err) {
+  FlagSet flags("alignctl submit SPEC.yaml [--request_id ID] [flags]\n"
+                "Prints the job id alone on the first line. Exit codes: 0 submitted, 1 rejected or failed, 2 usage.");
+  DeclareConnectionFlags(flags);
+  flags.String("request_id", "", "idempotency key: resubmitting with the same key returns the same job "
+                                 "(default: a random key)");
+  if (int code = ParseFlags(flags, args, 1, out, err); code >= 0) return code;
+  auto spec = ReadFile(flags.positional()[0]);
+  if (!spec.ok()) return ReportError(spec.status(), err);
+  auto client = Connect(flags);
+  if (!client.ok()) return ReportError(client.status(), err);
+  std::string request_id = flags.GetString("request_id");
+  if (request_id.empty()) request_id = RandomRequestId();
+  auto job = (*client)->Submit(*spec, request_id);
+  if (!job.ok()) return ReportError(job.status(), err);
+  out << job->id() << "\n";
+  if (flags.GetString("output") == "json") {
+    out << JobJson(*job).dump() << "\n";
+  } else {
+    out << StateName(job->state()) << ": " << job->message() << "\n";
+  }
+  return 0;
+}
+
+int RunStatus(const Args& args, std::ostream& out, std::ostream& err) {
+  FlagSet flags("alignctl status JOB [flags]\nExit codes: 0 shown, 1 failed, 2 usage.");
+  DeclareConnectionFlags(flags);
+  if (int code = ParseFlags(flags, args, 1, out, err); code >= 0) return code;
+  auto client = Connect(flags);
+  if (!client.ok()) return ReportError(client.status(), err);
+  auto job = (*client)->Get(flags.positional()[0]);
+  if (!job.ok()) return ReportError(job.status(), err);
+  PrintJob(*job, flags.GetString("output"), out);
+  return 0;
+}
+
+int RunList(const Args& args, std::ostream& out, std::ostream& err) {
+  FlagSet flags("alignctl list [--state PENDING,RUNNING] [flags]\nExit codes: 0 listed, 1 failed, 2 usage.");
+  DeclareConnectionFlags(flags);
+  flags.String("state", "", "only jobs in these states, comma-separated");
+  flags.Int("limit", 1000, "show at most this many jobs (oldest first)");
+  if (int code = ParseFlags(flags, args, 0, out, err); code >= 0) return code;
+  auto states = ParseStates(flags.GetString("state"));
+  if (!states.ok()) {
+    ReportError(states.status(), err);
+    return 2;
+  }
+  const int64_t limit = flags.GetInt("limit");
+  if (limit < 1) {
+    err << "error: --limit must be >= 1\n";
+    return 2;
+  }
+  auto client = Connect(flags);
+  if (!client.ok()) return ReportError(client.status(), err);
+  std::vector<v1::Job> jobs;
+  std::string page_token;
+  do {
+    auto page = (*client)->List(*states, 0, page_token);
+    if (!page.ok()) return ReportError(page.status(), err);
+    for (const v1::Job& job : page->jobs()) {
+      if (static_cast<int64_t>(jobs.size()) < limit) jobs.push_back(job);
+    }
+    page_token = page->next_page_token();
+  } while (!page_token.empty() && static_cast<int64_t>(jobs.size()) < limit);
+  if (flags.GetString("output") == "json") {
+    nlohmann::json list = nlohmann::json::array();
+    for (const v1::Job& job : jobs) list.push_back(JobJson(job));
+    out << nlohmann::json{{"jobs", list}}.dump() << "\n";
+    return 0;
+  }
+  out << absl::StrFormat("%-12s %-11s %-7s %-16s %-12s %s\n", "ID", "STATE", "ATTEMPT", "NAME", "OWNER", "MESSAGE");
+  for (const v1::Job& job : jobs) {
+    out << absl::StrFormat("%-12s %-11s %-7d %-16s %-12s %s\n", job.id(), StateName(job.state()), job.attempt(),
+                           job.name(), job.owner(), job.message());
+  }
+  return 0;
+}
+
+int RunCancel(const Args& args, std::ostream& out, std::ostream& err) {
+  FlagSet flags("alignctl cancel JOB [flags]\nExit codes: 0 cancelled, 1 failed (already finished: "
+                "FAILED_PRECONDITION), 2 usage.");
+  DeclareConnectionFlags(flags);
+  if (int code = ParseFlags(flags, args, 1, out, err); code >= 0) return code;
+  auto client = Connect(flags);
+  if (!client.ok()) return ReportError(client.status(), err);
+  auto job = (*client)->Cancel(flags.positional()[0]);
+  if (!job.ok()) return ReportError(job.status(), err);
+  if (flags.GetString("output") == "json") {
+    out << JobJson(*job).dump() << "\n";
+  } else {
+    out << job->id() << " " << StateName(job->state()) << "\n";
+  }
+  return 0;
+}
+
+}  // namespace alignd::cli

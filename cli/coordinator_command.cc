@@ -1,0 +1,81 @@
+#include "cli/coordinator_command.h"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <thread>
+
+#include "common/flags.h"
+#include "coordinator/coordinator_server.h"
+
+namespace alignd::cli {
+
+int ServeCoordinator(const Args& args, std::ostream& out, std::ostream& err, const std::function<void(int)>& ready,
+                     absl::Notification* stop) {
+  FlagSet flags("alignd coordinator --listen=HOST:PORT --db=PATH [--auth-tokens=FILE]");
+  flags.String("listen", "127.0.0.1:7070", "address to serve the job API on (port 0: any free port)");
+  flags.String("db", "", "SQLite database file for jobs and events (created when missing)");
+  flags.String("auth-tokens", "", "file of `TOKEN NAME ROLE` lines; required unless --listen is loopback");
+  flags.Int("max-message-bytes", 4 << 20, "largest request or response accepted");
+  absl::Status parsed = flags.Parse(args);
+  if (!parsed.ok()) {
+    ReportError(parsed, err);
+    err << flags.Usage();
+    return 2;
+  }
+  if (flags.help_requested()) {
+    out << flags.Usage();
+    return 0;
+  }
+  if (!flags.positional().empty()) {
+    err << "error: unexpected argument \"" << flags.positional()[0] << "\"\n" << flags.Usage();
+    return 2;
+  }
+  if (flags.GetString("db").empty()) {
+    err << "error: --db is required\n" << flags.Usage();
+    return 2;
+  }
+  const int64_t max_bytes = flags.GetInt("max-message-bytes");
+  if (max_bytes < 1024 || max_bytes > (1 << 30)) {
+    err << "error: --max-message-bytes must be in [1024, 1073741824]\n";
+    return 2;
+  }
+  coordinator::CoordinatorServer::Options options;
+  options.listen = flags.GetString("listen");
+  options.db_path = flags.GetString("db");
+  options.auth_tokens_file = flags.GetString("auth-tokens");
+  options.max_receive_message_bytes = static_cast<int>(max_bytes);
+  options.max_send_message_bytes = static_cast<int>(max_bytes);
+  auto server = coordinator::CoordinatorServer::Create(options);
+  if (!server.ok()) return ReportError(server.status(), err);
+  out << "coordinator listening on port " << (*server)->port() << std::endl;
+  ready((*server)->port());
+  stop->WaitForNotification();
+  (*server)->Shutdown();
+  (*server)->Wait();
+  return 0;
+}
+
+int RunCoordinator(const Args& args, std::ostream& out, std::ostream& err) {
+  // Block SIGINT/SIGTERM here, before gRPC starts its threads (which inherit the mask), and take them in one thread.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigset_t previous;
+  pthread_sigmask(SIG_BLOCK, &signals, &previous);
+  absl::Notification stop;
+  std::thread waiter([&] {
+    int signal = 0;
+    sigwait(&signals, &signal);
+    stop.Notify();
+  });
+  int code = ServeCoordinator(args, out, err, [](int) {}, &stop);
+  // Returning before a signal means the server did not start: wake the waiter with a signal only it receives.
+  if (!stop.HasBeenNotified()) pthread_kill(waiter.native_handle(), SIGTERM);
+  waiter.join();
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  return code;
+}
+
+}  // namespace alignd::cli

@@ -1,0 +1,116 @@
+// Weight broadcast over Gloo on loopback between two processes: this test (rank 0, the learner's side) packs a
+// model's weights and broadcasts them; a child process running this same binary's DISABLED_ rank-1 test receives
+// them, verifies them against the manifest, swaps them into its engine and checks the greedy output. A second
+// version with one flipped byte must be refused with DATA_LOSS and leave the first in place.
+#include "rollout/weight_broadcast.h"
+
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/model_config.h"
+#include "common/tokenizer.h"
+#include "gtest/gtest.h"
+#include "rollout/engine.h"
+
+extern char** environ;
+
+namespace alignd::rollout {
+namespace {
+
+constexpr char kPortEnv[] = "ALIGND_BROADCAST_TEST_PORT";
+
+CausalLM TinyModel(uint64_t seed) {
+  ModelConfig c = TinyLlamaConfig(261, 32, 2, 4, 2, 96);
+  c.tie_word_embeddings = false;
+  CausalLM model(c);
+  model->InitWeights(seed);
+  return model;
+}
+
+PackedWeights Pack(CausalLM model, uint64_t version) {
+  std::vector<std::pair<std::string, at::Tensor>> params;
+  for (const auto& p : model->named_parameters()) params.emplace_back(p.key(), p.value());
+  return PackWeights(params, version, 16 << 10).value();
+}
+
+std::unique_ptr<Engine> MakeEngine(CausalLM model) {
+  Engine::Options options;
+  options.model = std::move(model);
+  options.tokenizer = std::shared_ptr<const Tokenizer>(MakeByteTokenizer());
+  return Engine::Create(std::move(options)).value();
+}
+
+std::vector<int32_t> GreedyIds(Engine& engine) {
+  SamplingParams p;
+  p.temperature = 0;
+  p.max_new_tokens = 8;
+  p.stop_token_ids = std::vector<int32_t>{};
+  auto samples = engine.GenerateText({"hello there"}, p);
+  EXPECT_TRUE(samples.ok()) << samples.status();
+  return samples.ok() ? (*samples)[0].token_ids : std::vector<int32_t>{};
+}
+
+// Rank 1, run only as the child of TwoProcessesOverLoopback.
+TEST(WeightBroadcastChild, DISABLED_ReceiveVerifyAndSwap) {
+  const char* port = std::getenv(kPortEnv);
+  ASSERT_NE(port, nullptr) << "run by WeightBroadcast.TwoProcessesOverLoopback";
+  WeightBroadcastGroup::Options options;
+  options.rank = 1;
+  options.port = static_cast<uint16_t>(std::atoi(port));
+  options.timeout = absl::Seconds(60);
+  auto group = WeightBroadcastGroup::Create(options);
+  ASSERT_TRUE(group.ok()) << group.status();
+  ASSERT_TRUE((*group)->Join().ok());
+  auto engine = MakeEngine(TinyModel(1));
+  std::vector<int32_t> expected = GreedyIds(*MakeEngine(TinyModel(2)));
+  ASSERT_NE(GreedyIds(*engine), expected);
+
+  auto v7 = (*group)->Receive();
+  ASSERT_TRUE(v7.ok()) << v7.status();
+  ASSERT_TRUE(ApplyWeightUpdate(*engine, v7->manifest, v7->buckets).ok());
+  EXPECT_EQ(engine->weight_version(), 7u);
+  EXPECT_EQ(GreedyIds(*engine), expected);
+
+  auto v8 = (*group)->Receive();  // corrupted on the way
+  ASSERT_TRUE(v8.ok()) << v8.status();
+  EXPECT_EQ(ApplyWeightUpdate(*engine, v8->manifest, v8->buckets).code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(engine->weight_version(), 7u);
+  EXPECT_EQ(GreedyIds(*engine), expected);
+}
+
+TEST(WeightBroadcast, TwoProcessesOverLoopback) {
+  auto group = WeightBroadcastGroup::Create(WeightBroadcastGroup::Options());  // rank 0, port chosen by the OS
+  ASSERT_TRUE(group.ok()) << group.status();
+  ASSERT_GT((*group)->port(), 0);
+
+  std::string filter = "--gtest_filter=WeightBroadcastChild.DISABLED_ReceiveVerifyAndSwap";
+  std::string disabled = "--gtest_also_run_disabled_tests";
+  std::string self = "/proc/self/exe";
+  char* argv[] = {self.data(), filter.data(), disabled.data(), nullptr};
+  setenv(kPortEnv, std::to_string((*group)->port()).c_str(), 1);
+  pid_t child = 0;
+  ASSERT_EQ(posix_spawn(&child, self.c_str(), nullptr, nullptr, argv, environ), 0);
+  unsetenv(kPortEnv);
+
+  absl::Status joined = (*group)->Join();
+  if (joined.ok()) {
+    EXPECT_TRUE((*group)->Send(Pack(TinyModel(2), 7)).ok());
+    PackedWeights corrupt = Pack(TinyModel(3), 8);
+    corrupt.buckets[0][5] ^= 0x01;  // the manifest's checksum no longer matches
+    EXPECT_TRUE((*group)->Send(corrupt).ok());
+  }
+  int wstatus = 0;
+  ASSERT_EQ(waitpid(child, &wstatus, 0), child);
+  ASSERT_TRUE(joined.ok()) << joined;
+  ASSERT_TRUE(WIFEXITED(wstatus));
+  EXPECT_EQ(WEXITSTATUS(wstatus), 0) << "the rank-1 process failed (its output is above)";
+}
+
+}  // namespace
+}  // namespace alignd::rollout
