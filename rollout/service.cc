@@ -83,9 +83,22 @@ grpc::Status RolloutService::UpdateWeights(grpc::ServerContext* context,
                                            const alignd::v1::UpdateWeightsRequest* request,
                                            alignd::v1::UpdateWeightsResponse* response) {
   if (request->buckets_size() == 0) {
-    return ToGrpcStatus(absl::FailedPreconditionError(
-        "UpdateWeights without inline buckets needs a collective group, and none is attached to this server; "
-        "send the bytes with UpdateWeightsStream"));
+    if (options_.collective == nullptr) {
+      return ToGrpcStatus(absl::FailedPreconditionError(
+          "UpdateWeights without inline buckets needs a collective group, and none is attached to this server; "
+          "send the bytes with UpdateWeightsStream"));
+    }
+    absl::MutexLock lock(&collective_mu_);
+    absl::StatusOr<PackedWeights> received = options_.collective->Receive();
+    if (!received.ok()) return ToGrpcStatus(received.status());
+    if (received->manifest.SerializeAsString() != request->manifest().SerializeAsString()) {
+      return ToGrpcStatus(absl::AbortedError(absl::StrCat(
+          "weights: the collective delivered version ", received->manifest.version(),
+          " but version ", request->manifest().version(), " was announced; nothing applied")));
+    }
+    absl::Status status = ApplyWeightUpdate(*engine_, received->manifest, received->buckets);
+    if (status.ok()) response->set_version(engine_->weight_version());
+    return ToGrpcStatus(status);
   }
   uint64_t total = 0;
   for (const std::string& b : request->buckets()) total += b.size();

@@ -5,8 +5,9 @@
 // an empty stop_token_ids list means the engine's defaults. Codes: INVALID_ARGUMENT for no prompts, prompts x n over
 // Options::max_request_rows (oversized: split the request), or any engine validation error; NOT_FOUND for a
 // non-empty adapter (named adapters are not served yet: every adapter name is unknown).
-// UpdateWeights: the manifest plus inline buckets; with no buckets, FAILED_PRECONDITION (no collective group is
-// attached to this server; use UpdateWeightsStream). UpdateWeightsStream: the first chunk must carry the manifest.
+// UpdateWeights: the manifest plus inline buckets; or, with no buckets, the bytes come from Options::collective
+// (the announced manifest must equal the one received there: ABORTED otherwise, nothing applied); with no buckets
+// and no collective, FAILED_PRECONDITION (use UpdateWeightsStream). UpdateWeightsStream: the first chunk must carry the manifest.
 // Both: ApplyWeightUpdate's codes (INVALID_ARGUMENT for a bad manifest or chunk, DATA_LOSS for a checksum mismatch
 // or missing bytes, FAILED_PRECONDITION for a stale version), RESOURCE_EXHAUSTED over Options::max_update_bytes.
 //
@@ -18,7 +19,9 @@
 #include <string>
 
 #include "proto/alignd.grpc.pb.h"
+#include "absl/synchronization/mutex.h"
 #include "rollout/engine.h"
+#include "rollout/weight_update.h"
 
 namespace alignd::rollout {
 
@@ -29,6 +32,9 @@ class RolloutService final : public alignd::v1::Rollout::Service {
     int64_t max_request_rows = 1024;       // prompts x n per Generate call at most
     int64_t default_max_new_tokens = 128;  // when a request leaves max_new_tokens 0
     uint64_t max_update_bytes = uint64_t{1} << 34;  // total bucket bytes one weight update may carry (16 GiB)
+    // Where an UpdateWeights without inline bytes receives them (e.g. a WeightBroadcastGroup joined as a receiving
+    // rank). Not owned; must outlive the service. nullptr (default): none.
+    WeightSource* collective = nullptr;
   };
   // `engine` must outlive the service.
   RolloutService(Engine* engine, Options options) : engine_(engine), options_(std::move(options)) {}
@@ -46,6 +52,7 @@ class RolloutService final : public alignd::v1::Rollout::Service {
  private:
   Engine* const engine_;
   const Options options_;
+  absl::Mutex collective_mu_;  // one collective receive at a time
 };
 
 // `text` with every byte that is not part of a valid UTF-8 sequence replaced by U+FFFD (proto3 strings must be

@@ -22,7 +22,7 @@
 
 namespace alignd::rollout {
 
-class WeightBroadcastGroup {
+class WeightBroadcastGroup : public WeightSource {
  public:
   struct Options {
     std::string host = "127.0.0.1";  // where rank 0's rendezvous store listens
@@ -35,7 +35,7 @@ class WeightBroadcastGroup {
   // Opens the rendezvous store (rank 0 serves it) without waiting for the other ranks. INVALID_ARGUMENT for a bad
   // rank, world size or port; UNAVAILABLE when the store cannot be opened or reached.
   static absl::StatusOr<std::unique_ptr<WeightBroadcastGroup>> Create(Options options);
-  ~WeightBroadcastGroup();
+  ~WeightBroadcastGroup() override;
 
   // The store's port (the chosen one when Options::port was 0).
   uint16_t port() const;
@@ -50,7 +50,7 @@ class WeightBroadcastGroup {
   // Ranks >= 1 only (FAILED_PRECONDITION on rank 0): receives one version. INVALID_ARGUMENT / DATA_LOSS when the
   // manifest does not parse or validate; UNAVAILABLE when the collective fails. The buckets are not verified
   // against the checksum here: ApplyWeightUpdate does it.
-  absl::StatusOr<PackedWeights> Receive();
+  absl::StatusOr<PackedWeights> Receive() override;
 
  private:
   struct Impl;  // the c10d store and group: keeps c10d/Gloo headers out of this one

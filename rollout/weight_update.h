@@ -33,6 +33,15 @@ struct PackedWeights {
 absl::StatusOr<PackedWeights> PackWeights(const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                                           uint64_t version, uint64_t max_bucket_bytes);
 
+// Where the bytes of an announced version come from when they do not travel in the RPC: a collective group
+// (WeightBroadcastGroup on a receiving rank) or, in tests, a fake.
+class WeightSource {
+ public:
+  virtual ~WeightSource() = default;
+  // Receives the next version's manifest and buckets. Called by one thread at a time.
+  virtual absl::StatusOr<PackedWeights> Receive() = 0;
+};
+
 // Lower-case hex SHA-256 of the buckets concatenated in order.
 std::string BucketsSha256(const std::vector<std::string>& buckets);
 

@@ -44,6 +44,18 @@ std::unique_ptr<Engine> MakeEngine(CausalLM model) {
   return engine.ok() ? std::move(engine).value() : nullptr;
 }
 
+// Hands out the versions queued in `versions`, as a collective group's receiving rank would.
+class FakeWeightSource : public WeightSource {
+ public:
+  absl::StatusOr<PackedWeights> Receive() override {
+    if (versions.empty()) return absl::UnavailableError("fake collective: nothing sent");
+    PackedWeights next = std::move(versions.front());
+    versions.erase(versions.begin());
+    return next;
+  }
+  std::vector<PackedWeights> versions;
+};
+
 class RolloutServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -52,6 +64,7 @@ class RolloutServiceTest : public ::testing::Test {
     RolloutService::Options options;
     options.model_name = "tiny";
     options.max_request_rows = 4;
+    if (with_collective_) options.collective = &source_;
     service_ = std::make_unique<RolloutService>(engine_.get(), options);
     grpc::ServerBuilder builder;
     builder.RegisterService(service_.get());
@@ -149,6 +162,8 @@ class RolloutServiceTest : public ::testing::Test {
   }
 
   CausalLM other_ = TinyModel(2);
+  bool with_collective_ = false;
+  FakeWeightSource source_;
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<RolloutService> service_;
   std::unique_ptr<grpc::Server> server_;
@@ -357,6 +372,55 @@ TEST_F(RolloutServiceTest, StreamWithoutManifestIsInvalidArgument) {
   writer->Write(chunk);
   writer->WritesDone();
   EXPECT_EQ(writer->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+// --- Bytes over a collective group ---
+
+class RolloutServiceCollectiveTest : public RolloutServiceTest {
+ protected:
+  RolloutServiceCollectiveTest() { with_collective_ = true; }
+
+  grpc::Status Announce(const alignd::v1::WeightManifest& manifest) {
+    alignd::v1::UpdateWeightsRequest request;
+    *request.mutable_manifest() = manifest;
+    alignd::v1::UpdateWeightsResponse response;
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    return stub_->UpdateWeights(&context, request, &response);
+  }
+};
+
+TEST_F(RolloutServiceCollectiveTest, AnnouncedVersionIsReceivedAndSwapped) {
+  std::vector<int32_t> expected = OtherModelIds();
+  PackedWeights packed = Packed();
+  source_.versions.push_back(packed);
+  grpc::Status status = Announce(packed.manifest);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(engine_->weight_version(), 1u);
+  EXPECT_EQ(GreedyIds(), expected);
+}
+
+TEST_F(RolloutServiceCollectiveTest, DifferentManifestOnTheWireIsAborted) {
+  std::vector<int32_t> before = GreedyIds();
+  PackedWeights packed = Packed();
+  source_.versions.push_back(packed);
+  alignd::v1::WeightManifest announced = packed.manifest;
+  announced.set_version(2);
+  EXPECT_EQ(Announce(announced).error_code(), grpc::StatusCode::ABORTED);
+  ExpectUnchanged(before);
+}
+
+TEST_F(RolloutServiceCollectiveTest, CorruptedBroadcastIsDataLoss) {
+  std::vector<int32_t> before = GreedyIds();
+  PackedWeights packed = Packed();
+  packed.buckets[0][0] ^= 0x01;
+  source_.versions.push_back(packed);
+  EXPECT_EQ(Announce(packed.manifest).error_code(), grpc::StatusCode::DATA_LOSS);
+  ExpectUnchanged(before);
+}
+
+TEST_F(RolloutServiceCollectiveTest, FailedReceiveIsUnavailable) {
+  EXPECT_EQ(Announce(Packed().manifest).error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
 }  // namespace
