@@ -4,6 +4,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <torch/nn.h>
+#include <torch/cuda.h>
 #include <torch/optim/adamw.h>
 #include <torch/serialize.h>
 
@@ -104,6 +105,10 @@ ModelConfig AsScoreModel(ModelConfig c) {
 
 absl::Status BuildModel(const JobSpec& spec, TrainContext* ctx) {
   const ModelSpec& m = spec.model;
+  if (m.dtype == "bfloat16" && !torch::cuda::is_available()) {
+    // bf16 autocast is for CUDA devices; on CPU alignd trains in fp32 (bf16 matmuls there are slower, not faster).
+    return absl::InvalidArgumentError("model.dtype: bfloat16 needs a CUDA device; this machine trains in float32");
+  }
   if (m.path.empty()) {
     ctx->tokenizer = MakeByteTokenizer();
     ModelConfig c = m.init_arch == "gpt2"
