@@ -1,5 +1,8 @@
 #include "reward/scorers.h"
 
+#include "reward/scorer_config.h"
+
+#include <cmath>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -69,6 +72,34 @@ TEST(RepetitionPenaltyTest, CountsRepeatedNgrams) {
   ASSERT_TRUE(s.ok());
   EXPECT_DOUBLE_EQ(ScoreOne(**s, "a b a b a"), -0.5);
   EXPECT_EQ(MakeRepetitionPenaltyScorer(0).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ScorerConfigTest, EnabledScorersInOrderWithTheirWeights) {
+  ScorerConfig config;
+  config.refusal_weight = -0.5;
+  config.answer_weight = 1;
+  config.repetition_weight = 0.25;
+  auto scorers = MakeScorers(config);
+  ASSERT_TRUE(scorers.ok()) << scorers.status();
+  ASSERT_EQ(scorers->size(), 3u);
+  EXPECT_EQ((*scorers)[0].name, "answer");
+  EXPECT_EQ((*scorers)[1].name, "refusal");
+  EXPECT_EQ((*scorers)[1].weight, -0.5);
+  EXPECT_EQ((*scorers)[2].name, "repetition");
+}
+
+TEST(ScorerConfigTest, BadConfigsAreInvalidArgument) {
+  EXPECT_EQ(MakeScorers(ScorerConfig()).status().code(), absl::StatusCode::kInvalidArgument);  // nothing enabled
+  ScorerConfig regex;
+  regex.regex_weight = 1;  // without a pattern
+  EXPECT_EQ(MakeScorers(regex).status().code(), absl::StatusCode::kInvalidArgument);
+  ScorerConfig length;
+  length.length_weight = 1;
+  length.length_target_bytes = 0;
+  EXPECT_EQ(MakeScorers(length).status().code(), absl::StatusCode::kInvalidArgument);
+  ScorerConfig nan;
+  nan.answer_weight = std::nan("");
+  EXPECT_EQ(MakeScorers(nan).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
