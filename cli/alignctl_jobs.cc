@@ -1,6 +1,6 @@
-// alignctl's job commands: submit, status, list, cancel. Each RPC carries a deadline (--timeout) and the bearer
-// token (--token / ALIGND_TOKEN). Exit codes: 0 success, 1 the call failed (the status code and message are printed),
-// 2 usage error.
+// alignctl's job commands: submit, status, list, cancel, watch. Each RPC carries a deadline (--timeout; watch and
+// submit --wait: --wait_timeout) and the bearer token (--token / ALIGND_TOKEN). Exit codes: 0 success, 1 the call
+// failed (the status code and message are printed), 2 usage error, 3 the watched job ended FAILED or CANCELLED.
 #include <random>
 
 #include <nlohmann/json.hpp>
@@ -132,7 +132,47 @@ absl::StatusOr<std::vector<v1::JobState>> ParseStates(const std::string& text) {
   return states;
 }
 
+constexpr int kJobDidNotSucceed = 3;
+
+// Prints each event of `id` as it happens; the exit code follows how the job ended.
+int WatchJob(JobClient& client, const std::string& id, absl::Duration timeout, bool json, std::ostream& out,
+             std::ostream& err) {
+  v1::JobState last = v1::JOB_STATE_UNSPECIFIED;
+  absl::Status status = client.Watch(id, timeout, [&](const v1::JobEvent& e) {
+    last = e.state();
+    if (json) {
+      out << nlohmann::json{{"id", e.job_id()}, {"time", FormatTime(e.unix_ms())}, {"state", StateName(e.state())},
+                            {"attempt", e.attempt()}, {"message", e.message()}}
+                 .dump()
+          << std::endl;
+    } else {
+      out << FormatTime(e.unix_ms()) << "  " << absl::StrFormat("%-10s", StateName(e.state())) << " attempt "
+          << e.attempt() << "  " << e.message() << std::endl;
+    }
+  });
+  if (!status.ok()) return ReportError(status, err);
+  if (last == v1::JOB_STATE_SUCCEEDED) return 0;
+  err << "job " << id << " ended " << StateName(last) << "\n";
+  return kJobDidNotSucceed;
+}
+
+void DeclareWaitTimeout(FlagSet& flags) {
+  flags.Double("wait_timeout", 7 * 24 * 3600, "how long to watch before giving up, in seconds");
+}
+
 }  // namespace
+
+int RunWatch(const Args& args, std::ostream& out, std::ostream& err) {
+  FlagSet flags("alignctl watch JOB [flags]\nPrints the job's events until it ends. Exit codes: 0 SUCCEEDED, "
+                "1 failed call, 2 usage, 3 FAILED or CANCELLED.");
+  DeclareConnectionFlags(flags);
+  DeclareWaitTimeout(flags);
+  if (int code = ParseFlags(flags, args, 1, out, err); code >= 0) return code;
+  auto client = Connect(flags);
+  if (!client.ok()) return ReportError(client.status(), err);
+  return WatchJob(**client, flags.positional()[0], absl::Seconds(flags.GetDouble("wait_timeout")),
+                  flags.GetString("output") == "json", out, err);
+}
 
 int RunSubmit(const Args& args, std::ostream& out, std::ostream& err) {
   FlagSet flags("alignctl submit SPEC.yaml [--request_id ID] [flags]\n"
@@ -140,6 +180,8 @@ int RunSubmit(const Args& args, std::ostream& out, std::ostream& err) {
   DeclareConnectionFlags(flags);
   flags.String("request_id", "", "idempotency key: resubmitting with the same key returns the same job "
                                  "(default: a random key)");
+  flags.Bool("wait", false, "then print the job's events until it ends; exit 0 only on SUCCEEDED (3 otherwise)");
+  DeclareWaitTimeout(flags);
   if (int code = ParseFlags(flags, args, 1, out, err); code >= 0) return code;
   auto spec = ReadFile(flags.positional()[0]);
   if (!spec.ok()) return ReportError(spec.status(), err);
@@ -154,6 +196,10 @@ int RunSubmit(const Args& args, std::ostream& out, std::ostream& err) {
     out << JobJson(*job).dump() << "\n";
   } else {
     out << StateName(job->state()) << ": " << job->message() << "\n";
+  }
+  if (flags.GetBool("wait")) {
+    return WatchJob(**client, job->id(), absl::Seconds(flags.GetDouble("wait_timeout")),
+                    flags.GetString("output") == "json", out, err);
   }
   return 0;
 }

@@ -4,11 +4,13 @@
 #ifndef ALIGND_CLI_COMMANDS_H_
 #define ALIGND_CLI_COMMANDS_H_
 
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/flags.h"
 
 namespace alignd::cli {
 
@@ -34,11 +36,17 @@ int RunDataSynth(const Args& args, std::ostream& out, std::ostream& err);
 int RunCoordinator(const Args& args, std::ostream& out, std::ostream& err);
 
 // alignctl job commands (cli/alignctl_jobs.cc), each with --coordinator/ALIGND_COORDINATOR, --token/ALIGND_TOKEN,
-// --timeout and --output=text|json: `submit SPEC` (job id alone on the first line), `status JOB`, `list`, `cancel JOB`.
+// --timeout and --output=text|json: `submit SPEC [--wait]` (job id alone on the first line), `status JOB`, `list`, `cancel JOB`, `watch JOB`.
 int RunSubmit(const Args& args, std::ostream& out, std::ostream& err);
 int RunStatus(const Args& args, std::ostream& out, std::ostream& err);
 int RunList(const Args& args, std::ostream& out, std::ostream& err);
 int RunCancel(const Args& args, std::ostream& out, std::ostream& err);
+int RunWatch(const Args& args, std::ostream& out, std::ostream& err);
+
+// Parses `args` into `flags`. Returns the exit code when the command should stop: 2 after printing a usage error,
+// 0 after printing `description` and the usage for --help; nullopt when the command should go on.
+std::optional<int> ParseFlags(FlagSet& flags, const Args& args, absl::string_view description, std::ostream& out,
+                              std::ostream& err);
 
 // Prints `error: CODE: message` and returns 1 (2 for INVALID_ARGUMENT coming from flag parsing is the caller's call).
 int ReportError(const absl::Status& status, std::ostream& err);

@@ -61,6 +61,19 @@ absl::StatusOr<v1::ListJobsResponse> JobClient::List(const std::vector<v1::JobSt
   return response;
 }
 
+absl::Status JobClient::Watch(const std::string& id, absl::Duration timeout,
+                              const std::function<void(const v1::JobEvent&)>& on_event) {
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  if (!token_.empty()) context.AddMetadata("authorization", "Bearer " + token_);
+  v1::WatchJobRequest request;
+  request.set_id(id);
+  std::unique_ptr<grpc::ClientReaderInterface<v1::JobEvent>> reader = stub_->WatchJob(&context, request);
+  v1::JobEvent event;
+  while (reader->Read(&event)) on_event(event);
+  return FromGrpcStatus(reader->Finish());
+}
+
 absl::StatusOr<v1::Job> JobClient::Cancel(const std::string& id) {
   grpc::ClientContext context;
   Prepare(&context);

@@ -3,6 +3,7 @@
 #ifndef ALIGND_COORDINATOR_JOB_CLIENT_H_
 #define ALIGND_COORDINATOR_JOB_CLIENT_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,6 +35,10 @@ class JobClient {
   absl::StatusOr<v1::ListJobsResponse> List(const std::vector<v1::JobState>& states, uint32_t page_size,
                                             const std::string& page_token);
   absl::StatusOr<v1::Job> Cancel(const std::string& id);
+  // Streams the job's events to `on_event` until the job finishes (OK) or `timeout` passes (DEADLINE_EXCEEDED).
+  // The per-call timeout does not apply: a job can run for days.
+  absl::Status Watch(const std::string& id, absl::Duration timeout,
+                     const std::function<void(const v1::JobEvent&)>& on_event);
 
  private:
   void Prepare(grpc::ClientContext* context) const;

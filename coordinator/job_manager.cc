@@ -81,7 +81,8 @@ std::string JobManager::PendingMessage(const v1::Resources& wanted) const {
 absl::StatusOr<JobRecord> JobManager::SubmitJob(const Principal& caller, const std::string& spec_yaml,
                                                 const std::string& request_id) {
   if (caller.role == Role::kWorker) {
-    return absl::PermissionDeniedError(absl::StrCat("\"", caller.name, "\" has the worker role and cannot submit jobs"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("\"", caller.name, "\" has the worker role and cannot submit jobs"));
   }
   if (request_id.size() > options_.max_request_id_bytes) {
     return absl::InvalidArgumentError(
@@ -105,6 +106,7 @@ absl::StatusOr<JobRecord> JobManager::SubmitJob(const Principal& caller, const s
   bool created = false;
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(JobRecord stored, store_->CreateJob(job, event, &created));
+  if (created) ++version_;
   if (!created && stored.spec_yaml != spec_yaml) {
     return absl::AlreadyExistsError(absl::StrCat("request_id \"", request_id, "\" was already used for job ",
                                                  stored.id, " with a different spec"));
@@ -173,6 +175,23 @@ absl::StatusOr<std::vector<EventRecord>> JobManager::ListEvents(const Principal&
   return store_->ListEvents(id);
 }
 
+absl::StatusOr<std::vector<EventRecord>> JobManager::WaitForEvents(const Principal& caller, const std::string& id,
+                                                                  size_t first, absl::Duration timeout) {
+  RETURN_IF_ERROR(GetOwned(caller, id).status());
+  absl::MutexLock lock(&mu_);
+  auto read = [&]() -> absl::StatusOr<std::vector<EventRecord>> {
+    ASSIGN_OR_RETURN(std::vector<EventRecord> events, store_->ListEvents(id));
+    if (first >= events.size()) return std::vector<EventRecord>{};
+    return std::vector<EventRecord>(events.begin() + first, events.end());
+  };
+  ASSIGN_OR_RETURN(std::vector<EventRecord> events, read());
+  if (!events.empty() || timeout <= absl::ZeroDuration()) return events;
+  const int64_t seen = version_;
+  auto changed = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return version_ != seen; };
+  mu_.AwaitWithTimeout(absl::Condition(&changed), timeout);
+  return read();
+}
+
 absl::StatusOr<JobRecord> JobManager::Transition(const std::string& id, std::vector<v1::JobState> from,
                                                  v1::JobState to, const std::string& message,
                                                  uint32_t attempt_delta) {
@@ -187,6 +206,7 @@ absl::StatusOr<JobRecord> JobManager::Transition(const std::string& id, std::vec
   job.message = message;
   job.updated_unix_ms = options_.now_ms();
   RETURN_IF_ERROR(store_->UpdateJob(job, EventRecord{id, job.updated_unix_ms, to, job.attempt, message}));
+  ++version_;
   return job;
 }
 
@@ -234,7 +254,9 @@ absl::StatusOr<int> JobManager::RefreshPendingReasons() {
       if (message == job.message) continue;
       job.message = message;
       job.updated_unix_ms = options_.now_ms();
-      RETURN_IF_ERROR(store_->UpdateJob(job, EventRecord{job.id, job.updated_unix_ms, job.state, job.attempt, message}));
+      RETURN_IF_ERROR(
+          store_->UpdateJob(job, EventRecord{job.id, job.updated_unix_ms, job.state, job.attempt, message}));
+      ++version_;
       ++changed;
     }
     query.after_seq = jobs.back().seq;

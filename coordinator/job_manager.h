@@ -21,6 +21,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "coordinator/auth.h"
 #include "coordinator/job_store.h"
 #include "proto/alignd.pb.h"
@@ -88,6 +89,11 @@ class JobManager {
   // The job's events, oldest first (same access rules as GetJob).
   absl::StatusOr<std::vector<EventRecord>> ListEvents(const Principal& caller, const std::string& id);
 
+  // The job's events from position `first` on (0 = the first event). When there are none yet, waits until some job
+  // changes or `timeout` passes, then answers again (possibly empty). Same access rules as GetJob.
+  absl::StatusOr<std::vector<EventRecord>> WaitForEvents(const Principal& caller, const std::string& id,
+                                                         size_t first, absl::Duration timeout);
+
   // Scheduler-facing transitions. FAILED_PRECONDITION naming both states when the move is not allowed.
   // MarkScheduled: PENDING/RESTARTING -> SCHEDULED, attempt + 1.
   absl::StatusOr<JobRecord> MarkScheduled(const std::string& id, const std::string& message);
@@ -114,6 +120,8 @@ class JobManager {
   JobStore* const store_;
   const Options options_;
   absl::Mutex mu_;  // serialises read-modify-write of jobs
+  // Bumped on every write, so that WaitForEvents can wait for a change.
+  int64_t version_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace alignd::coordinator

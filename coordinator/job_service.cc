@@ -8,6 +8,8 @@
 namespace alignd::coordinator {
 namespace {
 
+constexpr absl::Duration kWatchPoll = absl::Seconds(1);
+
 // Runs `body(principal)` for an authenticated caller and converts its status once.
 template <typename Body>
 grpc::Status Handle(const grpc::ServerContext& context, const TokenAuthenticator& auth, Body body) {
@@ -68,8 +70,24 @@ grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* context, const v1::C
 grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::WatchJobRequest* request,
                                       grpc::ServerWriter<v1::JobEvent>* writer) {
   return Handle(*context, *auth_, [&](const Principal& caller) -> absl::Status {
-    RETURN_IF_ERROR(manager_->GetJob(caller, request->id()).status());
-    return absl::UnimplementedError("WatchJob is not implemented yet; poll GetJob");
+    size_t next = 0;
+    // Waits are bounded so that a cancelled call or a server shutdown is noticed within kWatchPoll.
+    while (!context->IsCancelled()) {
+      ASSIGN_OR_RETURN(std::vector<EventRecord> events,
+                       manager_->WaitForEvents(caller, request->id(), next, kWatchPoll));
+      for (const EventRecord& e : events) {
+        v1::JobEvent event;
+        event.set_job_id(e.job_id);
+        event.set_unix_ms(e.unix_ms);
+        event.set_state(e.state);
+        event.set_attempt(e.attempt);
+        event.set_message(e.message);
+        if (!writer->Write(event)) return absl::CancelledError("the client went away");
+      }
+      next += events.size();
+      if (!events.empty() && IsTerminal(events.back().state)) return absl::OkStatus();
+    }
+    return absl::CancelledError("watch cancelled");
   });
 }
 

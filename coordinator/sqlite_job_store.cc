@@ -196,7 +196,8 @@ absl::StatusOr<JobRecord> SqliteJobStore::CreateJob(const JobRecord& job, const 
   JobRecord result;
   RETURN_IF_ERROR(InTransaction([&]() -> absl::Status {
     if (!job.request_id.empty()) {
-      Statement find(db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE seq = (SELECT job_seq FROM request_ids "
+      Statement find(db_, absl::StrCat("SELECT ", kJobColumns,
+                                       " FROM jobs WHERE seq = (SELECT job_seq FROM request_ids "
                                        "WHERE owner = ? AND request_id = ?)"));
       RETURN_IF_ERROR(find.status());
       find.Bind(1, job.owner);

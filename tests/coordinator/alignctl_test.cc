@@ -124,6 +124,19 @@ TEST_F(AlignctlTest, StatusListCancelInTextAndJson) {
             0u);
 }
 
+TEST_F(AlignctlTest, WatchPrintsEventsAndExitsThreeWhenTheJobDidNotSucceed) {
+  const std::string id = Submit();
+  ASSERT_EQ(As(kAliceToken, RunCancel, {id}).code, 0);
+  Outcome watch = As(kAliceToken, RunWatch, {id, "--wait_timeout=30"});
+  EXPECT_EQ(watch.code, 3) << watch.err;
+  EXPECT_THAT(watch.out, HasSubstr("PENDING    attempt 0  submitted by alice\n"));
+  EXPECT_THAT(watch.out, HasSubstr("CANCELLED  attempt 0  cancelled by alice\n"));
+  EXPECT_EQ(watch.err, "job " + id + " ended CANCELLED\n");
+  Outcome json = As(kAliceToken, RunWatch, {id, "--output=json"});
+  EXPECT_EQ(json.code, 3);
+  EXPECT_EQ(nlohmann::json::parse(json.out.substr(0, json.out.find('\n')))["state"], "PENDING");
+}
+
 TEST_F(AlignctlTest, EnvironmentVariablesGiveCoordinatorAndToken) {
   const std::string id = Submit();
   setenv("ALIGND_COORDINATOR", coordinator_->address().c_str(), 1);

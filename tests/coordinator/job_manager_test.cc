@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "coordinator/memory_job_store.h"
 #include "coordinator/sqlite_job_store.h"
@@ -82,7 +83,8 @@ TEST_P(JobManagerTest, SubmitStoresAPendingJobWithResourcesAndReason) {
   EXPECT_EQ(job.resources.learners(), 2u);
   EXPECT_EQ(job.resources.rollout_workers(), 1u);
   EXPECT_EQ(job.created_unix_ms, 1'000'000);
-  EXPECT_EQ(job.message, "waiting for resources: learners (cpu): need 2, 1 free; rollout workers (cpu): need 1, 0 free");
+  EXPECT_EQ(job.message,
+            "waiting for resources: learners (cpu): need 2, 1 free; rollout workers (cpu): need 1, 0 free");
 }
 
 TEST_P(JobManagerTest, SameRequestIdReturnsTheSameJob) {
@@ -168,6 +170,33 @@ TEST_P(JobManagerTest, ListPagesAndFiltersAndShowsUsersOnlyTheirJobs) {
   auto running = manager_->ListJobs(kAdmin, {v1::JOB_STATE_RUNNING}, 10, "");
   ASSERT_EQ(running->jobs.size(), 1u);
   EXPECT_EQ(running->jobs[0].id, "job-000002");
+}
+
+TEST_P(JobManagerTest, WaitForEventsReturnsEventsFromAPosition) {
+  JobRecord job = Submit();
+  ASSERT_TRUE(manager_->MarkScheduled(job.id, "placed").ok());
+  auto all = manager_->WaitForEvents(kAlice, job.id, 0, absl::ZeroDuration());
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 2u);
+  auto rest = manager_->WaitForEvents(kAlice, job.id, 1, absl::ZeroDuration());
+  ASSERT_EQ(rest->size(), 1u);
+  EXPECT_EQ((*rest)[0].state, v1::JOB_STATE_SCHEDULED);
+  EXPECT_TRUE(manager_->WaitForEvents(kAlice, job.id, 2, absl::ZeroDuration())->empty());
+  EXPECT_EQ(manager_->WaitForEvents(kBob, job.id, 0, absl::ZeroDuration()).status().code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
+TEST_P(JobManagerTest, WaitForEventsWakesOnAChange) {
+  JobRecord job = Submit();
+  // The waiter either sees the event at once or is woken by it; it never needs its (long) timeout.
+  std::thread waiter([&] {
+    auto events = manager_->WaitForEvents(kAlice, job.id, 1, absl::Seconds(60));
+    ASSERT_TRUE(events.ok());
+    ASSERT_EQ(events->size(), 1u);
+    EXPECT_EQ((*events)[0].state, v1::JOB_STATE_CANCELLED);
+  });
+  ASSERT_TRUE(manager_->CancelJob(kAlice, job.id).ok());
+  waiter.join();
 }
 
 TEST_P(JobManagerTest, RefreshPendingReasonsFollowsCapacity) {

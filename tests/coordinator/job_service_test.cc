@@ -6,6 +6,8 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "coordinator/coordinator_server.h"
@@ -193,19 +195,45 @@ TEST_P(JobServiceTest, OversizedRequestIsResourceExhausted) {
   EXPECT_EQ(Client(kAliceToken).Submit(huge, "").status().code(), absl::StatusCode::kResourceExhausted);
 }
 
-TEST_P(JobServiceTest, WatchIsUnimplementedYet) {
+TEST_P(JobServiceTest, WatchStreamsEveryEventUntilTheJobEnds) {
+  JobClient alice = Client(kAliceToken);
+  auto job = alice.Submit(kSpec, "");
+  ASSERT_TRUE(job.ok());
+  JobManager* manager = server_->manager();
+  // The scheduler's side runs while the watch is open; whatever the interleaving, the stream carries every event.
+  std::thread scheduler([&] {
+    ASSERT_TRUE(manager->MarkScheduled(job->id(), "placed").ok());
+    ASSERT_TRUE(manager->MarkRunning(job->id()).ok());
+    ASSERT_TRUE(manager->MarkSucceeded(job->id()).ok());
+  });
+  std::vector<v1::JobState> states;
+  absl::Status status = alice.Watch(job->id(), absl::Seconds(30), [&](const v1::JobEvent& e) {
+    EXPECT_EQ(e.job_id(), job->id());
+    states.push_back(e.state());
+  });
+  scheduler.join();
+  EXPECT_TRUE(status.ok()) << status;
+  EXPECT_EQ(states, (std::vector<v1::JobState>{v1::JOB_STATE_PENDING, v1::JOB_STATE_SCHEDULED,
+                                               v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED}));
+}
+
+TEST_P(JobServiceTest, WatchOfAnotherUsersJobIsPermissionDenied) {
   auto job = Client(kAliceToken).Submit(kSpec, "");
   ASSERT_TRUE(job.ok());
-  auto stub = v1::JobService::NewStub(Channel());
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  context.AddMetadata("authorization", std::string("Bearer ") + kAliceToken);
-  v1::WatchJobRequest request;
-  request.set_id(job->id());
-  auto reader = stub->WatchJob(&context, request);
-  v1::JobEvent event;
-  EXPECT_FALSE(reader->Read(&event));
-  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(Client(kBobToken).Watch(job->id(), absl::Seconds(10), [](const v1::JobEvent&) {}).code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(Client(kBobToken).Watch("job-999999", absl::Seconds(10), [](const v1::JobEvent&) {}).code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_P(JobServiceTest, WatchOfAnUnfinishedJobEndsAtItsDeadline) {
+  auto job = Client(kAliceToken).Submit(kSpec, "");
+  ASSERT_TRUE(job.ok());
+  int events = 0;
+  absl::Status status =
+      Client(kAliceToken).Watch(job->id(), absl::Milliseconds(300), [&](const v1::JobEvent&) { ++events; });
+  EXPECT_EQ(status.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(events, 1);  // PENDING
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, JobServiceTest, ::testing::Values("tcp", "inprocess"),
