@@ -9,6 +9,20 @@ int ReportError(const absl::Status& status, std::ostream& err) {
   return 1;
 }
 
+std::optional<int> ParseFlags(FlagSet& flags, const Args& args, absl::string_view description, std::ostream& out,
+                              std::ostream& err) {
+  absl::Status parsed = flags.Parse(args);
+  if (!parsed.ok()) {
+    err << "error: " << parsed.message() << "\n" << flags.Usage();
+    return 2;
+  }
+  if (flags.help_requested()) {
+    out << description << "\n" << flags.Usage();
+    return 0;
+  }
+  return std::nullopt;
+}
+
 int AvailableCores() { return alignd::AvailableCores(); }
 
 }  // namespace alignd::cli

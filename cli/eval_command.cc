@@ -83,15 +83,9 @@ int RunEval(const Args& args, std::ostream& out, std::ostream& err) {
   flags.Int("max_length", 0, "split longer texts into windows of this many tokens (0: the model's context)");
   flags.String("dtype", "float32", "compute dtype: float32, bfloat16 or float64");
   flags.Int("threads", AvailableCores(), "intra-op threads (default: the cores available)");
-  absl::Status parsed = flags.Parse(args);
-  if (!parsed.ok()) {
-    err << "error: " << parsed.message() << "\n" << flags.Usage();
-    return 2;
-  }
-  if (flags.help_requested()) {
-    out << "Evaluates a model folder on a data file and prints the metrics as one JSON object.\n" << flags.Usage();
-    return 0;
-  }
+  constexpr char kAbout[] =
+      "Evaluates a model folder on a data file and prints the metrics as one JSON object.";
+  if (auto stop = ParseFlags(flags, args, kAbout, out, err)) return *stop;
   if (flags.GetInt("threads") < 1) {
     err << "error: --threads must be at least 1\n";
     return 2;

@@ -19,15 +19,9 @@ int RunInit(const Args& args, std::ostream& out, std::ostream& err) {
   flags.Int("seed", 0, "initialisation seed");
   flags.String("dtype", "F32", "dtype on disk: F32, F16 or BF16");
   flags.Int("threads", AvailableCores(), "intra-op threads (default: the cores available)");
-  absl::Status parsed = flags.Parse(args);
-  if (!parsed.ok()) {
-    err << "error: " << parsed.message() << "\n" << flags.Usage();
-    return 2;
-  }
-  if (flags.help_requested()) {
-    out << "Initialises a tiny model with alignd's byte-level tokenizer, as a Hugging Face folder.\n" << flags.Usage();
-    return 0;
-  }
+  constexpr char kAbout[] =
+      "Initialises a tiny model with alignd's byte-level tokenizer, as a Hugging Face folder.";
+  if (auto stop = ParseFlags(flags, args, kAbout, out, err)) return *stop;
   if (flags.GetString("out").empty()) {
     err << "error: --out is required\n" << flags.Usage();
     return 2;

@@ -17,16 +17,9 @@ int RunDataSynth(const Args& args, std::ostream& out, std::ostream& err) {
   flags.Int("pref_eval", defaults.pref_eval, "preference pairs, eval split");
   flags.Int("prompts_train", defaults.prompts_train, "RL prompts, train split");
   flags.Int("prompts_eval", defaults.prompts_eval, "RL prompts, eval split");
-  absl::Status parsed = flags.Parse(args);
-  if (!parsed.ok()) {
-    err << "error: " << parsed.message() << "\n" << flags.Usage();
-    return 2;
-  }
-  if (flags.help_requested()) {
-    out << "Writes the synthetic toy-assistant data set (arithmetic, safety, style) with train/eval splits.\n"
-        << flags.Usage();
-    return 0;
-  }
+  constexpr char kAbout[] =
+      "Writes the synthetic toy-assistant data set (arithmetic, safety, style) with train/eval splits.";
+  if (auto stop = ParseFlags(flags, args, kAbout, out, err)) return *stop;
   if (flags.GetString("out").empty()) {
     err << "error: --out is required\n" << flags.Usage();
     return 2;

@@ -14,15 +14,9 @@ int RunTrain(const Args& args, std::ostream& out, std::ostream& err) {
   flags.String("out", "", "output folder (overrides the spec's output_dir)");
   flags.Bool("resume", false, "continue from the latest checkpoint in the output folder");
   flags.Int("threads", 0, "intra-op threads (0: the spec's `threads`, else the cores available)");
-  absl::Status parsed = flags.Parse(args);
-  if (!parsed.ok()) {
-    err << "error: " << parsed.message() << "\n" << flags.Usage();
-    return 2;
-  }
-  if (flags.help_requested()) {
-    out << "Runs one training job in-process and writes metrics, checkpoints and the final model.\n" << flags.Usage();
-    return 0;
-  }
+  constexpr char kAbout[] =
+      "Runs one training job in-process and writes metrics, checkpoints and the final model.";
+  if (auto stop = ParseFlags(flags, args, kAbout, out, err)) return *stop;
   if (flags.GetString("spec").empty()) {
     err << "error: --spec is required\n" << flags.Usage();
     return 2;
