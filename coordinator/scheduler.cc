@@ -1,0 +1,117 @@
+#include "coordinator/scheduler.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status.h"
+
+namespace alignd::coordinator {
+namespace {
+
+const Principal kScheduler{"scheduler", Role::kAdmin};
+
+absl::string_view RoleShortName(v1::Role role) {
+  switch (role) {
+    case v1::ROLE_LEARNER: return "learner";
+    case v1::ROLE_ROLLOUT: return "rollout";
+    case v1::ROLE_REWARD: return "reward";
+    default: return "unknown";
+  }
+}
+
+// Tries to give `job` its whole gang from `free` (workers already used are in `used`); all or nothing.
+bool PlaceOne(const JobRecord& job, const std::vector<WorkerRecord>& free, std::set<std::string>* used,
+              Placement* placement) {
+  const std::pair<v1::Role, uint32_t> wants[] = {{v1::ROLE_LEARNER, job.resources.learners()},
+                                                 {v1::ROLE_ROLLOUT, job.resources.rollout_workers()},
+                                                 {v1::ROLE_REWARD, job.resources.reward_servers()}};
+  std::set<std::string> taken;
+  Placement p{job.id, {}};
+  for (const auto& [role, count] : wants) {
+    std::vector<const WorkerRecord*> candidates;
+    for (const WorkerRecord& w : free) {
+      const std::string& id = w.info.worker_id();
+      if (w.info.device() == job.resources.device() && HasRole(w.info, role) && !used->count(id) && !taken.count(id)) {
+        candidates.push_back(&w);
+      }
+    }
+    // Single-role workers first (stable: registration order within the same number of roles).
+    std::stable_sort(candidates.begin(), candidates.end(), [](const WorkerRecord* a, const WorkerRecord* b) {
+      return a->info.roles_size() < b->info.roles_size();
+    });
+    if (candidates.size() < count) return false;
+    for (uint32_t i = 0; i < count; ++i) {
+      taken.insert(candidates[i]->info.worker_id());
+      p.workers.emplace_back(candidates[i]->info.worker_id(), role);
+    }
+  }
+  used->insert(taken.begin(), taken.end());
+  *placement = std::move(p);
+  return true;
+}
+
+}  // namespace
+
+std::vector<Placement> PlanGangs(const std::vector<JobRecord>& waiting, const std::vector<WorkerRecord>& free) {
+  std::vector<Placement> out;
+  std::set<std::string> used;
+  for (const JobRecord& job : waiting) {
+    Placement p;
+    if (PlaceOne(job, free, &used, &p)) out.push_back(std::move(p));
+  }
+  return out;
+}
+
+absl::StatusOr<Scheduler::TickResult> Scheduler::Tick() {
+  TickResult result;
+  // 0. Workers of jobs that ended (cancelled, finished) become free.
+  std::set<std::string> busy_jobs;
+  for (const WorkerRecord& w : workers_->List()) {
+    if (!w.job_id.empty()) busy_jobs.insert(w.job_id);
+  }
+  for (const std::string& id : busy_jobs) {
+    auto job = jobs_->GetJob(kScheduler, id);
+    if (!job.ok() || IsTerminal(job->state)) workers_->ReleaseJob(id);
+  }
+  // 1. Lapsed leases fail their workers' jobs (restart when restarts remain) and free the rest of each gang.
+  std::set<std::string> failed_jobs;
+  for (const WorkerRecord& w : workers_->ExpireLeases()) {
+    result.failed_workers.push_back(w.info.worker_id());
+    if (w.job_id.empty() || failed_jobs.count(w.job_id)) continue;
+    failed_jobs.insert(w.job_id);
+    workers_->ReleaseJob(w.job_id);
+    auto failed = jobs_->ReportFailure(w.job_id, absl::StrCat("worker ", w.info.worker_id(), " lease lapsed"),
+                                       /*retryable=*/true);
+    // A job cancelled meanwhile cannot fail again; anything else is a real error.
+    if (!failed.ok() && failed.status().code() != absl::StatusCode::kFailedPrecondition) return failed.status();
+  }
+  // 2. Place waiting jobs, oldest first, per device kind.
+  std::vector<JobRecord> waiting;
+  std::string token;
+  do {
+    ASSIGN_OR_RETURN(JobPage page,
+                     jobs_->ListJobs(kScheduler, {v1::JOB_STATE_PENDING, v1::JOB_STATE_RESTARTING}, 0, token));
+    waiting.insert(waiting.end(), page.jobs.begin(), page.jobs.end());
+    token = page.next_page_token;
+  } while (!token.empty());
+  std::vector<WorkerRecord> free = workers_->FreeWorkers(v1::DEVICE_KIND_CPU);
+  std::vector<WorkerRecord> cuda = workers_->FreeWorkers(v1::DEVICE_KIND_CUDA);
+  free.insert(free.end(), cuda.begin(), cuda.end());
+  for (Placement& p : PlanGangs(waiting, free)) {
+    std::vector<std::string> where;
+    for (const auto& [worker, role] : p.workers) {
+      RETURN_IF_ERROR(workers_->Assign(worker, p.job_id, role));
+      where.push_back(absl::StrCat(worker, " (", RoleShortName(role), ")"));
+    }
+    RETURN_IF_ERROR(jobs_->MarkScheduled(p.job_id, absl::StrCat("placed on ", absl::StrJoin(where, ", "))).status());
+    result.placed.push_back(std::move(p));
+  }
+  // 3. The rest say what they wait for.
+  RETURN_IF_ERROR(jobs_->RefreshPendingReasons().status());
+  return result;
+}
+
+}  // namespace alignd::coordinator

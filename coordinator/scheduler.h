@@ -1,0 +1,49 @@
+// Gang scheduling: a job is placed only when every role it asks for (learners, rollout workers, reward servers) can
+// be given a free worker of its device kind at the same time. Jobs are considered oldest first (FIFO); a job that does
+// not fit is skipped so that smaller jobs behind it can run side by side (first fit). A worker serves one job in one
+// role at a time.
+#ifndef ALIGND_COORDINATOR_SCHEDULER_H_
+#define ALIGND_COORDINATOR_SCHEDULER_H_
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "coordinator/job_manager.h"
+#include "coordinator/job_store.h"
+#include "coordinator/worker_registry.h"
+
+namespace alignd::coordinator {
+
+struct Placement {
+  std::string job_id;
+  std::vector<std::pair<std::string, v1::Role>> workers;  // (worker id, role); learners first, by rank
+};
+
+// Plans placements for `waiting` jobs (oldest first) on `free` workers; pure, for tests and for Scheduler::Tick.
+// A worker with several roles is used last for each role, keeping it for jobs that need its other roles.
+std::vector<Placement> PlanGangs(const std::vector<JobRecord>& waiting, const std::vector<WorkerRecord>& free);
+
+// Drives jobs through the registry: expires leases (restarting or failing the jobs of lapsed workers), places
+// waiting jobs, and refreshes why the rest wait. Call Tick periodically (the server does, once a second) or after a
+// registration. Thread-safe to call from one thread at a time.
+class Scheduler {
+ public:
+  // Neither may be null; both must outlive the scheduler.
+  Scheduler(JobManager* jobs, WorkerRegistry* workers) : jobs_(jobs), workers_(workers) {}
+
+  struct TickResult {
+    std::vector<Placement> placed;
+    std::vector<std::string> failed_workers;  // lapsed leases
+  };
+  absl::StatusOr<TickResult> Tick();
+
+ private:
+  JobManager* const jobs_;
+  WorkerRegistry* const workers_;
+};
+
+}  // namespace alignd::coordinator
+
+#endif  // ALIGND_COORDINATOR_SCHEDULER_H_
