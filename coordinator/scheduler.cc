@@ -74,7 +74,12 @@ absl::StatusOr<Scheduler::TickResult> Scheduler::Tick() {
   }
   for (const std::string& id : busy_jobs) {
     auto job = jobs_->GetJob(kScheduler, id);
-    if (!job.ok() || IsTerminal(job->state)) workers_->ReleaseJob(id);
+    if (job.ok() && !IsTerminal(job->state)) continue;
+    for (const std::string& worker : workers_->ReleaseJob(id)) {
+      v1::CoordinatorMessage cancel;
+      cancel.set_cancel_job_id(id);
+      workers_->Push(worker, std::move(cancel));
+    }
   }
   // 1. Lapsed leases fail their workers' jobs (restart when restarts remain) and free the rest of each gang.
   std::set<std::string> failed_jobs;
@@ -82,7 +87,11 @@ absl::StatusOr<Scheduler::TickResult> Scheduler::Tick() {
     result.failed_workers.push_back(w.info.worker_id());
     if (w.job_id.empty() || failed_jobs.count(w.job_id)) continue;
     failed_jobs.insert(w.job_id);
-    workers_->ReleaseJob(w.job_id);
+    for (const std::string& worker : workers_->ReleaseJob(w.job_id)) {
+      v1::CoordinatorMessage cancel;  // the rest of the gang stops; the job restarts from its checkpoint
+      cancel.set_cancel_job_id(w.job_id);
+      workers_->Push(worker, std::move(cancel));
+    }
     auto failed = jobs_->ReportFailure(w.job_id, absl::StrCat("worker ", w.info.worker_id(), " lease lapsed"),
                                        /*retryable=*/true);
     // A job cancelled meanwhile cannot fail again; anything else is a real error.
@@ -106,7 +115,21 @@ absl::StatusOr<Scheduler::TickResult> Scheduler::Tick() {
       RETURN_IF_ERROR(workers_->Assign(worker, p.job_id, role));
       where.push_back(absl::StrCat(worker, " (", RoleShortName(role), ")"));
     }
-    RETURN_IF_ERROR(jobs_->MarkScheduled(p.job_id, absl::StrCat("placed on ", absl::StrJoin(where, ", "))).status());
+    ASSIGN_OR_RETURN(JobRecord job,
+                     jobs_->MarkScheduled(p.job_id, absl::StrCat("placed on ", absl::StrJoin(where, ", "))));
+    std::map<v1::Role, uint32_t> world_size, rank;
+    for (const auto& [worker, role] : p.workers) ++world_size[role];
+    for (const auto& [worker, role] : p.workers) {
+      v1::CoordinatorMessage message;
+      v1::Assignment* a = message.mutable_assignment();
+      a->set_job_id(job.id);
+      a->set_attempt(job.attempt);
+      a->set_role(role);
+      a->set_rank(rank[role]++);
+      a->set_world_size(world_size[role]);
+      a->set_spec_yaml(job.spec_yaml);
+      workers_->Push(worker, std::move(message));
+    }
     result.placed.push_back(std::move(p));
   }
   // 3. The rest say what they wait for.

@@ -57,14 +57,14 @@ absl::StatusOr<WorkerRecord> WorkerRegistry::Register(const v1::WorkerInfo& info
   return record;
 }
 
-absl::Status WorkerRegistry::Heartbeat(const std::string& lease_id) {
+absl::StatusOr<std::string> WorkerRegistry::Heartbeat(const std::string& lease_id) {
   absl::MutexLock lock(&mu_);
   const int64_t now = options_.now_ms();
   for (auto& [id, worker] : workers_) {
     if (worker.lease_id != lease_id) continue;
     if (worker.lease_expires_ms <= now) break;
     worker.lease_expires_ms = now + absl::ToInt64Milliseconds(options_.lease_ttl);
-    return absl::OkStatus();
+    return id;
   }
   return absl::FailedPreconditionError(absl::StrCat("stale lease \"", lease_id, "\": register again"));
 }
@@ -76,6 +76,7 @@ std::vector<WorkerRecord> WorkerRegistry::ExpireLeases() {
   for (auto it = workers_.begin(); it != workers_.end();) {
     if (it->second.lease_expires_ms <= now) {
       expired.push_back(it->second);
+      outbox_.erase(it->first);
       it = workers_.erase(it);
     } else {
       ++it;
@@ -100,13 +101,30 @@ absl::Status WorkerRegistry::Assign(const std::string& worker_id, const std::str
   return absl::OkStatus();
 }
 
-void WorkerRegistry::ReleaseJob(const std::string& job_id) {
+std::vector<std::string> WorkerRegistry::ReleaseJob(const std::string& job_id) {
   absl::MutexLock lock(&mu_);
+  std::vector<std::string> released;
   for (auto& [id, worker] : workers_) {
     if (worker.job_id != job_id) continue;
     worker.job_id.clear();
     worker.assigned_role = v1::ROLE_UNSPECIFIED;
+    released.push_back(id);
   }
+  return released;
+}
+
+void WorkerRegistry::Push(const std::string& worker_id, v1::CoordinatorMessage message) {
+  absl::MutexLock lock(&mu_);
+  if (workers_.count(worker_id)) outbox_[worker_id].push_back(std::move(message));
+}
+
+std::vector<v1::CoordinatorMessage> WorkerRegistry::TakeOutbox(const std::string& worker_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = outbox_.find(worker_id);
+  if (it == outbox_.end()) return {};
+  std::vector<v1::CoordinatorMessage> out = std::move(it->second);
+  outbox_.erase(it);
+  return out;
 }
 
 std::vector<WorkerRecord> WorkerRegistry::FreeWorkers(v1::DeviceKind device) const {

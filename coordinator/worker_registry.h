@@ -46,8 +46,9 @@ class WorkerRegistry {
   // field for no roles, an unspecified role, an unspecified device or an empty address.
   absl::StatusOr<WorkerRecord> Register(const v1::WorkerInfo& info);
 
-  // Renews the lease. FAILED_PRECONDITION ("stale lease: register again") for an unknown, replaced or lapsed lease.
-  absl::Status Heartbeat(const std::string& lease_id);
+  // Renews the lease and returns the worker's id. FAILED_PRECONDITION ("stale lease: register again") for an
+  // unknown, replaced or lapsed lease.
+  absl::StatusOr<std::string> Heartbeat(const std::string& lease_id);
 
   // Removes every worker whose lease has lapsed and returns them (with the job each was assigned to, if any).
   std::vector<WorkerRecord> ExpireLeases();
@@ -55,8 +56,13 @@ class WorkerRegistry {
   // Marks `worker_id` as running `job_id` in `role`. NOT_FOUND for an unknown worker; FAILED_PRECONDITION when it is
   // busy or lacks the role.
   absl::Status Assign(const std::string& worker_id, const std::string& job_id, v1::Role role);
-  // Frees every worker assigned to `job_id`.
-  void ReleaseJob(const std::string& job_id);
+  // Frees every worker assigned to `job_id` and returns their ids.
+  std::vector<std::string> ReleaseJob(const std::string& job_id);
+
+  // Messages waiting for a worker's control stream (assignments, cancellations), delivered in order. Pushing to an
+  // unknown worker drops the message.
+  void Push(const std::string& worker_id, v1::CoordinatorMessage message);
+  std::vector<v1::CoordinatorMessage> TakeOutbox(const std::string& worker_id);
 
   // Free workers on `device`, in registration order.
   std::vector<WorkerRecord> FreeWorkers(v1::DeviceKind device) const;
@@ -72,6 +78,7 @@ class WorkerRegistry {
   int64_t next_worker_ ABSL_GUARDED_BY(mu_) = 1;
   int64_t next_lease_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<std::string, WorkerRecord> workers_ ABSL_GUARDED_BY(mu_);  // by worker id
+  std::map<std::string, std::vector<v1::CoordinatorMessage>> outbox_ ABSL_GUARDED_BY(mu_);
 };
 
 bool HasRole(const v1::WorkerInfo& info, v1::Role role);

@@ -121,7 +121,7 @@ TEST_F(SchedulerTest, LapsedLeaseRestartsTheJobThenFailsItWhenRestartsAreSpent) 
   ASSERT_EQ(result.failed_workers, std::vector<std::string>{"w-000001"});
   EXPECT_EQ(Job(id).state, v1::JOB_STATE_RESTARTING);
   EXPECT_THAT(Job(id).message, HasSubstr("worker w-000001 lease lapsed"));
-  EXPECT_EQ(registry_->Heartbeat(w1.lease_id).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(registry_->Heartbeat(w1.lease_id).status().code(), absl::StatusCode::kFailedPrecondition);
 
   WorkerRecord w2 = Register({v1::ROLE_LEARNER});
   Tick();
@@ -133,14 +133,41 @@ TEST_F(SchedulerTest, LapsedLeaseRestartsTheJobThenFailsItWhenRestartsAreSpent) 
   EXPECT_THAT(Job(id).message, HasSubstr("after 1 restarts"));
 }
 
-TEST_F(SchedulerTest, CancelledJobsFreeTheirWorkers) {
+TEST_F(SchedulerTest, CancelledJobsFreeTheirWorkersAndTellThem) {
   const std::string first = Submit(Spec(1, 0));
-  Register({v1::ROLE_LEARNER});
+  WorkerRecord w = Register({v1::ROLE_LEARNER});
   Tick();
   const std::string second = Submit(Spec(1, 0));
   ASSERT_TRUE(manager_->CancelJob(kAlice, first).ok());
   Tick();
   EXPECT_EQ(Job(second).state, v1::JOB_STATE_SCHEDULED);
+  auto outbox = registry_->TakeOutbox(w.info.worker_id());
+  ASSERT_EQ(outbox.size(), 3u);
+  EXPECT_EQ(outbox[0].assignment().job_id(), first);
+  EXPECT_EQ(outbox[1].cancel_job_id(), first);
+  EXPECT_EQ(outbox[2].assignment().job_id(), second);
+  EXPECT_TRUE(registry_->TakeOutbox(w.info.worker_id()).empty());
+}
+
+TEST_F(SchedulerTest, AssignmentsCarryRankWorldSizeAttemptAndSpec) {
+  const std::string id = Submit(Spec(2, 1));
+  WorkerRecord l0 = Register({v1::ROLE_LEARNER});
+  WorkerRecord l1 = Register({v1::ROLE_LEARNER});
+  WorkerRecord r0 = Register({v1::ROLE_ROLLOUT});
+  Tick();
+  auto a0 = registry_->TakeOutbox(l0.info.worker_id());
+  auto a1 = registry_->TakeOutbox(l1.info.worker_id());
+  auto ar = registry_->TakeOutbox(r0.info.worker_id());
+  ASSERT_EQ(a0.size(), 1u);
+  ASSERT_EQ(a1.size(), 1u);
+  ASSERT_EQ(ar.size(), 1u);
+  EXPECT_EQ(a0[0].assignment().rank(), 0u);
+  EXPECT_EQ(a1[0].assignment().rank(), 1u);
+  EXPECT_EQ(a0[0].assignment().world_size(), 2u);
+  EXPECT_EQ(ar[0].assignment().role(), v1::ROLE_ROLLOUT);
+  EXPECT_EQ(ar[0].assignment().world_size(), 1u);
+  EXPECT_EQ(a0[0].assignment().attempt(), 1u);
+  EXPECT_EQ(a0[0].assignment().spec_yaml(), Spec(2, 1));
 }
 
 TEST(PlanGangsTest, MultiRoleWorkersAreKeptForTheRolesOnlyTheyHave) {
@@ -182,7 +209,7 @@ TEST_F(SchedulerTest, ReRegisteringMakesTheOldLeaseStale) {
   ASSERT_TRUE(second.ok());
   EXPECT_EQ(second->info.worker_id(), first.info.worker_id());
   EXPECT_NE(second->lease_id, first.lease_id);
-  EXPECT_EQ(registry_->Heartbeat(first.lease_id).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(registry_->Heartbeat(first.lease_id).status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(registry_->Heartbeat(second->lease_id).ok());
   EXPECT_EQ(registry_->List().size(), 1u);
 }
