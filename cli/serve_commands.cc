@@ -1,0 +1,183 @@
+#include "cli/serve_commands.h"
+
+#include <grpcpp/grpcpp.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/flags.h"
+#include "common/hf_model.h"
+#include "reward/reward_core.h"
+#include "reward/reward_service.h"
+#include "reward/scorer_config.h"
+#include "rollout/engine.h"
+#include "rollout/service.h"
+
+namespace alignd::cli {
+namespace {
+
+// Parses `flags`; returns -1 to go on, else the exit code (help printed, or a usage error reported).
+int ParseOrExit(FlagSet& flags, const Args& args, std::ostream& out, std::ostream& err) {
+  absl::Status parsed = flags.Parse(args);
+  if (!parsed.ok()) {
+    ReportError(parsed, err);
+    err << flags.Usage();
+    return 2;
+  }
+  if (flags.help_requested()) {
+    out << flags.Usage();
+    return 0;
+  }
+  if (!flags.positional().empty()) {
+    err << "error: unexpected argument \"" << flags.positional()[0] << "\"\n" << flags.Usage();
+    return 2;
+  }
+  return -1;
+}
+
+// Starts `service` on `listen`, reports the port, serves until `stop`.
+int Serve(grpc::Service* service, const std::string& listen, int max_message_bytes, const std::string& what,
+          std::ostream& out, std::ostream& err, const std::function<void(int)>& ready, absl::Notification* stop) {
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(max_message_bytes);
+  builder.SetMaxSendMessageSize(max_message_bytes);
+  builder.RegisterService(service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    return ReportError(absl::UnavailableError(absl::StrCat(what, ": cannot listen on ", listen)), err);
+  }
+  out << what << " listening on port " << port << std::endl;
+  ready(port);
+  stop->WaitForNotification();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  return 0;
+}
+
+// Runs `serve` with SIGINT/SIGTERM blocked in every thread and taken by one waiter (as RunCoordinator does).
+int WithSignals(const std::function<int(absl::Notification*)>& serve) {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigset_t previous;
+  pthread_sigmask(SIG_BLOCK, &signals, &previous);
+  absl::Notification stop;
+  std::thread waiter([&] {
+    int signal = 0;
+    sigwait(&signals, &signal);
+    stop.Notify();
+  });
+  int code = serve(&stop);
+  if (!stop.HasBeenNotified()) pthread_kill(waiter.native_handle(), SIGTERM);
+  waiter.join();
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  return code;
+}
+
+}  // namespace
+
+int ServeRollout(const Args& args, std::ostream& out, std::ostream& err, const std::function<void(int)>& ready,
+                 absl::Notification* stop) {
+  FlagSet flags("alignd rollout --model DIR [--listen HOST:PORT] [flags]");
+  flags.String("model", "", "HF model folder to generate with");
+  flags.String("listen", "127.0.0.1:7071", "address to serve alignd.v1.Rollout on (port 0: any free port)");
+  flags.String("chat-template", "chatml", "template string prompts are rendered with");
+  flags.Int("max-batch-rows", 64, "rows (prompts x n) decoded together at most");
+  flags.Int("max-request-rows", 1024, "rows one Generate call may ask for");
+  flags.Int("max-message-bytes", 64 << 20, "largest request or response (inline weight updates count)");
+  if (int code = ParseOrExit(flags, args, out, err); code >= 0) return code;
+  if (flags.GetString("model").empty()) {
+    err << "error: --model is required\n" << flags.Usage();
+    return 2;
+  }
+  const int64_t max_bytes = flags.GetInt("max-message-bytes");
+  if (max_bytes < 1024 || max_bytes > (1 << 30)) {
+    err << "error: --max-message-bytes must be in [1024, 1073741824]\n";
+    return 2;
+  }
+  absl::StatusOr<LoadedModel> model = LoadModelDir(flags.GetString("model"));
+  if (!model.ok()) return ReportError(model.status(), err);
+  if (model->tokenizer == nullptr) {
+    return ReportError(absl::InvalidArgumentError(absl::StrCat(flags.GetString("model"), ": no tokenizer")), err);
+  }
+  model->model->eval();
+  rollout::Engine::Options options;
+  options.model = model->model;
+  options.tokenizer = std::shared_ptr<const Tokenizer>(std::move(model->tokenizer));
+  options.chat_template = flags.GetString("chat-template");
+  options.max_batch_rows = flags.GetInt("max-batch-rows");
+  auto engine = rollout::Engine::Create(std::move(options));
+  if (!engine.ok()) return ReportError(engine.status(), err);
+  rollout::RolloutService::Options service_options;
+  service_options.model_name = flags.GetString("model");
+  service_options.max_request_rows = flags.GetInt("max-request-rows");
+  rollout::RolloutService service(engine->get(), service_options);
+  return Serve(&service, flags.GetString("listen"), static_cast<int>(max_bytes), "rollout", out, err, ready, stop);
+}
+
+int ServeReward(const Args& args, std::ostream& out, std::ostream& err, const std::function<void(int)>& ready,
+                absl::Notification* stop) {
+  FlagSet flags("alignd reward [--listen HOST:PORT] [scorer flags]  (a scorer runs when its weight is not 0)");
+  flags.String("listen", "127.0.0.1:7072", "address to serve alignd.v1.Reward on (port 0: any free port)");
+  flags.Double("answer-weight", 0, "exact/numeric match of the response's answer against the item's reference");
+  flags.String("regex", "", "pattern the response should match (ECMAScript)");
+  flags.Double("regex-weight", 0, "weight of the regex part");
+  flags.Int("length-target", 512, "bytes a response may have before the length penalty starts");
+  flags.Double("length-weight", 0, "weight of the length penalty (the part is <= 0)");
+  flags.Double("refusal-weight", 0, "weight of refusal detection (negative penalises refusals)");
+  flags.Int("repetition-n", 3, "word n-gram size of the repetition penalty");
+  flags.Double("repetition-weight", 0, "weight of the repetition penalty (the part is <= 0)");
+  flags.String("reward-model", "", "HF folder of a reward model (score head)");
+  flags.Double("reward-model-weight", 1, "weight of the reward model's score");
+  flags.String("chat-template", "chatml", "template the reward model reads prompt + response with");
+  flags.Int("max-queued-requests", 16, "requests waiting at most; more are answered RESOURCE_EXHAUSTED");
+  flags.Int("max-request-items", 1024, "items in one request at most (INVALID_ARGUMENT above)");
+  flags.Int("max-batch-items", 64, "items scored together at most when grouping requests");
+  if (int code = ParseOrExit(flags, args, out, err); code >= 0) return code;
+  reward::ScorerConfig config;
+  config.answer_weight = flags.GetDouble("answer-weight");
+  config.regex = flags.GetString("regex");
+  config.regex_weight = flags.GetDouble("regex-weight");
+  config.length_target_bytes = flags.GetInt("length-target");
+  config.length_weight = flags.GetDouble("length-weight");
+  config.refusal_weight = flags.GetDouble("refusal-weight");
+  config.repetition_n = flags.GetInt("repetition-n");
+  config.repetition_weight = flags.GetDouble("repetition-weight");
+  config.reward_model = flags.GetString("reward-model");
+  config.reward_model_weight = flags.GetDouble("reward-model-weight");
+  config.chat_template = flags.GetString("chat-template");
+  auto scorers = reward::MakeScorers(config);
+  if (!scorers.ok()) {
+    ReportError(scorers.status(), err);
+    return scorers.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+  }
+  reward::RewardCore::Options options;
+  options.scorers = std::move(scorers).value();
+  options.max_queued_requests = flags.GetInt("max-queued-requests");
+  options.max_request_items = flags.GetInt("max-request-items");
+  options.max_batch_items = flags.GetInt("max-batch-items");
+  auto core = reward::RewardCore::Create(std::move(options));
+  if (!core.ok()) {
+    ReportError(core.status(), err);
+    return 2;
+  }
+  reward::RewardService service(core->get());
+  return Serve(&service, flags.GetString("listen"), 16 << 20, "reward", out, err, ready, stop);
+}
+
+int RunRolloutServer(const Args& args, std::ostream& out, std::ostream& err) {
+  return WithSignals([&](absl::Notification* stop) { return ServeRollout(args, out, err, [](int) {}, stop); });
+}
+
+int RunRewardServer(const Args& args, std::ostream& out, std::ostream& err) {
+  return WithSignals([&](absl::Notification* stop) { return ServeReward(args, out, err, [](int) {}, stop); });
+}
+
+}  // namespace alignd::cli
