@@ -13,6 +13,7 @@
 #include "coordinator/job_service.h"
 #include "coordinator/memory_job_store.h"
 #include "coordinator/sqlite_job_store.h"
+#include "coordinator/worker_service.h"
 
 namespace alignd::coordinator {
 
@@ -37,8 +38,15 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(Opt
   } else {
     ASSIGN_OR_RETURN(server->store_, SqliteJobStore::Open(options.db_path));
   }
+  if (options.schedule_every <= absl::ZeroDuration()) return absl::InvalidArgumentError("schedule_every must be > 0");
+  ASSIGN_OR_RETURN(server->workers_, WorkerRegistry::Create(options.workers));
+  WorkerRegistry* workers = server->workers_.get();
+  options.manager.capacity = [workers](v1::DeviceKind device) { return workers->FreeCapacity(device); };
   ASSIGN_OR_RETURN(server->manager_, JobManager::Create(server->store_.get(), options.manager));
+  server->scheduler_ = std::make_unique<Scheduler>(server->manager_.get(), workers);
   server->job_service_ = std::make_unique<JobServiceImpl>(server->manager_.get(), server->auth_.get());
+  server->worker_service_ = std::make_unique<WorkerServiceImpl>(
+      server->manager_.get(), workers, server->scheduler_.get(), server->auth_.get(), options.workers.lease_ttl);
 
   grpc::EnableDefaultHealthCheckService(true);
 #ifdef ALIGND_HAVE_GRPC_REFLECTION
@@ -50,10 +58,18 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(Opt
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   builder.SetMaxSendMessageSize(options.max_send_message_bytes);
   builder.RegisterService(server->job_service_.get());
+  builder.RegisterService(server->worker_service_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
   }
+  CoordinatorServer* self = server.get();
+  server->ticker_ = std::thread([self, every = options.schedule_every] {
+    while (!self->stop_ticking_.WaitForNotificationWithTimeout(every)) {
+      auto tick = self->scheduler_->Tick();
+      if (!tick.ok()) LOG(WARNING) << "scheduler: " << tick.status();
+    }
+  });
   LOG(INFO) << "coordinator listening on port " << server->port_
             << (options.db_path.empty() ? " (jobs in memory)" : " (jobs in " + options.db_path + ")")
             << (options.auth_tokens_file.empty() ? ", authentication off" : ", bearer tokens required");
@@ -67,6 +83,10 @@ std::shared_ptr<grpc::Channel> CoordinatorServer::InProcessChannel() {
 }
 
 void CoordinatorServer::Shutdown(absl::Duration grace) {
+  if (ticker_.joinable()) {
+    stop_ticking_.Notify();
+    ticker_.join();
+  }
   if (server_ == nullptr) return;
   server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
 }

@@ -1,4 +1,5 @@
 // The coordinator process's gRPC server: JobService over a JobManager and a store, with bearer-token auth,
+// WorkerService over a worker registry and a gang scheduler that runs every `schedule_every`,
 // grpc.health.v1 health checking, server reflection (when the library is available) and message size limits.
 //
 //   CoordinatorServer::Options options;
@@ -11,12 +12,16 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "coordinator/auth.h"
 #include "coordinator/job_manager.h"
 #include "coordinator/job_store.h"
+#include "coordinator/scheduler.h"
+#include "coordinator/worker_registry.h"
 
 namespace grpc {
 class Channel;
@@ -26,6 +31,7 @@ class Server;
 namespace alignd::coordinator {
 
 class JobServiceImpl;
+class WorkerServiceImpl;
 
 class CoordinatorServer {
  public:
@@ -40,8 +46,12 @@ class CoordinatorServer {
     // Largest request and response messages, in bytes. Default 4 MiB each (a spec is at most 1 MiB).
     int max_receive_message_bytes = 4 << 20;
     int max_send_message_bytes = 4 << 20;
-    // Passed to the JobManager (clock, capacity, page sizes).
+    // Passed to the JobManager (clock, page sizes; its capacity comes from the worker registry).
     JobManager::Options manager;
+    // Worker leases (clock, lease_ttl).
+    WorkerRegistry::Options workers;
+    // How often the scheduler expires leases and places waiting jobs. Default 1 s.
+    absl::Duration schedule_every = absl::Seconds(1);
   };
 
   // Opens the store, reads the tokens, binds and starts serving. INVALID_ARGUMENT for bad options (including no
@@ -59,6 +69,7 @@ class CoordinatorServer {
   void Wait();
 
   JobManager* manager() { return manager_.get(); }
+  WorkerRegistry* workers() { return workers_.get(); }
 
  private:
   CoordinatorServer() = default;
@@ -67,7 +78,12 @@ class CoordinatorServer {
   std::unique_ptr<TokenAuthenticator> auth_;
   std::unique_ptr<JobManager> manager_;
   std::unique_ptr<JobServiceImpl> job_service_;
+  std::unique_ptr<WorkerRegistry> workers_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<WorkerServiceImpl> worker_service_;
   std::unique_ptr<grpc::Server> server_;
+  absl::Notification stop_ticking_;
+  std::thread ticker_;
   int port_ = 0;
 };
 

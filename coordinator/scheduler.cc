@@ -66,6 +66,11 @@ std::vector<Placement> PlanGangs(const std::vector<JobRecord>& waiting, const st
 }
 
 absl::StatusOr<Scheduler::TickResult> Scheduler::Tick() {
+  absl::MutexLock lock(&mu_);
+  return TickLocked();
+}
+
+absl::StatusOr<Scheduler::TickResult> Scheduler::TickLocked() {
   TickResult result;
   // 0. Workers of jobs that ended (cancelled, finished) become free.
   std::set<std::string> busy_jobs;

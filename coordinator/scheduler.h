@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "coordinator/job_manager.h"
 #include "coordinator/job_store.h"
 #include "coordinator/worker_registry.h"
@@ -27,7 +28,7 @@ std::vector<Placement> PlanGangs(const std::vector<JobRecord>& waiting, const st
 
 // Drives jobs through the registry: expires leases (restarting or failing the jobs of lapsed workers), places
 // waiting jobs, and refreshes why the rest wait. Call Tick periodically (the server does, once a second) or after a
-// registration. Thread-safe to call from one thread at a time.
+// registration.
 class Scheduler {
  public:
   // Neither may be null; both must outlive the scheduler.
@@ -37,9 +38,13 @@ class Scheduler {
     std::vector<Placement> placed;
     std::vector<std::string> failed_workers;  // lapsed leases
   };
+  // Thread-safe: passes are serialised.
   absl::StatusOr<TickResult> Tick();
 
  private:
+  absl::StatusOr<TickResult> TickLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::Mutex mu_;
   JobManager* const jobs_;
   WorkerRegistry* const workers_;
 };
