@@ -14,6 +14,7 @@
 #include "common/transformer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "rollout/weight_client.h"
 #include "rollout/weight_update.h"
 
 namespace alignd::rollout {
@@ -372,6 +373,31 @@ TEST_F(RolloutServiceTest, StreamWithoutManifestIsInvalidArgument) {
   writer->Write(chunk);
   writer->WritesDone();
   EXPECT_EQ(writer->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+// --- The learner's client (rollout/weight_client.h) ---
+
+TEST_F(RolloutServiceTest, PushWeightsStreamsAVersion) {
+  std::vector<int32_t> expected = OtherModelIds();
+  PushOptions options;
+  options.chunk_bytes = 777;  // not a divisor of any bucket
+  auto version = PushWeights(*stub_, Packed(), options);
+  ASSERT_TRUE(version.ok()) << version.status();
+  EXPECT_EQ(*version, 1u);
+  EXPECT_EQ(GreedyIds(), expected);
+}
+
+TEST_F(RolloutServiceTest, PushWeightsReportsTheWorkersError) {
+  PackedWeights packed = Packed();
+  packed.manifest.set_checksum(std::string(64, '0'));
+  EXPECT_EQ(PushWeights(*stub_, packed).status().code(), absl::StatusCode::kDataLoss);
+  PackedWeights unknown = Packed();
+  unknown.manifest.mutable_tensors(0)->set_name("nope");  // unknown to the model
+  EXPECT_EQ(PushWeights(*stub_, unknown).status().code(), absl::StatusCode::kInvalidArgument);
+  PushOptions zero;
+  zero.chunk_bytes = 0;
+  EXPECT_EQ(PushWeights(*stub_, Packed(), zero).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine_->weight_version(), 0u);
 }
 
 // --- Bytes over a collective group ---
