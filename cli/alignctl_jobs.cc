@@ -8,6 +8,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "cli/commands.h"
@@ -161,6 +162,42 @@ void DeclareWaitTimeout(FlagSet& flags) {
 }
 
 }  // namespace
+
+int RunWorkers(const Args& args, std::ostream& out, std::ostream& err) {
+  FlagSet flags("alignctl workers [flags]\nLists registered workers. Exit codes: 0 listed, 1 failed, 2 usage.");
+  DeclareConnectionFlags(flags);
+  if (int code = ParseFlags(flags, args, 0, out, err); code >= 0) return code;
+  auto client = Connect(flags);
+  if (!client.ok()) return ReportError(client.status(), err);
+  auto workers = (*client)->ListWorkers();
+  if (!workers.ok()) return ReportError(workers.status(), err);
+  auto roles_of = [](const v1::WorkerInfo& info) {
+    std::vector<std::string> roles;
+    for (int r : info.roles()) roles.push_back(absl::AsciiStrToLower(v1::Role_Name(r).substr(5)));
+    return absl::StrJoin(roles, ",");
+  };
+  if (flags.GetString("output") == "json") {
+    nlohmann::json list = nlohmann::json::array();
+    for (const v1::WorkerStatus& w : workers->workers()) {
+      list.push_back({{"id", w.worker().worker_id()},
+                      {"roles", roles_of(w.worker())},
+                      {"device", w.worker().device() == v1::DEVICE_KIND_CUDA ? "cuda" : "cpu"},
+                      {"device_count", w.worker().device_count()},
+                      {"address", w.worker().address()},
+                      {"job", w.job_id()},
+                      {"lease_expires", FormatTime(w.lease_expires_unix_ms())}});
+    }
+    out << nlohmann::json{{"workers", list}}.dump() << "\n";
+    return 0;
+  }
+  out << absl::StrFormat("%-10s %-22s %-6s %-22s %s\n", "ID", "ROLES", "DEVICE", "ADDRESS", "JOB");
+  for (const v1::WorkerStatus& w : workers->workers()) {
+    out << absl::StrFormat("%-10s %-22s %-6s %-22s %s\n", w.worker().worker_id(), roles_of(w.worker()),
+                           w.worker().device() == v1::DEVICE_KIND_CUDA ? "cuda" : "cpu", w.worker().address(),
+                           w.job_id().empty() ? "-" : w.job_id());
+  }
+  return 0;
+}
 
 int RunWatch(const Args& args, std::ostream& out, std::ostream& err) {
   FlagSet flags("alignctl watch JOB [flags]\nPrints the job's events until it ends. Exit codes: 0 SUCCEEDED, "

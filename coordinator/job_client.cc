@@ -16,7 +16,8 @@ absl::StatusOr<std::unique_ptr<JobClient>> JobClient::Connect(const Options& opt
                                                       ", which is not a loopback address"));
   }
   auto channel = grpc::CreateChannel(options.address, grpc::InsecureChannelCredentials());
-  return std::make_unique<JobClient>(v1::JobService::NewStub(channel), options.token, options.timeout);
+  return std::make_unique<JobClient>(v1::JobService::NewStub(channel), options.token, options.timeout,
+                                     v1::WorkerService::NewStub(channel));
 }
 
 void JobClient::Prepare(grpc::ClientContext* context) const {
@@ -57,6 +58,16 @@ absl::StatusOr<v1::ListJobsResponse> JobClient::List(const std::vector<v1::JobSt
   request.set_page_token(page_token);
   v1::ListJobsResponse response;
   grpc::Status status = stub_->ListJobs(&context, request, &response);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return response;
+}
+
+absl::StatusOr<v1::ListWorkersResponse> JobClient::ListWorkers() {
+  if (worker_stub_ == nullptr) return absl::FailedPreconditionError("this client has no WorkerService stub");
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::ListWorkersResponse response;
+  grpc::Status status = worker_stub_->ListWorkers(&context, v1::ListWorkersRequest(), &response);
   if (!status.ok()) return FromGrpcStatus(status);
   return response;
 }

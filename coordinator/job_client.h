@@ -1,4 +1,4 @@
-// A JobService client for alignctl and tests: adds the bearer token and a deadline to every call, and turns
+// A JobService (and WorkerService.ListWorkers) client for alignctl and tests: adds the bearer token and a deadline to every call, and turns
 // grpc::Status into absl::Status. Thread-safe (the stub is).
 #ifndef ALIGND_COORDINATOR_JOB_CLIENT_H_
 #define ALIGND_COORDINATOR_JOB_CLIENT_H_
@@ -26,9 +26,10 @@ class JobClient {
   // a non-loopback address; INVALID_ARGUMENT for an empty address or a non-positive timeout.
   static absl::StatusOr<std::unique_ptr<JobClient>> Connect(const Options& options);
 
-  // `stub` may be a fake (tests).
-  JobClient(std::unique_ptr<v1::JobService::StubInterface> stub, std::string token, absl::Duration timeout)
-      : stub_(std::move(stub)), token_(std::move(token)), timeout_(timeout) {}
+  // Stubs may be fakes (tests). Without a worker stub, ListWorkers is FAILED_PRECONDITION.
+  JobClient(std::unique_ptr<v1::JobService::StubInterface> stub, std::string token, absl::Duration timeout,
+            std::unique_ptr<v1::WorkerService::StubInterface> worker_stub = nullptr)
+      : stub_(std::move(stub)), worker_stub_(std::move(worker_stub)), token_(std::move(token)), timeout_(timeout) {}
 
   absl::StatusOr<v1::Job> Submit(const std::string& spec_yaml, const std::string& request_id);
   absl::StatusOr<v1::Job> Get(const std::string& id);
@@ -37,6 +38,7 @@ class JobClient {
   absl::StatusOr<v1::Job> Cancel(const std::string& id);
   // Streams the job's events to `on_event` until the job finishes (OK) or `timeout` passes (DEADLINE_EXCEEDED).
   // The per-call timeout does not apply: a job can run for days.
+  absl::StatusOr<v1::ListWorkersResponse> ListWorkers();
   absl::Status Watch(const std::string& id, absl::Duration timeout,
                      const std::function<void(const v1::JobEvent&)>& on_event);
 
@@ -44,6 +46,7 @@ class JobClient {
   void Prepare(grpc::ClientContext* context) const;
 
   std::unique_ptr<v1::JobService::StubInterface> stub_;
+  std::unique_ptr<v1::WorkerService::StubInterface> worker_stub_;
   const std::string token_;
   const absl::Duration timeout_;
 };

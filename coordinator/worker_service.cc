@@ -73,6 +73,21 @@ absl::Status WorkerServiceImpl::Apply(const std::string& worker_id, const v1::Wo
   }
 }
 
+grpc::Status WorkerServiceImpl::ListWorkers(grpc::ServerContext* context, const v1::ListWorkersRequest* request,
+                                            v1::ListWorkersResponse* response) {
+  return ToGrpcStatus([&]() -> absl::Status {
+    RETURN_IF_ERROR(CallerOf(*context, *auth_).status());
+    for (const WorkerRecord& w : workers_->List()) {
+      v1::WorkerStatus* status = response->add_workers();
+      *status->mutable_worker() = w.info;
+      status->set_job_id(w.job_id);
+      status->set_assigned_role(w.assigned_role);
+      status->set_lease_expires_unix_ms(w.lease_expires_ms);
+    }
+    return absl::OkStatus();
+  }());
+}
+
 grpc::Status WorkerServiceImpl::Control(grpc::ServerContext* context,
                                         grpc::ServerReaderWriter<v1::CoordinatorMessage, v1::WorkerMessage>* stream) {
   absl::Status allowed = RequireWorker(*context, *auth_);

@@ -26,6 +26,8 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
                         v1::RegisterWorkerResponse* response) override;
   grpc::Status Control(grpc::ServerContext* context,
                        grpc::ServerReaderWriter<v1::CoordinatorMessage, v1::WorkerMessage>* stream) override;
+  grpc::Status ListWorkers(grpc::ServerContext* context, const v1::ListWorkersRequest* request,
+                           v1::ListWorkersResponse* response) override;
 
  private:
   // Applies one message from `worker_id`.

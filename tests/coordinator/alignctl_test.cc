@@ -137,6 +137,15 @@ TEST_F(AlignctlTest, WatchPrintsEventsAndExitsThreeWhenTheJobDidNotSucceed) {
   EXPECT_EQ(nlohmann::json::parse(json.out.substr(0, json.out.find('\n')))["state"], "PENDING");
 }
 
+TEST_F(AlignctlTest, WorkersListsNoneOnAFreshCoordinator) {
+  Outcome text = As(kAliceToken, RunWorkers, {});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_THAT(text.out, StartsWith("ID "));
+  Outcome json = As(kAliceToken, RunWorkers, {"--output=json"});
+  ASSERT_EQ(json.code, 0) << json.err;
+  EXPECT_EQ(nlohmann::json::parse(json.out)["workers"].size(), 0u);
+}
+
 TEST_F(AlignctlTest, EnvironmentVariablesGiveCoordinatorAndToken) {
   const std::string id = Submit();
   setenv("ALIGND_COORDINATOR", coordinator_->address().c_str(), 1);

@@ -95,6 +95,23 @@ TEST_F(WorkerServiceTest, AssignmentProgressAndResultDriveTheJob) {
   ASSERT_EQ(server_->workers()->FreeWorkers(v1::DEVICE_KIND_CPU).size(), 1u);
 }
 
+TEST_F(WorkerServiceTest, ListWorkersShowsRolesAndJobs) {
+  JobClient alice(v1::JobService::NewStub(channel_), kAliceToken, absl::Seconds(10),
+                  v1::WorkerService::NewStub(channel_));
+  auto job = alice.Submit(kSpec, "");
+  ASSERT_TRUE(job.ok());
+  v1::RegisterWorkerResponse registered;
+  ASSERT_TRUE(Register(kWorkerToken, &registered).ok());
+  auto workers = alice.ListWorkers();
+  ASSERT_TRUE(workers.ok()) << workers.status();
+  ASSERT_EQ(workers->workers_size(), 1);
+  EXPECT_EQ(workers->workers(0).worker().worker_id(), "w-000001");
+  EXPECT_EQ(workers->workers(0).job_id(), job->id());
+  EXPECT_EQ(workers->workers(0).assigned_role(), v1::ROLE_LEARNER);
+  JobClient anonymous(v1::JobService::NewStub(channel_), "", absl::Seconds(10), v1::WorkerService::NewStub(channel_));
+  EXPECT_EQ(anonymous.ListWorkers().status().code(), absl::StatusCode::kUnauthenticated);
+}
+
 // Error paths.
 
 TEST_F(WorkerServiceTest, StaleLeaseIsToldToRegisterAgain) {
