@@ -23,7 +23,11 @@ using coordinator::JobClient;
 
 void DeclareConnectionFlags(FlagSet& flags) {
   flags.String("coordinator", "127.0.0.1:7070", "coordinator address HOST:PORT", "ALIGND_COORDINATOR");
-  flags.String("token", "", "bearer token (sent only to loopback addresses until TLS arrives)", "ALIGND_TOKEN");
+  flags.String("token", "", "bearer token (over plaintext, sent only to loopback addresses)", "ALIGND_TOKEN");
+  flags.String("tls-ca", "", "PEM CA bundle to verify the coordinator with: use TLS", "ALIGND_TLS_CA");
+  flags.String("tls-cert", "", "PEM client certificate for mutual TLS (with --tls-key)", "ALIGND_TLS_CERT");
+  flags.String("tls-key", "", "PEM key of --tls-cert", "ALIGND_TLS_KEY");
+  flags.String("tls-server-name", "", "name expected in the coordinator's certificate (default: the host)");
   flags.Double("timeout", 30, "deadline of each call, in seconds");
   flags.String("output", "text", "text or json");
 }
@@ -62,6 +66,10 @@ absl::StatusOr<std::unique_ptr<JobClient>> Connect(const FlagSet& flags) {
   options.address = flags.GetString("coordinator");
   options.token = flags.GetString("token");
   options.timeout = absl::Seconds(flags.GetDouble("timeout"));
+  options.tls_ca_file = flags.GetString("tls-ca");
+  options.tls_cert_file = flags.GetString("tls-cert");
+  options.tls_key_file = flags.GetString("tls-key");
+  options.tls_server_name = flags.GetString("tls-server-name");
   return JobClient::Connect(options);
 }
 

@@ -12,11 +12,15 @@ namespace alignd::cli {
 
 int ServeCoordinator(const Args& args, std::ostream& out, std::ostream& err, const std::function<void(int)>& ready,
                      absl::Notification* stop) {
-  FlagSet flags("alignd coordinator --listen=HOST:PORT --db=PATH [--auth-tokens=FILE]");
+  FlagSet flags("alignd coordinator --listen=HOST:PORT --db=PATH [--auth-tokens=FILE] "
+                "[--tls-cert=PEM --tls-key=PEM [--tls-client-ca=PEM]]");
   flags.String("listen", "127.0.0.1:7070", "address to serve the job API on (port 0: any free port)");
   flags.String("db", "", "SQLite database file for jobs and events (created when missing)");
   flags.String("auth-tokens", "", "file of `TOKEN NAME ROLE` lines; required unless --listen is loopback");
   flags.Int("max-message-bytes", 4 << 20, "largest request or response accepted");
+  flags.String("tls-cert", "", "PEM certificate chain: serve TLS (with --tls-key)");
+  flags.String("tls-key", "", "PEM private key of --tls-cert");
+  flags.String("tls-client-ca", "", "PEM CA bundle: require client certificates that chain to it (mutual TLS)");
   absl::Status parsed = flags.Parse(args);
   if (!parsed.ok()) {
     ReportError(parsed, err);
@@ -44,6 +48,9 @@ int ServeCoordinator(const Args& args, std::ostream& out, std::ostream& err, con
   options.listen = flags.GetString("listen");
   options.db_path = flags.GetString("db");
   options.auth_tokens_file = flags.GetString("auth-tokens");
+  options.tls_cert_file = flags.GetString("tls-cert");
+  options.tls_key_file = flags.GetString("tls-key");
+  options.tls_client_ca_file = flags.GetString("tls-client-ca");
   options.max_receive_message_bytes = static_cast<int>(max_bytes);
   options.max_send_message_bytes = static_cast<int>(max_bytes);
   auto server = coordinator::CoordinatorServer::Create(options);

@@ -8,6 +8,7 @@
 #endif
 
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "common/status.h"
 #include "coordinator/address.h"
 #include "coordinator/job_service.h"
@@ -16,6 +17,33 @@
 #include "coordinator/worker_service.h"
 
 namespace alignd::coordinator {
+
+namespace {
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
+    const CoordinatorServer::Options& options) {
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
+  }
+  if (options.tls_cert_file.empty()) {
+    if (!options.tls_client_ca_file.empty()) {
+      return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  grpc::SslServerCredentialsOptions ssl;
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  ASSIGN_OR_RETURN(pair.cert_chain, ReadFile(options.tls_cert_file));
+  ASSIGN_OR_RETURN(pair.private_key, ReadFile(options.tls_key_file));
+  ssl.pem_key_cert_pairs.push_back(std::move(pair));
+  if (!options.tls_client_ca_file.empty()) {
+    ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFile(options.tls_client_ca_file));
+    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(ssl);
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(Options options) {
   if (options.listen.empty()) return absl::InvalidArgumentError("listen address is empty");
@@ -52,9 +80,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(Opt
 #ifdef ALIGND_HAVE_GRPC_REFLECTION
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 #endif
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials, ServerCredentials(options));
   grpc::ServerBuilder builder;
-  // TLS arrives with the TLS part of issue 5; until then the listener is plaintext.
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(options.listen, credentials, &server->port_);
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   builder.SetMaxSendMessageSize(options.max_send_message_bytes);
   builder.RegisterService(server->job_service_.get());
@@ -72,7 +100,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(Opt
   });
   LOG(INFO) << "coordinator listening on port " << server->port_
             << (options.db_path.empty() ? " (jobs in memory)" : " (jobs in " + options.db_path + ")")
-            << (options.auth_tokens_file.empty() ? ", authentication off" : ", bearer tokens required");
+            << (options.auth_tokens_file.empty() ? ", authentication off" : ", bearer tokens required")
+            << (options.tls_cert_file.empty() ? ", plaintext"
+                                              : options.tls_client_ca_file.empty() ? ", TLS" : ", mutual TLS");
   return server;
 }
 

@@ -1,5 +1,5 @@
 // The coordinator process's gRPC server: JobService over a JobManager and a store, with bearer-token auth,
-// WorkerService over a worker registry and a gang scheduler that runs every `schedule_every`,
+// TLS or mutual TLS from PEM files, WorkerService over a worker registry and a gang scheduler that runs every `schedule_every`,
 // grpc.health.v1 health checking, server reflection (when the library is available) and message size limits.
 //
 //   CoordinatorServer::Options options;
@@ -43,6 +43,12 @@ class CoordinatorServer {
     // Tokens file (see auth.h). Empty: no authentication, every caller is admin; allowed only when `listen` is a
     // loopback address. Default empty.
     std::string auth_tokens_file;
+    // TLS: PEM certificate chain and private key of the server. Both or neither; neither serves plaintext.
+    std::string tls_cert_file;
+    std::string tls_key_file;
+    // Mutual TLS: PEM CA bundle that client certificates must chain to; clients without one are refused.
+    // Requires tls_cert_file. Default empty (no client certificates asked for).
+    std::string tls_client_ca_file;
     // Largest request and response messages, in bytes. Default 4 MiB each (a spec is at most 1 MiB).
     int max_receive_message_bytes = 4 << 20;
     int max_send_message_bytes = 4 << 20;

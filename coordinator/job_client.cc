@@ -3,7 +3,9 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "common/grpc_status.h"
+#include "common/status.h"
 #include "coordinator/address.h"
 
 namespace alignd::coordinator {
@@ -11,11 +13,28 @@ namespace alignd::coordinator {
 absl::StatusOr<std::unique_ptr<JobClient>> JobClient::Connect(const Options& options) {
   if (options.address.empty()) return absl::InvalidArgumentError("coordinator address is empty");
   if (options.timeout <= absl::ZeroDuration()) return absl::InvalidArgumentError("timeout must be positive");
-  if (!options.token.empty() && !IsLoopbackAddress(options.address)) {
+  const bool tls = !options.tls_ca_file.empty();
+  if (!tls && !options.token.empty() && !IsLoopbackAddress(options.address)) {
     return absl::FailedPreconditionError(absl::StrCat("refusing to send a token over plaintext to ", options.address,
-                                                      ", which is not a loopback address"));
+                                                      ", which is not a loopback address (use --tls-ca)"));
   }
-  auto channel = grpc::CreateChannel(options.address, grpc::InsecureChannelCredentials());
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
+  }
+  if (!tls && !options.tls_cert_file.empty()) return absl::InvalidArgumentError("--tls-cert needs --tls-ca");
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  grpc::ChannelArguments args;
+  if (tls) {
+    grpc::SslCredentialsOptions ssl;
+    ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFile(options.tls_ca_file));
+    if (!options.tls_cert_file.empty()) {
+      ASSIGN_OR_RETURN(ssl.pem_cert_chain, ReadFile(options.tls_cert_file));
+      ASSIGN_OR_RETURN(ssl.pem_private_key, ReadFile(options.tls_key_file));
+    }
+    credentials = grpc::SslCredentials(ssl);
+    if (!options.tls_server_name.empty()) args.SetSslTargetNameOverride(options.tls_server_name);
+  }
+  auto channel = grpc::CreateCustomChannel(options.address, credentials, args);
   return std::make_unique<JobClient>(v1::JobService::NewStub(channel), options.token, options.timeout,
                                      v1::WorkerService::NewStub(channel));
 }

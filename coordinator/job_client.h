@@ -20,10 +20,18 @@ class JobClient {
     std::string address;                   // host:port of the coordinator
     std::string token;                     // bearer token; empty sends none
     absl::Duration timeout = absl::Seconds(30);  // deadline of each call
+    // TLS: PEM CA bundle to verify the coordinator with; empty means plaintext.
+    std::string tls_ca_file;
+    // Mutual TLS: the client's PEM certificate chain and key (both or neither; need tls_ca_file).
+    std::string tls_cert_file;
+    std::string tls_key_file;
+    // Name expected in the coordinator's certificate, when it differs from the host in `address`.
+    std::string tls_server_name;
   };
 
-  // Opens a plaintext channel to `options.address`. FAILED_PRECONDITION when a token would be sent in plaintext to
-  // a non-loopback address; INVALID_ARGUMENT for an empty address or a non-positive timeout.
+  // Opens a channel to `options.address` (TLS when tls_ca_file is set). FAILED_PRECONDITION when a token would be
+  // sent in plaintext to a non-loopback address; INVALID_ARGUMENT for an empty address, a non-positive timeout or
+  // inconsistent TLS files; the file's error when one cannot be read.
   static absl::StatusOr<std::unique_ptr<JobClient>> Connect(const Options& options);
 
   // Stubs may be fakes (tests). Without a worker stub, ListWorkers is FAILED_PRECONDITION.
