@@ -5,6 +5,7 @@
 
 #include <thread>
 
+#include "absl/strings/str_split.h"
 #include "common/flags.h"
 #include "coordinator/coordinator_server.h"
 
@@ -18,6 +19,7 @@ int ServeCoordinator(const Args& args, std::ostream& out, std::ostream& err, con
   flags.String("db", "", "SQLite database file for jobs and events (created when missing)");
   flags.String("auth-tokens", "", "file of `TOKEN NAME ROLE` lines; required unless --listen is loopback");
   flags.Int("max-message-bytes", 4 << 20, "largest request or response accepted");
+  flags.String("path-roots", "", "comma-separated folders that paths in job specs must stay within (default: any)");
   flags.String("tls-cert", "", "PEM certificate chain: serve TLS (with --tls-key)");
   flags.String("tls-key", "", "PEM private key of --tls-cert");
   flags.String("tls-client-ca", "", "PEM CA bundle: require client certificates that chain to it (mutual TLS)");
@@ -48,6 +50,7 @@ int ServeCoordinator(const Args& args, std::ostream& out, std::ostream& err, con
   options.listen = flags.GetString("listen");
   options.db_path = flags.GetString("db");
   options.auth_tokens_file = flags.GetString("auth-tokens");
+  options.manager.path_roots = absl::StrSplit(flags.GetString("path-roots"), ',', absl::SkipEmpty());
   options.tls_cert_file = flags.GetString("tls-cert");
   options.tls_key_file = flags.GetString("tls-key");
   options.tls_client_ca_file = flags.GetString("tls-client-ca");

@@ -89,7 +89,7 @@ absl::StatusOr<JobRecord> JobManager::SubmitJob(const Principal& caller, const s
         absl::StrCat("request_id: longer than ", options_.max_request_id_bytes, " bytes"));
   }
   if (spec_yaml.empty()) return absl::InvalidArgumentError("spec: is empty");
-  ASSIGN_OR_RETURN(ValidatedSpec spec, ValidateJobSpec(spec_yaml, "spec"));
+  ASSIGN_OR_RETURN(ValidatedSpec spec, ValidateJobSpec(spec_yaml, "spec", options_.path_roots));
   const int64_t now = options_.now_ms();
   JobRecord job;
   job.owner = caller.name;

@@ -62,6 +62,8 @@ class JobManager {
     uint32_t max_page_size = 500;
     // Longest accepted request id (default 128 bytes).
     size_t max_request_id_bytes = 128;
+    // Folders that paths in specs must stay within (see ValidateJobSpec). Default empty: no confinement.
+    std::vector<std::string> path_roots;
   };
 
   // `store` must outlive the manager. INVALID_ARGUMENT for inconsistent options.

@@ -3,6 +3,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -90,9 +92,48 @@ std::string WithoutResources(absl::string_view text, YAML::Node root) {
   return absl::StrJoin(lines, "\n");
 }
 
+// Whether `path` (normalised) is `root` or inside it.
+bool Within(const std::filesystem::path& path, const std::filesystem::path& root) {
+  auto p = path.begin();
+  for (auto r = root.begin(); r != root.end(); ++r, ++p) {
+    if (r->empty()) continue;  // a trailing separator
+    if (p == path.end() || *p != *r) return false;
+  }
+  return true;
+}
+
+absl::Status CheckPaths(const worker::JobSpec& spec, absl::string_view source, const std::vector<std::string>& roots) {
+  if (roots.empty()) return absl::OkStatus();
+  std::vector<std::filesystem::path> normal_roots;
+  for (const std::string& r : roots) normal_roots.push_back(std::filesystem::path(r).lexically_normal());
+  std::vector<std::pair<std::string, std::string>> paths = {{"model.path", spec.model.path},
+                                                            {"data.train", spec.data.train},
+                                                            {"data.eval", spec.data.eval},
+                                                            {"output_dir", spec.output_dir},
+                                                            {"ppo.reward_model", spec.ppo.reward_model}};
+  for (size_t i = 0; i < spec.data.mix.size(); ++i) {
+    paths.emplace_back(absl::StrCat("data.mix[", i, "]"), spec.data.mix[i]);
+  }
+  for (const auto& [key, value] : paths) {
+    if (value.empty()) continue;
+    std::filesystem::path p(value);
+    if (p.is_relative()) p = normal_roots.front() / p;
+    p = p.lexically_normal();
+    bool ok = false;
+    for (const auto& root : normal_roots) ok = ok || Within(p, root);
+    if (!ok) {
+      return absl::InvalidArgumentError(absl::StrCat(source, ": ", key, ": \"", value,
+                                                     "\" is outside the allowed roots (", absl::StrJoin(roots, ", "),
+                                                     ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
-absl::StatusOr<ValidatedSpec> ValidateJobSpec(absl::string_view spec_yaml, absl::string_view source) {
+absl::StatusOr<ValidatedSpec> ValidateJobSpec(absl::string_view spec_yaml, absl::string_view source,
+                                              const std::vector<std::string>& path_roots) {
   if (spec_yaml.size() > kMaxSpecBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat(source, ": spec is ", spec_yaml.size(), " bytes, more than the limit of ", kMaxSpecBytes));
@@ -113,6 +154,7 @@ absl::StatusOr<ValidatedSpec> ValidateJobSpec(absl::string_view spec_yaml, absl:
     return absl::InvalidArgumentError(absl::StrCat(source, ":", e.mark.line + 1, ": resources: ", e.msg));
   }
   ASSIGN_OR_RETURN(worker::JobSpec spec, worker::ParseJobSpec(rest, source));
+  RETURN_IF_ERROR(CheckPaths(spec, source, path_roots));
   out.name = spec.name;
   return out;
 }

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -30,7 +31,11 @@ struct ValidatedSpec {
 // Largest accepted spec, in bytes.
 inline constexpr size_t kMaxSpecBytes = 1 << 20;
 
-absl::StatusOr<ValidatedSpec> ValidateJobSpec(absl::string_view spec_yaml, absl::string_view source = "spec");
+// With non-empty `path_roots`, every path in the spec (model.path, data.train, data.mix, data.eval, output_dir,
+// ppo.reward_model) must lie, after lexical normalisation, under one of the roots; relative paths are taken relative
+// to the first root (the working directory workers run in). INVALID_ARGUMENT naming the key otherwise.
+absl::StatusOr<ValidatedSpec> ValidateJobSpec(absl::string_view spec_yaml, absl::string_view source = "spec",
+                                              const std::vector<std::string>& path_roots = {});
 
 }  // namespace alignd::coordinator
 

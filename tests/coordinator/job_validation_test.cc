@@ -45,7 +45,26 @@ TEST(ValidateJobSpecTest, JsonSpecsWithResourcesAreAccepted) {
   EXPECT_EQ(spec->resources.learners(), 2u);
 }
 
+TEST(ValidateJobSpecTest, PathsInsideTheRootsAreAccepted) {
+  auto spec = ValidateJobSpec("name: x\ndata:\n  train: data/t.jsonl\n  eval: /data/e.jsonl\noutput_dir: /runs/x\n",
+                              "spec", {"/data", "/runs/"});
+  EXPECT_TRUE(spec.ok()) << spec.status();
+}
+
 // Error paths.
+
+TEST(ValidateJobSpecTest, PathsOutsideTheRootsNameTheKey) {
+  auto check = [](const char* text, const char* what) {
+    auto spec = ValidateJobSpec(text, "spec", {"/data", "/runs"});
+    EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_THAT(spec.status().message(), HasSubstr(what)) << text;
+  };
+  check("name: x\ndata:\n  train: /etc/passwd\n", "data.train: \"/etc/passwd\" is outside the allowed roots");
+  check("name: x\ndata:\n  train: ../../etc/t.jsonl\n", "data.train");
+  check("name: x\ndata:\n  train: /data/../etc/t.jsonl\n", "data.train");
+  check("name: x\ndata:\n  train: /database/t.jsonl\n", "data.train");
+  check("name: x\noutput_dir: /tmp/x\ndata:\n  train: t.jsonl\n", "output_dir: \"/tmp/x\"");
+}
 
 TEST(ValidateJobSpecTest, TrainSpecErrorsKeepTheUsersLineNumbers) {
   auto spec = ValidateJobSpec("name: x\nresources:\n  learners: 2\n\n  # note\ndata:\n  train: t.jsonl\n  bogus: 1\n",
