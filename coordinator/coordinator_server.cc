@@ -71,6 +71,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(Opt
   WorkerRegistry* workers = server->workers_.get();
   options.manager.capacity = [workers](v1::DeviceKind device) { return workers->FreeCapacity(device); };
   ASSIGN_OR_RETURN(server->manager_, JobManager::Create(server->store_.get(), options.manager));
+  ASSIGN_OR_RETURN(int recovered, server->manager_->RecoverAfterRestart());
+  if (recovered > 0) LOG(INFO) << recovered << " scheduled or running jobs will be placed again after the restart";
   server->scheduler_ = std::make_unique<Scheduler>(server->manager_.get(), workers);
   server->job_service_ = std::make_unique<JobServiceImpl>(server->manager_.get(), server->auth_.get());
   server->worker_service_ = std::make_unique<WorkerServiceImpl>(

@@ -240,6 +240,26 @@ absl::StatusOr<JobRecord> JobManager::ReportFailure(const std::string& id, const
   return Transition(id, from, v1::JOB_STATE_FAILED, why);
 }
 
+absl::StatusOr<int> JobManager::RecoverAfterRestart() {
+  absl::MutexLock lock(&mu_);
+  JobQuery query;
+  query.states = {v1::JOB_STATE_SCHEDULED, v1::JOB_STATE_RUNNING};
+  query.limit = 1000;
+  int moved = 0;
+  while (true) {
+    ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, store_->ListJobs(query));
+    if (jobs.empty()) break;
+    for (const JobRecord& job : jobs) {
+      RETURN_IF_ERROR(Transition(job.id, {v1::JOB_STATE_SCHEDULED, v1::JOB_STATE_RUNNING}, v1::JOB_STATE_RESTARTING,
+                                 "coordinator restarted; placing the job's workers again")
+                          .status());
+      ++moved;
+    }
+    query.after_seq = jobs.back().seq;
+  }
+  return moved;
+}
+
 absl::StatusOr<int> JobManager::RefreshPendingReasons() {
   absl::MutexLock lock(&mu_);
   int changed = 0;

@@ -106,6 +106,10 @@ class JobManager {
   // SCHEDULED/RUNNING -> RESTARTING when `retryable` and restarts remain (attempt <= max_restarts), else FAILED.
   absl::StatusOr<JobRecord> ReportFailure(const std::string& id, const std::string& message, bool retryable);
 
+  // After a coordinator restart no worker holds an assignment, so every SCHEDULED or RUNNING job goes to RESTARTING
+  // (its gang is placed again; that new attempt counts against max_restarts). Returns how many jobs moved.
+  absl::StatusOr<int> RecoverAfterRestart();
+
   // Recomputes why each pending job waits (from Options::capacity) and stores changed messages. Returns how many
   // changed.
   absl::StatusOr<int> RefreshPendingReasons();

@@ -199,6 +199,26 @@ TEST_P(JobManagerTest, WaitForEventsWakesOnAChange) {
   waiter.join();
 }
 
+TEST_P(JobManagerTest, RecoverAfterRestartReplacesScheduledAndRunningJobs) {
+  JobRecord pending = Submit();
+  JobRecord scheduled = Submit();
+  JobRecord running = Submit();
+  JobRecord done = Submit();
+  ASSERT_TRUE(manager_->MarkScheduled(scheduled.id, "placed").ok());
+  Run(running.id);
+  Run(done.id);
+  ASSERT_TRUE(manager_->MarkSucceeded(done.id).ok());
+  auto moved = manager_->RecoverAfterRestart();
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_EQ(*moved, 2);
+  EXPECT_EQ(manager_->GetJob(kAlice, pending.id)->state, v1::JOB_STATE_PENDING);
+  EXPECT_EQ(manager_->GetJob(kAlice, scheduled.id)->state, v1::JOB_STATE_RESTARTING);
+  EXPECT_EQ(manager_->GetJob(kAlice, running.id)->state, v1::JOB_STATE_RESTARTING);
+  EXPECT_EQ(manager_->GetJob(kAlice, running.id)->attempt, 1u);
+  EXPECT_EQ(manager_->GetJob(kAlice, done.id)->state, v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(*manager_->RecoverAfterRestart(), 0);
+}
+
 TEST_P(JobManagerTest, RefreshPendingReasonsFollowsCapacity) {
   JobRecord job = Submit();
   free_ = Capacity{2, 1, 0};

@@ -51,6 +51,18 @@ TEST(CoordinatorRestartTest, KillNineLosesAndDuplicatesNothing) {
       ids[i] = job->id();
     }
     ASSERT_TRUE((*client)->Cancel(ids[1]).ok());
+    // A worker registers: the oldest waiting job is placed on it (SCHEDULED) before the crash.
+    auto workers = v1::WorkerService::NewStub(
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::RegisterWorkerRequest request;
+    request.mutable_worker()->add_roles(v1::ROLE_LEARNER);
+    request.mutable_worker()->set_device(v1::DEVICE_KIND_CPU);
+    request.mutable_worker()->set_address("127.0.0.1:9000");
+    v1::RegisterWorkerResponse response;
+    ASSERT_TRUE(workers->Register(&context, request, &response).ok());
+    ASSERT_EQ((*client)->Get(ids[0])->state(), v1::JOB_STATE_SCHEDULED);
   }
   ASSERT_EQ(kill(child, SIGKILL), 0);
   int wstatus = 0;
@@ -65,7 +77,9 @@ TEST(CoordinatorRestartTest, KillNineLosesAndDuplicatesNothing) {
   auto list = client.List({}, 0, "");
   ASSERT_TRUE(list.ok()) << list.status();
   ASSERT_EQ(list->jobs_size(), 3);
-  EXPECT_EQ(list->jobs(0).state(), v1::JOB_STATE_PENDING);
+  // The placed job has no workers after the restart: it waits to be placed again.
+  EXPECT_EQ(list->jobs(0).state(), v1::JOB_STATE_RESTARTING);
+  EXPECT_EQ(list->jobs(0).attempt(), 1u);
   EXPECT_EQ(list->jobs(1).state(), v1::JOB_STATE_CANCELLED);
   EXPECT_EQ(list->jobs(2).state(), v1::JOB_STATE_PENDING);
   // A client retrying after the crash gets its job back, not a second one; new jobs continue the sequence.
