@@ -1,6 +1,7 @@
 // alignctl's job commands: submit, status, list, cancel, watch. Each RPC carries a deadline (--timeout; watch and
 // submit --wait: --wait_timeout) and the bearer token (--token / ALIGND_TOKEN). Exit codes: 0 success, 1 the call
 // failed (the status code and message are printed), 2 usage error, 3 the watched job ended FAILED or CANCELLED.
+#include <map>
 #include <random>
 
 #include <nlohmann/json.hpp>
@@ -150,13 +151,20 @@ int WatchJob(JobClient& client, const std::string& id, absl::Duration timeout, b
   absl::Status status = client.Watch(id, timeout, [&](const v1::JobEvent& e) {
     last = e.state();
     if (json) {
-      out << nlohmann::json{{"id", e.job_id()}, {"time", FormatTime(e.unix_ms())}, {"state", StateName(e.state())},
-                            {"attempt", e.attempt()}, {"message", e.message()}}
-                 .dump()
-          << std::endl;
+      nlohmann::json line{{"id", e.job_id()}, {"time", FormatTime(e.unix_ms())}, {"state", StateName(e.state())},
+                          {"attempt", e.attempt()}, {"message", e.message()}};
+      if (e.step() > 0 || !e.metrics().empty()) {
+        line["step"] = e.step();
+        line["metrics"] = std::map<std::string, double>(e.metrics().begin(), e.metrics().end());
+      }
+      out << line.dump() << std::endl;
     } else {
+      std::string metrics;
+      for (const auto& [name, value] : std::map<std::string, double>(e.metrics().begin(), e.metrics().end())) {
+        absl::StrAppend(&metrics, "  ", name, "=", absl::StrFormat("%.4g", value));
+      }
       out << FormatTime(e.unix_ms()) << "  " << absl::StrFormat("%-10s", StateName(e.state())) << " attempt "
-          << e.attempt() << "  " << e.message() << std::endl;
+          << e.attempt() << "  " << e.message() << metrics << std::endl;
     }
   });
   if (!status.ok()) return ReportError(status, err);

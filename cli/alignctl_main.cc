@@ -23,7 +23,7 @@ Job commands take --coordinator=HOST:PORT (or ALIGND_COORDINATOR), --token (or A
 Exit codes: 0 success; 1 the call failed (the status code and message are printed); 2 usage error;
 3 the job that watch or submit --wait followed ended FAILED or CANCELLED.
 
-Not in this build yet: logs, and progress/metrics in watch.
+Not in this build yet: logs, and a progress bar for submit --wait (watch prints each progress event).
 )";
 
 }  // namespace

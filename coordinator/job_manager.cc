@@ -60,6 +60,7 @@ v1::Job ToProto(const JobRecord& job) {
   out.set_owner(job.owner);
   out.set_name(job.name);
   out.set_max_restarts(job.max_restarts);
+  out.set_step(job.step);
   return out;
 }
 
@@ -218,6 +219,26 @@ absl::StatusOr<JobRecord> JobManager::MarkScheduled(const std::string& id, const
 absl::StatusOr<JobRecord> JobManager::MarkRunning(const std::string& id) {
   absl::MutexLock lock(&mu_);
   return Transition(id, {v1::JOB_STATE_SCHEDULED}, v1::JOB_STATE_RUNNING, "running");
+}
+
+absl::StatusOr<JobRecord> JobManager::ReportProgress(const std::string& id, uint64_t step,
+                                                     const std::map<std::string, double>& metrics) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(CheckJobId(id));
+  ASSIGN_OR_RETURN(JobRecord job, store_->GetJob(id));
+  if (job.state == v1::JOB_STATE_SCHEDULED) {
+    ASSIGN_OR_RETURN(job, Transition(id, {v1::JOB_STATE_SCHEDULED}, v1::JOB_STATE_RUNNING, "running"));
+  }
+  if (job.state != v1::JOB_STATE_RUNNING) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", id, ": progress while ", v1::JobState_Name(job.state)));
+  }
+  job.step = step;
+  job.updated_unix_ms = options_.now_ms();
+  EventRecord event{id, job.updated_unix_ms, job.state, job.attempt, absl::StrCat("step ", step), step, metrics};
+  RETURN_IF_ERROR(store_->UpdateJob(job, event));
+  ++version_;
+  return job;
 }
 
 absl::StatusOr<JobRecord> JobManager::MarkSucceeded(const std::string& id) {

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -101,6 +102,10 @@ class JobManager {
   absl::StatusOr<JobRecord> MarkScheduled(const std::string& id, const std::string& message);
   // MarkRunning: SCHEDULED -> RUNNING.
   absl::StatusOr<JobRecord> MarkRunning(const std::string& id);
+  // Records a training step and key metrics as a progress event; a SCHEDULED job becomes RUNNING first.
+  // FAILED_PRECONDITION for a job in any other state.
+  absl::StatusOr<JobRecord> ReportProgress(const std::string& id, uint64_t step,
+                                           const std::map<std::string, double>& metrics);
   // MarkSucceeded: RUNNING -> SUCCEEDED.
   absl::StatusOr<JobRecord> MarkSucceeded(const std::string& id);
   // SCHEDULED/RUNNING -> RESTARTING when `retryable` and restarts remain (attempt <= max_restarts), else FAILED.

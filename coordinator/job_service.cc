@@ -82,6 +82,8 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::Wa
         event.set_state(e.state);
         event.set_attempt(e.attempt);
         event.set_message(e.message);
+        event.set_step(e.step);
+        event.mutable_metrics()->insert(e.metrics.begin(), e.metrics.end());
         if (!writer->Write(event)) return absl::CancelledError("the client went away");
       }
       next += events.size();

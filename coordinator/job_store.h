@@ -5,6 +5,7 @@
 #define ALIGND_COORDINATOR_JOB_STORE_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,7 @@ struct JobRecord {
   v1::Resources resources;
   int64_t created_unix_ms = 0;
   int64_t updated_unix_ms = 0;
+  uint64_t step = 0;       // last reported training step
 };
 
 struct EventRecord {
@@ -37,6 +39,8 @@ struct EventRecord {
   v1::JobState state = v1::JOB_STATE_UNSPECIFIED;
   uint32_t attempt = 0;
   std::string message;
+  uint64_t step = 0;                        // progress events: the step reached
+  std::map<std::string, double> metrics;    // progress events: key metrics at that step
 };
 
 struct JobQuery {

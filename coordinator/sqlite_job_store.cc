@@ -11,7 +11,7 @@
 namespace alignd::coordinator {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 constexpr char kSchema[] = R"sql(
 CREATE TABLE IF NOT EXISTS jobs (
@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   message TEXT NOT NULL,
   resources BLOB NOT NULL,
   created_unix_ms INTEGER NOT NULL,
-  updated_unix_ms INTEGER NOT NULL);
+  updated_unix_ms INTEGER NOT NULL,
+  step INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, seq);
 CREATE TABLE IF NOT EXISTS request_ids (
   owner TEXT NOT NULL,
@@ -40,13 +41,15 @@ CREATE TABLE IF NOT EXISTS events (
   unix_ms INTEGER NOT NULL,
   state INTEGER NOT NULL,
   attempt INTEGER NOT NULL,
-  message TEXT NOT NULL);
+  message TEXT NOT NULL,
+  step INTEGER NOT NULL DEFAULT 0,
+  metrics BLOB NOT NULL DEFAULT x'');
 CREATE INDEX IF NOT EXISTS events_by_job ON events(job_id, event_seq);
 )sql";
 
 constexpr char kJobColumns[] =
     "seq, id, owner, request_id, name, spec_yaml, state, attempt, max_restarts, message, resources, "
-    "created_unix_ms, updated_unix_ms";
+    "created_unix_ms, updated_unix_ms, step";
 
 absl::Status SqliteError(sqlite3* db, absl::string_view what) {
   return absl::InternalError(absl::StrCat("sqlite: ", what, ": ", sqlite3_errmsg(db)));
@@ -115,17 +118,24 @@ JobRecord ReadJob(const Statement& s) {
   job.resources.ParseFromString(s.Text(10));
   job.created_unix_ms = s.Int(11);
   job.updated_unix_ms = s.Int(12);
+  job.step = s.Int(13);
   return job;
 }
 
 absl::Status InsertEvent(sqlite3* db, const std::string& job_id, const EventRecord& e) {
-  Statement s(db, "INSERT INTO events (job_id, unix_ms, state, attempt, message) VALUES (?, ?, ?, ?, ?)");
+  Statement s(db,
+              "INSERT INTO events (job_id, unix_ms, state, attempt, message, step, metrics) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?)");
   RETURN_IF_ERROR(s.status());
   s.Bind(1, job_id);
   s.Bind(2, e.unix_ms);
   s.Bind(3, static_cast<int64_t>(e.state));
   s.Bind(4, static_cast<int64_t>(e.attempt));
   s.Bind(5, e.message);
+  s.Bind(6, static_cast<int64_t>(e.step));
+  v1::JobEvent metrics;  // only its metrics map is stored
+  metrics.mutable_metrics()->insert(e.metrics.begin(), e.metrics.end());
+  s.BindBlob(7, metrics.SerializeAsString());
   return s.Run();
 }
 
@@ -166,6 +176,11 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
   }
   absl::MutexLock lock(&store->mu_);
   RETURN_IF_ERROR(Annotate(store->InTransaction([&]() -> absl::Status {
+    if (found == 1) {  // version 1 had no progress columns
+      RETURN_IF_ERROR(Exec(db, "ALTER TABLE jobs ADD COLUMN step INTEGER NOT NULL DEFAULT 0"));
+      RETURN_IF_ERROR(Exec(db, "ALTER TABLE events ADD COLUMN step INTEGER NOT NULL DEFAULT 0"));
+      RETURN_IF_ERROR(Exec(db, "ALTER TABLE events ADD COLUMN metrics BLOB NOT NULL DEFAULT x''"));
+    }
     RETURN_IF_ERROR(Exec(db, kSchema));
     return Exec(db, absl::StrCat("PRAGMA user_version=", kSchemaVersion).c_str());
   }), path));
@@ -216,7 +231,7 @@ absl::StatusOr<JobRecord> SqliteJobStore::CreateJob(const JobRecord& job, const 
     result.seq = next.Int(0);
     result.id = JobIdForSeq(result.seq);
     Statement insert(db_, absl::StrCat("INSERT INTO jobs (", kJobColumns,
-                                       ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+                                       ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
     RETURN_IF_ERROR(insert.status());
     insert.Bind(1, result.seq);
     insert.Bind(2, result.id);
@@ -231,6 +246,7 @@ absl::StatusOr<JobRecord> SqliteJobStore::CreateJob(const JobRecord& job, const 
     insert.BindBlob(11, result.resources.SerializeAsString());
     insert.Bind(12, result.created_unix_ms);
     insert.Bind(13, result.updated_unix_ms);
+    insert.Bind(14, static_cast<int64_t>(result.step));
     RETURN_IF_ERROR(insert.Run());
     if (!job.request_id.empty()) {
       Statement request(db_, "INSERT INTO request_ids (owner, request_id, job_seq) VALUES (?, ?, ?)");
@@ -286,7 +302,7 @@ absl::Status SqliteJobStore::UpdateJob(const JobRecord& job, const EventRecord& 
   return InTransaction([&]() -> absl::Status {
     Statement s(db_,
                 "UPDATE jobs SET state = ?, attempt = ?, max_restarts = ?, message = ?, resources = ?, "
-                "updated_unix_ms = ? WHERE id = ?");
+                "updated_unix_ms = ?, step = ? WHERE id = ?");
     RETURN_IF_ERROR(s.status());
     s.Bind(1, static_cast<int64_t>(job.state));
     s.Bind(2, static_cast<int64_t>(job.attempt));
@@ -294,7 +310,8 @@ absl::Status SqliteJobStore::UpdateJob(const JobRecord& job, const EventRecord& 
     s.Bind(4, job.message);
     s.BindBlob(5, job.resources.SerializeAsString());
     s.Bind(6, job.updated_unix_ms);
-    s.Bind(7, job.id);
+    s.Bind(7, static_cast<int64_t>(job.step));
+    s.Bind(8, job.id);
     RETURN_IF_ERROR(s.Run());
     if (sqlite3_changes(db_) == 0) return absl::NotFoundError(absl::StrCat("job \"", job.id, "\" not found"));
     return InsertEvent(db_, job.id, event);
@@ -303,7 +320,9 @@ absl::Status SqliteJobStore::UpdateJob(const JobRecord& job, const EventRecord& 
 
 absl::StatusOr<std::vector<EventRecord>> SqliteJobStore::ListEvents(const std::string& job_id) {
   absl::MutexLock lock(&mu_);
-  Statement s(db_, "SELECT job_id, unix_ms, state, attempt, message FROM events WHERE job_id = ? ORDER BY event_seq");
+  Statement s(db_,
+              "SELECT job_id, unix_ms, state, attempt, message, step, metrics FROM events WHERE job_id = ? "
+              "ORDER BY event_seq");
   RETURN_IF_ERROR(s.status());
   s.Bind(1, job_id);
   std::vector<EventRecord> out;
@@ -316,6 +335,10 @@ absl::StatusOr<std::vector<EventRecord>> SqliteJobStore::ListEvents(const std::s
     e.state = static_cast<v1::JobState>(s.Int(2));
     e.attempt = s.Int(3);
     e.message = s.Text(4);
+    e.step = s.Int(5);
+    v1::JobEvent metrics;
+    metrics.ParseFromString(s.Text(6));
+    e.metrics.insert(metrics.metrics().begin(), metrics.metrics().end());
     out.push_back(std::move(e));
   }
   return out;

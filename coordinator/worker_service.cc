@@ -45,9 +45,9 @@ grpc::Status WorkerServiceImpl::Register(grpc::ServerContext* context, const v1:
 absl::Status WorkerServiceImpl::Apply(const std::string& worker_id, const v1::WorkerMessage& message) {
   switch (message.body_case()) {
     case v1::WorkerMessage::kProgress: {
-      ASSIGN_OR_RETURN(JobRecord job, jobs_->GetJob(kWorkerAdmin, message.progress().job_id()));
-      if (job.state == v1::JOB_STATE_SCHEDULED) return IgnoreRace(jobs_->MarkRunning(job.id).status());
-      return absl::OkStatus();
+      const v1::Progress& progress = message.progress();
+      std::map<std::string, double> metrics(progress.metrics().begin(), progress.metrics().end());
+      return IgnoreRace(jobs_->ReportProgress(progress.job_id(), progress.step(), metrics).status());
     }
     case v1::WorkerMessage::kResult: {
       const v1::JobResult& result = message.result();

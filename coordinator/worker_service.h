@@ -3,7 +3,7 @@
 // worker's stream: every message must carry a live lease (a stale one gets `stale_lease` and FAILED_PRECONDITION:
 // register again) and renews it; after each message the coordinator sends whatever waits for that worker
 // (assignments, cancellations), so workers heartbeat about once a second. Progress moves a scheduled job to
-// RUNNING; a JobResult finishes it (success, retryable failure, or config failure). Thread-safe.
+// RUNNING and is recorded (step, metrics) as an event; a JobResult finishes it (success, retryable failure, or config failure). Thread-safe.
 #ifndef ALIGND_COORDINATOR_WORKER_SERVICE_H_
 #define ALIGND_COORDINATOR_WORKER_SERVICE_H_
 

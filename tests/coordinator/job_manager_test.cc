@@ -133,6 +133,23 @@ TEST_P(JobManagerTest, RetryableFailureRestartsUntilMaxRestartsThenFails) {
   EXPECT_THAT(failed->message, HasSubstr("after 1 restarts"));
 }
 
+TEST_P(JobManagerTest, ProgressRunsTheJobAndRecordsStepAndMetrics) {
+  JobRecord job = Submit();
+  ASSERT_TRUE(manager_->MarkScheduled(job.id, "placed").ok());
+  auto running = manager_->ReportProgress(job.id, 7, {{"train/loss", 1.5}});
+  ASSERT_TRUE(running.ok()) << running.status();
+  EXPECT_EQ(running->state, v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(manager_->GetJob(kAlice, job.id)->step, 7u);
+  auto events = manager_->ListEvents(kAlice, job.id);
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), 4u);  // PENDING, SCHEDULED, RUNNING, progress
+  EXPECT_EQ(events->back().step, 7u);
+  EXPECT_EQ(events->back().metrics.at("train/loss"), 1.5);
+  EXPECT_EQ(events->back().message, "step 7");
+  ASSERT_TRUE(manager_->CancelJob(kAlice, job.id).ok());
+  EXPECT_EQ(manager_->ReportProgress(job.id, 8, {}).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
 TEST_P(JobManagerTest, ConfigErrorFailsAtOnce) {
   JobRecord job = Submit();
   Run(job.id);

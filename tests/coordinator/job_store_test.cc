@@ -181,6 +181,26 @@ TEST(SqliteJobStoreTest, ReopenLosesNothing) {
   EXPECT_EQ(next->id, "job-000002");
 }
 
+TEST(SqliteJobStoreTest, ProgressColumnsSurviveAReopen) {
+  const std::string path = DbPath("progress");
+  {
+    auto store = SqliteJobStore::Open(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    bool created = false;
+    JobRecord job = *(*store)->CreateJob(NewJob("alice", ""), Event(v1::JOB_STATE_PENDING, ""), &created);
+    job.step = 42;
+    EventRecord e{job.id, 2000, v1::JOB_STATE_RUNNING, 1, "step 42", 42, {{"train/loss", 0.5}}};
+    ASSERT_TRUE((*store)->UpdateJob(job, e).ok());
+  }
+  auto store = SqliteJobStore::Open(path);
+  ASSERT_TRUE(store.ok());
+  EXPECT_EQ((*store)->GetJob("job-000001")->step, 42u);
+  auto events = (*store)->ListEvents("job-000001");
+  ASSERT_EQ(events->size(), 2u);
+  EXPECT_EQ((*events)[1].step, 42u);
+  EXPECT_EQ((*events)[1].metrics.at("train/loss"), 0.5);
+}
+
 TEST(SqliteJobStoreTest, UsesWalMode) {
   const std::string path = DbPath("wal");
   auto store = SqliteJobStore::Open(path);

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "coordinator/coordinator_server.h"
@@ -82,6 +83,7 @@ TEST_F(WorkerServiceTest, AssignmentProgressAndResultDriveTheJob) {
   progress.set_lease_id(registered.lease_id());
   progress.mutable_progress()->set_job_id(job->id());
   progress.mutable_progress()->set_step(1);
+  (*progress.mutable_progress()->mutable_metrics())["train/loss"] = 2.5;
   ASSERT_TRUE(stream->Write(progress));
   v1::WorkerMessage result;
   result.set_lease_id(registered.lease_id());
@@ -92,6 +94,12 @@ TEST_F(WorkerServiceTest, AssignmentProgressAndResultDriveTheJob) {
   EXPECT_FALSE(stream->Read(&incoming));
   ASSERT_TRUE(stream->Finish().ok());
   EXPECT_EQ(alice.Get(job->id())->state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(alice.Get(job->id())->step(), 1u);
+  std::vector<v1::JobEvent> events;
+  ASSERT_TRUE(alice.Watch(job->id(), absl::Seconds(10), [&](const v1::JobEvent& e) { events.push_back(e); }).ok());
+  ASSERT_EQ(events.size(), 5u);  // PENDING, SCHEDULED, RUNNING, step 1, SUCCEEDED
+  EXPECT_EQ(events[3].step(), 1u);
+  EXPECT_EQ(events[3].metrics().at("train/loss"), 2.5);
   ASSERT_EQ(server_->workers()->FreeWorkers(v1::DEVICE_KIND_CPU).size(), 1u);
 }
 
