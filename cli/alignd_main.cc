@@ -3,6 +3,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/serve_commands.h"
 
 namespace {
 
@@ -16,6 +17,8 @@ commands:
   eval      evaluate a Hugging Face model folder on a data file (perplexity), print JSON
   generate  sample completions for a JSONL file of prompts, with token ids and log-probs
   coordinator  serve the job API (--listen=HOST:PORT --db=PATH [--auth-tokens=FILE])
+  rollout   serve alignd.v1.Rollout (generation, weight updates) for a model folder (--model=DIR --listen=HOST:PORT)
+  reward    serve alignd.v1.Reward with weighted rule scorers and/or a reward model (--listen=HOST:PORT, weights)
   version   print the version
 
 Not in this build yet: worker, local (see README.md, "Status").
@@ -43,6 +46,8 @@ int main(int argc, char** argv) {
   if (command == "eval") return alignd::cli::RunEval(args, std::cout, std::cerr);
   if (command == "generate") return alignd::cli::RunGenerate(args, std::cout, std::cerr);
   if (command == "coordinator") return alignd::cli::RunCoordinator(args, std::cout, std::cerr);
+  if (command == "rollout") return alignd::cli::RunRolloutServer(args, std::cout, std::cerr);
+  if (command == "reward") return alignd::cli::RunRewardServer(args, std::cout, std::cerr);
   std::cerr << "alignd: unknown command \"" << command << "\"\n\n" << kUsage;
   return 2;
 }
