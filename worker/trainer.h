@@ -6,9 +6,10 @@
 //   metrics.jsonl             one JSON object per logged step: {"step": N, "train/loss": ..., <algorithm metrics>}
 //                             and one per evaluation: {"step": N, "eval/...": ...}
 //   checkpoints/step-NNNNNN/  model (HF folder, or the PEFT adapter), optimizer.pt, rng.pt, trainer_state.json
-//   final/                    the final model as a Hugging Face folder (PEFT: merged into the base)
+//   final/                    the final model as a Hugging Face folder (LoRA: merged into the base; bottleneck
+//                             adapters cannot be merged, so final/ holds the base and adapter/ the adapters)
 //   adapter/                  PEFT only: the adapter alone, in the PEFT layout
-//   spec.yaml                 the spec this run used
+//   spec.json                 a summary of the spec this run used (name, algorithm, seed, model, data, steps)
 // Resuming from the latest checkpoint replays the same data order and RNG streams, so on CPU every later step's losses
 // equal the uninterrupted run's bit for bit.
 #ifndef ALIGND_WORKER_TRAINER_H_
