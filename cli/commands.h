@@ -45,8 +45,9 @@ int RunCancel(const Args& args, std::ostream& out, std::ostream& err);
 int RunWatch(const Args& args, std::ostream& out, std::ostream& err);
 int RunWorkers(const Args& args, std::ostream& out, std::ostream& err);
 
-// Parses `args` into `flags`. Returns the exit code when the command should stop: 2 after printing a usage error,
-// 0 after printing `description` and the usage for --help; nullopt when the command should go on.
+// Parses `args` into `flags`. Returns the exit code when the command should stop: 2 after printing a usage error
+// (including any positional argument: alignd's subcommands take flags only), 0 after printing `description` and the
+// usage for --help; nullopt when the command should go on.
 std::optional<int> ParseFlags(FlagSet& flags, const Args& args, absl::string_view description, std::ostream& out,
                               std::ostream& err);
 

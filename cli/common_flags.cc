@@ -17,8 +17,13 @@ std::optional<int> ParseFlags(FlagSet& flags, const Args& args, absl::string_vie
     return 2;
   }
   if (flags.help_requested()) {
-    out << description << "\n" << flags.Usage();
+    if (!description.empty()) out << description << "\n";
+    out << flags.Usage();
     return 0;
+  }
+  if (!flags.positional().empty()) {
+    err << "error: unexpected argument \"" << flags.positional()[0] << "\"\n" << flags.Usage();
+    return 2;
   }
   return std::nullopt;
 }

@@ -23,20 +23,7 @@ int ServeCoordinator(const Args& args, std::ostream& out, std::ostream& err, con
   flags.String("tls-cert", "", "PEM certificate chain: serve TLS (with --tls-key)");
   flags.String("tls-key", "", "PEM private key of --tls-cert");
   flags.String("tls-client-ca", "", "PEM CA bundle: require client certificates that chain to it (mutual TLS)");
-  absl::Status parsed = flags.Parse(args);
-  if (!parsed.ok()) {
-    ReportError(parsed, err);
-    err << flags.Usage();
-    return 2;
-  }
-  if (flags.help_requested()) {
-    out << flags.Usage();
-    return 0;
-  }
-  if (!flags.positional().empty()) {
-    err << "error: unexpected argument \"" << flags.positional()[0] << "\"\n" << flags.Usage();
-    return 2;
-  }
+  if (auto stop = ParseFlags(flags, args, "", out, err)) return *stop;
   if (flags.GetString("db").empty()) {
     err << "error: --db is required\n" << flags.Usage();
     return 2;

@@ -21,25 +21,6 @@
 namespace alignd::cli {
 namespace {
 
-// Parses `flags`; returns -1 to go on, else the exit code (help printed, or a usage error reported).
-int ParseOrExit(FlagSet& flags, const Args& args, std::ostream& out, std::ostream& err) {
-  absl::Status parsed = flags.Parse(args);
-  if (!parsed.ok()) {
-    ReportError(parsed, err);
-    err << flags.Usage();
-    return 2;
-  }
-  if (flags.help_requested()) {
-    out << flags.Usage();
-    return 0;
-  }
-  if (!flags.positional().empty()) {
-    err << "error: unexpected argument \"" << flags.positional()[0] << "\"\n" << flags.Usage();
-    return 2;
-  }
-  return -1;
-}
-
 // Starts `service` on `listen`, reports the port, serves until `stop`.
 int Serve(grpc::Service* service, const std::string& listen, int max_message_bytes, const std::string& what,
           std::ostream& out, std::ostream& err, const std::function<void(int)>& ready, absl::Notification* stop) {
@@ -92,7 +73,7 @@ int ServeRollout(const Args& args, std::ostream& out, std::ostream& err, const s
   flags.Int("max-batch-rows", 64, "rows (prompts x n) decoded together at most");
   flags.Int("max-request-rows", 1024, "rows one Generate call may ask for");
   flags.Int("max-message-bytes", 64 << 20, "largest request or response (inline weight updates count)");
-  if (int code = ParseOrExit(flags, args, out, err); code >= 0) return code;
+  if (auto stop = ParseFlags(flags, args, "", out, err)) return *stop;
   if (flags.GetString("model").empty()) {
     err << "error: --model is required\n" << flags.Usage();
     return 2;
@@ -140,7 +121,7 @@ int ServeReward(const Args& args, std::ostream& out, std::ostream& err, const st
   flags.Int("max-queued-requests", 16, "requests waiting at most; more are answered RESOURCE_EXHAUSTED");
   flags.Int("max-request-items", 1024, "items in one request at most (INVALID_ARGUMENT above)");
   flags.Int("max-batch-items", 64, "items scored together at most when grouping requests");
-  if (int code = ParseOrExit(flags, args, out, err); code >= 0) return code;
+  if (auto stop = ParseFlags(flags, args, "", out, err)) return *stop;
   reward::ScorerConfig config;
   config.answer_weight = flags.GetDouble("answer-weight");
   config.regex = flags.GetString("regex");

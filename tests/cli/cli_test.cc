@@ -59,6 +59,12 @@ TEST(EvalErrors, UsageErrorsExitTwo) {
   EXPECT_THAT(r.err, HasSubstr("usage: alignd eval"));
 }
 
+TEST(EvalErrors, PositionalArgumentsAreUsageErrors) {
+  Outcome r = Call(RunEval, {"runs/sft/final"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("unexpected argument \"runs/sft/final\""));
+}
+
 TEST(EvalErrors, MissingArgumentsAndUnknownMetrics) {
   EXPECT_THAT(Call(RunEval, {"--data", "x.jsonl"}).err, HasSubstr("INVALID_ARGUMENT: --model is required"));
   Outcome r = Call(RunEval, {"--model", "m", "--data", "d", "--metrics", "perplexity,bleu"});
