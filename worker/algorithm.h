@@ -12,6 +12,7 @@
 #include "common/tokenizer.h"
 #include "common/transformer.h"
 #include "worker/job_spec.h"
+#include "worker/learner_group.h"
 #include "worker/trainer.h"
 
 namespace alignd::worker {
@@ -28,6 +29,9 @@ struct TrainContext {
   CausalLM model{nullptr};
   std::shared_ptr<Tokenizer> tokenizer;
   ReferenceSwitch* peft = nullptr;  // null without PEFT
+  // The data-parallel learners this rank belongs to (not owned); null for a single learner. Objectives that do not
+  // shard items (shards_items() false) use it to keep their ranks in step.
+  LearnerGroup* group = nullptr;
 };
 
 // Clips the accumulated gradients, takes one optimiser step and zeroes the gradients. Returns the gradient norm
@@ -51,6 +55,18 @@ class Objective {
   virtual std::vector<torch::Tensor> extra_parameters() { return {}; }
   virtual nlohmann::json SaveState() const { return nlohmann::json::object(); }
   virtual absl::Status LoadState(const nlohmann::json& state) { return absl::OkStatus(); }
+
+  // Data parallelism (TrainContext::group of world size W > 1). When true, every rank draws the same global batch and
+  // Step sees its own contiguous shard of batch_size / W items, with ctx.spec's batch_size and grad_accum set for
+  // that shard; the trainer then averages gradients and metrics over the ranks, weighted by ShardWeight. When false,
+  // Step sees the whole batch on every rank (and the full spec) and must itself keep the ranks in step; the trainer
+  // still averages gradients in `apply` (every rank must call it equally often) and logs rank 0's metrics.
+  virtual bool shards_items() const { return true; }
+  // The weight of `shard` in the step's loss, in the units the objective averages over: Step normalises its loss
+  // over its own shard, so the ranks' gradients and metrics are combined as sum(w_r * x_r) / sum(w_r) to give the
+  // single-learner value. Default: the item count (losses that are means over items, e.g. DPO, RM); a loss averaged
+  // over tokens must return the shard's trained-token count.
+  virtual double ShardWeight(const std::vector<size_t>& shard) const { return static_cast<double>(shard.size()); }
 };
 
 std::unique_ptr<Objective> MakeLmObjective();          // pretrain, SFT

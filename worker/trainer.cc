@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -21,6 +22,7 @@
 #include "common/status.h"
 #include "common/threads.h"
 #include "worker/algorithm.h"
+#include "worker/learner_group.h"
 #include "worker/peft_glue.h"
 
 namespace alignd::worker {
@@ -148,7 +150,9 @@ absl::Status BuildModel(const JobSpec& spec, TrainContext* ctx) {
   return absl::OkStatus();
 }
 
-std::string CheckpointName(int64_t step) { return absl::StrFormat("step-%06d", step); }
+std::string CheckpointDir(const std::string& out, int64_t step) {
+  return JoinPath(JoinPath(out, "checkpoints"), absl::StrFormat("step-%06d", step));
+}
 
 // The newest complete checkpoint folder, or "" when there is none.
 std::string LatestCheckpoint(const std::string& out) {
@@ -166,21 +170,30 @@ std::string LatestCheckpoint(const std::string& out) {
 
 class Run {
  public:
-  Run(const JobSpec& spec, const TrainOptions& options) : spec_(spec), options_(options) {}
+  Run(const JobSpec& spec, const TrainOptions& options)
+      : spec_(spec),
+        options_(options),
+        group_(options.group),
+        rank0_(group_ == nullptr || group_->rank() == 0),
+        world_(group_ == nullptr ? 1 : group_->world_size()) {}
 
   absl::StatusOr<TrainResult> Go() {
+    // Process-wide settings: ranks that are threads of one process (the tests) share them, which is harmless as long
+    // as they use the same spec and the objectives draw nothing from the global generator while training.
     at::set_num_threads(static_cast<int>(spec_.threads));
     torch::manual_seed(static_cast<int64_t>(spec_.seed));
+    algorithm_ = ForSpec(spec_);
+    RETURN_IF_ERROR(ShardSpec());
     ctx_.spec = &spec_;
+    ctx_.group = group_;
     RETURN_IF_ERROR(BuildModel(spec_, &ctx_));
     ASSIGN_OR_RETURN(peft_, AttachPeft(spec_, ctx_.model));
     ctx_.peft = peft_.get();
-    algorithm_ = ForSpec(spec_);
     RETURN_IF_ERROR(algorithm_->Prepare(ctx_));
     if (algorithm_->size() == 0) return absl::InvalidArgumentError(absl::StrCat(spec_.data.train, ": no data"));
     BuildOptimizer();
     sampler_ = std::make_unique<Sampler>(algorithm_->size(), spec_.seed);
-    RETURN_IF_ERROR(MakeDirs(spec_.output_dir));
+    if (rank0_) RETURN_IF_ERROR(MakeDirs(spec_.output_dir));
 
     TrainResult result;
     if (options_.resume) {
@@ -189,45 +202,102 @@ class Run {
         ASSIGN_OR_RETURN(result.resumed_from, Restore(latest));
       }
     }
-    RETURN_IF_ERROR(OpenMetrics(result.resumed_from));
+    if (rank0_) RETURN_IF_ERROR(OpenMetrics(result.resumed_from));
     ctx_.model->train();
     for (int64_t step = result.resumed_from + 1; step <= spec_.train.steps; ++step) {
+      ASSIGN_OR_RETURN(bool cancelled, Cancelled());
+      if (cancelled) return absl::CancelledError(absl::StrCat("cancelled at step ", step));
       const double lr = LearningRate(spec_.train, step - 1);
       for (auto& group : optimizer_->param_groups()) {
         static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
       }
       std::vector<size_t> items = sampler_->Next(static_cast<size_t>(spec_.train.batch_size));
-      absl::StatusOr<Metrics> m;
-      try {
-        m = algorithm_->Step(ctx_, step, items, [this] { return Apply(); });
-      } catch (const c10::Error& e) {
-        return absl::InternalError(absl::StrCat("step ", step, ": ", e.what_without_backtrace()));
-      }
-      if (!m.ok()) return Annotate(m.status(), absl::StrCat("step ", step));
-      (*m)["train/lr"] = lr;
-      (*m)["train/epoch"] = static_cast<double>(sampler_->epoch()) +
-                            static_cast<double>(sampler_->position()) / static_cast<double>(algorithm_->size());
-      if (!std::isfinite((*m)["train/loss"])) {
+      ASSIGN_OR_RETURN(Metrics m, RunStep(step, items));
+      m["train/lr"] = lr;
+      m["train/epoch"] = static_cast<double>(sampler_->epoch()) +
+                         static_cast<double>(sampler_->position()) / static_cast<double>(algorithm_->size());
+      if (!std::isfinite(m["train/loss"])) {
         return absl::InternalError(absl::StrCat("step ", step, ": the loss is not finite"));
       }
-      result.last = *m;
+      result.last = m;
       result.steps = step;
-      if (step % spec_.train.log_every == 0 || step == spec_.train.steps) RETURN_IF_ERROR(Log(step, *m));
-      if (options_.on_step) options_.on_step(step, *m);
+      if (step % spec_.train.log_every == 0 || step == spec_.train.steps) RETURN_IF_ERROR(Log(step, m));
+      if (options_.on_step) options_.on_step(step, m);
       if (spec_.train.eval_every > 0 && step % spec_.train.eval_every == 0 && step != spec_.train.steps) {
         ASSIGN_OR_RETURN(result.eval, Eval(step));
       }
       if (spec_.train.checkpoint_every > 0 && step % spec_.train.checkpoint_every == 0) {
-        RETURN_IF_ERROR(Checkpoint(step));
+        RETURN_IF_ERROR(CheckpointEverywhere(step));
       }
       if (options_.stop_after_step > 0 && step == options_.stop_after_step) return result;
     }
     ASSIGN_OR_RETURN(result.eval, Eval(spec_.train.steps));
-    ASSIGN_OR_RETURN(result.final_dir, SaveFinal());
+    if (rank0_) {
+      ASSIGN_OR_RETURN(result.final_dir, SaveFinal());
+    }
     return result;
   }
 
  private:
+  // Data parallelism: checks the batch split and derives the spec each rank's Step sees (see trainer.h).
+  absl::Status ShardSpec() {
+    sharded_ = world_ > 1 && algorithm_->shards_items();
+    shard_spec_ = spec_;
+    if (!sharded_) return absl::OkStatus();
+    const int64_t w = world_, batch = spec_.train.batch_size, accum = spec_.train.grad_accum;
+    if (batch % w != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("train.batch_size: ", batch, " is not divisible by the ", w,
+                                                     " data-parallel learners"));
+    }
+    shard_spec_.train.batch_size = batch / w;
+    shard_spec_.train.grad_accum = accum % w == 0 ? accum / w : std::min(accum, batch / w);
+    return absl::OkStatus();
+  }
+
+  // Whether to stop before the next step; in a group every rank takes part, and one rank's cancel stops them all.
+  absl::StatusOr<bool> Cancelled() {
+    std::vector<double> flag{options_.cancelled && options_.cancelled() ? 1.0 : 0.0};
+    if (world_ > 1) RETURN_IF_ERROR(group_->AllReduceMean(&flag));
+    return flag[0] > 0;
+  }
+
+  // One optimiser step on `items` (the global batch); with sharding, this rank's part of it, its gradients and
+  // metrics averaged over the ranks with the weights of their shards.
+  absl::StatusOr<Metrics> RunStep(int64_t step, const std::vector<size_t>& items) {
+    std::vector<size_t> mine = items;
+    grad_scale_ = 1.0;
+    if (sharded_) {
+      const size_t per = items.size() / static_cast<size_t>(world_);
+      const size_t begin = per * static_cast<size_t>(group_->rank());
+      mine.assign(items.begin() + static_cast<std::ptrdiff_t>(begin),
+                  items.begin() + static_cast<std::ptrdiff_t>(begin + per));
+      const double weight = algorithm_->ShardWeight(mine);
+      std::vector<double> mean{weight};
+      RETURN_IF_ERROR(Annotate(group_->AllReduceMean(&mean), absl::StrCat("step ", step)));
+      // mean_r(scale_r * x_r) = sum_r(w_r * x_r) / sum_r(w_r); a value equal on every rank stays as it is.
+      if (mean[0] > 0) grad_scale_ = weight / mean[0];
+      ctx_.spec = &shard_spec_;
+    }
+    apply_status_ = absl::OkStatus();
+    absl::StatusOr<Metrics> m;
+    try {
+      m = algorithm_->Step(ctx_, step, mine, [this] { return Apply(); });
+    } catch (const c10::Error& e) {
+      m = absl::InternalError(e.what_without_backtrace());
+    }
+    ctx_.spec = &spec_;
+    if (!apply_status_.ok()) m = apply_status_;
+    if (!m.ok()) return Annotate(m.status(), absl::StrCat("step ", step));
+    if (sharded_) {
+      std::vector<double> values;
+      for (const auto& [key, value] : *m) values.push_back(value * grad_scale_);
+      RETURN_IF_ERROR(Annotate(group_->AllReduceMean(&values), absl::StrCat("step ", step, ": metrics")));
+      size_t i = 0;
+      for (auto& [key, value] : *m) value = values[i++];
+    }
+    return m;
+  }
+
   void BuildOptimizer() {
     // Decoupled weight decay on matrices only; biases, norms and (1-D) gains are not decayed, as HF's Trainer does.
     std::vector<torch::Tensor> decay, no_decay;
@@ -257,8 +327,21 @@ class Run {
     return out;
   }
 
+  // With a group, a failed all-reduce is kept in apply_status_ (the objective sees a NaN norm) and no step is taken.
   double Apply() {
+    constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+    if (!apply_status_.ok()) return kNaN;
     auto params = TrainableParameters();
+    if (world_ > 1) {
+      if (grad_scale_ != 1.0) {
+        torch::NoGradGuard no_grad;
+        for (auto& p : params) {
+          if (p.grad().defined()) p.mutable_grad().mul_(grad_scale_);
+        }
+      }
+      apply_status_ = group_->AllReduceMeanGradients(params);
+      if (!apply_status_.ok()) return kNaN;
+    }
     double limit = spec_.train.max_grad_norm > 0 ? spec_.train.max_grad_norm : 1e30;
     double norm = torch::nn::utils::clip_grad_norm_(params, limit);
     optimizer_->step();
@@ -310,6 +393,7 @@ class Run {
   }
 
   absl::Status Log(int64_t step, const Metrics& m) {
+    if (!rank0_) return absl::OkStatus();
     json j;
     j["step"] = step;
     for (const auto& [k, v] : m) j[k] = v;
@@ -324,8 +408,24 @@ class Run {
     return SaveModelDir(dir, *ctx_.model, ctx_.tokenizer.get());
   }
 
+  // Rank 0 writes the checkpoint; then every rank meets in a collective (a barrier that also carries whether the
+  // write succeeded), so that no rank runs ahead of a checkpoint it may resume from and all fail together.
+  absl::Status CheckpointEverywhere(int64_t step) {
+    absl::Status written = rank0_ ? Checkpoint(step) : absl::OkStatus();
+    if (world_ > 1) {
+      std::vector<double> failed{written.ok() ? 0.0 : 1.0};
+      RETURN_IF_ERROR(Annotate(group_->AllReduceMean(&failed), absl::StrCat("checkpoint of step ", step)));
+      if (written.ok() && failed[0] > 0) {
+        return absl::AbortedError(absl::StrCat("rank 0 could not write the checkpoint of step ", step));
+      }
+    }
+    RETURN_IF_ERROR(written);
+    if (rank0_ && options_.on_checkpoint) options_.on_checkpoint(step, CheckpointDir(spec_.output_dir, step));
+    return absl::OkStatus();
+  }
+
   absl::Status Checkpoint(int64_t step) {
-    std::string final_dir = JoinPath(JoinPath(spec_.output_dir, "checkpoints"), CheckpointName(step));
+    std::string final_dir = CheckpointDir(spec_.output_dir, step);
     std::string staging = final_dir + ".partial";
     std::error_code ec;
     fs::remove_all(staging, ec);
@@ -403,7 +503,14 @@ class Run {
   }
 
   JobSpec spec_;
+  JobSpec shard_spec_;  // what Step sees when the batch is sharded over the ranks
   TrainOptions options_;
+  LearnerGroup* group_;
+  const bool rank0_;
+  const int world_;
+  bool sharded_ = false;
+  double grad_scale_ = 1.0;           // this rank's shard weight over the ranks' mean (1 without sharding)
+  absl::Status apply_status_;         // the last Apply's collective failure, if any
   TrainContext ctx_;
   std::unique_ptr<PeftGlue> peft_;
   std::unique_ptr<Objective> algorithm_;

@@ -12,6 +12,19 @@
 //   spec.json                 a summary of the spec this run used (name, algorithm, seed, model, data, steps)
 // Resuming from the latest checkpoint replays the same data order and RNG streams, so on CPU every later step's losses
 // equal the uninterrupted run's bit for bit.
+//
+// Data parallelism: with TrainOptions::group of world size W > 1, every rank calls RunTraining with the same spec
+// (same seed, so the same initial weights and data order). For pretrain, SFT, RM and DPO each rank draws the same
+// global batch and trains on its own contiguous shard of batch_size / W items (batch_size must be divisible by W:
+// INVALID_ARGUMENT naming train.batch_size otherwise), in grad_accum / W micro-batches when W divides grad_accum (the
+// single learner's micro-batches, so the losses match it up to float rounding), else in grad_accum micro-batches.
+// Gradients are averaged over the ranks before clipping, weighted by each shard's share of the loss (items, or
+// trained tokens), and so are the step metrics (a count such as train/tokens becomes a weighted per-rank mean).
+// RL objectives (PPO, GRPO, RLOO) run the whole batch on every rank and only share the gradient average; rank 0's
+// metrics are logged. Every rank evaluates the whole eval set. Only rank 0 writes to the output folder (metrics,
+// spec.json, checkpoints, final/); with `resume` every rank restores the latest checkpoint there (a shared
+// filesystem), and the ranks meet after each checkpoint, so no rank runs ahead of one it may need. A failure on one
+// rank makes the others fail at their next collective (UNAVAILABLE, after the group's timeout at worst).
 #ifndef ALIGND_WORKER_TRAINER_H_
 #define ALIGND_WORKER_TRAINER_H_
 
@@ -27,10 +40,19 @@ namespace alignd::worker {
 
 using Metrics = std::map<std::string, double>;
 
+class LearnerGroup;
+
 struct TrainOptions {
   bool resume = false;             // continue from the latest checkpoint in the output folder, if there is one
   int64_t stop_after_step = 0;     // > 0: stop (as if killed) after this step, without writing final/; for tests
   std::function<void(int64_t step, const Metrics&)> on_step;  // called after every step (progress reporting)
+  // Data-parallel learners (not owned; null = a single learner); see "Data parallelism" above.
+  LearnerGroup* group = nullptr;
+  // Rank 0 only: called once a checkpoint folder is complete (renamed into place), with its path.
+  std::function<void(int64_t step, const std::string& dir)> on_checkpoint;
+  // Checked before every step (in a group: by every rank, and any rank's true cancels them all at the same step);
+  // true makes RunTraining return CANCELLED ("cancelled at step N") without writing final/.
+  std::function<bool()> cancelled;
 };
 
 struct TrainResult {
@@ -38,7 +60,7 @@ struct TrainResult {
   int64_t resumed_from = 0;        // step restored from a checkpoint (0: fresh start)
   Metrics last;                    // the last step's metrics
   Metrics eval;                    // the last evaluation's metrics (empty without eval data)
-  std::string final_dir;           // empty when stopped early
+  std::string final_dir;           // empty when stopped early, and on ranks other than 0
 };
 
 // INVALID_ARGUMENT for problems with the spec or its data (naming file, line, key); the output folder then holds

@@ -1,0 +1,195 @@
+#include "worker/learner_group.h"
+
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+
+namespace alignd::worker {
+
+struct LearnerGroup::Impl {
+  c10::intrusive_ptr<c10d::TCPStore> store;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+};
+
+namespace {
+
+// DDP's default bucket size: few enough collectives to amortise their latency, small enough to bound the copies.
+constexpr int64_t kBucketBytes = 25 * 1024 * 1024;
+
+std::chrono::milliseconds Millis(absl::Duration d) { return std::chrono::milliseconds(absl::ToInt64Milliseconds(d)); }
+
+bool IsLoopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
+}
+
+absl::Status Unavailable(absl::string_view what, const std::exception& e) {
+  return absl::UnavailableError(absl::StrCat("learner group: ", what, ": ", e.what()));
+}
+
+void AllReduceSum(c10d::ProcessGroupGloo& group, torch::Tensor tensor, absl::Duration timeout) {
+  std::vector<torch::Tensor> tensors{std::move(tensor)};
+  c10d::AllreduceOptions options;
+  options.timeout = Millis(timeout);
+  group.allreduce(tensors, options)->wait();
+}
+
+void Broadcast(c10d::ProcessGroupGloo& group, torch::Tensor tensor, int root, absl::Duration timeout) {
+  std::vector<torch::Tensor> tensors{std::move(tensor)};
+  c10d::BroadcastOptions options;
+  options.rootRank = root;
+  options.timeout = Millis(timeout);
+  group.broadcast(tensors, options)->wait();
+}
+
+// Consecutive runs of tensors of one dtype, each run at most kBucketBytes (a larger tensor is a bucket of its own).
+std::vector<std::vector<torch::Tensor>> Buckets(const std::vector<torch::Tensor>& tensors) {
+  std::vector<std::vector<torch::Tensor>> out;
+  int64_t bytes = 0;
+  for (const torch::Tensor& t : tensors) {
+    const int64_t size = t.numel() * static_cast<int64_t>(t.element_size());
+    if (out.empty() || out.back().front().scalar_type() != t.scalar_type() || bytes + size > kBucketBytes) {
+      out.emplace_back();
+      bytes = 0;
+    }
+    out.back().push_back(t);
+    bytes += size;
+  }
+  return out;
+}
+
+}  // namespace
+
+LearnerGroup::LearnerGroup(Options options, std::unique_ptr<Impl> impl)
+    : options_(std::move(options)), impl_(std::move(impl)) {}
+LearnerGroup::~LearnerGroup() = default;
+
+absl::StatusOr<std::unique_ptr<LearnerGroup>> LearnerGroup::Create(Options options) {
+  if (options.world_size < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("learner group: world_size ", options.world_size, " < 1"));
+  }
+  if (options.rank < 0 || options.rank >= options.world_size) {
+    return absl::InvalidArgumentError(absl::StrCat("learner group: rank ", options.rank, " outside [0, ",
+                                                   options.world_size, ")"));
+  }
+  if (options.world_size == 1) return std::unique_ptr<LearnerGroup>(new LearnerGroup(std::move(options), nullptr));
+  if (options.rank > 0 && options.port == 0) {
+    return absl::InvalidArgumentError("learner group: ranks other than 0 need rank 0's port");
+  }
+  auto impl = std::make_unique<Impl>();
+  try {
+    c10d::TCPStoreOptions store_options;
+    store_options.port = options.port;
+    store_options.isServer = options.rank == 0;
+    store_options.numWorkers = options.world_size;
+    store_options.waitWorkers = false;  // the Gloo rendezvous below waits for everyone
+    store_options.timeout = Millis(options.timeout);
+    impl->store = c10::make_intrusive<c10d::TCPStore>(options.host, store_options);
+  } catch (const std::exception& e) {
+    return Unavailable(absl::StrCat("store at ", options.host, ":", options.port), e);
+  }
+  if (options.rank == 0 && options.on_listening) options.on_listening(impl->store->getPort());
+  try {
+    auto gloo = c10d::ProcessGroupGloo::Options::create(Millis(options.timeout));
+    gloo->devices.push_back(IsLoopback(options.host)
+                                ? c10d::ProcessGroupGloo::createDeviceForHostname(options.host)
+                                : c10d::ProcessGroupGloo::createDefaultDevice());
+    gloo->threads = 1;  // the trainer issues one collective at a time
+    impl->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, options.rank, options.world_size, gloo);
+    // A rank's mesh can be complete before its peers' are; without this, a rank that returns and closes its group at
+    // once (e.g. on a bad spec) would break a peer's rendezvous still in progress.
+    c10d::BarrierOptions barrier;
+    barrier.timeout = Millis(options.timeout);
+    impl->group->barrier(barrier)->wait();
+  } catch (const std::exception& e) {
+    return Unavailable(absl::StrCat("joining as rank ", options.rank, " of ", options.world_size), e);
+  }
+  return std::unique_ptr<LearnerGroup>(new LearnerGroup(std::move(options), std::move(impl)));
+}
+
+uint16_t LearnerGroup::port() const { return impl_ ? impl_->store->getPort() : options_.port; }
+
+absl::Status LearnerGroup::AllReduceMeanGradients(const std::vector<torch::Tensor>& params) {
+  if (!impl_ || params.empty()) return absl::OkStatus();
+  try {
+    torch::NoGradGuard no_grad;
+    // Agree first on which tensors carry a gradient, so that every rank builds the same buckets.
+    std::vector<int32_t> has(params.size(), 0);
+    for (size_t i = 0; i < params.size(); ++i) has[i] = params[i].grad().defined() ? 1 : 0;
+    AllReduceSum(*impl_->group, torch::from_blob(has.data(), {static_cast<int64_t>(has.size())}, torch::kInt32),
+                 options_.timeout);
+    std::vector<torch::Tensor> grads;
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (has[i] == 0) continue;
+      if (!params[i].grad().defined()) params[i].mutable_grad() = torch::zeros_like(params[i]);
+      grads.push_back(params[i].grad());
+    }
+    const double world = static_cast<double>(options_.world_size);
+    for (const auto& bucket : Buckets(grads)) {
+      std::vector<torch::Tensor> flat_parts;
+      for (const torch::Tensor& g : bucket) flat_parts.push_back(g.reshape({-1}));
+      torch::Tensor flat = torch::cat(flat_parts);
+      AllReduceSum(*impl_->group, flat, options_.timeout);
+      flat.div_(world);
+      int64_t offset = 0;
+      for (const torch::Tensor& g : bucket) {
+        const_cast<torch::Tensor&>(g).copy_(flat.narrow(0, offset, g.numel()).view_as(g));
+        offset += g.numel();
+      }
+    }
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return Unavailable("gradient all-reduce", e);
+  }
+}
+
+absl::Status LearnerGroup::AllReduceMean(std::vector<double>* values) {
+  if (!impl_ || values->empty()) return absl::OkStatus();
+  try {
+    torch::Tensor t = torch::from_blob(values->data(), {static_cast<int64_t>(values->size())}, torch::kDouble);
+    AllReduceSum(*impl_->group, t, options_.timeout);
+    t.div_(static_cast<double>(options_.world_size));
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return Unavailable("mean all-reduce", e);
+  }
+}
+
+absl::Status LearnerGroup::BroadcastBytes(std::string* bytes, int root) {
+  if (root < 0 || root >= options_.world_size) {
+    return absl::InvalidArgumentError(absl::StrCat("learner group: broadcast root ", root, " outside [0, ",
+                                                   options_.world_size, ")"));
+  }
+  if (!impl_) return absl::OkStatus();
+  try {
+    torch::Tensor length = torch::tensor({static_cast<int64_t>(bytes->size())}, torch::kInt64);
+    Broadcast(*impl_->group, length, root, options_.timeout);
+    const int64_t n = length.item<int64_t>();
+    if (options_.rank != root) bytes->assign(static_cast<size_t>(n), '\0');
+    if (n == 0) return absl::OkStatus();
+    Broadcast(*impl_->group, torch::from_blob(bytes->data(), {n}, torch::kUInt8), root, options_.timeout);
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return Unavailable(absl::StrCat("broadcast from rank ", root), e);
+  }
+}
+
+absl::Status LearnerGroup::Barrier() {
+  if (!impl_) return absl::OkStatus();
+  try {
+    c10d::BarrierOptions options;
+    options.timeout = Millis(options_.timeout);
+    impl_->group->barrier(options)->wait();
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    return Unavailable("barrier", e);
+  }
+}
+
+}  // namespace alignd::worker
