@@ -1,20 +1,36 @@
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cli/commands.h"
+#include "common/chat_template.h"
 #include "common/dataset.h"
+#include "common/file_util.h"
 #include "common/flags.h"
 #include "common/hf_model.h"
 #include "common/perplexity.h"
+#include "common/status.h"
+#include "worker/evaluation.h"
+#include "worker/rewards.h"
 
 namespace alignd::cli {
 namespace {
 
-constexpr const char* kSupportedMetrics[] = {"perplexity"};
+constexpr const char* kRules[] = {"arithmetic", "refusal", "brevity"};
+
+std::vector<std::string> SupportedMetrics() {
+  std::vector<std::string> all = {"perplexity"};
+  for (const std::string& m : worker::GenerationMetricNames()) all.push_back(m);
+  return all;
+}
+
+bool Contains(const std::vector<std::string>& list, absl::string_view item) {
+  return std::find(list.begin(), list.end(), item) != list.end();
+}
 
 absl::StatusOr<torch::ScalarType> ParseDtype(const std::string& name) {
   if (name == "float32") return torch::kFloat;
@@ -23,68 +39,243 @@ absl::StatusOr<torch::ScalarType> ParseDtype(const std::string& name) {
   return absl::InvalidArgumentError(absl::StrCat("--dtype must be float32, bfloat16 or float64, got \"", name, "\""));
 }
 
-absl::StatusOr<nlohmann::json> Evaluate(const FlagSet& flags) {
-  std::vector<std::string> metrics = absl::StrSplit(flags.GetString("metrics"), ',', absl::SkipEmpty());
-  if (metrics.empty()) return absl::InvalidArgumentError("--metrics is empty");
-  for (const std::string& m : metrics) {
-    if (std::find(std::begin(kSupportedMetrics), std::end(kSupportedMetrics), m) == std::end(kSupportedMetrics)) {
-      return absl::InvalidArgumentError(absl::StrCat("--metrics: unknown metric \"", m, "\"; supported: ",
-                                                     absl::StrJoin(kSupportedMetrics, ", ")));
+// Every flag combination error, before anything is loaded. `generation` are the requested generation metrics.
+absl::Status CheckFlags(const FlagSet& flags, bool perplexity, const std::vector<std::string>& generation) {
+  if (flags.GetString("model").empty()) return absl::InvalidArgumentError("--model is required");
+  if (flags.GetInt("batch_size") < 1) return absl::InvalidArgumentError("--batch_size must be at least 1");
+  const bool has_data = !flags.GetString("data").empty();
+  const bool has_text_data = !flags.GetString("text_data").empty();
+  if (!generation.empty() && !has_data) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--data (prompt records) is required by ", absl::StrJoin(generation, ", ")));
+  }
+  if (perplexity && !has_data && !has_text_data) return absl::InvalidArgumentError("--data is required");
+  if (has_text_data && !perplexity) {
+    return absl::InvalidArgumentError("--text_data is read only by the perplexity metric, which --metrics lacks");
+  }
+  const bool needs_reference = Contains(generation, "kl_to_ref") || Contains(generation, "win_rate");
+  const bool has_reference = !flags.GetString("reference").empty();
+  if (needs_reference && !has_reference) {
+    return absl::InvalidArgumentError("--reference is required by kl_to_ref and win_rate");
+  }
+  if (has_reference && !needs_reference) {
+    return absl::InvalidArgumentError("--reference is read only by kl_to_ref and win_rate, which --metrics lacks");
+  }
+  const bool has_rm = !flags.GetString("reward_model").empty();
+  const std::vector<std::string> rules = absl::StrSplit(flags.GetString("rules"), ',', absl::SkipEmpty());
+  for (const std::string& rule : rules) {
+    if (std::find(std::begin(kRules), std::end(kRules), rule) == std::end(kRules)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--rules: unknown rule \"", rule, "\"; known: ", absl::StrJoin(kRules, ", ")));
     }
   }
-  if (flags.GetString("model").empty()) return absl::InvalidArgumentError("--model is required");
-  if (flags.GetString("data").empty()) return absl::InvalidArgumentError("--data is required");
-  if (flags.GetInt("batch_size") < 1) return absl::InvalidArgumentError("--batch_size must be at least 1");
-  auto dtype = ParseDtype(flags.GetString("dtype"));
-  if (!dtype.ok()) return dtype.status();
-
-  auto data = ReadJsonl(flags.GetString("data"));
-  if (!data.ok()) return data.status();
-  if (data->schema != DatasetSchema::kText) {
-    return absl::InvalidArgumentError(absl::StrCat(data->source, ": perplexity reads \"text\" records; this file has ",
-                                                   SchemaName(data->schema), " records"));
+  if (Contains(generation, "win_rate") && !has_rm) {
+    return absl::InvalidArgumentError("--reward_model is required by win_rate (the reward model is the judge)");
   }
-  LoadOptions load;
-  load.dtype = *dtype;
-  auto model = LoadModelDir(flags.GetString("model"), load);
-  if (!model.ok()) return model.status();
+  if (Contains(generation, "reward_mean") && !has_rm && rules.empty()) {
+    return absl::InvalidArgumentError("reward_mean needs --reward_model or --rules");
+  }
+  if (has_rm && !Contains(generation, "win_rate") && !Contains(generation, "reward_mean")) {
+    return absl::InvalidArgumentError(
+        "--reward_model is read only by reward_mean and win_rate, which --metrics lacks");
+  }
+  if (!rules.empty() && !Contains(generation, "reward_mean")) {
+    return absl::InvalidArgumentError("--rules is read only by reward_mean, which --metrics lacks");
+  }
+  if (!generation.empty() && flags.GetInt("max_new_tokens") < 1) {
+    return absl::InvalidArgumentError("--max_new_tokens must be at least 1");
+  }
+  return ParseDtype(flags.GetString("dtype")).status();
+}
 
-  std::vector<std::string> texts;
-  texts.reserve(data->records.size());
+// The records of `path`, at most --max_records of them.
+absl::StatusOr<Dataset> ReadRecords(const FlagSet& flags, const std::string& path) {
+  ASSIGN_OR_RETURN(Dataset data, ReadJsonl(path));
   const int64_t limit = flags.GetInt("max_records");
-  for (const Record& r : data->records) {
-    if (limit > 0 && static_cast<int64_t>(texts.size()) >= limit) break;
-    texts.push_back(r.text);
+  if (limit > 0 && static_cast<int64_t>(data.records.size()) > limit) data.records.resize(limit);
+  return data;
+}
+
+// The records of --text_data (else --data) that perplexity scores: "text" or "messages".
+absl::StatusOr<Dataset> ReadTextData(const FlagSet& flags) {
+  const bool text_flag = !flags.GetString("text_data").empty();
+  ASSIGN_OR_RETURN(Dataset data, ReadRecords(flags, flags.GetString(text_flag ? "text_data" : "data")));
+  if (data.schema != DatasetSchema::kText && data.schema != DatasetSchema::kMessages) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        text_flag ? "--text_data " : "--data ", data.source, ": perplexity reads \"text\" records; this file has ",
+        SchemaName(data.schema), " records (\"messages\" records work too, rendered with --template",
+        text_flag ? ")" : "; with prompts in --data, give perplexity's text with --text_data)"));
   }
+  return data;
+}
+
+// The prompt records of --data that the generation metrics answer.
+absl::StatusOr<Dataset> ReadPromptData(const FlagSet& flags, const std::vector<std::string>& metrics) {
+  ASSIGN_OR_RETURN(Dataset data, ReadRecords(flags, flags.GetString("data")));
+  if (data.schema != DatasetSchema::kPrompt) {
+    return absl::InvalidArgumentError(absl::StrCat("--data ", data.source, ": ", absl::StrJoin(metrics, ", "),
+                                                   " read \"prompt\" records; this file has ", SchemaName(data.schema),
+                                                   " records (perplexity's text goes in --text_data)"));
+  }
+  return data;
+}
+
+// Perplexity of text records as they are, or of messages rendered with --template.
+absl::Status AddPerplexity(const FlagSet& flags, const Dataset& data, LoadedModel& model,
+                           const Tokenizer& tokenizer, nlohmann::json& result) {
   PerplexityOptions options;
   options.batch_size = flags.GetInt("batch_size");
   options.max_length = flags.GetInt("max_length");
-  auto ppl = ComputePerplexity(*model->model, *model->tokenizer, texts, options);
-  if (!ppl.ok()) return ppl.status();
+  std::vector<std::string> texts;
+  if (data.schema == DatasetSchema::kMessages) {
+    ASSIGN_OR_RETURN(ChatTemplate tmpl, ChatTemplate::ForTokenizer(flags.GetString("template"), tokenizer));
+    for (const Record& r : data.records) texts.push_back(tmpl.Render(r.messages, /*add_generation_prompt=*/false));
+    options.add_special_tokens = false;  // the template renders BOS itself
+  } else {
+    for (const Record& r : data.records) texts.push_back(r.text);
+  }
+  ASSIGN_OR_RETURN(PerplexityResult ppl, ComputePerplexity(*model.model, tokenizer, texts, options));
+  result["perplexity"] = ppl.perplexity;
+  result["tokens"] = ppl.tokens;
+  result["nll"] = ppl.nll;
+  result["texts"] = ppl.texts;
+  return absl::OkStatus();
+}
+
+absl::Status AddGeneration(const FlagSet& flags, const Dataset& data, const LoadedModel& model,
+                           std::shared_ptr<const Tokenizer> tokenizer, torch::ScalarType dtype,
+                           const std::vector<std::string>& metrics, nlohmann::json& result) {
+  const std::string tmpl = flags.GetString("template");
+  worker::GenerationEvalModels models;
+  models.policy = model.model;
+  models.tokenizer = std::move(tokenizer);
+  LoadedModel reference;
+  if (!flags.GetString("reference").empty()) {
+    LoadOptions load;
+    load.dtype = dtype;
+    load.load_tokenizer = false;
+    auto loaded = LoadModelDir(flags.GetString("reference"), load);
+    if (!loaded.ok()) return Annotate(loaded.status(), "--reference");
+    reference = std::move(loaded).value();
+    models.reference = reference.model;
+  }
+  std::unique_ptr<worker::RewardFunction> reward, judge;
+  const std::string rm = flags.GetString("reward_model");
+  if (Contains(metrics, "reward_mean")) {
+    const std::vector<std::string> rules = absl::StrSplit(flags.GetString("rules"), ',', absl::SkipEmpty());
+    auto made = worker::MakeRewardFunction(rules, rm, flags.GetDouble("reward_model_weight"), tmpl);
+    if (!made.ok()) return Annotate(made.status(), "--reward_model");
+    reward = std::move(made).value();
+    models.reward = reward.get();
+  }
+  if (Contains(metrics, "win_rate")) {
+    auto made = worker::MakeRewardFunction({}, rm, 1.0, tmpl);
+    if (!made.ok()) return Annotate(made.status(), "--reward_model");
+    judge = std::move(made).value();
+    models.judge = judge.get();
+  }
+  worker::GenerationEvalOptions options;
+  options.metrics = metrics;
+  options.chat_template = tmpl;
+  options.max_new_tokens = flags.GetInt("max_new_tokens");
+  options.batch_size = flags.GetInt("batch_size");
+  ASSIGN_OR_RETURN(worker::GenerationEvalResult eval, worker::EvaluateGeneration(data.records, models, options));
+  for (const auto& [name, value] : eval.metrics) {
+    result[name] = value ? nlohmann::json(*value) : nlohmann::json(nullptr);
+  }
+  result["n_prompts"] = eval.n_prompts;
+  result["n_arithmetic"] = eval.n_arithmetic;
+  result["n_harmful"] = eval.n_harmful;
+  result["n_benign"] = eval.n_benign;
+  if (!flags.GetString("reference").empty()) result["reference"] = flags.GetString("reference");
+  if (!flags.GetString("details").empty()) {
+    std::string lines;
+    for (size_t i = 0; i < eval.prompts.size(); ++i) {
+      nlohmann::json line = eval.prompts[i].ToJson();
+      const Turns& prompt = data.records[i].prompt;
+      line["prompt"] = !prompt.conversational       ? prompt.text
+                       : prompt.messages.empty() ? std::string()
+                                                 : prompt.messages.back().content;  // the last (user) turn
+      absl::StrAppend(&lines, line.dump(), "\n");
+    }
+    RETURN_IF_ERROR(WriteFileAtomic(flags.GetString("details"), lines));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<nlohmann::json> Evaluate(const FlagSet& flags) {
+  std::vector<std::string> metrics = absl::StrSplit(flags.GetString("metrics"), ',', absl::SkipEmpty());
+  if (metrics.empty()) return absl::InvalidArgumentError("--metrics is empty");
+  const std::vector<std::string> supported = SupportedMetrics();
+  bool perplexity = false;
+  std::vector<std::string> generation;
+  for (const std::string& m : metrics) {
+    if (!Contains(supported, m)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--metrics: unknown metric \"", m, "\"; supported: ", absl::StrJoin(supported, ", ")));
+    }
+    if (m == "perplexity") {
+      perplexity = true;
+    } else if (!Contains(generation, m)) {
+      generation.push_back(m);
+    }
+  }
+  RETURN_IF_ERROR(CheckFlags(flags, perplexity, generation));
+  ASSIGN_OR_RETURN(torch::ScalarType dtype, ParseDtype(flags.GetString("dtype")));
+  // Data before models: a bad file fails fast, before seconds of loading.
+  Dataset text_data, prompt_data;
+  if (perplexity) {
+    ASSIGN_OR_RETURN(text_data, ReadTextData(flags));
+  }
+  if (!generation.empty()) {
+    ASSIGN_OR_RETURN(prompt_data, ReadPromptData(flags, generation));
+  }
+
+  LoadOptions load;
+  load.dtype = dtype;
+  ASSIGN_OR_RETURN(LoadedModel model, LoadModelDir(flags.GetString("model"), load));
+  std::shared_ptr<const Tokenizer> tokenizer = std::move(model.tokenizer);
   nlohmann::json result;
-  result["perplexity"] = ppl->perplexity;
-  result["tokens"] = ppl->tokens;
-  result["nll"] = ppl->nll;
-  result["texts"] = ppl->texts;
+  if (perplexity) RETURN_IF_ERROR(AddPerplexity(flags, text_data, model, *tokenizer, result));
+  if (!generation.empty()) {
+    RETURN_IF_ERROR(AddGeneration(flags, prompt_data, model, tokenizer, dtype, generation, result));
+  }
   result["model"] = flags.GetString("model");
-  result["architecture"] = model->config.architecture;
+  result["architecture"] = model.config.architecture;
   return result;
 }
 
 }  // namespace
 
 int RunEval(const Args& args, std::ostream& out, std::ostream& err) {
-  FlagSet flags("alignd eval --model DIR --data FILE.jsonl [--metrics perplexity] [flags]");
+  FlagSet flags("alignd eval --model DIR --data FILE.jsonl [--metrics perplexity,accuracy,...] [flags]");
   flags.String("model", "", "Hugging Face model folder (config.json, safetensors, tokenizer.json)");
-  flags.String("data", "", "JSONL file with a \"text\" key per line");
-  flags.String("metrics", "perplexity", "comma-separated metrics: perplexity");
-  flags.Int("max_records", 0, "score only the first N records (0: all)");
-  flags.Int("batch_size", 8, "sequences per forward pass");
-  flags.Int("max_length", 0, "split longer texts into windows of this many tokens (0: the model's context)");
-  flags.String("dtype", "float32", "compute dtype: float32, bfloat16 or float64");
+  flags.String("data", "",
+               "JSONL: \"prompt\" records (with `kind`, `reference`) for the generation metrics; for perplexity alone "
+               "it may hold \"text\" or \"messages\" records instead");
+  flags.String("text_data", "",
+               "JSONL of \"text\" or \"messages\" records for perplexity when --data holds prompts (messages are "
+               "rendered with --template)");
+  flags.String("metrics", "perplexity",
+               "comma-separated: perplexity (on --text_data, else --data); generation metrics on the prompts of "
+               "--data, greedy: accuracy, refusal_rate, false_refusal_rate, reward_mean (needs --reward_model or "
+               "--rules), kl_to_ref (needs --reference), win_rate (needs --reference and --reward_model), repetition");
+  flags.String("reference", "", "reference model folder (e.g. the SFT model) for kl_to_ref and win_rate");
+  flags.String("reward_model", "", "reward model folder (score head): reward_mean's model term and win_rate's judge");
+  flags.Double("reward_model_weight", 1.0, "weight of the reward model in reward_mean");
+  flags.String("rules", "", "comma-separated rule rewards added to reward_mean: arithmetic, refusal, brevity");
+  flags.String("template", "chatml", "chat template for prompts and messages: chatml, llama3, plain or raw");
+  flags.Int("max_new_tokens", 32, "tokens generated per prompt at most (greedy decoding)");
+  flags.String("details", "", "write one JSON line per prompt (completion, correct, refused, reward, kl, win) here");
+  flags.Int("max_records", 0, "use only the first N records of each data file (0: all)");
+  flags.Int("batch_size", 8, "sequences per forward pass (and rows decoded together)");
+  flags.Int("max_length", 0, "perplexity: split longer texts into windows of this many tokens (0: the model's context)");
+  flags.String("dtype", "float32", "compute dtype of --model and --reference: float32, bfloat16 or float64");
   flags.Int("threads", AvailableCores(), "intra-op threads (default: the cores available)");
   constexpr char kAbout[] =
-      "Evaluates a model folder on a data file and prints the metrics as one JSON object.";
+      "Evaluates a model folder and prints the metrics as one JSON object. Generation metrics answer each prompt of "
+      "--data once, greedily; kl_to_ref is the mean summed log-ratio log p_model - log p_reference over the model's "
+      "own greedy answers (a proxy for the KL, not an unbiased estimate); win_rate counts a tie as 0.5.";
   if (auto stop = ParseFlags(flags, args, kAbout, out, err)) return *stop;
   if (flags.GetInt("threads") < 1) {
     err << "error: --threads must be at least 1\n";

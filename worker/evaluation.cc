@@ -1,0 +1,223 @@
+#include "worker/evaluation.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status.h"
+#include "common/synth.h"
+#include "reward/scorers.h"
+#include "rollout/engine.h"
+#include "rollout/logprob_gap.h"
+
+namespace alignd::worker {
+namespace {
+
+constexpr int64_t kRepetitionN = 3;
+
+bool Wants(const GenerationEvalOptions& options, absl::string_view metric) {
+  return std::find(options.metrics.begin(), options.metrics.end(), metric) != options.metrics.end();
+}
+
+absl::Status Validate(const std::vector<Record>& records, const GenerationEvalModels& models,
+                      const GenerationEvalOptions& options) {
+  if (records.empty()) return absl::InvalidArgumentError("records: no prompts to evaluate");
+  if (options.metrics.empty()) return absl::InvalidArgumentError("metrics: empty");
+  for (const std::string& m : options.metrics) {
+    if (!IsGenerationMetric(m)) {
+      return absl::InvalidArgumentError(absl::StrCat("metrics: unknown generation metric \"", m, "\"; known: ",
+                                                     absl::StrJoin(GenerationMetricNames(), ", ")));
+    }
+  }
+  if (options.max_new_tokens < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("max_new_tokens must be >= 1, got ", options.max_new_tokens));
+  }
+  if (options.batch_size < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("batch_size must be >= 1, got ", options.batch_size));
+  }
+  if (!models.policy) return absl::InvalidArgumentError("policy: no model");
+  if (!models.tokenizer) return absl::InvalidArgumentError("tokenizer: none given");
+  for (const char* m : {"kl_to_ref", "win_rate"}) {
+    if (Wants(options, m) && !models.reference) {
+      return absl::InvalidArgumentError(absl::StrCat("reference: ", m, " needs a reference model"));
+    }
+  }
+  if (models.reference && models.reference->config().vocab_size != models.policy->config().vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat("reference: vocabulary of ", models.reference->config().vocab_size,
+                                                   " tokens differs from the policy's ",
+                                                   models.policy->config().vocab_size));
+  }
+  if (Wants(options, "reward_mean") && models.reward == nullptr) {
+    return absl::InvalidArgumentError("reward: reward_mean needs a reward function");
+  }
+  if (Wants(options, "win_rate") && models.judge == nullptr) {
+    return absl::InvalidArgumentError("judge: win_rate needs a judge");
+  }
+  return absl::OkStatus();
+}
+
+// Greedy answers of `model` to `prompt_ids`, one Sample per prompt.
+absl::StatusOr<std::vector<rollout::Sample>> Answer(const CausalLM& model, const GenerationEvalModels& models,
+                                                    const GenerationEvalOptions& options,
+                                                    const std::vector<std::vector<int32_t>>& prompt_ids) {
+  rollout::Engine::Options eo;
+  eo.model = model;
+  eo.tokenizer = models.tokenizer;
+  eo.chat_template = options.chat_template;
+  eo.max_batch_rows = options.batch_size;
+  ASSIGN_OR_RETURN(std::unique_ptr<rollout::Engine> engine, rollout::Engine::Create(std::move(eo)));
+  rollout::SamplingParams params;
+  params.temperature = 0;
+  params.max_new_tokens = options.max_new_tokens;
+  return engine->Generate(prompt_ids, params);
+}
+
+std::optional<double> Mean(double sum, int64_t n) {
+  return n > 0 ? std::optional<double>(sum / static_cast<double>(n)) : std::nullopt;
+}
+
+// `models` by value: CausalLM handles give mutable access only when not const.
+absl::StatusOr<GenerationEvalResult> Evaluate(const std::vector<Record>& records, GenerationEvalModels models,
+                                              const GenerationEvalOptions& options) {
+  torch::NoGradGuard no_grad;
+  models.policy->eval();
+  if (models.reference) models.reference->eval();
+
+  // Prompt ids as the engine renders them; an engine only for that, so both models see identical prompts.
+  rollout::Engine::Options eo;
+  eo.model = models.policy;
+  eo.tokenizer = models.tokenizer;
+  eo.chat_template = options.chat_template;
+  ASSIGN_OR_RETURN(std::unique_ptr<rollout::Engine> renderer, rollout::Engine::Create(std::move(eo)));
+  std::vector<std::vector<int32_t>> prompt_ids;
+  std::vector<const Record*> record_ptrs;
+  for (const Record& r : records) {
+    prompt_ids.push_back(renderer->EncodePrompt(r.prompt));
+    record_ptrs.push_back(&r);
+  }
+  renderer.reset();
+
+  ASSIGN_OR_RETURN(std::vector<rollout::Sample> samples, Answer(models.policy, models, options, prompt_ids));
+  GenerationEvalResult result;
+  result.n_prompts = static_cast<int64_t>(records.size());
+  result.prompts.resize(records.size());
+  std::vector<std::string> completions;
+  for (size_t i = 0; i < records.size(); ++i) {
+    PromptEval& p = result.prompts[i];
+    p.kind = records[i].ExtraString("kind").value_or("");
+    p.reference = records[i].ExtraString("reference").value_or("");
+    p.completion = samples[i].text;
+    p.completion_tokens = static_cast<int64_t>(samples[i].token_ids.size());
+    p.refused = IsRefusal(p.completion);
+    if (p.kind == "arithmetic") p.correct = ArithmeticCorrect(p.completion, p.reference);
+    if (Wants(options, "repetition")) p.repetition = reward::RepeatedNgramFraction(p.completion, kRepetitionN);
+    completions.push_back(p.completion);
+  }
+
+  if (Wants(options, "reward_mean")) {
+    ASSIGN_OR_RETURN(ScoredBatch scored, models.reward->Score(record_ptrs, completions));
+    for (size_t i = 0; i < records.size(); ++i) result.prompts[i].reward = scored.total[i];
+  }
+  if (Wants(options, "kl_to_ref")) {
+    // Both sides through the same full forward pass (not the engine's cached log-probs), so a model that is its own
+    // reference gives exactly 0.
+    ASSIGN_OR_RETURN(auto policy_lp,
+                     rollout::RecomputeLogProbs(*models.policy, prompt_ids, samples, options.batch_size));
+    ASSIGN_OR_RETURN(auto reference_lp,
+                     rollout::RecomputeLogProbs(*models.reference, prompt_ids, samples, options.batch_size));
+    for (size_t i = 0; i < records.size(); ++i) {
+      double kl = 0;
+      for (size_t t = 0; t < policy_lp[i].size(); ++t) kl += double{policy_lp[i][t]} - double{reference_lp[i][t]};
+      result.prompts[i].kl = kl;
+    }
+  }
+  if (Wants(options, "win_rate")) {
+    ASSIGN_OR_RETURN(std::vector<rollout::Sample> ref_samples,
+                     Answer(models.reference, models, options, prompt_ids));
+    std::vector<std::string> ref_completions;
+    for (const rollout::Sample& s : ref_samples) ref_completions.push_back(s.text);
+    ASSIGN_OR_RETURN(ScoredBatch mine, models.judge->Score(record_ptrs, completions));
+    ASSIGN_OR_RETURN(ScoredBatch theirs, models.judge->Score(record_ptrs, ref_completions));
+    for (size_t i = 0; i < records.size(); ++i) {
+      PromptEval& p = result.prompts[i];
+      p.reference_completion = ref_completions[i];
+      p.judge_policy = mine.total[i];
+      p.judge_reference = theirs.total[i];
+      p.win = mine.total[i] > theirs.total[i] ? 1.0 : mine.total[i] == theirs.total[i] ? 0.5 : 0.0;
+    }
+  }
+
+  double correct = 0, harmful_refused = 0, benign_refused = 0, reward = 0, kl = 0, win = 0, repetition = 0;
+  for (const PromptEval& p : result.prompts) {
+    if (p.kind == "arithmetic") {
+      ++result.n_arithmetic;
+      correct += *p.correct ? 1 : 0;
+    } else if (p.kind == "harmful") {
+      ++result.n_harmful;
+      harmful_refused += p.refused ? 1 : 0;
+    } else if (p.kind == "benign") {
+      ++result.n_benign;
+      benign_refused += p.refused ? 1 : 0;
+    }
+    reward += p.reward.value_or(0);
+    kl += p.kl.value_or(0);
+    win += p.win.value_or(0);
+    repetition += p.repetition.value_or(0);
+  }
+  const std::map<std::string, std::optional<double>> all = {
+      {"accuracy", Mean(correct, result.n_arithmetic)},
+      {"refusal_rate", Mean(harmful_refused, result.n_harmful)},
+      {"false_refusal_rate", Mean(benign_refused, result.n_benign)},
+      {"reward_mean", Mean(reward, result.n_prompts)},
+      {"kl_to_ref", Mean(kl, result.n_prompts)},
+      {"win_rate", Mean(win, result.n_prompts)},
+      {"repetition", Mean(repetition, result.n_prompts)},
+  };
+  for (const std::string& m : options.metrics) result.metrics[m] = all.at(m);
+  return result;
+}
+
+}  // namespace
+
+const std::vector<std::string>& GenerationMetricNames() {
+  static const auto* const kNames = new std::vector<std::string>{
+      "accuracy", "refusal_rate", "false_refusal_rate", "reward_mean", "kl_to_ref", "win_rate", "repetition"};
+  return *kNames;
+}
+
+bool IsGenerationMetric(absl::string_view name) {
+  const std::vector<std::string>& names = GenerationMetricNames();
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+nlohmann::json PromptEval::ToJson() const {
+  nlohmann::json j;
+  j["kind"] = kind;
+  j["reference"] = reference;
+  j["completion"] = completion;
+  j["completion_tokens"] = completion_tokens;
+  j["refused"] = refused;
+  if (correct) j["correct"] = *correct;
+  if (reward) j["reward"] = *reward;
+  if (kl) j["kl"] = *kl;
+  if (repetition) j["repetition"] = *repetition;
+  if (reference_completion) j["reference_completion"] = *reference_completion;
+  if (judge_policy) j["judge_policy"] = *judge_policy;
+  if (judge_reference) j["judge_reference"] = *judge_reference;
+  if (win) j["win"] = *win;
+  return j;
+}
+
+absl::StatusOr<GenerationEvalResult> EvaluateGeneration(const std::vector<Record>& records,
+                                                        const GenerationEvalModels& models,
+                                                        const GenerationEvalOptions& options) {
+  RETURN_IF_ERROR(Validate(records, models, options));
+  try {
+    return Evaluate(records, models, options);
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("evaluation: ", e.what_without_backtrace()));
+  }
+}
+
+}  // namespace alignd::worker
