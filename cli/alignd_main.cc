@@ -19,9 +19,9 @@ commands:
   coordinator  serve the job API (--listen=HOST:PORT --db=PATH [--auth-tokens=FILE])
   rollout   serve alignd.v1.Rollout (generation, weight updates) for a model folder (--model=DIR --listen=HOST:PORT)
   reward    serve alignd.v1.Reward with weighted rule scorers and/or a reward model (--listen=HOST:PORT, weights)
+  worker    register with a coordinator and run learner/rollout/reward assignments (--coordinator --roles)
+  local     a coordinator and workers in one process on loopback, SQLite under --dir (the embedded default)
   version   print the version
-
-Not in this build yet: worker, local (see README.md, "Status").
 )";
 
 }  // namespace
@@ -48,6 +48,8 @@ int main(int argc, char** argv) {
   if (command == "coordinator") return alignd::cli::RunCoordinator(args, std::cout, std::cerr);
   if (command == "rollout") return alignd::cli::RunRolloutServer(args, std::cout, std::cerr);
   if (command == "reward") return alignd::cli::RunRewardServer(args, std::cout, std::cerr);
+  if (command == "worker") return alignd::cli::RunWorker(args, std::cout, std::cerr);
+  if (command == "local") return alignd::cli::RunLocal(args, std::cout, std::cerr);
   std::cerr << "alignd: unknown command \"" << command << "\"\n\n" << kUsage;
   return 2;
 }

@@ -4,12 +4,14 @@
 #ifndef ALIGND_CLI_COMMANDS_H_
 #define ALIGND_CLI_COMMANDS_H_
 
+#include <functional>
 #include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/synchronization/notification.h"
 #include "common/flags.h"
 
 namespace alignd::cli {
@@ -34,6 +36,16 @@ int RunDataSynth(const Args& args, std::ostream& out, std::ostream& err);
 
 // `alignd coordinator --listen=HOST:PORT --db=PATH [--auth-tokens=FILE]`: serves the job API until SIGINT/SIGTERM.
 int RunCoordinator(const Args& args, std::ostream& out, std::ostream& err);
+
+// `alignd worker --coordinator=HOST:PORT --roles=...`: registers and runs assignments until SIGINT/SIGTERM.
+int RunWorker(const Args& args, std::ostream& out, std::ostream& err);
+
+// `alignd local [--learners=N --rollout=N --reward=N] [--dir=PATH]`: a coordinator and workers in one process.
+int RunLocal(const Args& args, std::ostream& out, std::ostream& err);
+
+// Runs `serve` with SIGINT/SIGTERM blocked in every thread it starts; the first such signal notifies `stop`, and
+// `serve` returns the exit code (returning early without a signal is fine too).
+int ServeUntilSignal(const std::function<int(absl::Notification* stop)>& serve);
 
 // alignctl job commands (cli/alignctl_jobs.cc), each with --coordinator/ALIGND_COORDINATOR, --token/ALIGND_TOKEN,
 // --timeout and --output=text|json: `submit SPEC [--wait]` (job id alone on the first line), `status JOB`, `list`, `cancel JOB`, `watch JOB`,

@@ -1,3 +1,8 @@
+#include <pthread.h>
+#include <signal.h>
+
+#include <thread>
+
 #include "absl/status/status.h"
 #include "cli/commands.h"
 #include "common/threads.h"
@@ -29,5 +34,27 @@ std::optional<int> ParseFlags(FlagSet& flags, const Args& args, absl::string_vie
 }
 
 int AvailableCores() { return alignd::AvailableCores(); }
+
+int ServeUntilSignal(const std::function<int(absl::Notification* stop)>& serve) {
+  // Block SIGINT/SIGTERM here, before gRPC starts its threads (which inherit the mask), and take them in one thread.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigset_t previous;
+  pthread_sigmask(SIG_BLOCK, &signals, &previous);
+  absl::Notification stop;
+  std::thread waiter([&] {
+    int signal = 0;
+    sigwait(&signals, &signal);
+    stop.Notify();
+  });
+  int code = serve(&stop);
+  // Returning before a signal means the server did not start: wake the waiter with a signal only it receives.
+  if (!stop.HasBeenNotified()) pthread_kill(waiter.native_handle(), SIGTERM);
+  waiter.join();
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  return code;
+}
 
 }  // namespace alignd::cli

@@ -1,10 +1,5 @@
 #include "cli/coordinator_command.h"
 
-#include <pthread.h>
-#include <signal.h>
-
-#include <thread>
-
 #include "absl/strings/str_split.h"
 #include "common/flags.h"
 #include "coordinator/coordinator_server.h"
@@ -23,6 +18,7 @@ int ServeCoordinator(const Args& args, std::ostream& out, std::ostream& err, con
   flags.String("tls-cert", "", "PEM certificate chain: serve TLS (with --tls-key)");
   flags.String("tls-key", "", "PEM private key of --tls-cert");
   flags.String("tls-client-ca", "", "PEM CA bundle: require client certificates that chain to it (mutual TLS)");
+  flags.Int("lease-ttl-ms", 10000, "a worker that sends nothing for this long is dead and its job restarts");
   if (auto stop = ParseFlags(flags, args, "", out, err)) return *stop;
   if (flags.GetString("db").empty()) {
     err << "error: --db is required\n" << flags.Usage();
@@ -41,6 +37,11 @@ int ServeCoordinator(const Args& args, std::ostream& out, std::ostream& err, con
   options.tls_cert_file = flags.GetString("tls-cert");
   options.tls_key_file = flags.GetString("tls-key");
   options.tls_client_ca_file = flags.GetString("tls-client-ca");
+  if (flags.GetInt("lease-ttl-ms") < 100) {
+    err << "error: --lease-ttl-ms must be at least 100\n";
+    return 2;
+  }
+  options.workers.lease_ttl = absl::Milliseconds(flags.GetInt("lease-ttl-ms"));
   options.max_receive_message_bytes = static_cast<int>(max_bytes);
   options.max_send_message_bytes = static_cast<int>(max_bytes);
   auto server = coordinator::CoordinatorServer::Create(options);
@@ -54,25 +55,8 @@ int ServeCoordinator(const Args& args, std::ostream& out, std::ostream& err, con
 }
 
 int RunCoordinator(const Args& args, std::ostream& out, std::ostream& err) {
-  // Block SIGINT/SIGTERM here, before gRPC starts its threads (which inherit the mask), and take them in one thread.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  sigset_t previous;
-  pthread_sigmask(SIG_BLOCK, &signals, &previous);
-  absl::Notification stop;
-  std::thread waiter([&] {
-    int signal = 0;
-    sigwait(&signals, &signal);
-    stop.Notify();
-  });
-  int code = ServeCoordinator(args, out, err, [](int) {}, &stop);
-  // Returning before a signal means the server did not start: wake the waiter with a signal only it receives.
-  if (!stop.HasBeenNotified()) pthread_kill(waiter.native_handle(), SIGTERM);
-  waiter.join();
-  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-  return code;
+  return ServeUntilSignal(
+      [&](absl::Notification* stop) { return ServeCoordinator(args, out, err, [](int) {}, stop); });
 }
 
 }  // namespace alignd::cli

@@ -1,8 +1,6 @@
 #include "cli/serve_commands.h"
 
 #include <grpcpp/grpcpp.h>
-#include <pthread.h>
-#include <signal.h>
 
 #include <memory>
 #include <string>
@@ -39,27 +37,6 @@ int Serve(grpc::Service* service, const std::string& listen, int max_message_byt
   stop->WaitForNotification();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(10));
   return 0;
-}
-
-// Runs `serve` with SIGINT/SIGTERM blocked in every thread and taken by one waiter (as RunCoordinator does).
-int WithSignals(const std::function<int(absl::Notification*)>& serve) {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  sigset_t previous;
-  pthread_sigmask(SIG_BLOCK, &signals, &previous);
-  absl::Notification stop;
-  std::thread waiter([&] {
-    int signal = 0;
-    sigwait(&signals, &signal);
-    stop.Notify();
-  });
-  int code = serve(&stop);
-  if (!stop.HasBeenNotified()) pthread_kill(waiter.native_handle(), SIGTERM);
-  waiter.join();
-  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-  return code;
 }
 
 }  // namespace
@@ -154,11 +131,11 @@ int ServeReward(const Args& args, std::ostream& out, std::ostream& err, const st
 }
 
 int RunRolloutServer(const Args& args, std::ostream& out, std::ostream& err) {
-  return WithSignals([&](absl::Notification* stop) { return ServeRollout(args, out, err, [](int) {}, stop); });
+  return ServeUntilSignal([&](absl::Notification* stop) { return ServeRollout(args, out, err, [](int) {}, stop); });
 }
 
 int RunRewardServer(const Args& args, std::ostream& out, std::ostream& err) {
-  return WithSignals([&](absl::Notification* stop) { return ServeReward(args, out, err, [](int) {}, stop); });
+  return ServeUntilSignal([&](absl::Notification* stop) { return ServeReward(args, out, err, [](int) {}, stop); });
 }
 
 }  // namespace alignd::cli

@@ -31,4 +31,14 @@ bool IsLoopbackAddress(absl::string_view target) {
   return false;
 }
 
+std::string HostOf(absl::string_view address) {
+  if (!address.empty() && address.front() == '[') {
+    size_t close = address.find(']');
+    if (close != absl::string_view::npos) return std::string(address.substr(1, close - 1));
+  }
+  size_t colon = address.rfind(':');
+  if (colon == absl::string_view::npos || address.find(':') != colon) return std::string(address);
+  return std::string(address.substr(0, colon));
+}
+
 }  // namespace alignd::coordinator

@@ -222,7 +222,8 @@ absl::StatusOr<JobRecord> JobManager::MarkRunning(const std::string& id) {
 }
 
 absl::StatusOr<JobRecord> JobManager::ReportProgress(const std::string& id, uint64_t step,
-                                                     const std::map<std::string, double>& metrics) {
+                                                     const std::map<std::string, double>& metrics,
+                                                     const std::string& note) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(CheckJobId(id));
   ASSIGN_OR_RETURN(JobRecord job, store_->GetJob(id));
@@ -235,10 +236,22 @@ absl::StatusOr<JobRecord> JobManager::ReportProgress(const std::string& id, uint
   }
   job.step = step;
   job.updated_unix_ms = options_.now_ms();
-  EventRecord event{id, job.updated_unix_ms, job.state, job.attempt, absl::StrCat("step ", step), step, metrics};
+  EventRecord event{id, job.updated_unix_ms, job.state, job.attempt, absl::StrCat("step ", step, note.empty() ? "" : "; ", note), step, metrics};
   RETURN_IF_ERROR(store_->UpdateJob(job, event));
   ++version_;
   return job;
+}
+
+absl::StatusOr<uint64_t> JobManager::LastCheckpoint(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(CheckJobId(id));
+  ASSIGN_OR_RETURN(std::vector<EventRecord> events, store_->ListEvents(id));
+  uint64_t last = 0;
+  for (const EventRecord& e : events) {
+    auto it = e.metrics.find("checkpoint/step");
+    if (it != e.metrics.end() && it->second > 0) last = std::max(last, static_cast<uint64_t>(it->second));
+  }
+  return last;
 }
 
 absl::StatusOr<JobRecord> JobManager::MarkSucceeded(const std::string& id) {

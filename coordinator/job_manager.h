@@ -104,8 +104,12 @@ class JobManager {
   absl::StatusOr<JobRecord> MarkRunning(const std::string& id);
   // Records a training step and key metrics as a progress event; a SCHEDULED job becomes RUNNING first.
   // FAILED_PRECONDITION for a job in any other state.
+  // `note`, when given, is appended to the event's message ("step 12; checkpoint step 10 in DIR").
   absl::StatusOr<JobRecord> ReportProgress(const std::string& id, uint64_t step,
-                                           const std::map<std::string, double>& metrics);
+                                           const std::map<std::string, double>& metrics,
+                                           const std::string& note = "");
+  // The highest checkpoint step reported for the job (a progress event's "checkpoint/step" metric), 0 if none.
+  absl::StatusOr<uint64_t> LastCheckpoint(const std::string& id);
   // MarkSucceeded: RUNNING -> SUCCEEDED.
   absl::StatusOr<JobRecord> MarkSucceeded(const std::string& id);
   // SCHEDULED/RUNNING -> RESTARTING when `retryable` and restarts remain (attempt <= max_restarts), else FAILED.

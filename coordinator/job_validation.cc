@@ -155,7 +155,22 @@ absl::StatusOr<ValidatedSpec> ValidateJobSpec(absl::string_view spec_yaml, absl:
   }
   ASSIGN_OR_RETURN(worker::JobSpec spec, worker::ParseJobSpec(rest, source));
   RETURN_IF_ERROR(CheckPaths(spec, source, path_roots));
+  // What a gang can run: rollout workers and reward servers serve the RL algorithms (whose model.path the rollout
+  // workers load; the learner then publishes its weights to them); learners split every batch evenly.
+  const bool rl = spec.algorithm == worker::Algorithm::kPpo || spec.algorithm == worker::Algorithm::kGrpo ||
+                  spec.algorithm == worker::Algorithm::kRloo;
+  const v1::Resources& r = out.resources;
+  if (!rl && (r.rollout_workers() > 0 || r.reward_servers() > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": resources: rollout_workers and reward_servers serve ppo, "
+                                                   "grpo and rloo only; ", worker::AlgorithmName(spec.algorithm),
+                                                   " needs learners alone"));
+  }
+  if (r.learners() > 1 && spec.train.batch_size % r.learners() != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": train.batch_size: ", spec.train.batch_size,
+                                                   " does not split evenly over ", r.learners(), " learners"));
+  }
   out.name = spec.name;
+  out.spec = std::move(spec);
   return out;
 }
 

@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "proto/alignd.pb.h"
+#include "worker/job_spec.h"
 
 namespace alignd::coordinator {
 
@@ -26,6 +27,7 @@ struct ValidatedSpec {
   std::string name;            // the spec's `name`
   v1::Resources resources;     // with the defaults filled in
   uint32_t max_restarts = 3;
+  worker::JobSpec spec;        // the rest of the spec, parsed
 };
 
 // Largest accepted spec, in bytes.

@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status.h"
+#include "coordinator/address.h"
 
 namespace alignd::coordinator {
 namespace {
@@ -122,17 +124,39 @@ absl::StatusOr<Scheduler::TickResult> Scheduler::TickLocked() {
     }
     ASSIGN_OR_RETURN(JobRecord job,
                      jobs_->MarkScheduled(p.job_id, absl::StrCat("placed on ", absl::StrJoin(where, ", "))));
+    ASSIGN_OR_RETURN(uint64_t checkpoint, jobs_->LastCheckpoint(job.id));
     std::map<v1::Role, uint32_t> world_size, rank;
     for (const auto& [worker, role] : p.workers) ++world_size[role];
+    // The gang's addresses: learner rank 0 hosts both rendezvous stores; rollout and reward servers by rank.
+    v1::Assignment common;
+    common.set_job_id(job.id);
+    common.set_attempt(job.attempt);
+    common.set_spec_yaml(job.spec_yaml);
+    common.set_checkpoint_step(checkpoint);
+    bool have_leader = false;
+    for (const auto& [worker, role] : p.workers) {
+      std::optional<WorkerRecord> record = workers_->Get(worker);
+      if (!record) continue;
+      if (role == v1::ROLE_ROLLOUT) common.add_rollout_addresses(record->info.address());
+      if (role == v1::ROLE_REWARD) common.add_reward_addresses(record->info.address());
+      if (role == v1::ROLE_LEARNER && !have_leader) {
+        have_leader = true;
+        const std::string host = HostOf(record->info.address());
+        // A worker that keeps no ports (0) cannot host them: its gang gets no rendezvous, which is fine for a
+        // lone learner without rollout workers and an error the learner reports otherwise.
+        if (record->info.group_port() != 0) common.set_rendezvous(absl::StrCat(host, ":", record->info.group_port()));
+        if (record->info.broadcast_port() != 0) {
+          common.set_broadcast_rendezvous(absl::StrCat(host, ":", record->info.broadcast_port()));
+        }
+      }
+    }
     for (const auto& [worker, role] : p.workers) {
       v1::CoordinatorMessage message;
       v1::Assignment* a = message.mutable_assignment();
-      a->set_job_id(job.id);
-      a->set_attempt(job.attempt);
+      *a = common;
       a->set_role(role);
       a->set_rank(rank[role]++);
       a->set_world_size(world_size[role]);
-      a->set_spec_yaml(job.spec_yaml);
       workers_->Push(worker, std::move(message));
     }
     result.placed.push_back(std::move(p));

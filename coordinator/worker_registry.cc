@@ -153,4 +153,18 @@ std::vector<WorkerRecord> WorkerRegistry::List() const {
   return out;
 }
 
+std::optional<WorkerRecord> WorkerRegistry::Get(const std::string& worker_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) return std::nullopt;
+  return it->second;
+}
+
+void WorkerRegistry::ExpireNow(const std::string& lease_id) {
+  absl::MutexLock lock(&mu_);
+  for (auto& [id, worker] : workers_) {
+    if (worker.lease_id == lease_id) worker.lease_expires_ms = 0;
+  }
+}
+
 }  // namespace alignd::coordinator

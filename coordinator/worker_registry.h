@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,11 @@ class WorkerRegistry {
   // How many free workers on `device` could take each role (a worker with several roles counts for each).
   Capacity FreeCapacity(v1::DeviceKind device) const;
   std::vector<WorkerRecord> List() const;
+  // One worker's record; nullopt when unknown.
+  std::optional<WorkerRecord> Get(const std::string& worker_id) const;
+  // Ends the lease of the worker holding `lease_id` now (its control stream closed: the process is gone); the next
+  // ExpireLeases returns it. Unknown leases are ignored.
+  void ExpireNow(const std::string& lease_id);
 
  private:
   explicit WorkerRegistry(Options options) : options_(std::move(options)) {}

@@ -47,7 +47,12 @@ absl::Status WorkerServiceImpl::Apply(const std::string& worker_id, const v1::Wo
     case v1::WorkerMessage::kProgress: {
       const v1::Progress& progress = message.progress();
       std::map<std::string, double> metrics(progress.metrics().begin(), progress.metrics().end());
-      return IgnoreRace(jobs_->ReportProgress(progress.job_id(), progress.step(), metrics).status());
+      std::string note;
+      if (progress.checkpoint_step() > 0) {
+        metrics["checkpoint/step"] = static_cast<double>(progress.checkpoint_step());
+        note = absl::StrCat("checkpoint step ", progress.checkpoint_step(), " in ", progress.checkpoint_path());
+      }
+      return IgnoreRace(jobs_->ReportProgress(progress.job_id(), progress.step(), metrics, note).status());
     }
     case v1::WorkerMessage::kResult: {
       const v1::JobResult& result = message.result();
@@ -93,8 +98,10 @@ grpc::Status WorkerServiceImpl::Control(grpc::ServerContext* context,
   absl::Status allowed = RequireWorker(*context, *auth_);
   if (!allowed.ok()) return ToGrpcStatus(allowed);
   v1::WorkerMessage message;
+  std::string lease;  // the lease this stream renews, once known
   while (stream->Read(&message)) {
     absl::StatusOr<std::string> worker_id = workers_->Heartbeat(message.lease_id());
+    if (worker_id.ok()) lease = message.lease_id();
     if (!worker_id.ok()) {
       v1::CoordinatorMessage stale;
       stale.set_stale_lease(message.lease_id());
@@ -104,9 +111,13 @@ grpc::Status WorkerServiceImpl::Control(grpc::ServerContext* context,
     absl::Status applied = Apply(*worker_id, message);
     if (!applied.ok()) return ToGrpcStatus(applied);
     for (v1::CoordinatorMessage& out : workers_->TakeOutbox(*worker_id)) {
-      if (!stream->Write(out)) return grpc::Status(grpc::StatusCode::CANCELLED, "the worker went away");
+      if (!stream->Write(out)) break;
     }
   }
+  // The stream ended: the worker closed it or its process died (the kernel closes its connections). Either way its
+  // assignment cannot go on, so its lease ends now rather than after the TTL, and the scheduler's next pass (within
+  // a second) restarts its gang. A worker whose connection merely broke is told its lease is stale and registers again.
+  if (!lease.empty()) workers_->ExpireNow(lease);
   return grpc::Status::OK;
 }
 

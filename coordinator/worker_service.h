@@ -2,7 +2,8 @@
 // Register hands out a lease (and runs a scheduling pass, so a waiting job can be placed at once). Control is the
 // worker's stream: every message must carry a live lease (a stale one gets `stale_lease` and FAILED_PRECONDITION:
 // register again) and renews it; after each message the coordinator sends whatever waits for that worker
-// (assignments, cancellations), so workers heartbeat about once a second. Progress moves a scheduled job to
+// (assignments, cancellations), so workers heartbeat about once a second. When a control stream ends (the worker stopped or its process died), its lease
+// ends at once. Progress moves a scheduled job to
 // RUNNING and is recorded (step, metrics) as an event; a JobResult finishes it (success, retryable failure, or config failure). Thread-safe.
 #ifndef ALIGND_COORDINATOR_WORKER_SERVICE_H_
 #define ALIGND_COORDINATOR_WORKER_SERVICE_H_

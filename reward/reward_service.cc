@@ -17,7 +17,7 @@ grpc::Status RewardService::Score(grpc::ServerContext* context, const alignd::v1
   std::vector<ScoreInput> items;
   items.reserve(request->items_size());
   for (const alignd::v1::ScoreItem& item : request->items()) {
-    items.push_back(ScoreInput{item.prompt(), item.response(), item.reference()});
+    items.push_back(ScoreInput{item.prompt(), item.response(), item.reference(), item.kind()});
   }
   absl::StatusOr<std::vector<ScoreResult>> results = core_->Score(std::move(items), deadline);
   if (!results.ok()) return ToGrpcStatus(results.status());

@@ -19,6 +19,7 @@ struct ScoreInput {
   std::string prompt;
   std::string response;
   std::string reference;  // may be empty: scorers that need it give 0
+  std::string kind;       // the prompt record's task kind (arithmetic, harmful, benign, ...); may be empty
 };
 
 class Scorer {

@@ -1,5 +1,6 @@
 #include "rollout/service.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 #include <vector>
@@ -56,14 +57,27 @@ grpc::Status RolloutService::Generate(grpc::ServerContext* context, const alignd
     return ToGrpcStatus(absl::NotFoundError(absl::StrCat("adapter \"", request->adapter(),
                                                          "\" is not loaded (this server serves no adapters)")));
   }
+  if (request->prompts_size() > 0 && request->prompt_token_ids_size() > 0) {
+    return ToGrpcStatus(
+        absl::InvalidArgumentError("prompts and prompt_token_ids: give one or the other, not both"));
+  }
   SamplingParams params = FromProto(request->sampling(), options_.default_max_new_tokens);
-  int64_t rows = static_cast<int64_t>(request->prompts_size()) * params.n;
+  const int64_t count = std::max(request->prompts_size(), request->prompt_token_ids_size());
+  int64_t rows = count * params.n;
   if (rows > options_.max_request_rows) {
     return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat("prompts x n = ", rows, " exceeds the limit of ",
                                                                 options_.max_request_rows, "; split the request")));
   }
-  std::vector<std::string> prompts(request->prompts().begin(), request->prompts().end());
-  absl::StatusOr<std::vector<Sample>> samples = engine_->GenerateText(prompts, params);
+  absl::StatusOr<std::vector<Sample>> samples;
+  if (request->prompt_token_ids_size() > 0) {
+    std::vector<std::vector<int32_t>> ids;
+    ids.reserve(request->prompt_token_ids_size());
+    for (const auto& p : request->prompt_token_ids()) ids.emplace_back(p.ids().begin(), p.ids().end());
+    samples = engine_->Generate(ids, params);
+  } else {
+    std::vector<std::string> prompts(request->prompts().begin(), request->prompts().end());
+    samples = engine_->GenerateText(prompts, params);
+  }
   if (!samples.ok()) return ToGrpcStatus(samples.status());
   for (const Sample& s : *samples) {
     alignd::v1::Sample* out = response->add_samples();

@@ -1,7 +1,8 @@
 // gRPC adapter for alignd.v1.Rollout over an Engine: each handler validates, calls the engine (or the weight-update
 // functions of rollout/weight_update.h) and converts the status once.
 //
-// Generate: proto3 zeros mean "unset": top_p 0 -> 1, max_new_tokens 0 -> Options::default_max_new_tokens, n 0 -> 1;
+// Generate: prompts come as strings (rendered with the engine's chat template) or as token ids (the caller's own
+// encoding; INVALID_ARGUMENT when a request has both). Proto3 zeros mean "unset": top_p 0 -> 1, max_new_tokens 0 -> Options::default_max_new_tokens, n 0 -> 1;
 // an empty stop_token_ids list means the engine's defaults. Codes: INVALID_ARGUMENT for no prompts, prompts x n over
 // Options::max_request_rows (oversized: split the request), or any engine validation error; NOT_FOUND for a
 // non-empty adapter (named adapters are not served yet: every adapter name is unknown).

@@ -17,6 +17,8 @@
 
 namespace alignd::worker {
 
+struct RemoteServices;  // worker/remote.h
+
 // Switches PEFT modules off (reference policy) and back on; a no-op without PEFT.
 class ReferenceSwitch {
  public:
@@ -32,6 +34,8 @@ struct TrainContext {
   // The data-parallel learners this rank belongs to (not owned); null for a single learner. Objectives that do not
   // shard items (shards_items() false) use it to keep their ranks in step.
   LearnerGroup* group = nullptr;
+  // Where a distributed job's rollout workers and reward servers are (not owned); null in-process.
+  const RemoteServices* remote = nullptr;
 };
 
 // Clips the accumulated gradients, takes one optimiser step and zeroes the gradients. Returns the gradient norm

@@ -73,6 +73,9 @@ class MapReader {
     return sub.Finish();
   }
 
+  // A key another reader handles (the coordinator's `resources`): accepted here without being read.
+  void Ignore(const char* key) { seen_.insert(key); }
+
   bool Has(const char* key) const { return node_[key].IsDefined() && !node_[key].IsNull(); }
 
   absl::Status Finish() const {
@@ -207,6 +210,8 @@ absl::Status ParsePpo(MapReader& r, PpoSpec* p) {
   RETURN_IF_ERROR(r.Get("kl_target", &p->kl_target));
   RETURN_IF_ERROR(r.Get("kl_horizon", &p->kl_horizon));
   RETURN_IF_ERROR(r.Get("whiten_advantages", &p->whiten_advantages));
+  RETURN_IF_ERROR(r.Get("max_staleness", &p->max_staleness));
+  RETURN_IF_ERROR(Require(r, "max_staleness", p->max_staleness >= 0, "must be >= 0"));
   RETURN_IF_ERROR(Require(r, "max_new_tokens", p->max_new_tokens > 0, "must be > 0"));
   RETURN_IF_ERROR(Require(r, "temperature", p->temperature > 0, "must be > 0"));
   RETURN_IF_ERROR(Require(r, "samples_per_prompt", p->samples_per_prompt > 0, "must be > 0"));
@@ -220,6 +225,7 @@ absl::Status ParsePpo(MapReader& r, PpoSpec* p) {
 
 absl::Status ParseTop(MapReader& r, JobSpec* spec) {
   RETURN_IF_ERROR(r.CheckMap());
+  r.Ignore("resources");  // the gang a coordinator places (coordinator/job_validation.h); one process here
   RETURN_IF_ERROR(r.Get("name", &spec->name));
   RETURN_IF_ERROR(Require(r, "name", !spec->name.empty(), "is required"));
   std::string algorithm = "sft";

@@ -2,6 +2,8 @@
 // YAML reads) with one section per concern. Parsing is strict: an unknown key, a wrong type or a bad value is
 // INVALID_ARGUMENT naming the file, line and key path (`job.yaml:7: train.lr: must be > 0, got -1`).
 // Relative paths in the spec are taken relative to the working directory, as a user typing them expects.
+// A top-level `resources` section (the gang a coordinator places: coordinator/job_validation.h) is accepted and not
+// read here, so one spec file serves both `alignd train` and `alignctl submit`.
 #ifndef ALIGND_WORKER_JOB_SPEC_H_
 #define ALIGND_WORKER_JOB_SPEC_H_
 
@@ -100,6 +102,9 @@ struct PpoSpec {
   double kl_target = 6.0;
   double kl_horizon = 10000;
   bool whiten_advantages = true;
+  // Distributed jobs: how many weight versions older than the policy being trained a rollout sample may be
+  // (0 = strictly on-policy). alignd publishes before every step's generation, so samples are on-policy today.
+  int64_t max_staleness = 0;
 };
 
 struct JobSpec {

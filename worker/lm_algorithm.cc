@@ -69,6 +69,12 @@ class LmAlgorithm : public Objective {
     return absl::OkStatus();
   }
   size_t size() const override { return train_.size(); }
+  // The loss is a mean over the step's trained tokens, so a data-parallel rank's shard weighs its token count.
+  double ShardWeight(const std::vector<size_t>& shard) const override {
+    int64_t tokens = 0;
+    for (size_t i : shard) tokens += TrainedTokens(train_[i]);
+    return static_cast<double>(tokens);
+  }
 
   absl::StatusOr<Metrics> Step(TrainContext& ctx, int64_t step, const std::vector<size_t>& items,
                                const ApplyStep& apply) override {

@@ -1,9 +1,15 @@
 // Reinforcement learning from rewards on generated samples: PPO (actor-critic with a value head on the policy's
 // hidden states, per-token KL penalty in the reward, GAE, clipped surrogate and value losses), and the critic-free
 // GRPO (group-normalised advantages, KL to the reference in the loss) and RLOO (leave-one-out baseline, KL in the
-// reward). Generation goes through the rollout engine, in-process, on the live policy weights; the reference policy
-// is the base with PEFT switched off, or a frozen copy of the starting weights.
+// reward). Generation goes through the rollout engine: in-process on the live policy weights, or on the job's
+// rollout workers (worker/remote.h) after learner rank 0 has published the weights; several learners share each
+// rollout batch (rank 0 collects it and broadcasts it) and split every minibatch. The reference policy is the base
+// with PEFT switched off, or a frozen copy of the starting weights.
+#include <chrono>
 #include <cmath>
+#include <sstream>
+
+#include <torch/serialize.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/collate.h"
@@ -12,7 +18,9 @@
 #include "common/synth.h"
 #include "rollout/engine.h"
 #include "worker/algorithm.h"
+#include "worker/learner_group.h"
 #include "worker/losses.h"
+#include "worker/remote.h"
 #include "worker/rewards.h"
 
 namespace alignd::worker {
@@ -45,8 +53,34 @@ class RlObjective : public Objective {
     eo.tokenizer = ctx.tokenizer;
     eo.chat_template = spec.data.chat_template;
     ASSIGN_OR_RETURN(engine_, rollout::Engine::Create(eo));
-    ASSIGN_OR_RETURN(rewards_, MakeRewardFunction(spec.ppo.rule_rewards, spec.ppo.reward_model,
-                                                  spec.ppo.reward_model_weight, spec.data.chat_template));
+    rank_ = ctx.group ? ctx.group->rank() : 0;
+    world_ = ctx.group ? ctx.group->world_size() : 1;
+    const int64_t rows_per_minibatch = spec.train.batch_size * k_ / std::max<int64_t>(1, spec.ppo.minibatches);
+    if (world_ > 1 && rows_per_minibatch % world_ != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ppo.minibatches: each minibatch (train.batch_size x samples / minibatches = ", rows_per_minibatch,
+          " rows) must split evenly over the ", world_, " learners"));
+    }
+    // Learner rank 0 drives the loop. In a distributed job it generates on the rollout workers (publishing a weight
+    // version to them before every step's generation) and scores on the reward servers; without them (or in
+    // `alignd train`) it does either in-process.
+    const bool remote_rollout = ctx.remote != nullptr && !ctx.remote->rollout_addresses.empty();
+    const bool remote_reward = ctx.remote != nullptr && !ctx.remote->reward_addresses.empty();
+    if (remote_rollout && rank_ == 0) {
+      if (ctx.peft != nullptr) {
+        return absl::InvalidArgumentError(
+            "lora/adapters: a PPO/GRPO/RLOO job with rollout workers cannot publish adapter weights to them yet; "
+            "run it with resources.rollout_workers: 0 or without PEFT");
+      }
+      ASSIGN_OR_RETURN(generator_, RemoteGenerator::Create(*ctx.remote));
+      ASSIGN_OR_RETURN(publisher_, WeightPublisher::Create(*ctx.remote));
+    }
+    if (remote_reward && rank_ == 0) {
+      ASSIGN_OR_RETURN(rewards_, MakeRemoteRewardFunction(*ctx.remote));
+    } else if (rank_ == 0) {
+      ASSIGN_OR_RETURN(rewards_, MakeRewardFunction(spec.ppo.rule_rewards, spec.ppo.reward_model,
+                                                    spec.ppo.reward_model_weight, spec.data.chat_template));
+    }
     if (ctx.peft == nullptr) {
       // A frozen copy of the starting weights serves as the reference policy.
       reference_ = CausalLM(ctx.model->config());
@@ -72,6 +106,7 @@ class RlObjective : public Objective {
   std::vector<torch::Tensor> extra_parameters() override {
     return value_head_ ? value_head_->parameters() : std::vector<torch::Tensor>{};
   }
+  bool shards_items() const override { return false; }  // rank 0 collects the whole batch and broadcasts it
   nlohmann::json SaveState() const override { return {{"kl_coef", kl_coef_}}; }
   absl::Status LoadState(const nlohmann::json& state) override {
     kl_coef_ = state.value("kl_coef", kl_coef_);
@@ -82,8 +117,13 @@ class RlObjective : public Objective {
                                const ApplyStep& apply) override {
     const PpoSpec& p = ctx.spec->ppo;
     Metrics m;
-    ASSIGN_OR_RETURN(Rollout r, Collect(ctx, train_, items, step, p.temperature, &m));
-    ComputeAdvantages(ctx, &r, &m);
+    Rollout r;
+    if (rank_ == 0) {
+      if (publisher_ && published_ < step) RETURN_IF_ERROR(Publish(ctx, static_cast<uint64_t>(step), &m));
+      ASSIGN_OR_RETURN(r, Collect(ctx, train_, items, step, p.temperature, &m));
+      ComputeAdvantages(ctx, &r, &m);
+    }
+    if (world_ > 1) RETURN_IF_ERROR(ShareRollout(ctx, &r));
 
     // Several epochs of minibatch updates over the rollout batch.
     const int64_t n = r.ids.size(0);
@@ -95,6 +135,7 @@ class RlObjective : public Objective {
       torch::Tensor perm = torch::randperm(n, gen, torch::kLong);
       for (int64_t b = 0; b + per <= n; b += per) {
         torch::Tensor rows = perm.narrow(0, b, per);
+        if (world_ > 1) rows = rows.narrow(0, rank_ * (per / world_), per / world_);  // this learner's share
         auto pick = [&](const torch::Tensor& t) { return t.index_select(0, rows); };
         torch::Tensor ids = pick(r.ids), att = pick(r.attention), mask = pick(r.response);
         ModelOutput out = ctx.model->forward(ids, att);
@@ -122,6 +163,11 @@ class RlObjective : public Objective {
         ++updates;
       }
     }
+    if (world_ > 1) {  // the loss terms as the mean over learners (each saw its share of every minibatch)
+      std::vector<double> sums = {pg_sum, vf_sum, ent_sum, clip_sum, akl_sum};
+      RETURN_IF_ERROR(ctx.group->AllReduceMean(&sums));
+      pg_sum = sums[0], vf_sum = sums[1], ent_sum = sums[2], clip_sum = sums[3], akl_sum = sums[4];
+    }
     const double u = static_cast<double>(std::max<int64_t>(updates, 1));
     m["policy/loss"] = pg_sum / u;
     m["policy/clipfrac"] = clip_sum / u;
@@ -131,7 +177,7 @@ class RlObjective : public Objective {
     if (value_head_) m["value/loss"] = vf_sum / u;
     m["train/loss"] = (pg_sum + p.vf_coef * vf_sum) / u;
     m["objective/kl_coef"] = kl_coef_;
-    if (p.adaptive_kl) {
+    if (p.adaptive_kl && rank_ == 0) {  // other learners get the coefficient with the next rollout
       // Ziegler et al.: nudge the coefficient towards the target KL, by at most ±20% of the horizon-scaled error.
       double err = std::clamp(m["objective/kl"] / p.kl_target - 1.0, -0.2, 0.2);
       kl_coef_ *= 1.0 + err * static_cast<double>(n) / p.kl_horizon;
@@ -140,7 +186,7 @@ class RlObjective : public Objective {
   }
 
   absl::StatusOr<Metrics> Evaluate(TrainContext& ctx) override {
-    if (eval_.records.empty()) return Metrics{};
+    if (eval_.records.empty() || rank_ != 0) return Metrics{};
     std::vector<size_t> all(eval_.records.size());
     for (size_t i = 0; i < all.size(); ++i) all[i] = i;
     Metrics m;
@@ -178,10 +224,22 @@ class RlObjective : public Objective {
     sp.n = temperature > 0 ? k_ : 1;
     sp.seed = ctx.spec->seed * 1000003ULL + static_cast<uint64_t>(step);
     ctx.model->eval();
-    rollout::GenerateStats stats;
-    auto samples = engine_->Generate(prompts, sp, &stats);
+    const auto generate_start = std::chrono::steady_clock::now();
+    absl::StatusOr<std::vector<rollout::Sample>> samples =
+        generator_ ? generator_->Generate(prompts, sp) : engine_->Generate(prompts, sp);
+    const double generate_seconds = Seconds(generate_start);
     ctx.model->train();
     if (!samples.ok()) return samples.status();
+    int64_t generated_tokens = 0, staleness = 0;
+    for (const auto& s : *samples) {
+      generated_tokens += static_cast<int64_t>(s.token_ids.size());
+      if (publisher_) staleness = std::max(staleness, static_cast<int64_t>(published_) - static_cast<int64_t>(s.weight_version));
+    }
+    if (publisher_ && staleness > p.max_staleness) {
+      return absl::FailedPreconditionError(absl::StrCat("rollout samples are ", staleness,
+                                                        " weight versions old; ppo.max_staleness is ",
+                                                        p.max_staleness));
+    }
 
     std::vector<const Record*> recs;
     std::vector<std::string> texts;
@@ -196,7 +254,11 @@ class RlObjective : public Objective {
       e.loss_mask.resize(e.input_ids.size(), 1);
       rows.push_back(std::move(e));
     }
+    const auto score_start = std::chrono::steady_clock::now();
     ASSIGN_OR_RETURN(ScoredBatch scored, rewards_->Score(recs, texts));
+    (*m)["time/score_s"] = Seconds(score_start);
+    (*m)["time/generate_s"] = generate_seconds;
+    if (publisher_) (*m)["rollout/staleness"] = static_cast<double>(staleness);
 
     CollateOptions co;
     co.pad_id = ctx.tokenizer->pad_id().value_or(0);
@@ -250,8 +312,7 @@ class RlObjective : public Objective {
     (*m)["reward/std"] = n > 1 ? r.scores.std().item<double>() : 0.0;
     (*m)["rollout/logprob_gap"] = gap;
     (*m)["rollout/length"] = length / n;
-    (*m)["rollout/tokens_per_s"] =
-        static_cast<double>(stats.generated_tokens) / std::max(1e-9, stats.prefill_seconds + stats.decode_seconds);
+    (*m)["rollout/tokens_per_s"] = static_cast<double>(generated_tokens) / std::max(1e-9, generate_seconds);
     (*m)["objective/kl"] =
         ((r.old_logp - r.ref_logp) * r.response).sum(1).mean().item<double>();
     if (arithmetic > 0) (*m)["task/accuracy"] = correct / arithmetic;
@@ -261,6 +322,56 @@ class RlObjective : public Objective {
   }
 
   static double IsRefusalText(const std::string& text) { return IsRefusal(text) ? 1.0 : 0.0; }
+
+  static double Seconds(std::chrono::steady_clock::time_point since) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+  }
+
+  // Sends the live policy weights to the rollout workers as `version` (= the step about to generate).
+  absl::Status Publish(TrainContext& ctx, uint64_t version, Metrics* m) {
+    std::vector<std::pair<std::string, torch::Tensor>> tensors;
+    for (const auto& p : ctx.model->named_parameters()) tensors.emplace_back(p.key(), p.value().detach());
+    ASSIGN_OR_RETURN(WeightPublisher::Stats stats, publisher_->Publish(tensors, version));
+    published_ = version;
+    (*m)["weights/sync_seconds"] = stats.seconds;
+    (*m)["weights/sync_bytes"] = static_cast<double>(stats.bytes);
+    (*m)["weights/version"] = static_cast<double>(version);
+    return absl::OkStatus();
+  }
+
+  // Learner rank 0's rollout batch (and the KL coefficient) to every learner.
+  absl::Status ShareRollout(TrainContext& ctx, Rollout* r) {
+    std::string bytes;
+    const bool ppo = algorithm_ == Algorithm::kPpo;
+    if (rank_ == 0) {
+      auto or_empty = [](const torch::Tensor& t) { return t.defined() ? t : torch::zeros({0}); };
+      std::vector<torch::Tensor> parts = {r->ids, r->attention, r->response, r->old_logp, r->ref_logp,
+                                          r->advantages, or_empty(r->values), or_empty(r->returns), r->scores,
+                                          torch::tensor({kl_coef_}, torch::kDouble)};
+      std::ostringstream out;
+      try {
+        torch::save(parts, out);
+      } catch (const c10::Error& e) {
+        return absl::InternalError(absl::StrCat("serialising the rollout batch: ", e.what_without_backtrace()));
+      }
+      bytes = out.str();
+    }
+    RETURN_IF_ERROR(ctx.group->BroadcastBytes(&bytes, 0));
+    if (rank_ == 0) return absl::OkStatus();
+    std::vector<torch::Tensor> parts;
+    try {
+      std::istringstream in(bytes);
+      torch::load(parts, in);
+    } catch (const c10::Error& e) {
+      return absl::DataLossError(absl::StrCat("the rollout batch from learner rank 0: ", e.what_without_backtrace()));
+    }
+    if (parts.size() != 10) return absl::DataLossError("the rollout batch from learner rank 0 is incomplete");
+    r->ids = parts[0], r->attention = parts[1], r->response = parts[2], r->old_logp = parts[3];
+    r->ref_logp = parts[4], r->advantages = parts[5], r->scores = parts[8];
+    if (ppo) r->values = parts[6], r->returns = parts[7];
+    kl_coef_ = parts[9].item<double>();
+    return absl::OkStatus();
+  }
 
   void ComputeAdvantages(TrainContext& ctx, Rollout* r, Metrics* m) {
     const PpoSpec& p = ctx.spec->ppo;
@@ -288,8 +399,12 @@ class RlObjective : public Objective {
   int64_t k_ = 1;
   double kl_coef_ = 0;
   Dataset train_, eval_;
-  std::unique_ptr<rollout::Engine> engine_;
-  std::unique_ptr<RewardFunction> rewards_;
+  std::unique_ptr<rollout::Engine> engine_;  // in-process generation, and prompt encoding everywhere
+  std::unique_ptr<RewardFunction> rewards_;  // rank 0 only
+  int rank_ = 0, world_ = 1;
+  std::unique_ptr<RemoteGenerator> generator_;  // rank 0 of a distributed job
+  std::unique_ptr<WeightPublisher> publisher_;  // rank 0 of a distributed job
+  uint64_t published_ = 0;                      // the weight version the rollout workers hold
   CausalLM reference_{nullptr};
   torch::nn::Linear value_head_{nullptr};
 };

@@ -186,6 +186,7 @@ class Run {
     RETURN_IF_ERROR(ShardSpec());
     ctx_.spec = &spec_;
     ctx_.group = group_;
+    ctx_.remote = options_.remote;
     RETURN_IF_ERROR(BuildModel(spec_, &ctx_));
     ASSIGN_OR_RETURN(peft_, AttachPeft(spec_, ctx_.model));
     ctx_.peft = peft_.get();

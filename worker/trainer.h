@@ -41,6 +41,7 @@ namespace alignd::worker {
 using Metrics = std::map<std::string, double>;
 
 class LearnerGroup;
+struct RemoteServices;
 
 struct TrainOptions {
   bool resume = false;             // continue from the latest checkpoint in the output folder, if there is one
@@ -48,6 +49,9 @@ struct TrainOptions {
   std::function<void(int64_t step, const Metrics&)> on_step;  // called after every step (progress reporting)
   // Data-parallel learners (not owned; null = a single learner); see "Data parallelism" above.
   LearnerGroup* group = nullptr;
+  // PPO/GRPO/RLOO in a distributed job: the rollout workers and reward servers learner rank 0 uses (not owned; null
+  // = generate and score in-process). See worker/remote.h.
+  const RemoteServices* remote = nullptr;
   // Rank 0 only: called once a checkpoint folder is complete (renamed into place), with its path.
   std::function<void(int64_t step, const std::string& dir)> on_checkpoint;
   // Checked before every step (in a group: by every rank, and any rank's true cancels them all at the same step);

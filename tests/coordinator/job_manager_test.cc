@@ -16,7 +16,9 @@ namespace {
 using ::testing::HasSubstr;
 
 constexpr char kSpec[] = R"(name: tiny
-algorithm: sft
+algorithm: ppo
+model:
+  path: runs/sft/final
 data:
   train: data/toy/sft_train.jsonl
 resources:

@@ -26,9 +26,11 @@ resources:
   reward_servers: 1
   device: cuda
   max_restarts: 0
-algorithm: sft
+algorithm: ppo
+model:
+  path: runs/sft/final
 data:
-  train: sft.jsonl
+  train: prompts.jsonl
 )");
   ASSERT_TRUE(spec.ok()) << spec.status();
   EXPECT_EQ(spec->resources.learners(), 4u);
@@ -36,6 +38,16 @@ data:
   EXPECT_EQ(spec->resources.reward_servers(), 1u);
   EXPECT_EQ(spec->resources.device(), v1::DEVICE_KIND_CUDA);
   EXPECT_EQ(spec->max_restarts, 0u);
+}
+
+TEST(ValidateJobSpecTest, GangsMustFitTheAlgorithm) {
+  auto sft = ValidateJobSpec("name: s\nalgorithm: sft\ndata:\n  train: t.jsonl\nresources:\n  rollout_workers: 1\n");
+  EXPECT_EQ(sft.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(sft.status().message(), HasSubstr("resources: rollout_workers and reward_servers serve ppo"));
+  auto uneven = ValidateJobSpec(
+      "name: d\nalgorithm: sft\ndata:\n  train: t.jsonl\ntrain:\n  batch_size: 9\nresources:\n  learners: 2\n");
+  EXPECT_EQ(uneven.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(uneven.status().message(), HasSubstr("train.batch_size: 9 does not split evenly over 2 learners"));
 }
 
 TEST(ValidateJobSpecTest, JsonSpecsWithResourcesAreAccepted) {

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "coordinator/memory_job_store.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -19,12 +20,18 @@ v1::WorkerInfo Worker(std::initializer_list<v1::Role> roles, v1::DeviceKind devi
   v1::WorkerInfo info;
   for (v1::Role r : roles) info.add_roles(r);
   info.set_device(device);
-  info.set_address("127.0.0.1:9000");
+  static int next = 0;  // distinct addresses and ports per worker
+  ++next;
+  info.set_address("127.0.0.1:" + std::to_string(9000 + next));
+  info.set_group_port(static_cast<uint32_t>(20000 + 2 * next));
+  info.set_broadcast_port(static_cast<uint32_t>(20001 + 2 * next));
   return info;
 }
 
 std::string Spec(int learners, int rollout, const std::string& device = "cpu") {
-  return "name: j\nalgorithm: sft\ndata:\n  train: t.jsonl\nresources:\n  learners: " + std::to_string(learners) +
+  return "name: j\nalgorithm: ppo\nmodel:\n  path: m\ndata:\n  train: t.jsonl\ntrain:\n  batch_size: 12\n"
+         "resources:\n  learners: " +
+         std::to_string(learners) +
          "\n  rollout_workers: " + std::to_string(rollout) + "\n  device: " + device + "\n  max_restarts: 1\n";
 }
 
@@ -168,6 +175,14 @@ TEST_F(SchedulerTest, AssignmentsCarryRankWorldSizeAttemptAndSpec) {
   EXPECT_EQ(ar[0].assignment().world_size(), 1u);
   EXPECT_EQ(a0[0].assignment().attempt(), 1u);
   EXPECT_EQ(a0[0].assignment().spec_yaml(), Spec(2, 1));
+  // The gang's addresses: learner rank 0's rendezvous ports, the rollout worker's server.
+  for (const auto* a : {&a0[0].assignment(), &a1[0].assignment(), &ar[0].assignment()}) {
+    EXPECT_EQ(a->rendezvous(), absl::StrCat("127.0.0.1:", l0.info.group_port()));
+    EXPECT_EQ(a->broadcast_rendezvous(), absl::StrCat("127.0.0.1:", l0.info.broadcast_port()));
+    ASSERT_EQ(a->rollout_addresses_size(), 1);
+    EXPECT_EQ(a->rollout_addresses(0), r0.info.address());
+    EXPECT_EQ(a->checkpoint_step(), 0u);
+  }
 }
 
 TEST(PlanGangsTest, MultiRoleWorkersAreKeptForTheRolesOnlyTheyHave) {

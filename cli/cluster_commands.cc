@@ -1,0 +1,179 @@
+// `alignd worker` and `alignd local`: worker processes, and the embedded default (a coordinator and workers in one
+// process on loopback).
+#include <grpcpp/grpcpp.h>
+#include <torch/cuda.h>
+
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "cli/commands.h"
+#include "common/file_util.h"
+#include "common/flags.h"
+#include "common/status.h"
+#include "coordinator/address.h"
+#include "coordinator/coordinator_server.h"
+#include "worker/node.h"
+
+namespace alignd::cli {
+namespace {
+
+absl::StatusOr<v1::DeviceKind> ParseDevice(const std::string& device) {
+  if (device == "cpu") return v1::DEVICE_KIND_CPU;
+  if (device == "cuda") {
+    if (!torch::cuda::is_available()) {
+      return absl::FailedPreconditionError("--device=cuda: this LibTorch build sees no CUDA device");
+    }
+    return v1::DEVICE_KIND_CUDA;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("--device must be cpu or cuda, got \"", device, "\""));
+}
+
+absl::StatusOr<uint16_t> Port(const FlagSet& flags, const std::string& name) {
+  const int64_t p = flags.GetInt(name);
+  if (p < 0 || p > 65535) return absl::InvalidArgumentError(absl::StrCat("--", name, " must be in [0, 65535]"));
+  return static_cast<uint16_t>(p);
+}
+
+int ServeWorker(const Args& args, std::ostream& out, std::ostream& err, absl::Notification* stop) {
+  FlagSet flags("alignd worker --coordinator=HOST:PORT --roles=learner,rollout,reward [--device=cpu|cuda] [flags]");
+  flags.String("coordinator", "127.0.0.1:7070", "coordinator address HOST:PORT", "ALIGND_COORDINATOR");
+  flags.String("token", "", "bearer token with the worker role", "ALIGND_TOKEN");
+  flags.String("tls-ca", "", "PEM CA bundle to verify the coordinator with: use TLS", "ALIGND_TLS_CA");
+  flags.String("roles", "learner,rollout,reward", "comma-separated roles this worker takes (one job at a time)");
+  flags.String("device", "cpu", "cpu or cuda");
+  flags.Int("device-count", 0, "devices of that kind this worker offers (cuda)");
+  flags.String("listen", "127.0.0.1:0", "address of this worker's own Rollout/Reward server (port 0: any free)");
+  flags.String("advertise-host", "127.0.0.1", "host that other workers reach this worker at");
+  flags.Int("group-port", 0, "port kept for the learners' rendezvous store when learner rank 0 (0: any free)");
+  flags.Int("broadcast-port", 0, "port kept for the weight-broadcast store when learner rank 0 (0: any free)");
+  flags.Int("threads", 0, "intra-op threads for jobs that do not set `threads` (0: the cores available)");
+  if (auto code = ParseFlags(flags, args,
+                             "Registers with the coordinator and runs the learner, rollout or reward assignments it "
+                             "sends, until SIGINT/SIGTERM.",
+                             out, err)) {
+    return *code;
+  }
+  worker::NodeOptions o;
+  auto roles = worker::ParseRoles(flags.GetString("roles"));
+  if (!roles.ok()) return ReportError(roles.status(), err);
+  o.roles = *roles;
+  auto device = ParseDevice(flags.GetString("device"));
+  if (!device.ok()) return ReportError(device.status(), err);
+  o.device = *device;
+  o.device_count = static_cast<uint32_t>(std::max<int64_t>(0, flags.GetInt("device-count")));
+  o.coordinator = flags.GetString("coordinator");
+  o.token = flags.GetString("token");
+  o.listen = flags.GetString("listen");
+  o.advertise_host = flags.GetString("advertise-host");
+  auto group_port = Port(flags, "group-port");
+  auto broadcast_port = Port(flags, "broadcast-port");
+  if (!group_port.ok()) return ReportError(group_port.status(), err);
+  if (!broadcast_port.ok()) return ReportError(broadcast_port.status(), err);
+  o.group_port = *group_port;
+  o.broadcast_port = *broadcast_port;
+  o.threads = static_cast<int>(flags.GetInt("threads"));
+  const std::string ca = flags.GetString("tls-ca");
+  if (!ca.empty()) {
+    auto pem = ReadFile(ca);
+    if (!pem.ok()) return ReportError(pem.status(), err);
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = *pem;
+    o.credentials = grpc::SslCredentials(ssl);
+  } else if (!o.token.empty() && !coordinator::IsLoopbackAddress(o.coordinator)) {
+    return ReportError(absl::FailedPreconditionError(absl::StrCat(
+                           "refusing to send a token over plaintext to ", o.coordinator,
+                           ", which is not a loopback address (use --tls-ca)")),
+                       err);
+  }
+  auto node = worker::WorkerNode::Start(o);
+  if (!node.ok()) return ReportError(node.status(), err);
+  out << "worker serving on " << (*node)->address() << ", coordinator " << o.coordinator << std::endl;
+  stop->WaitForNotification();
+  (*node)->Stop();
+  return 0;
+}
+
+int ServeLocal(const Args& args, std::ostream& out, std::ostream& err, absl::Notification* stop) {
+  FlagSet flags("alignd local [--learners=N --rollout=N --reward=N] [--dir=PATH] [--listen=HOST:PORT]");
+  flags.Int("learners", 1, "learner workers");
+  flags.Int("rollout", 1, "rollout workers");
+  flags.Int("reward", 1, "reward servers");
+  flags.String("dir", "runs/local", "folder for the job database (alignd.db, SQLite)");
+  flags.String("listen", "127.0.0.1:7070", "loopback address of the coordinator (port 0: any free)");
+  flags.Int("threads", 0, "intra-op threads for jobs that do not set `threads` (0: the cores available)");
+  flags.Int("lease-ttl-ms", 10000, "a worker silent for this long is dead and its job restarts");
+  if (auto code = ParseFlags(flags, args,
+                             "Runs a coordinator and workers in this one process on loopback, with SQLite under "
+                             "--dir; alignctl talks to it like to any cluster. Stops on SIGINT/SIGTERM.",
+                             out, err)) {
+    return *code;
+  }
+  const int64_t learners = flags.GetInt("learners"), rollout = flags.GetInt("rollout"), reward = flags.GetInt("reward");
+  if (learners < 1 || learners > 16 || rollout < 0 || rollout > 16 || reward < 0 || reward > 16) {
+    err << "error: --learners must be in [1, 16], --rollout and --reward in [0, 16]\n";
+    return 2;
+  }
+  if (!coordinator::IsLoopbackAddress(flags.GetString("listen"))) {
+    err << "error: --listen must be a loopback address (alignd local serves without authentication)\n";
+    return 2;
+  }
+  if (flags.GetInt("lease-ttl-ms") < 100) {
+    err << "error: --lease-ttl-ms must be at least 100\n";
+    return 2;
+  }
+  absl::Status made = MakeDirs(flags.GetString("dir"));
+  if (!made.ok()) return ReportError(made, err);
+  coordinator::CoordinatorServer::Options co;
+  co.listen = flags.GetString("listen");
+  co.db_path = JoinPath(flags.GetString("dir"), "alignd.db");
+  co.workers.lease_ttl = absl::Milliseconds(flags.GetInt("lease-ttl-ms"));
+  co.max_receive_message_bytes = 16 << 20;
+  co.max_send_message_bytes = 16 << 20;
+  auto server = coordinator::CoordinatorServer::Create(co);
+  if (!server.ok()) return ReportError(server.status(), err);
+  const std::string address = absl::StrCat("127.0.0.1:", (*server)->port());
+  std::vector<std::unique_ptr<worker::WorkerNode>> nodes;
+  auto add = [&](v1::Role role, int64_t count) -> absl::Status {
+    for (int64_t i = 0; i < count; ++i) {
+      worker::NodeOptions o;
+      o.coordinator = address;
+      o.roles = {role};
+      o.threads = static_cast<int>(flags.GetInt("threads"));
+      ASSIGN_OR_RETURN(auto node, worker::WorkerNode::Start(o));
+      nodes.push_back(std::move(node));
+    }
+    return absl::OkStatus();
+  };
+  absl::Status started = add(v1::ROLE_LEARNER, learners);
+  if (started.ok()) started = add(v1::ROLE_ROLLOUT, rollout);
+  if (started.ok()) started = add(v1::ROLE_REWARD, reward);
+  if (!started.ok()) {
+    nodes.clear();
+    (*server)->Shutdown();
+    return ReportError(started, err);
+  }
+  out << "alignd local: coordinator on " << address << " (jobs in " << co.db_path << "); " << learners
+      << " learner, " << rollout << " rollout, " << reward << " reward worker(s). Submit with: alignctl --coordinator="
+      << address << " submit SPEC.yaml --wait" << std::endl;
+  stop->WaitForNotification();
+  for (auto& n : nodes) n->Stop();
+  (*server)->Shutdown();
+  (*server)->Wait();
+  return 0;
+}
+
+}  // namespace
+
+int RunWorker(const Args& args, std::ostream& out, std::ostream& err) {
+  return ServeUntilSignal([&](absl::Notification* stop) { return ServeWorker(args, out, err, stop); });
+}
+
+int RunLocal(const Args& args, std::ostream& out, std::ostream& err) {
+  return ServeUntilSignal([&](absl::Notification* stop) { return ServeLocal(args, out, err, stop); });
+}
+
+}  // namespace alignd::cli

@@ -1,0 +1,317 @@
+// Distributed jobs with real processes on loopback: `alignd coordinator`, two `alignd worker` learners, one rollout
+// worker and one reward server run a PPO job to the end; then the same job survives a learner killed with SIGKILL
+// mid-run (and restarted, as a supervisor would), and a rollout worker killed the same way. After a restart from the
+// checkpoint the losses equal the uninterrupted run's.
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <fcntl.h>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "common/synth.h"
+#include "coordinator/job_client.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+extern char** environ;
+
+namespace alignd {
+namespace {
+
+using json = nlohmann::json;
+const std::string kAlignd = std::string(ALIGND_BINARY_DIR) + "/cli/alignd";
+
+// A child process whose output goes to a log file.
+class Process {
+ public:
+  Process(std::vector<std::string> args, std::string log) : args_(std::move(args)), log_(std::move(log)) {}
+  ~Process() { Kill(SIGKILL); }
+
+  void Start() {
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    std::vector<char*> argv;
+    argv.push_back(const_cast<char*>(kAlignd.c_str()));
+    for (auto& a : args_) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ASSERT_EQ(posix_spawn(&pid_, kAlignd.c_str(), &actions, nullptr, argv.data(), environ), 0);
+    posix_spawn_file_actions_destroy(&actions);
+  }
+  // Waits for the process to exit and returns its exit status (-1 when it did not exit normally).
+  int Wait() {
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+  void Kill(int signal) {
+    if (pid_ <= 0) return;
+    kill(pid_, signal);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+  }
+  std::string Log() const { return ReadFile(log_).value_or(""); }
+  // Waits (bounded) for `pattern` in the log; returns the first capture group.
+  std::string WaitFor(const std::string& pattern, absl::Duration timeout = absl::Seconds(60)) const {
+    const absl::Time end = absl::Now() + timeout;
+    std::regex re(pattern);
+    while (absl::Now() < end) {
+      std::smatch m;
+      std::string log = Log();
+      if (std::regex_search(log, m, re)) return m.size() > 1 ? m[1].str() : m[0].str();
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return "";
+  }
+
+ private:
+  std::vector<std::string> args_;
+  std::string log_;
+  pid_t pid_ = -1;
+};
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(::testing::TempDir() + "/cluster");
+    SynthOptions o;
+    o.pretrain = 10;
+    o.sft_train = 10;
+    o.sft_eval = 10;
+    o.pref_train = 10;
+    o.pref_eval = 10;
+    o.prompts_train = 64;
+    o.prompts_eval = 8;
+    setup_ = new absl::Status(WriteSynthData(*dir_ + "/data", o));
+  }
+
+  void SetUp() override {
+    ASSERT_TRUE(setup_->ok()) << *setup_;
+    const std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    root_ = *dir_ + "/" + name;
+    ASSERT_TRUE(MakeDirs(root_).ok());
+    // The policy the rollout workers load: a tiny model alignd initialises itself.
+    Process init({"init", "--out", root_ + "/policy", "--hidden_size", "32", "--layers", "2", "--heads", "4",
+                  "--kv_heads", "2", "--max_positions", "256", "--seed", "5", "--threads", "1"},
+                 root_ + "/init.log");
+    init.Start();
+    ASSERT_EQ(init.Wait(), 0) << init.Log();
+    ASSERT_TRUE(PathExists(root_ + "/policy/config.json")) << init.Log();
+
+    coordinator_ = std::make_unique<Process>(
+        std::vector<std::string>{"coordinator", "--listen=127.0.0.1:0", "--db=" + root_ + "/jobs.db",
+                                 "--lease-ttl-ms=3000"},
+        root_ + "/coordinator.log");
+    coordinator_->Start();
+    std::string port = coordinator_->WaitFor("listening on port ([0-9]+)");
+    ASSERT_FALSE(port.empty()) << coordinator_->Log();
+    address_ = "127.0.0.1:" + port;
+    coordinator::JobClient::Options co;
+    co.address = address_;
+    co.timeout = absl::Seconds(10);
+    auto client = coordinator::JobClient::Connect(co);
+    ASSERT_TRUE(client.ok()) << client.status();
+    client_ = std::move(*client);
+    for (const char* role : {"learner", "learner", "rollout", "reward"}) StartWorker(role);
+    WaitForWorkers(4);
+  }
+
+  void StartWorker(const std::string& role) {
+    const int n = static_cast<int>(workers_.size());
+    workers_.push_back(std::make_unique<Process>(
+        std::vector<std::string>{"worker", "--coordinator=" + address_, "--roles=" + role, "--threads=1"},
+        absl::StrCat(root_, "/worker-", n, "-", role, ".log")));
+    roles_.push_back(role);
+    workers_.back()->Start();
+  }
+
+  void WaitForWorkers(int count) {
+    const absl::Time end = absl::Now() + absl::Seconds(60);
+    while (absl::Now() < end) {
+      auto list = client_->ListWorkers();
+      if (list.ok() && list->workers_size() >= count) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    FAIL() << "workers did not register";
+  }
+
+  std::string Spec(const std::string& name) const {
+    return absl::StrCat(R"(name: )", name, R"(
+algorithm: ppo
+output_dir: )", root_, "/runs/", name, R"(
+seed: 7
+threads: 1
+model:
+  path: )", root_, R"(/policy
+data:
+  train: )", *dir_, R"(/data/prompts_train.jsonl
+  chat_template: chatml
+  max_length: 96
+  max_prompt_length: 64
+train:
+  steps: 8
+  batch_size: 8
+  lr: 1.0e-3
+  warmup_steps: 0
+  schedule: constant
+  checkpoint_every: 2
+  log_every: 1
+ppo:
+  rule_rewards: [arithmetic, refusal, brevity]
+  max_new_tokens: 8
+  epochs: 1
+  minibatches: 2
+resources:
+  learners: 2
+  rollout_workers: 1
+  reward_servers: 1
+  max_restarts: 3
+)");
+  }
+
+  // Polls until the job is finished; returns it.
+  v1::Job WaitDone(const std::string& id, absl::Duration timeout = absl::Seconds(240)) {
+    const absl::Time end = absl::Now() + timeout;
+    v1::Job job;
+    while (absl::Now() < end) {
+      auto got = client_->Get(id);
+      if (got.ok()) {
+        job = *got;
+        if (job.state() == v1::JOB_STATE_SUCCEEDED || job.state() == v1::JOB_STATE_FAILED ||
+            job.state() == v1::JOB_STATE_CANCELLED) {
+          return job;
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ADD_FAILURE() << "job " << id << " did not finish: " << job.DebugString();
+    return job;
+  }
+
+  // Waits until the job is RUNNING at `step` or later (a checkpoint of step 2 is then written and reported).
+  bool WaitStep(const std::string& id, uint64_t step) {
+    const absl::Time end = absl::Now() + absl::Seconds(120);
+    while (absl::Now() < end) {
+      auto got = client_->Get(id);
+      if (got.ok() && got->state() == v1::JOB_STATE_RUNNING && got->step() >= step) return true;
+      if (got.ok() && got->state() == v1::JOB_STATE_SUCCEEDED) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+
+  // train/loss by step from a job's metrics.jsonl.
+  std::map<int64_t, double> Losses(const std::string& name) const {
+    std::map<int64_t, double> out;
+    std::ifstream in(root_ + "/runs/" + name + "/metrics.jsonl");
+    for (std::string line; std::getline(in, line);) {
+      json j = json::parse(line, nullptr, false);
+      if (!j.is_discarded() && j.contains("train/loss")) out[j["step"].get<int64_t>()] = j["train/loss"].get<double>();
+    }
+    return out;
+  }
+
+  // Kills the first worker process of `role` with SIGKILL and starts a replacement.
+  void KillAndReplace(const std::string& role) {
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      if (roles_[i] != role) continue;
+      workers_[i]->Kill(SIGKILL);
+      roles_[i] = "dead";
+      StartWorker(role);
+      return;
+    }
+  }
+
+  std::string Logs() const {
+    std::string all = "coordinator:\n" + coordinator_->Log();
+    for (size_t i = 0; i < workers_.size(); ++i) all += "\nworker " + roles_[i] + ":\n" + workers_[i]->Log();
+    return all;
+  }
+
+  void TearDown() override {
+    workers_.clear();
+    if (coordinator_) coordinator_->Kill(SIGTERM);
+  }
+
+  static std::string* dir_;
+  static absl::Status* setup_;
+  std::string root_, address_;
+  std::unique_ptr<Process> coordinator_;
+  std::vector<std::unique_ptr<Process>> workers_;
+  std::vector<std::string> roles_;
+  std::unique_ptr<coordinator::JobClient> client_;
+};
+
+std::string* ClusterTest::dir_ = nullptr;
+absl::Status* ClusterTest::setup_ = nullptr;
+
+// Runs the uninterrupted job and returns its losses.
+TEST_F(ClusterTest, PpoJobCompletesAndSurvivesKilledWorkers) {
+  auto a = client_->Submit(Spec("plain"), "plain");
+  ASSERT_TRUE(a.ok()) << a.status();
+  v1::Job done = WaitDone(a->id());
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString() << Logs();
+  EXPECT_EQ(done.attempt(), 1u);
+  EXPECT_TRUE(PathExists(root_ + "/runs/plain/final/config.json"));
+  std::map<int64_t, double> plain = Losses("plain");
+  ASSERT_EQ(plain.size(), 8u);
+  {
+    // Every step generated on the rollout worker with the weights the learner had just published.
+    std::ifstream in(root_ + "/runs/plain/metrics.jsonl");
+    int synced = 0;
+    for (std::string line; std::getline(in, line);) {
+      json j = json::parse(line);
+      if (!j.contains("weights/version")) continue;
+      EXPECT_EQ(j["weights/version"].get<double>(), j["step"].get<double>());
+      EXPECT_EQ(j["rollout/staleness"].get<double>(), 0.0);
+      EXPECT_GT(j["weights/sync_bytes"].get<double>(), 1e4);
+      ++synced;
+    }
+    EXPECT_EQ(synced, 8);
+  }
+
+  // A learner killed after the step-2 checkpoint: the gang restarts from it and the job completes.
+  auto b = client_->Submit(Spec("learner_killed"), "learner_killed");
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_TRUE(WaitStep(b->id(), 3)) << Logs();
+  KillAndReplace("learner");
+  done = WaitDone(b->id());
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString() << Logs();
+  EXPECT_GE(done.attempt(), 2u);
+  std::map<int64_t, double> resumed = Losses("learner_killed");
+  ASSERT_EQ(resumed.size(), plain.size());
+  for (const auto& [step, loss] : plain) {
+    EXPECT_NEAR(resumed[step], loss, 1e-5 * std::max(1.0, std::abs(loss))) << "step " << step;
+  }
+
+  // The same for the rollout worker.
+  auto c = client_->Submit(Spec("rollout_killed"), "rollout_killed");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE(WaitStep(c->id(), 3)) << Logs();
+  KillAndReplace("rollout");
+  done = WaitDone(c->id());
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString() << Logs();
+  EXPECT_GE(done.attempt(), 2u);
+  std::map<int64_t, double> after_rollout = Losses("rollout_killed");
+  ASSERT_EQ(after_rollout.size(), plain.size());
+  for (const auto& [step, loss] : plain) {
+    EXPECT_NEAR(after_rollout[step], loss, 1e-5 * std::max(1.0, std::abs(loss))) << "step " << step;
+  }
+}
+
+}  // namespace
+}  // namespace alignd

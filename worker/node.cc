@@ -1,0 +1,628 @@
+#include "worker/node.h"
+
+#include <ATen/Parallel.h>
+#include <arpa/inet.h>
+#include <glog/logging.h>
+#include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "common/dataset.h"
+#include "common/file_util.h"
+#include "common/grpc_status.h"
+#include "common/hf_model.h"
+#include "common/status.h"
+#include "common/threads.h"
+#include "coordinator/address.h"
+#include "coordinator/job_validation.h"
+#include "proto/alignd.grpc.pb.h"
+#include "reward/reward_core.h"
+#include "reward/reward_service.h"
+#include "rollout/engine.h"
+#include "rollout/service.h"
+#include "rollout/weight_broadcast.h"
+#include "worker/learner_group.h"
+#include "worker/remote.h"
+#include "worker/rewards.h"
+#include "worker/trainer.h"
+
+namespace alignd::worker {
+namespace {
+
+constexpr int kMaxMessageBytes = 256 << 20;
+// How long a call to the node's services waits for the job that will serve it (the learner may call as soon as the
+// gang is formed, a moment before this node has its service up).
+constexpr absl::Duration kServiceWait = absl::Seconds(30);
+
+// A port on `host` that nothing listens on right now (the OS picks it; it is free again once this returns).
+absl::StatusOr<uint16_t> PickFreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return absl::UnavailableError("socket() failed");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    close(fd);
+    return absl::UnavailableError("cannot bind a free port");
+  }
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+absl::StatusOr<std::pair<std::string, uint16_t>> SplitHostPort(const std::string& target, const std::string& what) {
+  const size_t colon = target.rfind(':');
+  uint32_t port = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(target.substr(colon + 1), &port) || port == 0 || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " \"", target, "\" is not host:port"));
+  }
+  return std::make_pair(coordinator::HostOf(target), static_cast<uint16_t>(port));
+}
+
+// The service a node runs for its current job, handed to gRPC handlers that may outlive the job's turn.
+template <typename Job>
+class Slot {
+ public:
+  void Set(std::shared_ptr<Job> job) {
+    absl::MutexLock lock(&mu_);
+    job_ = std::move(job);
+  }
+  void Clear() { Set(nullptr); }
+  // The current job, waiting up to `wait` for one.
+  std::shared_ptr<Job> Wait(absl::Duration wait) {
+    absl::MutexLock lock(&mu_);
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return job_ != nullptr; };
+    mu_.AwaitWithTimeout(absl::Condition(&ready), wait);
+    return job_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::shared_ptr<Job> job_ ABSL_GUARDED_BY(mu_);
+};
+
+grpc::Status NoJob(const char* service) {
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                      absl::StrCat("this worker serves no ", service, " job now"));
+}
+
+// Members in construction order; destroyed in reverse (the service before what it refers to).
+struct RolloutJob {
+  std::unique_ptr<rollout::Engine> engine;
+  std::unique_ptr<rollout::WeightBroadcastGroup> group;
+  std::unique_ptr<rollout::RolloutService> service;
+};
+
+struct RewardJob {
+  std::unique_ptr<reward::RewardCore> core;
+  std::unique_ptr<reward::RewardService> service;
+};
+
+class RolloutRouter final : public v1::Rollout::Service {
+ public:
+  Slot<RolloutJob> slot;
+  grpc::Status Generate(grpc::ServerContext* c, const v1::GenerateRequest* q, v1::GenerateResponse* r) override {
+    auto job = slot.Wait(kServiceWait);
+    return job ? job->service->Generate(c, q, r) : NoJob("rollout");
+  }
+  grpc::Status UpdateWeights(grpc::ServerContext* c, const v1::UpdateWeightsRequest* q,
+                             v1::UpdateWeightsResponse* r) override {
+    auto job = slot.Wait(kServiceWait);
+    return job ? job->service->UpdateWeights(c, q, r) : NoJob("rollout");
+  }
+  grpc::Status UpdateWeightsStream(grpc::ServerContext* c, grpc::ServerReader<v1::WeightChunk>* q,
+                                   v1::UpdateWeightsResponse* r) override {
+    auto job = slot.Wait(kServiceWait);
+    return job ? job->service->UpdateWeightsStream(c, q, r) : NoJob("rollout");
+  }
+  grpc::Status GetInfo(grpc::ServerContext* c, const v1::GetInfoRequest* q, v1::RolloutInfo* r) override {
+    auto job = slot.Wait(absl::ZeroDuration());
+    return job ? job->service->GetInfo(c, q, r) : NoJob("rollout");
+  }
+};
+
+class RewardRouter final : public v1::Reward::Service {
+ public:
+  Slot<RewardJob> slot;
+  grpc::Status Score(grpc::ServerContext* c, const v1::ScoreRequest* q, v1::ScoreResponse* r) override {
+    auto job = slot.Wait(kServiceWait);
+    return job ? job->service->Score(c, q, r) : NoJob("reward");
+  }
+};
+
+// One of the job's reward parts, computed by the learner's own reward code (worker/rewards.h) so that a reward
+// server scores exactly as an in-process job would. `part` names the value taken from the function's parts.
+class JobScorer : public reward::Scorer {
+ public:
+  JobScorer(std::unique_ptr<RewardFunction> fn, std::string part) : fn_(std::move(fn)), part_(std::move(part)) {}
+  absl::StatusOr<std::vector<double>> ScoreBatch(const std::vector<reward::ScoreInput>& inputs) override {
+    std::vector<Record> records(inputs.size());
+    std::vector<const Record*> prompts;
+    std::vector<std::string> responses;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      records[i].prompt = Turns::Text(inputs[i].prompt);
+      if (!inputs[i].kind.empty()) records[i].extra["kind"] = inputs[i].kind;
+      if (!inputs[i].reference.empty()) records[i].extra["reference"] = inputs[i].reference;
+      prompts.push_back(&records[i]);
+      responses.push_back(inputs[i].response);
+    }
+    ASSIGN_OR_RETURN(ScoredBatch scored, fn_->Score(prompts, responses));
+    std::vector<double> out;
+    for (auto& parts : scored.parts) out.push_back(parts.count(part_) ? parts[part_] : 0.0);
+    return out;
+  }
+
+ private:
+  std::unique_ptr<RewardFunction> fn_;
+  std::string part_;
+};
+
+// A running assignment.
+struct Task {
+  v1::Assignment assignment;
+  std::atomic<bool> cancelled{false};
+  absl::Notification stop;  // notified on cancel
+  void Cancel() {
+    if (!cancelled.exchange(true)) stop.Notify();
+  }
+};
+
+bool Retryable(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kPermissionDenied:
+    case absl::StatusCode::kUnimplemented:
+      return false;
+    default:
+      return true;
+  }
+}
+
+}  // namespace
+
+struct WorkerNode::Impl {
+  NodeOptions options;
+  std::string address;
+  RolloutRouter rollout_router;
+  RewardRouter reward_router;
+  std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<v1::WorkerService::Stub> stub;
+
+  std::atomic<bool> stopping{false};
+  absl::Notification stopped;
+  std::atomic<int64_t> done{0};
+
+  absl::Mutex mu;
+  std::string worker_id ABSL_GUARDED_BY(mu);
+  std::deque<v1::WorkerMessage> outbox ABSL_GUARDED_BY(mu);
+  std::deque<v1::Assignment> pending ABSL_GUARDED_BY(mu);
+  std::shared_ptr<Task> current ABSL_GUARDED_BY(mu);
+  grpc::ClientContext* stream_context ABSL_GUARDED_BY(mu) = nullptr;
+
+  std::thread control, executor;
+
+  void Send(v1::WorkerMessage message) {
+    absl::MutexLock lock(&mu);
+    outbox.push_back(std::move(message));
+  }
+
+  // ---- control stream ----
+
+  void ControlLoop() {
+    while (!stopping) {
+      v1::RegisterWorkerRequest request;
+      v1::WorkerInfo* info = request.mutable_worker();
+      {
+        absl::MutexLock lock(&mu);
+        info->set_worker_id(worker_id);
+      }
+      for (v1::Role r : options.roles) info->add_roles(r);
+      info->set_device(options.device);
+      info->set_device_count(options.device_count);
+      info->set_address(address);
+      info->set_group_port(options.group_port);
+      info->set_broadcast_port(options.broadcast_port);
+      v1::RegisterWorkerResponse registered;
+      {
+        grpc::ClientContext context;
+        Authorize(&context);
+        context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+        grpc::Status s = stub->Register(&context, request, &registered);
+        if (!s.ok()) {
+          LOG(WARNING) << "worker " << address << ": registering with " << options.coordinator << ": "
+                       << s.error_message() << " (retrying)";
+          stopped.WaitForNotificationWithTimeout(absl::Seconds(1));
+          continue;
+        }
+      }
+      {
+        absl::MutexLock lock(&mu);
+        worker_id = registered.worker_id();
+      }
+      LOG(INFO) << "worker " << address << " registered as " << registered.worker_id();
+      RunStream(registered.lease_id());
+      // The stream ended, so the coordinator ended this lease and restarts whatever gang this node was part of.
+      CancelAll();
+      if (!stopping) stopped.WaitForNotificationWithTimeout(absl::Milliseconds(200));
+    }
+  }
+
+  void Authorize(grpc::ClientContext* context) {
+    if (!options.token.empty()) context->AddMetadata("authorization", absl::StrCat("Bearer ", options.token));
+  }
+
+  void RunStream(const std::string& lease) {
+    grpc::ClientContext context;
+    Authorize(&context);
+    // The control stream lives as long as the worker; its deadline only bounds a stream nobody closes.
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::hours(24 * 30));
+    {
+      absl::MutexLock lock(&mu);
+      stream_context = &context;
+    }
+    auto stream = stub->Control(&context);
+    std::atomic<bool> reader_done{false};
+    std::thread reader([&] {
+      v1::CoordinatorMessage message;
+      while (stream->Read(&message)) {
+        if (message.has_assignment()) {
+          Enqueue(message.assignment());
+        } else if (message.body_case() == v1::CoordinatorMessage::kCancelJobId) {
+          Cancel(message.cancel_job_id());
+        } else if (message.body_case() == v1::CoordinatorMessage::kStaleLease) {
+          break;
+        }
+      }
+      reader_done = true;
+      absl::MutexLock lock(&mu);  // wakes the writer
+    });
+    bool first = true;
+    while (!stopping && !reader_done) {
+      std::vector<v1::WorkerMessage> batch;
+      {
+        absl::MutexLock lock(&mu);
+        auto has_mail = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return !outbox.empty(); };
+        if (!first) mu.AwaitWithTimeout(absl::Condition(&has_mail), options.heartbeat);
+        while (!outbox.empty()) {
+          batch.push_back(std::move(outbox.front()));
+          outbox.pop_front();
+        }
+      }
+      first = false;
+      if (batch.empty()) {
+        v1::WorkerMessage beat;
+        beat.mutable_heartbeat()->set_unix_ms(absl::ToUnixMillis(absl::Now()));
+        batch.push_back(std::move(beat));
+      }
+      bool ok = true;
+      size_t sent = 0;
+      for (auto& m : batch) {
+        m.set_lease_id(lease);
+        if (!stream->Write(m)) {
+          ok = false;
+          break;
+        }
+        ++sent;
+      }
+      if (!ok) {  // keep what was not sent (a result must not be lost) for the next stream
+        absl::MutexLock lock(&mu);
+        for (size_t i = batch.size(); i > sent; --i) {
+          if (!batch[i - 1].has_heartbeat()) outbox.push_front(std::move(batch[i - 1]));
+        }
+        break;
+      }
+    }
+    context.TryCancel();
+    reader.join();
+    stream->Finish();
+    absl::MutexLock lock(&mu);
+    stream_context = nullptr;
+  }
+
+  // ---- assignments ----
+
+  void Enqueue(const v1::Assignment& a) {
+    absl::MutexLock lock(&mu);
+    LOG(INFO) << "worker " << address << ": assignment " << a.job_id() << " attempt " << a.attempt() << " as "
+              << v1::Role_Name(a.role()) << " rank " << a.rank() << "/" << a.world_size();
+    pending.push_back(a);
+  }
+
+  void Cancel(const std::string& job_id) {
+    absl::MutexLock lock(&mu);
+    for (auto it = pending.begin(); it != pending.end();) {
+      it = it->job_id() == job_id ? pending.erase(it) : it + 1;
+    }
+    if (current && current->assignment.job_id() == job_id) {
+      LOG(INFO) << "worker " << address << ": cancelling " << job_id;
+      current->Cancel();
+    }
+  }
+
+  void CancelAll() {
+    absl::MutexLock lock(&mu);
+    pending.clear();
+    if (current) current->Cancel();
+  }
+
+  void ExecutorLoop() {
+    while (true) {
+      std::shared_ptr<Task> task;
+      {
+        absl::MutexLock lock(&mu);
+        auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return stopping || !pending.empty(); };
+        mu.Await(absl::Condition(&ready));
+        if (stopping) return;
+        task = std::make_shared<Task>();
+        task->assignment = pending.front();
+        pending.pop_front();
+        current = task;
+      }
+      absl::Status status = Run(*task);
+      Finish(*task, status);
+      {
+        absl::MutexLock lock(&mu);
+        current = nullptr;
+      }
+      ++done;
+    }
+  }
+
+  void Finish(Task& task, const absl::Status& status) {
+    const v1::Assignment& a = task.assignment;
+    if (task.cancelled) return;  // the coordinator stopped it: nothing to say
+    if (status.ok()) {
+      LOG(INFO) << "worker " << address << ": " << a.job_id() << " done";
+      if (a.role() != v1::ROLE_LEARNER || a.rank() != 0) return;  // rank 0 alone reports the job's success
+      v1::WorkerMessage m;
+      m.mutable_result()->set_job_id(a.job_id());
+      m.mutable_result()->set_succeeded(true);
+      Send(std::move(m));
+      return;
+    }
+    LOG(WARNING) << "worker " << address << ": " << a.job_id() << " failed: " << status;
+    const bool retryable = Retryable(status);
+    // A lost peer shows up here as a network or collective error a moment before the coordinator sees the peer's
+    // stream close; wait a little so that the gang is restarted without the dead member.
+    if (retryable && task.stop.WaitForNotificationWithTimeout(options.peer_failure_grace)) return;
+    v1::WorkerMessage m;
+    m.mutable_result()->set_job_id(a.job_id());
+    m.mutable_result()->set_succeeded(false);
+    m.mutable_result()->set_message(std::string(status.message()));
+    m.mutable_result()->set_retryable(retryable);
+    Send(std::move(m));
+  }
+
+  absl::Status Run(Task& task) {
+    const v1::Assignment& a = task.assignment;
+    auto validated = coordinator::ValidateJobSpec(a.spec_yaml(), absl::StrCat("job ", a.job_id()));
+    if (!validated.ok()) return validated.status();
+    JobSpec spec = validated->spec;
+    if (spec.threads <= 0) spec.threads = options.threads > 0 ? options.threads : AvailableCores();
+    try {
+      switch (a.role()) {
+        case v1::ROLE_LEARNER: return RunLearner(task, spec);
+        case v1::ROLE_ROLLOUT: return RunRollout(task, spec);
+        case v1::ROLE_REWARD: return RunReward(task, spec);
+        default: return absl::InvalidArgumentError(absl::StrCat("unknown role ", a.role()));
+      }
+    } catch (const std::exception& e) {
+      return absl::InternalError(e.what());
+    }
+  }
+
+  absl::Status RunLearner(Task& task, const JobSpec& spec) {
+    const v1::Assignment& a = task.assignment;
+    const bool leader = a.rank() == 0;
+    const bool fresh = a.attempt() <= 1;
+    if (fresh && leader) {
+      // A job's first attempt starts from scratch: checkpoints left in its folder by an earlier job are not its own.
+      std::error_code ec;
+      std::filesystem::remove_all(JoinPath(spec.output_dir, "checkpoints"), ec);
+    }
+    std::unique_ptr<LearnerGroup> group;
+    if (a.world_size() > 1) {
+      if (a.rendezvous().empty()) {
+        return absl::InvalidArgumentError("the assignment names no rendezvous for the learners' group (learner "
+                                          "rank 0's worker registered no group_port)");
+      }
+      ASSIGN_OR_RETURN(auto hp, SplitHostPort(a.rendezvous(), "rendezvous"));
+      LearnerGroup::Options go;
+      go.host = hp.first;
+      go.port = hp.second;
+      go.rank = static_cast<int>(a.rank());
+      go.world_size = static_cast<int>(a.world_size());
+      ASSIGN_OR_RETURN(group, LearnerGroup::Create(go));
+    }
+    RemoteServices remote;
+    remote.rollout_addresses.assign(a.rollout_addresses().begin(), a.rollout_addresses().end());
+    remote.reward_addresses.assign(a.reward_addresses().begin(), a.reward_addresses().end());
+    remote.broadcast_rendezvous = a.broadcast_rendezvous();
+    if (!remote.rollout_addresses.empty() && remote.broadcast_rendezvous.empty()) {
+      return absl::InvalidArgumentError("the assignment names rollout workers but no broadcast rendezvous");
+    }
+    TrainOptions o;
+    o.resume = !fresh;
+    o.group = group.get();
+    o.remote = &remote;
+    o.cancelled = [&task] { return task.cancelled.load(); };
+    const std::string job_id = a.job_id();
+    if (leader) {
+      o.on_step = [this, job_id](int64_t step, const Metrics& metrics) {
+        v1::WorkerMessage m;
+        v1::Progress* p = m.mutable_progress();
+        p->set_job_id(job_id);
+        p->set_step(static_cast<uint64_t>(step));
+        for (const auto& [k, v] : metrics) (*p->mutable_metrics())[k] = v;
+        Send(std::move(m));
+      };
+      o.on_checkpoint = [this, job_id](int64_t step, const std::string& dir) {
+        v1::WorkerMessage m;
+        v1::Progress* p = m.mutable_progress();
+        p->set_job_id(job_id);
+        p->set_step(static_cast<uint64_t>(step));
+        p->set_checkpoint_step(static_cast<uint64_t>(step));
+        p->set_checkpoint_path(dir);
+        Send(std::move(m));
+      };
+    }
+    absl::StatusOr<TrainResult> result = RunTraining(spec, o);
+    if (!result.ok()) return result.status();
+    return absl::OkStatus();
+  }
+
+  absl::Status RunRollout(Task& task, const JobSpec& spec) {
+    const v1::Assignment& a = task.assignment;
+    at::set_num_threads(static_cast<int>(spec.threads));
+    auto job = std::make_shared<RolloutJob>();
+    ASSIGN_OR_RETURN(LoadedModel loaded, LoadModelDir(spec.model.path));
+    loaded.model->eval();
+    rollout::Engine::Options eo;
+    eo.model = loaded.model;
+    eo.tokenizer = std::shared_ptr<const Tokenizer>(std::move(loaded.tokenizer));
+    eo.chat_template = spec.data.chat_template;
+    ASSIGN_OR_RETURN(job->engine, rollout::Engine::Create(eo));
+    if (!a.broadcast_rendezvous().empty()) {
+      ASSIGN_OR_RETURN(auto hp, SplitHostPort(a.broadcast_rendezvous(), "broadcast rendezvous"));
+      rollout::WeightBroadcastGroup::Options go;
+      go.host = hp.first;
+      go.port = hp.second;
+      go.rank = static_cast<int>(a.rank()) + 1;
+      go.world_size = static_cast<int>(a.world_size()) + 1;
+      go.timeout = absl::Minutes(2);
+      ASSIGN_OR_RETURN(job->group, rollout::WeightBroadcastGroup::Create(go));
+      RETURN_IF_ERROR(job->group->Join());
+    }
+    rollout::RolloutService::Options so;
+    so.model_name = spec.model.path;
+    so.collective = job->group.get();
+    job->service = std::make_unique<rollout::RolloutService>(job->engine.get(), so);
+    rollout_router.slot.Set(job);
+    LOG(INFO) << "worker " << address << ": serving rollout for " << a.job_id();
+    task.stop.WaitForNotification();
+    rollout_router.slot.Clear();
+    return absl::OkStatus();
+  }
+
+  absl::Status RunReward(Task& task, const JobSpec& spec) {
+    at::set_num_threads(static_cast<int>(spec.threads));
+    const PpoSpec& p = spec.ppo;
+    reward::RewardCore::Options co;
+    for (const std::string& rule : p.rule_rewards) {
+      ASSIGN_OR_RETURN(auto fn, MakeRewardFunction({rule}, "", 1.0, spec.data.chat_template));
+      co.scorers.push_back({rule, 1.0, std::make_unique<JobScorer>(std::move(fn), rule)});
+    }
+    if (!p.reward_model.empty()) {
+      ASSIGN_OR_RETURN(auto fn, MakeRewardFunction({}, p.reward_model, 1.0, spec.data.chat_template));
+      co.scorers.push_back({"reward_model", p.reward_model_weight,
+                            std::make_unique<JobScorer>(std::move(fn), "reward_model")});
+    }
+    co.max_request_items = 4096;
+    co.max_queued_requests = 64;
+    auto job = std::make_shared<RewardJob>();
+    ASSIGN_OR_RETURN(job->core, reward::RewardCore::Create(std::move(co)));
+    job->service = std::make_unique<reward::RewardService>(job->core.get());
+    reward_router.slot.Set(job);
+    LOG(INFO) << "worker " << address << ": serving rewards for " << task.assignment.job_id();
+    task.stop.WaitForNotification();
+    reward_router.slot.Clear();
+    return absl::OkStatus();
+  }
+};
+
+WorkerNode::WorkerNode(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+WorkerNode::~WorkerNode() { Stop(); }
+
+absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(NodeOptions options) {
+  if (options.roles.empty()) return absl::InvalidArgumentError("roles: at least one is required");
+  for (v1::Role r : options.roles) {
+    if (r == v1::ROLE_UNSPECIFIED) return absl::InvalidArgumentError("roles: unspecified role");
+  }
+  if (options.group_port == 0) {
+    ASSIGN_OR_RETURN(options.group_port, PickFreePort());
+  }
+  if (options.broadcast_port == 0) {
+    do {
+      ASSIGN_OR_RETURN(options.broadcast_port, PickFreePort());
+    } while (options.broadcast_port == options.group_port);
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  builder.SetMaxSendMessageSize(kMaxMessageBytes);
+  builder.RegisterService(&impl->rollout_router);
+  builder.RegisterService(&impl->reward_router);
+  impl->server = builder.BuildAndStart();
+  if (!impl->server || port == 0) {
+    return absl::UnavailableError(absl::StrCat("worker: cannot listen on ", options.listen));
+  }
+  impl->address = absl::StrCat(options.advertise_host, ":", port);
+  std::shared_ptr<grpc::ChannelCredentials> creds =
+      options.credentials ? options.credentials : grpc::InsecureChannelCredentials();
+  impl->stub = v1::WorkerService::NewStub(grpc::CreateChannel(options.coordinator, creds));
+  Impl* raw = impl.get();
+  impl->control = std::thread([raw] { raw->ControlLoop(); });
+  impl->executor = std::thread([raw] { raw->ExecutorLoop(); });
+  return std::unique_ptr<WorkerNode>(new WorkerNode(std::move(impl)));
+}
+
+void WorkerNode::Stop() {
+  if (!impl_ || impl_->stopping.exchange(true)) return;
+  impl_->stopped.Notify();
+  impl_->CancelAll();
+  {
+    absl::MutexLock lock(&impl_->mu);
+    if (impl_->stream_context) impl_->stream_context->TryCancel();
+  }
+  if (impl_->control.joinable()) impl_->control.join();
+  if (impl_->executor.joinable()) impl_->executor.join();
+  impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+}
+
+const std::string& WorkerNode::address() const { return impl_->address; }
+
+std::string WorkerNode::worker_id() const {
+  absl::MutexLock lock(&impl_->mu);
+  return impl_->worker_id;
+}
+
+int64_t WorkerNode::assignments_done() const { return impl_->done.load(); }
+
+absl::StatusOr<std::vector<v1::Role>> ParseRoles(const std::string& text) {
+  std::vector<v1::Role> roles;
+  for (absl::string_view r : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    if (r == "learner") {
+      roles.push_back(v1::ROLE_LEARNER);
+    } else if (r == "rollout") {
+      roles.push_back(v1::ROLE_ROLLOUT);
+    } else if (r == "reward") {
+      roles.push_back(v1::ROLE_REWARD);
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--roles: unknown role \"", r, "\" (known: learner, rollout, reward)"));
+    }
+  }
+  if (roles.empty()) return absl::InvalidArgumentError("--roles: at least one role is required");
+  return roles;
+}
+
+}  // namespace alignd::worker

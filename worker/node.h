@@ -1,0 +1,93 @@
+// A worker process's runtime: `alignd worker` and each worker inside `alignd local`.
+//
+// The node registers with the coordinator (its roles, device, the address of its own gRPC server and two ports it
+// keeps for rendezvous stores), holds its lease with heartbeats on the control stream, and runs the assignments
+// that arrive there, one at a time:
+//   learner  RunTraining (worker/trainer.h) as rank `rank` of the job's learners, resuming from the job's latest
+//            checkpoint; rank 0 reports progress and checkpoints, and the job's success once final/ is written.
+//            PPO/GRPO/RLOO: rank 0 generates on the rollout workers and scores on the reward servers
+//            (worker/remote.h).
+//   rollout  loads the job's model.path into a rollout engine, joins the weight-broadcast group that learner rank 0
+//            forms, and serves alignd.v1.Rollout on the node's server until the job ends.
+//   reward   serves alignd.v1.Reward with the job's scorers (ppo.rule_rewards and ppo.reward_model, each reported
+//            as a part) until the job ends.
+// A cancellation (the job was cancelled, finished, or its gang is restarting) stops the running assignment; a
+// failure is reported as retryable unless it is a configuration error (INVALID_ARGUMENT, NOT_FOUND). A failure
+// that may come from a lost peer is reported after a short grace period, so that the coordinator learns first which
+// member died and does not place the restarted gang on it.
+//
+// Thread safety: Start/Stop/accessors are thread-safe.
+#ifndef ALIGND_WORKER_NODE_H_
+#define ALIGND_WORKER_NODE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "proto/alignd.pb.h"
+
+namespace grpc {
+class ChannelCredentials;
+}  // namespace grpc
+
+namespace alignd::worker {
+
+struct NodeOptions {
+  std::string coordinator = "127.0.0.1:7070";  // host:port of the coordinator's WorkerService
+  std::string token;                            // bearer token with the worker role; empty: none
+  // Channel credentials for the coordinator; null: plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  std::vector<v1::Role> roles;                  // at least one
+  v1::DeviceKind device = v1::DEVICE_KIND_CPU;
+  uint32_t device_count = 0;
+  // The node's own server (Rollout, Reward). Port 0 picks a free one.
+  std::string listen = "127.0.0.1:0";
+  // The host other workers reach this node at (its registered address is advertise_host:bound port).
+  std::string advertise_host = "127.0.0.1";
+  // Ports kept for the learners' and the weight-broadcast rendezvous stores when this node is learner rank 0;
+  // 0 picks free ones at start.
+  uint16_t group_port = 0;
+  uint16_t broadcast_port = 0;
+  absl::Duration heartbeat = absl::Milliseconds(500);
+  // Intra-op threads for jobs whose spec leaves `threads` at 0; 0 = the cores available.
+  int threads = 0;
+  // Grace period before reporting a failure that may come from a lost peer.
+  absl::Duration peer_failure_grace = absl::Seconds(2);
+};
+
+class WorkerNode {
+ public:
+  // Starts the node's server and its control loop (which registers, retrying until the coordinator answers).
+  // INVALID_ARGUMENT for no roles or an unspecified role; UNAVAILABLE when `listen` cannot be bound.
+  static absl::StatusOr<std::unique_ptr<WorkerNode>> Start(NodeOptions options);
+  // Stops (see Stop).
+  ~WorkerNode();
+  WorkerNode(const WorkerNode&) = delete;
+  WorkerNode& operator=(const WorkerNode&) = delete;
+
+  // Cancels the running assignment, closes the control stream and the server, and joins every thread.
+  // Idempotent.
+  void Stop();
+
+  // host:port other workers call this node at.
+  const std::string& address() const;
+  // The id the coordinator gave this node ("" until registered).
+  std::string worker_id() const;
+  // Assignments finished (successfully or not) since Start; for tests and logs.
+  int64_t assignments_done() const;
+
+ private:
+  struct Impl;
+  explicit WorkerNode(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// "learner,rollout" -> roles; INVALID_ARGUMENT naming the unknown role.
+absl::StatusOr<std::vector<v1::Role>> ParseRoles(const std::string& text);
+
+}  // namespace alignd::worker
+
+#endif  // ALIGND_WORKER_NODE_H_
