@@ -1,6 +1,10 @@
-// alignctl's job commands: submit, status, list, cancel, watch. Each RPC carries a deadline (--timeout; watch and
+// alignctl's job commands: submit, status, list, cancel, watch, logs. Each RPC carries a deadline (--timeout; watch and
 // submit --wait: --wait_timeout) and the bearer token (--token / ALIGND_TOKEN). Exit codes: 0 success, 1 the call
 // failed (the status code and message are printed), 2 usage error, 3 the watched job ended FAILED or CANCELLED.
+#include <unistd.h>
+
+#include <algorithm>
+#include <iostream>
 #include <map>
 #include <random>
 
@@ -16,6 +20,7 @@
 #include "common/file_util.h"
 #include "common/flags.h"
 #include "coordinator/job_client.h"
+#include "coordinator/job_validation.h"
 
 namespace alignd::cli {
 namespace {
@@ -144,33 +149,90 @@ absl::StatusOr<std::vector<v1::JobState>> ParseStates(const std::string& text) {
 
 constexpr int kJobDidNotSucceed = 3;
 
-// Prints each event of `id` as it happens; the exit code follows how the job ended.
-int WatchJob(JobClient& client, const std::string& id, absl::Duration timeout, bool json, std::ostream& out,
-             std::ostream& err) {
+// The metrics a progress line shows (all of them go to --output=json and are stored by the coordinator).
+bool KeyMetric(const std::string& name) {
+  static const char* kKeys[] = {"train/loss",         "rm/accuracy", "rewards/accuracies", "rewards/margins",
+                                "reward/mean",        "objective/kl", "task/accuracy",     "task/refusal_rate",
+                                "weights/sync_seconds"};
+  if (name.rfind("eval/", 0) == 0) return true;
+  return std::find(std::begin(kKeys), std::end(kKeys), name) != std::end(kKeys);
+}
+
+// `steps` (> 0) as "step 120/400 [######--------------]  30%"; without a total, "step 120".
+std::string ProgressBar(uint64_t step, uint64_t total) {
+  if (total == 0) return absl::StrCat("step ", step);
+  constexpr int kWidth = 20;
+  const double done = std::min(1.0, static_cast<double>(step) / static_cast<double>(total));
+  const int filled = static_cast<int>(done * kWidth + 0.5);
+  return absl::StrFormat("step %d/%d [%s%s] %3.0f%%", step, total, std::string(filled, '#'),
+                         std::string(kWidth - filled, '-'), 100 * done);
+}
+
+struct WatchMode {
+  bool json = false;
+  bool past_only = false;  // the events so far, then stop (alignctl logs without --follow)
+  bool live = false;       // redraw progress in place (stdout is a terminal)
+};
+
+// Prints each event of `id` as it happens: state changes and messages as lines, progress as a bar with the key
+// metrics. The exit code follows how the job ended (past_only: 0 once the events are printed).
+int WatchJob(JobClient& client, const std::string& id, absl::Duration timeout, const WatchMode& mode,
+             std::ostream& out, std::ostream& err) {
+  uint64_t total = 0;  // the spec's train.steps, for the bar
+  if (auto job = client.Get(id); job.ok()) {
+    if (auto spec = coordinator::ValidateJobSpec(job->spec_yaml()); spec.ok()) total = spec->spec.train.steps;
+  }
   v1::JobState last = v1::JOB_STATE_UNSPECIFIED;
-  absl::Status status = client.Watch(id, timeout, [&](const v1::JobEvent& e) {
-    last = e.state();
-    if (json) {
-      nlohmann::json line{{"id", e.job_id()}, {"time", FormatTime(e.unix_ms())}, {"state", StateName(e.state())},
-                          {"attempt", e.attempt()}, {"message", e.message()}};
-      if (e.step() > 0 || !e.metrics().empty()) {
-        line["step"] = e.step();
-        line["metrics"] = std::map<std::string, double>(e.metrics().begin(), e.metrics().end());
-      }
-      out << line.dump() << std::endl;
-    } else {
-      std::string metrics;
-      for (const auto& [name, value] : std::map<std::string, double>(e.metrics().begin(), e.metrics().end())) {
-        absl::StrAppend(&metrics, "  ", name, "=", absl::StrFormat("%.4g", value));
-      }
-      out << FormatTime(e.unix_ms()) << "  " << absl::StrFormat("%-10s", StateName(e.state())) << " attempt "
-          << e.attempt() << "  " << e.message() << metrics << std::endl;
-    }
-  });
+  bool bar_open = false;  // a live bar is on the current line
+  absl::Status status = client.Watch(
+      id, timeout,
+      [&](const v1::JobEvent& e) {
+        last = e.state();
+        const std::map<std::string, double> metrics(e.metrics().begin(), e.metrics().end());
+        if (mode.json) {
+          nlohmann::json line{{"id", e.job_id()}, {"time", FormatTime(e.unix_ms())}, {"state", StateName(e.state())},
+                              {"attempt", e.attempt()}, {"message", e.message()}};
+          if (e.step() > 0 || !metrics.empty()) {
+            line["step"] = e.step();
+            line["metrics"] = metrics;
+          }
+          out << line.dump() << std::endl;
+          return;
+        }
+        const bool progress = e.step() > 0 && e.message().rfind("step ", 0) == 0;
+        if (progress) {
+          std::string line = absl::StrCat(FormatTime(e.unix_ms()), "  ", ProgressBar(e.step(), total));
+          for (const auto& [name, value] : metrics) {
+            if (KeyMetric(name)) absl::StrAppend(&line, "  ", name, "=", absl::StrFormat("%.4g", value));
+          }
+          const size_t note = e.message().find("; ");
+          if (note != std::string::npos) absl::StrAppend(&line, "  (", e.message().substr(note + 2), ")");
+          if (mode.live) {
+            out << "\r\x1b[K" << line << std::flush;
+            bar_open = true;
+          } else {
+            out << line << std::endl;
+          }
+          return;
+        }
+        if (bar_open) out << "\n";
+        bar_open = false;
+        out << FormatTime(e.unix_ms()) << "  " << absl::StrFormat("%-10s", StateName(e.state())) << " attempt "
+            << e.attempt() << "  " << e.message() << std::endl;
+      },
+      mode.past_only);
+  if (bar_open) out << "\n";
   if (!status.ok()) return ReportError(status, err);
-  if (last == v1::JOB_STATE_SUCCEEDED) return 0;
+  if (mode.past_only || last == v1::JOB_STATE_SUCCEEDED) return 0;
   err << "job " << id << " ended " << StateName(last) << "\n";
   return kJobDidNotSucceed;
+}
+
+WatchMode ModeFor(const FlagSet& flags, const std::ostream& out) {
+  WatchMode mode;
+  mode.json = flags.GetString("output") == "json";
+  mode.live = &out == &std::cout && isatty(STDOUT_FILENO);
+  return mode;
 }
 
 void DeclareWaitTimeout(FlagSet& flags) {
@@ -224,7 +286,23 @@ int RunWatch(const Args& args, std::ostream& out, std::ostream& err) {
   auto client = Connect(flags);
   if (!client.ok()) return ReportError(client.status(), err);
   return WatchJob(**client, flags.positional()[0], absl::Seconds(flags.GetDouble("wait_timeout")),
-                  flags.GetString("output") == "json", out, err);
+                  ModeFor(flags, out), out, err);
+}
+
+int RunLogs(const Args& args, std::ostream& out, std::ostream& err) {
+  FlagSet flags("alignctl logs JOB [--follow] [flags]\nPrints the job's events: state changes, failures and "
+                "restarts with their reasons, progress with metrics, checkpoints. Exit codes: 0 printed (with "
+                "--follow: the job SUCCEEDED), 1 failed call, 2 usage, 3 (--follow) FAILED or CANCELLED.");
+  DeclareConnectionFlags(flags);
+  DeclareWaitTimeout(flags);
+  flags.Bool("follow", false, "keep printing new events until the job ends");
+  if (int code = ParseFlags(flags, args, 1, out, err); code >= 0) return code;
+  auto client = Connect(flags);
+  if (!client.ok()) return ReportError(client.status(), err);
+  WatchMode mode = ModeFor(flags, out);
+  mode.past_only = !flags.GetBool("follow");
+  mode.live = false;  // a log is a list of lines
+  return WatchJob(**client, flags.positional()[0], absl::Seconds(flags.GetDouble("wait_timeout")), mode, out, err);
 }
 
 int RunSubmit(const Args& args, std::ostream& out, std::ostream& err) {
@@ -251,8 +329,8 @@ int RunSubmit(const Args& args, std::ostream& out, std::ostream& err) {
     out << StateName(job->state()) << ": " << job->message() << "\n";
   }
   if (flags.GetBool("wait")) {
-    return WatchJob(**client, job->id(), absl::Seconds(flags.GetDouble("wait_timeout")),
-                    flags.GetString("output") == "json", out, err);
+    return WatchJob(**client, job->id(), absl::Seconds(flags.GetDouble("wait_timeout")), ModeFor(flags, out), out,
+                    err);
   }
   return 0;
 }

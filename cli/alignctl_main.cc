@@ -16,14 +16,14 @@ commands:
   status JOB   show a job (--output=json for scripts)
   list         list jobs (--state=PENDING,RUNNING; --output=json)
   cancel JOB   cancel an unfinished job
-  watch JOB    print a job's events until it ends (submit --wait does the same after submitting)
+  watch JOB    print a job's events until it ends, progress as a bar with key metrics (submit --wait does the same)
+  logs JOB     print a job's events so far (--follow: until it ends): states, failures, restarts, progress, checkpoints
   workers      list registered workers, their roles and jobs (--output=json)
 
 Job commands take --coordinator=HOST:PORT (or ALIGND_COORDINATOR), --token (or ALIGND_TOKEN) and --timeout=SECONDS.
 Exit codes: 0 success; 1 the call failed (the status code and message are printed); 2 usage error;
 3 the job that watch or submit --wait followed ended FAILED or CANCELLED.
 
-Not in this build yet: logs, and a progress bar for submit --wait (watch prints each progress event).
 )";
 
 }  // namespace
@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
   if (command == "list") return alignd::cli::RunList(rest, std::cout, std::cerr);
   if (command == "cancel") return alignd::cli::RunCancel(rest, std::cout, std::cerr);
   if (command == "watch") return alignd::cli::RunWatch(rest, std::cout, std::cerr);
+  if (command == "logs") return alignd::cli::RunLogs(rest, std::cout, std::cerr);
   if (command == "workers") return alignd::cli::RunWorkers(rest, std::cout, std::cerr);
   if (command == "data" && argc >= 3 && std::string(argv[2]) == "synth") {
     return alignd::cli::RunDataSynth(alignd::cli::Args(argv + 3, argv + argc), std::cout, std::cerr);

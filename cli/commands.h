@@ -49,12 +49,13 @@ int ServeUntilSignal(const std::function<int(absl::Notification* stop)>& serve);
 
 // alignctl job commands (cli/alignctl_jobs.cc), each with --coordinator/ALIGND_COORDINATOR, --token/ALIGND_TOKEN,
 // --timeout and --output=text|json: `submit SPEC [--wait]` (job id alone on the first line), `status JOB`, `list`, `cancel JOB`, `watch JOB`,
-// `workers`.
+// `logs JOB [--follow]`, `workers`.
 int RunSubmit(const Args& args, std::ostream& out, std::ostream& err);
 int RunStatus(const Args& args, std::ostream& out, std::ostream& err);
 int RunList(const Args& args, std::ostream& out, std::ostream& err);
 int RunCancel(const Args& args, std::ostream& out, std::ostream& err);
 int RunWatch(const Args& args, std::ostream& out, std::ostream& err);
+int RunLogs(const Args& args, std::ostream& out, std::ostream& err);
 int RunWorkers(const Args& args, std::ostream& out, std::ostream& err);
 
 // Parses `args` into `flags`. Returns the exit code when the command should stop: 2 after printing a usage error

@@ -92,12 +92,13 @@ absl::StatusOr<v1::ListWorkersResponse> JobClient::ListWorkers() {
 }
 
 absl::Status JobClient::Watch(const std::string& id, absl::Duration timeout,
-                              const std::function<void(const v1::JobEvent&)>& on_event) {
+                              const std::function<void(const v1::JobEvent&)>& on_event, bool past_only) {
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   if (!token_.empty()) context.AddMetadata("authorization", "Bearer " + token_);
   v1::WatchJobRequest request;
   request.set_id(id);
+  request.set_past_only(past_only);
   std::unique_ptr<grpc::ClientReaderInterface<v1::JobEvent>> reader = stub_->WatchJob(&context, request);
   v1::JobEvent event;
   while (reader->Read(&event)) on_event(event);

@@ -47,8 +47,9 @@ class JobClient {
   // Streams the job's events to `on_event` until the job finishes (OK) or `timeout` passes (DEADLINE_EXCEEDED).
   // The per-call timeout does not apply: a job can run for days.
   absl::StatusOr<v1::ListWorkersResponse> ListWorkers();
+  // With `past_only`, only the events recorded so far are sent, and the call ends after them.
   absl::Status Watch(const std::string& id, absl::Duration timeout,
-                     const std::function<void(const v1::JobEvent&)>& on_event);
+                     const std::function<void(const v1::JobEvent&)>& on_event, bool past_only = false);
 
  private:
   void Prepare(grpc::ClientContext* context) const;

@@ -88,6 +88,7 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::Wa
       }
       next += events.size();
       if (!events.empty() && IsTerminal(events.back().state)) return absl::OkStatus();
+      if (request->past_only()) return absl::OkStatus();
     }
     return absl::CancelledError("watch cancelled");
   });

@@ -1,6 +1,6 @@
 // alignd.v1.JobService over a JobManager: each handler authenticates the caller from its bearer token, checks the
 // request, calls the manager and converts the status once. WatchJob streams the job's events (every past one first)
-// and ends with OK after the event that finishes the job.
+// and ends with OK after the event that finishes the job (or, with past_only, after the events recorded so far).
 // Thread-safe (the manager and authenticator are).
 #ifndef ALIGND_COORDINATOR_JOB_SERVICE_H_
 #define ALIGND_COORDINATOR_JOB_SERVICE_H_

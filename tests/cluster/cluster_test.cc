@@ -31,11 +31,13 @@ namespace {
 
 using json = nlohmann::json;
 const std::string kAlignd = std::string(ALIGND_BINARY_DIR) + "/cli/alignd";
+const std::string kAlignctl = std::string(ALIGND_BINARY_DIR) + "/cli/alignctl";
 
 // A child process whose output goes to a log file.
 class Process {
  public:
-  Process(std::vector<std::string> args, std::string log) : args_(std::move(args)), log_(std::move(log)) {}
+  Process(std::vector<std::string> args, std::string log, std::string binary = kAlignd)
+      : binary_(std::move(binary)), args_(std::move(args)), log_(std::move(log)) {}
   ~Process() { Kill(SIGKILL); }
 
   void Start() {
@@ -44,10 +46,10 @@ class Process {
     posix_spawn_file_actions_addopen(&actions, 1, log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     posix_spawn_file_actions_adddup2(&actions, 1, 2);
     std::vector<char*> argv;
-    argv.push_back(const_cast<char*>(kAlignd.c_str()));
+    argv.push_back(const_cast<char*>(binary_.c_str()));
     for (auto& a : args_) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
-    ASSERT_EQ(posix_spawn(&pid_, kAlignd.c_str(), &actions, nullptr, argv.data(), environ), 0);
+    ASSERT_EQ(posix_spawn(&pid_, binary_.c_str(), &actions, nullptr, argv.data(), environ), 0);
     posix_spawn_file_actions_destroy(&actions);
   }
   // Waits for the process to exit and returns its exit status (-1 when it did not exit normally).
@@ -79,6 +81,7 @@ class Process {
   }
 
  private:
+  std::string binary_;
   std::vector<std::string> args_;
   std::string log_;
   pid_t pid_ = -1;
@@ -283,6 +286,14 @@ TEST_F(ClusterTest, PpoJobCompletesAndSurvivesKilledWorkers) {
     }
     EXPECT_EQ(synced, 8);
   }
+
+  // alignctl logs: the job's history, progress as a bar with key metrics, and the reported checkpoints.
+  Process logs({"logs", a->id(), "--coordinator=" + address_}, root_ + "/logs.txt", kAlignctl);
+  logs.Start();
+  ASSERT_EQ(logs.Wait(), 0) << logs.Log();
+  EXPECT_THAT(logs.Log(), ::testing::HasSubstr("step 8/8 [####################] 100%  objective/kl="));
+  EXPECT_THAT(logs.Log(), ::testing::HasSubstr("(checkpoint step 8 in "));
+  EXPECT_THAT(logs.Log(), ::testing::HasSubstr("SUCCEEDED"));
 
   // A learner killed after the step-2 checkpoint: the gang restarts from it and the job completes.
   auto b = client_->Submit(Spec("learner_killed"), "learner_killed");

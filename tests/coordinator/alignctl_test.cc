@@ -21,6 +21,7 @@ namespace alignd::cli {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 constexpr char kAliceToken[] = "alice-token-0123456789";
@@ -135,6 +136,20 @@ TEST_F(AlignctlTest, WatchPrintsEventsAndExitsThreeWhenTheJobDidNotSucceed) {
   Outcome json = As(kAliceToken, RunWatch, {id, "--output=json"});
   EXPECT_EQ(json.code, 3);
   EXPECT_EQ(nlohmann::json::parse(json.out.substr(0, json.out.find('\n')))["state"], "PENDING");
+}
+
+TEST_F(AlignctlTest, LogsPrintsTheEventsSoFarAndFollowWaitsForTheEnd) {
+  const std::string id = Submit();
+  Outcome logs = As(kAliceToken, RunLogs, {id});  // a pending job: returns at once with what happened so far
+  ASSERT_EQ(logs.code, 0) << logs.err;
+  EXPECT_THAT(logs.out, HasSubstr("PENDING    attempt 0  submitted by alice\n"));
+  EXPECT_THAT(logs.out, Not(HasSubstr("CANCELLED")));
+  ASSERT_EQ(As(kAliceToken, RunCancel, {id}).code, 0);
+  Outcome follow = As(kAliceToken, RunLogs, {id, "--follow"});
+  EXPECT_EQ(follow.code, 3) << follow.err;
+  EXPECT_THAT(follow.out, HasSubstr("CANCELLED  attempt 0  cancelled by alice\n"));
+  EXPECT_EQ(As(kBobToken, RunLogs, {id}).code, 1);  // someone else's job
+  EXPECT_EQ(As(kAliceToken, RunLogs, {}).code, 2);
 }
 
 TEST_F(AlignctlTest, WorkersListsNoneOnAFreshCoordinator) {
