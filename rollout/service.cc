@@ -110,7 +110,7 @@ grpc::Status RolloutService::UpdateWeights(grpc::ServerContext* context,
           "weights: the collective delivered version ", received->manifest.version(),
           " but version ", request->manifest().version(), " was announced; nothing applied")));
     }
-    absl::Status status = ApplyWeightUpdate(*engine_, received->manifest, received->buckets);
+    absl::Status status = ApplyWeightUpdate(*engine_, received->manifest, received->buckets, options_.adapters);
     if (status.ok()) response->set_version(engine_->weight_version());
     return ToGrpcStatus(status);
   }
@@ -121,7 +121,7 @@ grpc::Status RolloutService::UpdateWeights(grpc::ServerContext* context,
                                                                   options_.max_update_bytes)));
   }
   std::vector<std::string> buckets(request->buckets().begin(), request->buckets().end());
-  absl::Status status = ApplyWeightUpdate(*engine_, request->manifest(), buckets);
+  absl::Status status = ApplyWeightUpdate(*engine_, request->manifest(), buckets, options_.adapters);
   if (status.ok()) response->set_version(engine_->weight_version());
   return ToGrpcStatus(status);
 }
@@ -148,7 +148,7 @@ grpc::Status RolloutService::UpdateWeightsStream(grpc::ServerContext* context,
   if (context->IsCancelled()) return ToGrpcStatus(absl::CancelledError("weights: stream cancelled"));
   absl::StatusOr<std::vector<std::string>> buckets = assembler->Finish();
   if (!buckets.ok()) return ToGrpcStatus(buckets.status());
-  absl::Status status = ApplyWeightUpdate(*engine_, assembler->manifest(), *buckets);
+  absl::Status status = ApplyWeightUpdate(*engine_, assembler->manifest(), *buckets, options_.adapters);
   if (status.ok()) response->set_version(engine_->weight_version());
   return ToGrpcStatus(status);
 }

@@ -36,6 +36,9 @@ class RolloutService final : public alignd::v1::Rollout::Service {
     // Where an UpdateWeights without inline bytes receives them (e.g. a WeightBroadcastGroup joined as a receiving
     // rank). Not owned; must outlive the service. nullptr (default): none.
     WeightSource* collective = nullptr;
+    // Adapters attached to the engine's model whose tensors a weight update may replace (a manifest naming one);
+    // not owned; nullptr (default): none, and such a manifest is NOT_FOUND.
+    const AdapterTargets* adapters = nullptr;
   };
   // `engine` must outlive the service.
   RolloutService(Engine* engine, Options options) : engine_(engine), options_(std::move(options)) {}

@@ -142,12 +142,18 @@ absl::Status ValidateManifest(const alignd::v1::WeightManifest& manifest) {
   return absl::OkStatus();
 }
 
-absl::Status CheckManifestAgainstModel(const alignd::v1::WeightManifest& manifest, CausalLMImpl& model) {
-  std::map<std::string, torch::Tensor> params;
+namespace {
+NamedTensors ParametersOf(CausalLMImpl& model) {
+  NamedTensors params;
   for (const auto& p : model.named_parameters()) params.emplace(p.key(), p.value());
+  return params;
+}
+}  // namespace
+
+absl::Status CheckManifestAgainst(const alignd::v1::WeightManifest& manifest, const NamedTensors& targets) {
   for (const alignd::v1::TensorEntry& t : manifest.tensors()) {
-    auto it = params.find(t.name());
-    if (it == params.end()) {
+    auto it = targets.find(t.name());
+    if (it == targets.end()) {
       return absl::InvalidArgumentError(absl::StrCat("manifest: unknown tensor \"", t.name(), "\""));
     }
     if (it->second.sizes().vec() != Shape(t)) {
@@ -159,27 +165,39 @@ absl::Status CheckManifestAgainstModel(const alignd::v1::WeightManifest& manifes
   return absl::OkStatus();
 }
 
-void CopyIntoModel(const alignd::v1::WeightManifest& manifest, const std::vector<std::string>& buckets,
-                   CausalLMImpl& model) {
-  std::map<std::string, torch::Tensor> params;
-  for (const auto& p : model.named_parameters()) params.emplace(p.key(), p.value());
+absl::Status CheckManifestAgainstModel(const alignd::v1::WeightManifest& manifest, CausalLMImpl& model) {
+  return CheckManifestAgainst(manifest, ParametersOf(model));
+}
+
+void CopyInto(const alignd::v1::WeightManifest& manifest, const std::vector<std::string>& buckets,
+              const NamedTensors& targets) {
   torch::NoGradGuard no_grad;
   for (const alignd::v1::TensorEntry& t : manifest.tensors()) {
     torch::ScalarType type = FloatType(t.dtype()).value();
     const std::string& bucket = buckets[t.bucket()];
-    // from_blob does not copy; copy_ converts and copies into the parameter's storage.
+    // from_blob does not copy; copy_ converts and copies into the target's storage.
     torch::Tensor src = torch::from_blob(const_cast<char*>(bucket.data() + t.offset()), Shape(t),
                                          torch::TensorOptions().dtype(type));
-    params.at(t.name()).copy_(src);
+    targets.at(t.name()).copy_(src);
   }
 }
 
+void CopyIntoModel(const alignd::v1::WeightManifest& manifest, const std::vector<std::string>& buckets,
+                   CausalLMImpl& model) {
+  CopyInto(manifest, buckets, ParametersOf(model));
+}
+
 absl::Status ApplyWeightUpdate(Engine& engine, const alignd::v1::WeightManifest& manifest,
-                               const std::vector<std::string>& buckets) {
+                               const std::vector<std::string>& buckets, const AdapterTargets* adapters) {
   RETURN_IF_ERROR(ValidateManifest(manifest));
+  const NamedTensors* adapter = nullptr;
   if (!manifest.adapter().empty()) {
-    return absl::NotFoundError(absl::StrCat("manifest: adapter \"", manifest.adapter(),
-                                            "\" is not loaded (adapter weight updates are not served yet)"));
+    auto it = adapters ? adapters->find(manifest.adapter()) : AdapterTargets::const_iterator();
+    if (adapters == nullptr || it == adapters->end()) {
+      return absl::NotFoundError(absl::StrCat("manifest: adapter \"", manifest.adapter(),
+                                              "\" is not loaded on this rollout worker"));
+    }
+    adapter = &it->second;
   }
   if (manifest.version() <= engine.weight_version()) {
     return absl::FailedPreconditionError(absl::StrCat("manifest: version ", manifest.version(),
@@ -201,9 +219,10 @@ absl::Status ApplyWeightUpdate(Engine& engine, const alignd::v1::WeightManifest&
                                             manifest.checksum()));
   }
   return engine.UpdateWeights(manifest.version(), [&](CausalLMImpl& model) -> absl::Status {
-    RETURN_IF_ERROR(CheckManifestAgainstModel(manifest, model));
+    const NamedTensors targets = adapter ? *adapter : ParametersOf(model);
+    RETURN_IF_ERROR(CheckManifestAgainst(manifest, targets));
     try {
-      CopyIntoModel(manifest, buckets, model);
+      CopyInto(manifest, buckets, targets);
     } catch (const c10::Error& e) {
       return absl::InternalError(absl::StrCat("weights: copy failed: ", e.what_without_backtrace()));
     }

@@ -8,6 +8,7 @@
 #define ALIGND_ROLLOUT_WEIGHT_UPDATE_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -54,17 +55,29 @@ absl::Status ValidateManifest(const alignd::v1::WeightManifest& manifest);
 // a subset of the parameters). INVALID_ARGUMENT naming the tensor otherwise.
 absl::Status CheckManifestAgainstModel(const alignd::v1::WeightManifest& manifest, CausalLMImpl& model);
 
+// Tensors that a manifest may name, by name: a model's parameters, or a PEFT adapter's (under their saved names).
+using NamedTensors = std::map<std::string, at::Tensor>;
+// The same checks against `targets`.
+absl::Status CheckManifestAgainst(const alignd::v1::WeightManifest& manifest, const NamedTensors& targets);
+
 // Copies the tensors out of `buckets` into the model's parameters (converted to the parameter's dtype). Call only
 // after ValidateManifest and CheckManifestAgainstModel passed and the buckets have the manifest's sizes.
 void CopyIntoModel(const alignd::v1::WeightManifest& manifest, const std::vector<std::string>& buckets,
                    CausalLMImpl& model);
+void CopyInto(const alignd::v1::WeightManifest& manifest, const std::vector<std::string>& buckets,
+              const NamedTensors& targets);
 
-// The whole update: ValidateManifest; FAILED_PRECONDITION when manifest.version is not above the engine's version;
-// NOT_FOUND for a non-empty adapter (adapter updates are not served yet); INVALID_ARGUMENT when the number or
-// sizes of the buckets differ from the manifest; DATA_LOSS when the SHA-256 differs; then, between Generate calls,
-// CheckManifestAgainstModel and the copy. On any error nothing is applied and the version stays.
+// Adapters a rollout engine serves by name (the adapter's tensors, attached to the engine's model), for manifests
+// whose `adapter` field names one: with LoRA only the adapter's tensors travel.
+using AdapterTargets = std::map<std::string, NamedTensors>;
+
+// The whole update: ValidateManifest; NOT_FOUND for a manifest naming an adapter that `adapters` (may be null) does
+// not hold; FAILED_PRECONDITION when manifest.version is not above the engine's version; INVALID_ARGUMENT when the
+// number or sizes of the buckets differ from the manifest; DATA_LOSS when the SHA-256 differs; then, between Generate
+// calls, the checks against the model's parameters (or the named adapter's tensors) and the copy. On any error nothing
+// is applied and the version stays.
 absl::Status ApplyWeightUpdate(Engine& engine, const alignd::v1::WeightManifest& manifest,
-                               const std::vector<std::string>& buckets);
+                               const std::vector<std::string>& buckets, const AdapterTargets* adapters = nullptr);
 
 // Reassembles buckets from chunks of a stream. Chunks of one bucket must arrive in order and without gaps (each
 // chunk starts where the previous one of its bucket ended); buckets may interleave.

@@ -33,7 +33,9 @@
 #include "rollout/engine.h"
 #include "rollout/service.h"
 #include "rollout/weight_broadcast.h"
+#include "rollout/weight_update.h"
 #include "worker/learner_group.h"
+#include "worker/peft_glue.h"
 #include "worker/remote.h"
 #include "worker/rewards.h"
 #include "worker/trainer.h"
@@ -102,6 +104,8 @@ grpc::Status NoJob(const char* service) {
 
 // Members in construction order; destroyed in reverse (the service before what it refers to).
 struct RolloutJob {
+  std::unique_ptr<PeftGlue> peft;          // the job's adapters on the engine's model (PEFT jobs)
+  rollout::AdapterTargets adapters;        // their tensors, which weight updates replace
   std::unique_ptr<rollout::Engine> engine;
   std::unique_ptr<rollout::WeightBroadcastGroup> group;
   std::unique_ptr<rollout::RolloutService> service;
@@ -492,6 +496,13 @@ struct WorkerNode::Impl {
     auto job = std::make_shared<RolloutJob>();
     ASSIGN_OR_RETURN(LoadedModel loaded, LoadModelDir(spec.model.path));
     loaded.model->eval();
+    // A PEFT job trains adapters on a frozen base: this worker attaches the same (freshly initialised) adapters, and
+    // the learner's weight versions carry only their tensors.
+    ASSIGN_OR_RETURN(job->peft, AttachPeft(spec, loaded.model));
+    if (job->peft) {
+      job->peft->Eval();
+      for (auto& [name, t] : job->peft->named_parameters()) job->adapters[kJobAdapter][name] = t;
+    }
     rollout::Engine::Options eo;
     eo.model = loaded.model;
     eo.tokenizer = std::shared_ptr<const Tokenizer>(std::move(loaded.tokenizer));
@@ -511,6 +522,7 @@ struct WorkerNode::Impl {
     rollout::RolloutService::Options so;
     so.model_name = spec.model.path;
     so.collective = job->group.get();
+    so.adapters = &job->adapters;
     job->service = std::make_unique<rollout::RolloutService>(job->engine.get(), so);
     rollout_router.slot.Set(job);
     LOG(INFO) << "worker " << address << ": serving rollout for " << a.job_id();

@@ -13,6 +13,10 @@ class Glue : public PeftGlue {
   explicit Glue(std::unique_ptr<PeftModel> peft) : peft_(std::move(peft)) {}
   void SetEnabled(bool enabled) override { peft_->SetEnabled(enabled); }
   std::vector<torch::Tensor> parameters() override { return peft_->parameters(); }
+  std::vector<std::pair<std::string, torch::Tensor>> named_parameters() override {
+    return peft_->named_parameters();
+  }
+  void Eval() override { peft_->module().eval(); }
   absl::Status SaveAdapter(const std::string& dir) override { return peft_->Save(dir); }
 
   absl::Status LoadAdapter(const std::string& dir) override {

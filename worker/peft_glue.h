@@ -19,6 +19,11 @@ class PeftGlue : public ReferenceSwitch {
  public:
   ~PeftGlue() override = default;
   virtual std::vector<torch::Tensor> parameters() = 0;
+  // The same under their saved names ("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"): what a
+  // distributed job publishes to its rollout workers, which attach the same adapters.
+  virtual std::vector<std::pair<std::string, torch::Tensor>> named_parameters() = 0;
+  // Inference mode for the adapters (no dropout), as for a rollout worker's copy.
+  virtual void Eval() = 0;
   // The adapter alone, in the PEFT layout (adapter_config.json + adapter_model.safetensors).
   virtual absl::Status SaveAdapter(const std::string& dir) = 0;
   virtual absl::Status LoadAdapter(const std::string& dir) = 0;

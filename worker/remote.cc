@@ -237,9 +237,10 @@ absl::StatusOr<std::unique_ptr<WeightPublisher>> WeightPublisher::Create(const R
 }
 
 absl::StatusOr<WeightPublisher::Stats> WeightPublisher::Publish(
-    const std::vector<std::pair<std::string, torch::Tensor>>& tensors, uint64_t version) {
+    const std::vector<std::pair<std::string, torch::Tensor>>& tensors, uint64_t version, const std::string& adapter) {
   const auto start = std::chrono::steady_clock::now();
   ASSIGN_OR_RETURN(rollout::PackedWeights packed, rollout::PackWeights(tensors, version, uint64_t{64} << 20));
+  packed.manifest.set_adapter(adapter);
   Stats stats;
   for (const std::string& b : packed.buckets) stats.bytes += b.size();
   // The announcements block on the workers until the broadcast below delivers the bytes, so they run on their own

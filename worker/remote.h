@@ -26,6 +26,9 @@ class Rollout;
 
 namespace alignd::worker {
 
+// The name under which a job's own PEFT adapter travels to, and is held by, its rollout workers.
+inline constexpr char kJobAdapter[] = "job";
+
 // Where the rest of a job's gang is, as the coordinator's assignment names it.
 struct RemoteServices {
   std::vector<std::string> rollout_addresses;  // host:port, by rollout rank
@@ -75,7 +78,9 @@ class WeightPublisher {
   // Packs `tensors` (by the names the rollout model knows them) as `version` and sends them; returns once every
   // rollout worker has verified and swapped them in. The workers' status codes otherwise (FAILED_PRECONDITION for
   // a version not above theirs, DATA_LOSS for a checksum mismatch, UNAVAILABLE for a lost peer).
-  absl::StatusOr<Stats> Publish(const std::vector<std::pair<std::string, torch::Tensor>>& tensors, uint64_t version);
+  // `adapter` non-empty: the tensors are that adapter's (manifest.adapter), which the workers hold by that name.
+  absl::StatusOr<Stats> Publish(const std::vector<std::pair<std::string, torch::Tensor>>& tensors, uint64_t version,
+                                const std::string& adapter = "");
 
  private:
   struct Impl;

@@ -20,6 +20,7 @@
 #include "worker/algorithm.h"
 #include "worker/learner_group.h"
 #include "worker/losses.h"
+#include "worker/peft_glue.h"
 #include "worker/remote.h"
 #include "worker/rewards.h"
 
@@ -67,11 +68,6 @@ class RlObjective : public Objective {
     const bool remote_rollout = ctx.remote != nullptr && !ctx.remote->rollout_addresses.empty();
     const bool remote_reward = ctx.remote != nullptr && !ctx.remote->reward_addresses.empty();
     if (remote_rollout && rank_ == 0) {
-      if (ctx.peft != nullptr) {
-        return absl::InvalidArgumentError(
-            "lora/adapters: a PPO/GRPO/RLOO job with rollout workers cannot publish adapter weights to them yet; "
-            "run it with resources.rollout_workers: 0 or without PEFT");
-      }
       ASSIGN_OR_RETURN(generator_, RemoteGenerator::Create(*ctx.remote));
       ASSIGN_OR_RETURN(publisher_, WeightPublisher::Create(*ctx.remote));
     }
@@ -327,11 +323,18 @@ class RlObjective : public Objective {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
   }
 
-  // Sends the live policy weights to the rollout workers as `version` (= the step about to generate).
+  // Sends the live policy weights to the rollout workers as `version` (= the step about to generate). With PEFT only
+  // the adapter's tensors travel (the rollout workers attach the same adapters to the same base).
   absl::Status Publish(TrainContext& ctx, uint64_t version, Metrics* m) {
     std::vector<std::pair<std::string, torch::Tensor>> tensors;
-    for (const auto& p : ctx.model->named_parameters()) tensors.emplace_back(p.key(), p.value().detach());
-    ASSIGN_OR_RETURN(WeightPublisher::Stats stats, publisher_->Publish(tensors, version));
+    std::string adapter;
+    if (auto* glue = dynamic_cast<PeftGlue*>(ctx.peft)) {
+      for (auto& [name, t] : glue->named_parameters()) tensors.emplace_back(name, t.detach());
+      adapter = kJobAdapter;
+    } else {
+      for (const auto& p : ctx.model->named_parameters()) tensors.emplace_back(p.key(), p.value().detach());
+    }
+    ASSIGN_OR_RETURN(WeightPublisher::Stats stats, publisher_->Publish(tensors, version, adapter));
     published_ = version;
     (*m)["weights/sync_seconds"] = stats.seconds;
     (*m)["weights/sync_bytes"] = static_cast<double>(stats.bytes);

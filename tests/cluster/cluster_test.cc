@@ -152,8 +152,8 @@ class ClusterTest : public ::testing::Test {
     FAIL() << "workers did not register";
   }
 
-  std::string Spec(const std::string& name) const {
-    return absl::StrCat(R"(name: )", name, R"(
+  std::string Spec(const std::string& name, const std::string& extra = "") const {
+    return absl::StrCat(extra, R"(name: )", name, R"(
 algorithm: ppo
 output_dir: )", root_, "/runs/", name, R"(
 seed: 7
@@ -228,6 +228,17 @@ resources:
     return out;
   }
 
+  // The largest value of `metric` over a job's metrics.jsonl (-1 when absent).
+  double MaxMetric(const std::string& name, const std::string& metric) const {
+    double best = -1;
+    std::ifstream in(root_ + "/runs/" + name + "/metrics.jsonl");
+    for (std::string line; std::getline(in, line);) {
+      json j = json::parse(line, nullptr, false);
+      if (!j.is_discarded() && j.contains(metric)) best = std::max(best, j[metric].get<double>());
+    }
+    return best;
+  }
+
   // Kills the first worker process of `role` with SIGKILL and starts a replacement.
   void KillAndReplace(const std::string& role) {
     for (size_t i = 0; i < workers_.size(); ++i) {
@@ -285,6 +296,10 @@ TEST_F(ClusterTest, PpoJobCompletesAndSurvivesKilledWorkers) {
       ++synced;
     }
     EXPECT_EQ(synced, 8);
+    // The learner and the rollout worker (another process, KV-cache decoding) agree on the sampled tokens' log-probs.
+    const double plain_gap = MaxMetric("plain", "rollout/logprob_gap");
+    EXPECT_GE(plain_gap, 0.0);  // present
+    EXPECT_LT(plain_gap, 1e-4);
   }
 
   // alignctl logs: the job's history, progress as a bar with key metrics, and the reported checkpoints.
@@ -307,6 +322,31 @@ TEST_F(ClusterTest, PpoJobCompletesAndSurvivesKilledWorkers) {
   ASSERT_EQ(resumed.size(), plain.size());
   for (const auto& [step, loss] : plain) {
     EXPECT_NEAR(resumed[step], loss, 1e-5 * std::max(1.0, std::abs(loss))) << "step " << step;
+  }
+
+  // With LoRA only the adapter's tensors travel to the rollout worker, which holds the same adapters.
+  auto lora = client_->Submit(Spec("lora", "lora:\n  r: 4\n  alpha: 8\n  target_modules: [q_proj, v_proj]\n"), "lora");
+  ASSERT_TRUE(lora.ok()) << lora.status();
+  done = WaitDone(lora->id());
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString() << Logs();
+  {
+    std::map<std::string, double> plain_bytes, lora_bytes;
+    for (const auto& [name, out] : {std::make_pair("plain", &plain_bytes), std::make_pair("lora", &lora_bytes)}) {
+      std::ifstream in(root_ + "/runs/" + name + "/metrics.jsonl");
+      for (std::string line; std::getline(in, line);) {
+        json j = json::parse(line);
+        if (j.contains("weights/sync_bytes")) (*out)[std::to_string(j["step"].get<int>())] = j["weights/sync_bytes"];
+      }
+    }
+    ASSERT_EQ(lora_bytes.size(), 8u);
+    // 2 layers x (q_proj + v_proj) x (A + B) at rank 4, float32: a few KB against the whole model's ~100+ KB.
+    EXPECT_LT(lora_bytes["1"] * 10, plain_bytes["1"]) << lora_bytes["1"] << " vs " << plain_bytes["1"];
+    EXPECT_TRUE(PathExists(root_ + "/runs/lora/adapter/adapter_model.safetensors"));
+    // The rollout worker generated with the adapter the learner had trained: the learner's log-probs of the
+    // sampled tokens equal the rollout worker's (a stale adapter would show as a gap from step 2 on).
+    const double lora_gap = MaxMetric("lora", "rollout/logprob_gap");
+    EXPECT_GE(lora_gap, 0.0);  // present
+    EXPECT_LT(lora_gap, 1e-4);
   }
 
   // The same for the rollout worker.

@@ -66,6 +66,8 @@ class RolloutServiceTest : public ::testing::Test {
     options.model_name = "tiny";
     options.max_request_rows = 4;
     if (with_collective_) options.collective = &source_;
+    adapters_["job"]["base_model.model.lora_A.weight"] = torch::zeros({2, 3});
+    options.adapters = &adapters_;
     service_ = std::make_unique<RolloutService>(engine_.get(), options);
     grpc::ServerBuilder builder;
     builder.RegisterService(service_.get());
@@ -165,6 +167,7 @@ class RolloutServiceTest : public ::testing::Test {
   CausalLM other_ = TinyModel(2);
   bool with_collective_ = false;
   FakeWeightSource source_;
+  AdapterTargets adapters_;
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<RolloutService> service_;
   std::unique_ptr<grpc::Server> server_;
@@ -352,6 +355,24 @@ TEST_F(RolloutServiceTest, AdapterUpdateIsNotFound) {
   PackedWeights packed = Packed();
   packed.manifest.set_adapter("math-lora");
   EXPECT_EQ(UpdateInline(packed).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(RolloutServiceTest, AdapterUpdateReplacesOnlyTheNamedAdaptersTensors) {
+  std::vector<int32_t> before = GreedyIds();
+  auto packed = PackWeights({{"base_model.model.lora_A.weight", torch::ones({2, 3})}}, 1, 1 << 20);
+  ASSERT_TRUE(packed.ok());
+  packed->manifest.set_adapter("job");
+  grpc::Status status = UpdateInline(*packed);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(engine_->weight_version(), 1u);
+  EXPECT_TRUE(torch::equal(adapters_["job"]["base_model.model.lora_A.weight"], torch::ones({2, 3})));
+  EXPECT_EQ(GreedyIds(), before);  // the base weights are untouched
+  // A tensor the adapter does not have, or a base tensor sent as the adapter's, applies nothing.
+  PackedWeights base = Packed();
+  base.manifest.set_adapter("job");
+  base.manifest.set_version(2);
+  EXPECT_EQ(UpdateInline(base).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(engine_->weight_version(), 1u);
 }
 
 TEST_F(RolloutServiceTest, UpdateWithoutBytesOrGroupIsFailedPrecondition) {
