@@ -229,12 +229,10 @@ struct WorkerNode::Impl {
 
   void ControlLoop() {
     while (!stopping) {
+      // Always as a new worker: whatever this node ran under an earlier lease was cancelled when that lease's stream
+      // ended, and an old id may name another worker after a coordinator restart (ids restart from w-000001).
       v1::RegisterWorkerRequest request;
       v1::WorkerInfo* info = request.mutable_worker();
-      {
-        absl::MutexLock lock(&mu);
-        info->set_worker_id(worker_id);
-      }
       for (v1::Role r : options.roles) info->add_roles(r);
       info->set_device(options.device);
       info->set_device_count(options.device_count);

@@ -115,14 +115,9 @@ class ClusterTest : public ::testing::Test {
     ASSERT_EQ(init.Wait(), 0) << init.Log();
     ASSERT_TRUE(PathExists(root_ + "/policy/config.json")) << init.Log();
 
-    coordinator_ = std::make_unique<Process>(
-        std::vector<std::string>{"coordinator", "--listen=127.0.0.1:0", "--db=" + root_ + "/jobs.db",
-                                 "--lease-ttl-ms=3000"},
-        root_ + "/coordinator.log");
-    coordinator_->Start();
-    std::string port = coordinator_->WaitFor("listening on port ([0-9]+)");
-    ASSERT_FALSE(port.empty()) << coordinator_->Log();
-    address_ = "127.0.0.1:" + port;
+    StartCoordinator("0");
+    ASSERT_FALSE(port_.empty()) << coordinator_->Log();
+    address_ = "127.0.0.1:" + port_;
     coordinator::JobClient::Options co;
     co.address = address_;
     co.timeout = absl::Seconds(10);
@@ -131,6 +126,17 @@ class ClusterTest : public ::testing::Test {
     client_ = std::move(*client);
     for (const char* role : {"learner", "learner", "rollout", "reward"}) StartWorker(role);
     WaitForWorkers(4);
+  }
+
+  // Starts `alignd coordinator` on `port` ("0": any free one) with the test's database, logging to its own file;
+  // sets port_ to the port it listens on.
+  void StartCoordinator(const std::string& port) {
+    coordinator_ = std::make_unique<Process>(
+        std::vector<std::string>{"coordinator", "--listen=127.0.0.1:" + port, "--db=" + root_ + "/jobs.db",
+                                 "--lease-ttl-ms=3000"},
+        absl::StrCat(root_, "/coordinator-", ++coordinators_, ".log"));
+    coordinator_->Start();
+    port_ = coordinator_->WaitFor("listening on port ([0-9]+)");
   }
 
   void StartWorker(const std::string& role) {
@@ -263,7 +269,8 @@ resources:
 
   static std::string* dir_;
   static absl::Status* setup_;
-  std::string root_, address_;
+  std::string root_, address_, port_;
+  int coordinators_ = 0;
   std::unique_ptr<Process> coordinator_;
   std::vector<std::unique_ptr<Process>> workers_;
   std::vector<std::string> roles_;
@@ -361,6 +368,24 @@ TEST_F(ClusterTest, PpoJobCompletesAndSurvivesKilledWorkers) {
   ASSERT_EQ(after_rollout.size(), plain.size());
   for (const auto& [step, loss] : plain) {
     EXPECT_NEAR(after_rollout[step], loss, 1e-5 * std::max(1.0, std::abs(loss))) << "step " << step;
+  }
+
+  // The coordinator killed mid-run and started again on the same database and port: the workers see their streams
+  // close, register again, and the job restarts from its checkpoint and completes with the same losses.
+  auto d = client_->Submit(Spec("coordinator_killed"), "coordinator_killed");
+  ASSERT_TRUE(d.ok()) << d.status();
+  ASSERT_TRUE(WaitStep(d->id(), 3)) << Logs();
+  const std::string port = port_;
+  coordinator_->Kill(SIGKILL);
+  StartCoordinator(port);
+  ASSERT_EQ(port_, port) << coordinator_->Log();
+  done = WaitDone(d->id());
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString() << Logs();
+  EXPECT_GE(done.attempt(), 2u);
+  std::map<int64_t, double> after_coordinator = Losses("coordinator_killed");
+  ASSERT_EQ(after_coordinator.size(), plain.size());
+  for (const auto& [step, loss] : plain) {
+    EXPECT_NEAR(after_coordinator[step], loss, 1e-5 * std::max(1.0, std::abs(loss))) << "step " << step;
   }
 }
 
