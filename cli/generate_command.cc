@@ -13,6 +13,7 @@
 #include "common/dataset.h"
 #include "common/file_util.h"
 #include "common/flags.h"
+#include "common/peft.h"
 #include "common/hf_model.h"
 #include "common/status.h"
 #include "rollout/engine.h"
@@ -92,6 +93,14 @@ absl::StatusOr<Json> Generate(const FlagSet& flags) {
   ASSIGN_OR_RETURN(std::vector<PromptRecord> records, ReadPrompts(prompts_path));
   ASSIGN_OR_RETURN(LoadedModel loaded, LoadModelDir(model_dir));
   ASSIGN_OR_RETURN(rollout::SamplingParams params, ParamsFromFlags(flags, loaded.generation));
+  // A PEFT adapter folder (LoRA or bottleneck adapters, as alignd train writes to adapter/ or PEFT saves) on the base.
+  std::unique_ptr<PeftModel> adapter;
+  if (!flags.GetString("adapter").empty()) {
+    absl::StatusOr<std::unique_ptr<PeftModel>> peft = PeftModel::Load(flags.GetString("adapter"), loaded.model);
+    if (!peft.ok()) return Annotate(peft.status(), "--adapter");
+    adapter = std::move(*peft);
+    adapter->module().eval();
+  }
 
   rollout::Engine::Options options;
   options.model = loaded.model;
@@ -174,6 +183,7 @@ int RunGenerate(const Args& args, std::ostream& out, std::ostream& err) {
   flags.Int("n", 1, "samples per prompt");
   flags.Int("seed", 0, "random seed; the same seed gives the same samples");
   flags.String("template", "chatml", "chat template for the prompts: chatml, llama3, plain or raw");
+  flags.String("adapter", "", "PEFT adapter folder (adapter_config.json + adapter_model.safetensors) applied to --model");
   flags.Int("batch_size", 8, "rows (prompts x n) decoded together");
   flags.Int("threads", AvailableCores(), "intra-op threads (default: the cores available)");
   absl::Status parsed = flags.Parse(NormaliseFlagNames(args));

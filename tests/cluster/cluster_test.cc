@@ -245,6 +245,15 @@ resources:
     return best;
   }
 
+  // A restarted job's losses, step by step, equal the uninterrupted run's (`plain`).
+  void ExpectSameLosses(const std::string& name, const std::map<int64_t, double>& plain) const {
+    std::map<int64_t, double> losses = Losses(name);
+    ASSERT_EQ(losses.size(), plain.size()) << name;
+    for (const auto& [step, loss] : plain) {
+      EXPECT_NEAR(losses[step], loss, 1e-5 * std::max(1.0, std::abs(loss))) << name << " step " << step;
+    }
+  }
+
   // Kills the first worker process of `role` with SIGKILL and starts a replacement.
   void KillAndReplace(const std::string& role) {
     for (size_t i = 0; i < workers_.size(); ++i) {
@@ -325,11 +334,7 @@ TEST_F(ClusterTest, PpoJobCompletesAndSurvivesKilledWorkers) {
   done = WaitDone(b->id());
   ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString() << Logs();
   EXPECT_GE(done.attempt(), 2u);
-  std::map<int64_t, double> resumed = Losses("learner_killed");
-  ASSERT_EQ(resumed.size(), plain.size());
-  for (const auto& [step, loss] : plain) {
-    EXPECT_NEAR(resumed[step], loss, 1e-5 * std::max(1.0, std::abs(loss))) << "step " << step;
-  }
+  ExpectSameLosses("learner_killed", plain);
 
   // With LoRA only the adapter's tensors travel to the rollout worker, which holds the same adapters.
   auto lora = client_->Submit(Spec("lora", "lora:\n  r: 4\n  alpha: 8\n  target_modules: [q_proj, v_proj]\n"), "lora");
@@ -364,11 +369,7 @@ TEST_F(ClusterTest, PpoJobCompletesAndSurvivesKilledWorkers) {
   done = WaitDone(c->id());
   ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString() << Logs();
   EXPECT_GE(done.attempt(), 2u);
-  std::map<int64_t, double> after_rollout = Losses("rollout_killed");
-  ASSERT_EQ(after_rollout.size(), plain.size());
-  for (const auto& [step, loss] : plain) {
-    EXPECT_NEAR(after_rollout[step], loss, 1e-5 * std::max(1.0, std::abs(loss))) << "step " << step;
-  }
+  ExpectSameLosses("rollout_killed", plain);
 
   // The coordinator killed mid-run and started again on the same database and port: the workers see their streams
   // close, register again, and the job restarts from its checkpoint and completes with the same losses.
@@ -382,11 +383,7 @@ TEST_F(ClusterTest, PpoJobCompletesAndSurvivesKilledWorkers) {
   done = WaitDone(d->id());
   ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString() << Logs();
   EXPECT_GE(done.attempt(), 2u);
-  std::map<int64_t, double> after_coordinator = Losses("coordinator_killed");
-  ASSERT_EQ(after_coordinator.size(), plain.size());
-  for (const auto& [step, loss] : plain) {
-    EXPECT_NEAR(after_coordinator[step], loss, 1e-5 * std::max(1.0, std::abs(loss))) << "step " << step;
-  }
+  ExpectSameLosses("coordinator_killed", plain);
 }
 
 }  // namespace

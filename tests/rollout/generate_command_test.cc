@@ -1,4 +1,6 @@
 // `alignd generate` in-process, on a tiny model written by `alignd init`.
+#include <torch/torch.h>
+
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -9,6 +11,8 @@
 #include "cli/commands.h"
 #include "tests/cli/cli_runner.h"
 #include "common/file_util.h"
+#include "common/hf_model.h"
+#include "common/peft.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -133,15 +137,47 @@ TEST_F(GenerateCommand, MessagesRecordsAnswerTheLastUserTurn) {
   EXPECT_EQ(lines[0]["prompt"], json::parse(R"([{"role": "user", "content": "Hi"}])"));
 }
 
+TEST_F(GenerateCommand, AdapterFolderIsAppliedToTheBase) {
+  // A LoRA adapter whose B is non-zero changes the greedy answers; a fresh one (B = 0) leaves them as they were.
+  auto model = LoadModelDir(Path("model"));
+  ASSERT_TRUE(model.ok()) << model.status();
+  LoraConfig config;
+  config.target_modules = {"all-linear"};
+  config.r = 4;
+  auto lora = PeftModel::CreateLora(model->model, config);
+  ASSERT_TRUE(lora.ok()) << lora.status();
+  ASSERT_TRUE((*lora)->Save(Path("fresh_adapter")).ok());
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& [name, t] : (*lora)->named_parameters()) {
+      if (name.find("lora_B") != std::string::npos) t.normal_(0, 0.5);
+    }
+  }
+  ASSERT_TRUE((*lora)->Save(Path("trained_adapter")).ok());
+  Args greedy = {"--max_new_tokens", "8", "--temperature", "0"};
+  ASSERT_EQ(Call(RunGenerate, With(Base("base.jsonl"), greedy)).code, 0);
+  Outcome fresh = Call(RunGenerate, With(With(Base("fresh.jsonl"), greedy), {"--adapter", Path("fresh_adapter")}));
+  ASSERT_EQ(fresh.code, 0) << fresh.err;
+  Outcome trained = Call(RunGenerate, With(With(Base("trained.jsonl"), greedy), {"--adapter", Path("trained_adapter")}));
+  ASSERT_EQ(trained.code, 0) << trained.err;
+  auto ids = [&](const std::string& file) {
+    std::vector<json> out;
+    for (const json& line : ReadLines(Path(file))) out.push_back(line["token_ids"]);
+    return out;
+  };
+  EXPECT_EQ(ids("fresh.jsonl"), ids("base.jsonl"));
+  EXPECT_NE(ids("trained.jsonl"), ids("base.jsonl"));
+}
+
 // ---- Errors ----
 
 TEST_F(GenerateCommand, UsageErrorsExitTwo) {
   Outcome r = Call(RunGenerate, {"--model", Path("model"), "--out", Path("x.jsonl")});
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.err, HasSubstr("--prompts is required"));
-  r = Call(RunGenerate, With(Base("x.jsonl"), {"--adapter", "dir"}));
-  EXPECT_EQ(r.code, 2);
-  EXPECT_THAT(r.err, HasSubstr("adapter"));
+  r = Call(RunGenerate, With(Base("x.jsonl"), {"--adapter", Path("no-such-adapter")}));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("--adapter"));
   r = Call(RunGenerate, {"--help"});
   EXPECT_EQ(r.code, 0);
   EXPECT_THAT(r.out, HasSubstr("--max_new_tokens"));

@@ -23,6 +23,7 @@
 #include "common/synth.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/worker/tiny_jobs.h"
 #include "worker/trainer.h"
 
 namespace alignd::worker {
@@ -220,24 +221,8 @@ class DataParallelTrainingTest : public ::testing::Test {
   void SetUp() override { ASSERT_TRUE(setup_->ok()) << *setup_; }
 
   static JobSpec Sft(const std::string& name) {
-    JobSpec s;
-    s.name = name;
-    s.algorithm = Algorithm::kSft;
-    s.output_dir = Out(name);
-    s.seed = 3;
-    s.threads = 1;
-    s.model.init_hidden_size = 48;
-    s.model.init_layers = 2;
-    s.model.init_heads = 4;
-    s.model.init_kv_heads = 2;
-    s.model.init_max_positions = 160;
-    s.data.train = *data_ + "/sft_train.jsonl";
-    s.data.max_length = 128;
-    s.data.max_prompt_length = 64;
+    JobSpec s = TinySftSpec(name, *data_, Out(name));
     s.train.steps = 10;
-    s.train.batch_size = 16;
-    s.train.grad_accum = 2;
-    s.train.lr = 5e-3;
     s.train.warmup_steps = 2;
     s.train.log_every = 1;
     return s;

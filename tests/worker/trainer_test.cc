@@ -12,6 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "worker/losses.h"
+#include "tests/worker/tiny_jobs.h"
 
 namespace alignd::worker {
 namespace {
@@ -36,26 +37,8 @@ class TrainerTest : public ::testing::Test {
   void SetUp() override { ASSERT_TRUE(setup_->ok()) << *setup_; }
 
   static JobSpec Sft(const std::string& name) {
-    JobSpec s;
-    s.name = name;
-    s.algorithm = Algorithm::kSft;
-    s.output_dir = ::testing::TempDir() + "/runs/" + name;
-    s.seed = 3;
-    s.threads = 1;
-    s.model.init_hidden_size = 48;
-    s.model.init_layers = 2;
-    s.model.init_heads = 4;
-    s.model.init_kv_heads = 2;
-    s.model.init_max_positions = 160;
-    s.data.train = *data_ + "/sft_train.jsonl";
+    JobSpec s = TinySftSpec(name, *data_, ::testing::TempDir() + "/runs/" + name);
     s.data.eval = *data_ + "/sft_eval.jsonl";
-    s.data.max_length = 128;
-    s.data.max_prompt_length = 64;
-    s.train.steps = 40;
-    s.train.batch_size = 16;
-    s.train.grad_accum = 2;
-    s.train.lr = 5e-3;
-    s.train.warmup_steps = 4;
     return s;
   }
 
