@@ -8,7 +8,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/flags.h"
+#include "common/status.h"
 #include "common/hf_model.h"
 #include "reward/reward_core.h"
 #include "reward/reward_service.h"
@@ -49,6 +51,8 @@ int ServeRollout(const Args& args, std::ostream& out, std::ostream& err, const s
   flags.String("chat-template", "chatml", "template string prompts are rendered with");
   flags.Int("max-batch-rows", 64, "rows (prompts x n) decoded together at most");
   flags.Int("max-request-rows", 1024, "rows one Generate call may ask for");
+  flags.String("adapters", "", "named PEFT adapters served on the base, NAME=DIR[,NAME=DIR...]; a request picks one "
+                               "by name (several LoRA jobs share one copy of the base)");
   flags.Int("max-message-bytes", 64 << 20, "largest request or response (inline weight updates count)");
   if (auto stop = ParseFlags(flags, args, "", out, err)) return *stop;
   if (flags.GetString("model").empty()) {
@@ -73,6 +77,15 @@ int ServeRollout(const Args& args, std::ostream& out, std::ostream& err, const s
   options.max_batch_rows = flags.GetInt("max-batch-rows");
   auto engine = rollout::Engine::Create(std::move(options));
   if (!engine.ok()) return ReportError(engine.status(), err);
+  for (absl::string_view entry : absl::StrSplit(flags.GetString("adapters"), ',', absl::SkipEmpty())) {
+    const size_t eq = entry.find('=');
+    if (eq == absl::string_view::npos || eq == 0 || eq + 1 == entry.size()) {
+      err << "error: --adapters: \"" << entry << "\" is not NAME=DIR\n";
+      return 2;
+    }
+    absl::Status loaded = (*engine)->LoadAdapter(std::string(entry.substr(0, eq)), std::string(entry.substr(eq + 1)));
+    if (!loaded.ok()) return ReportError(Annotate(loaded, "--adapters"), err);
+  }
   rollout::RolloutService::Options service_options;
   service_options.model_name = flags.GetString("model");
   service_options.max_request_rows = flags.GetInt("max-request-rows");

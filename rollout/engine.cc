@@ -7,6 +7,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/peft.h"
 #include "common/status.h"
 #include "rollout/decode.h"
 
@@ -100,9 +102,49 @@ absl::Status Engine::ValidateRequest(const std::vector<std::vector<int32_t>>& pr
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<Sample>> Engine::Generate(const std::vector<std::vector<int32_t>>& prompts,
-                                                     const SamplingParams& params, GenerateStats* stats) {
+Engine::~Engine() = default;
+
+absl::Status Engine::LoadAdapter(const std::string& name, const std::string& dir) {
+  if (name.empty()) return absl::InvalidArgumentError("adapter name is empty");
   absl::MutexLock lock(&mu_);
+  if (adapters_.count(name)) return absl::InvalidArgumentError(absl::StrCat("adapter \"", name, "\" is loaded already"));
+  ASSIGN_OR_RETURN(std::unique_ptr<PeftModel> peft, PeftModel::Load(dir, model_));
+  peft->module().eval();
+  peft->SetEnabled(false);  // detached until a request names it
+  adapters_.emplace(name, std::move(peft));
+  return absl::OkStatus();
+}
+
+std::vector<std::string> Engine::adapter_names() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> names;
+  for (const auto& [name, peft] : adapters_) names.push_back(name);
+  return names;
+}
+
+absl::StatusOr<std::vector<Sample>> Engine::Generate(const std::vector<std::vector<int32_t>>& prompts,
+                                                     const SamplingParams& params, GenerateStats* stats,
+                                                     const std::string& adapter) {
+  absl::MutexLock lock(&mu_);
+  PeftModel* peft = nullptr;
+  if (!adapter.empty()) {
+    auto it = adapters_.find(adapter);
+    if (it == adapters_.end()) {
+      std::vector<std::string> names;
+      for (const auto& [name, p] : adapters_) names.push_back(name);
+      return absl::NotFoundError(absl::StrCat("adapter \"", adapter, "\" is not loaded (loaded: ",
+                                              names.empty() ? "none" : absl::StrJoin(names, ", "), ")"));
+    }
+    peft = it->second.get();
+    peft->SetEnabled(true);
+  }
+  // The adapter is switched off again however this call ends.
+  struct Off {
+    PeftModel* peft;
+    ~Off() {
+      if (peft) peft->SetEnabled(false);
+    }
+  } off{peft};
   DecodeRequest request;
   request.prompts = &prompts;
   request.params = &params;
@@ -145,17 +187,21 @@ absl::StatusOr<std::vector<Sample>> Engine::Generate(const std::vector<std::vect
 }
 
 absl::StatusOr<std::vector<Sample>> Engine::GenerateText(const std::vector<std::string>& prompts,
-                                                         const SamplingParams& params, GenerateStats* stats) {
+                                                         const SamplingParams& params, GenerateStats* stats,
+                                                         const std::string& adapter) {
   std::vector<std::vector<int32_t>> ids;
   ids.reserve(prompts.size());
   for (const std::string& prompt : prompts) ids.push_back(EncodePrompt(prompt));
-  return Generate(ids, params, stats);
+  return Generate(ids, params, stats, adapter);
 }
 
 absl::Status Engine::SetModel(CausalLM model, uint64_t version) {
   RETURN_IF_ERROR(CheckModel(model));
   RETURN_IF_ERROR(CheckTokenIds(default_stop_token_ids_, model->config().vocab_size, "default_stop_token_ids"));
   absl::MutexLock lock(&mu_);
+  if (!adapters_.empty()) {
+    return absl::FailedPreconditionError("SetModel: adapters are loaded on the current model");
+  }
   model_ = std::move(model);
   weight_version_ = version;
   return absl::OkStatus();

@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -35,6 +36,10 @@
 #include "common/tokenizer.h"
 #include "common/transformer.h"
 #include "rollout/sampling.h"
+
+namespace alignd {
+class PeftModel;  // common/peft.h
+}  // namespace alignd
 
 namespace alignd::rollout {
 
@@ -96,18 +101,30 @@ class Engine {
 
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
+  ~Engine();
 
   // Generates params.n samples for every prompt (token ids, e.g. from EncodePrompt). Samples are returned ordered by
   // (prompt_index, sample_index). INVALID_ARGUMENT naming the field (and prompt index) for: no prompts, an empty
   // prompt, a token id outside the model's vocabulary, a prompt whose length + max_new_tokens exceeds the model's
   // context, and every ValidateSamplingParams error. INTERNAL when LibTorch fails. `stats`, when given, is filled.
+  // `adapter` non-empty: the samples come from the base with that loaded adapter switched on (LoadAdapter), NOT_FOUND
+  // when none has the name; the adapter is off again when the call returns, so requests for different adapters (and
+  // for the base) share one copy of the base weights.
   absl::StatusOr<std::vector<Sample>> Generate(const std::vector<std::vector<int32_t>>& prompts,
-                                               const SamplingParams& params, GenerateStats* stats = nullptr)
-      ABSL_LOCKS_EXCLUDED(mu_);
+                                               const SamplingParams& params, GenerateStats* stats = nullptr,
+                                               const std::string& adapter = "") ABSL_LOCKS_EXCLUDED(mu_);
   // The same for prompt strings, each rendered with EncodePrompt.
   absl::StatusOr<std::vector<Sample>> GenerateText(const std::vector<std::string>& prompts,
-                                                   const SamplingParams& params, GenerateStats* stats = nullptr)
-      ABSL_LOCKS_EXCLUDED(mu_);
+                                                   const SamplingParams& params, GenerateStats* stats = nullptr,
+                                                   const std::string& adapter = "") ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Loads a PEFT adapter folder (LoRA or bottleneck adapters: adapter_config.json + adapter_model.safetensors) for the
+  // current model under `name`, switched off until a request names it. INVALID_ARGUMENT for an empty or taken name;
+  // the folder's errors (NOT_FOUND, INVALID_ARGUMENT naming the tensor); FAILED_PRECONDITION when the model has other
+  // hooks attached. Waits for the running Generate.
+  absl::Status LoadAdapter(const std::string& name, const std::string& dir) ABSL_LOCKS_EXCLUDED(mu_);
+  // Names of the loaded adapters, sorted.
+  std::vector<std::string> adapter_names() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Prompt ids as the learner's data pipeline makes them (ExampleTokenizer::Prompt, no truncation): a string is one
   // user turn, messages are rendered as they are; then the template's generation prompt.
@@ -115,7 +132,8 @@ class Engine {
   std::vector<int32_t> EncodePrompt(const std::string& prompt) const { return EncodePrompt(Turns::Text(prompt)); }
 
   // Replaces the model (same rules as Options::model; the vocabulary must still cover the default stop tokens) and
-  // the weight version, after the running Generate finishes. On error nothing changes.
+  // the weight version, after the running Generate finishes. FAILED_PRECONDITION while adapters are loaded (they
+  // belong to the old model). On error nothing changes.
   absl::Status SetModel(CausalLM model, uint64_t version) ABSL_LOCKS_EXCLUDED(mu_);
   // Runs `update` on the current model (e.g. copying broadcast tensors into its parameters, under NoGradGuard)
   // between Generate calls, then sets the version. When `update` fails, the version stays as it was and the status is
@@ -143,6 +161,7 @@ class Engine {
 
   mutable absl::Mutex mu_;
   CausalLM model_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::unique_ptr<PeftModel>> adapters_ ABSL_GUARDED_BY(mu_);  // detached while idle
   uint64_t weight_version_ ABSL_GUARDED_BY(mu_);
 };
 

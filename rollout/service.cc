@@ -51,37 +51,12 @@ SamplingParams FromProto(const alignd::v1::SamplingParams& p, int64_t default_ma
   return out;
 }
 
-grpc::Status RolloutService::Generate(grpc::ServerContext* context, const alignd::v1::GenerateRequest* request,
-                                      alignd::v1::GenerateResponse* response) {
-  if (!request->adapter().empty()) {
-    return ToGrpcStatus(absl::NotFoundError(absl::StrCat("adapter \"", request->adapter(),
-                                                         "\" is not loaded (this server serves no adapters)")));
-  }
-  if (request->prompts_size() > 0 && request->prompt_token_ids_size() > 0) {
-    return ToGrpcStatus(
-        absl::InvalidArgumentError("prompts and prompt_token_ids: give one or the other, not both"));
-  }
-  SamplingParams params = FromProto(request->sampling(), options_.default_max_new_tokens);
-  const int64_t count = std::max(request->prompts_size(), request->prompt_token_ids_size());
-  int64_t rows = count * params.n;
-  if (rows > options_.max_request_rows) {
-    return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat("prompts x n = ", rows, " exceeds the limit of ",
-                                                                options_.max_request_rows, "; split the request")));
-  }
-  absl::StatusOr<std::vector<Sample>> samples;
-  if (request->prompt_token_ids_size() > 0) {
-    std::vector<std::vector<int32_t>> ids;
-    ids.reserve(request->prompt_token_ids_size());
-    for (const auto& p : request->prompt_token_ids()) ids.emplace_back(p.ids().begin(), p.ids().end());
-    samples = engine_->Generate(ids, params);
-  } else {
-    std::vector<std::string> prompts(request->prompts().begin(), request->prompts().end());
-    samples = engine_->GenerateText(prompts, params);
-  }
-  if (!samples.ok()) return ToGrpcStatus(samples.status());
-  for (const Sample& s : *samples) {
+namespace {
+
+void AddSamples(const std::vector<Sample>& samples, int64_t prompt_offset, alignd::v1::GenerateResponse* response) {
+  for (const Sample& s : samples) {
     alignd::v1::Sample* out = response->add_samples();
-    out->set_prompt_index(static_cast<uint32_t>(s.prompt_index));
+    out->set_prompt_index(static_cast<uint32_t>(s.prompt_index + prompt_offset));
     out->set_sample_index(static_cast<uint32_t>(s.sample_index));
     out->mutable_token_ids()->Add(s.token_ids.begin(), s.token_ids.end());
     out->set_text(ValidUtf8(s.text));
@@ -89,6 +64,69 @@ grpc::Status RolloutService::Generate(grpc::ServerContext* context, const alignd
     out->mutable_sampling_logprobs()->Add(s.sampling_logprobs.begin(), s.sampling_logprobs.end());
     out->set_finish_reason(std::string(FinishReasonName(s.finish_reason)));
     out->set_weight_version(s.weight_version);
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> RolloutService::CheckGenerate(const alignd::v1::GenerateRequest& request,
+                                                      SamplingParams* params) const {
+  if (request.prompts_size() > 0 && request.prompt_token_ids_size() > 0) {
+    return absl::InvalidArgumentError("prompts and prompt_token_ids: give one or the other, not both");
+  }
+  *params = FromProto(request.sampling(), options_.default_max_new_tokens);
+  const int64_t count = std::max(request.prompts_size(), request.prompt_token_ids_size());
+  const int64_t rows = count * params->n;
+  if (rows > options_.max_request_rows) {
+    return absl::InvalidArgumentError(absl::StrCat("prompts x n = ", rows, " exceeds the limit of ",
+                                                   options_.max_request_rows, "; split the request"));
+  }
+  return count;
+}
+
+absl::StatusOr<std::vector<Sample>> RolloutService::GenerateRange(const alignd::v1::GenerateRequest& request,
+                                                                  const SamplingParams& params, int64_t begin,
+                                                                  int64_t end) {
+  if (request.prompt_token_ids_size() > 0) {
+    std::vector<std::vector<int32_t>> ids;
+    for (int64_t i = begin; i < end; ++i) {
+      const auto& p = request.prompt_token_ids(static_cast<int>(i)).ids();
+      ids.emplace_back(p.begin(), p.end());
+    }
+    return engine_->Generate(ids, params, nullptr, request.adapter());
+  }
+  std::vector<std::string> prompts(request.prompts().begin() + begin, request.prompts().begin() + end);
+  return engine_->GenerateText(prompts, params, nullptr, request.adapter());
+}
+
+grpc::Status RolloutService::Generate(grpc::ServerContext* context, const alignd::v1::GenerateRequest* request,
+                                      alignd::v1::GenerateResponse* response) {
+  SamplingParams params;
+  absl::StatusOr<int64_t> count = CheckGenerate(*request, &params);
+  if (!count.ok()) return ToGrpcStatus(count.status());
+  absl::StatusOr<std::vector<Sample>> samples = GenerateRange(*request, params, 0, *count);
+  if (!samples.ok()) return ToGrpcStatus(samples.status());
+  AddSamples(*samples, 0, response);
+  return grpc::Status::OK;
+}
+
+grpc::Status RolloutService::GenerateStream(grpc::ServerContext* context, const alignd::v1::GenerateRequest* request,
+                                            grpc::ServerWriter<alignd::v1::GenerateResponse>* writer) {
+  SamplingParams params;
+  absl::StatusOr<int64_t> count = CheckGenerate(*request, &params);
+  if (!count.ok()) return ToGrpcStatus(count.status());
+  if (*count == 0) return ToGrpcStatus(absl::InvalidArgumentError("prompts: the request has none"));
+  // Each part is generated as its own call (its samples carry the weight version that made them); the prompt
+  // indices are the request's.
+  const int64_t part = std::max<int64_t>(1, options_.stream_part_prompts);
+  for (int64_t begin = 0; begin < *count; begin += part) {
+    if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+    const int64_t end = std::min(*count, begin + part);
+    absl::StatusOr<std::vector<Sample>> samples = GenerateRange(*request, params, begin, end);
+    if (!samples.ok()) return ToGrpcStatus(samples.status());
+    alignd::v1::GenerateResponse response;
+    AddSamples(*samples, begin, &response);
+    if (!writer->Write(response)) return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
   }
   return grpc::Status::OK;
 }
@@ -159,6 +197,7 @@ grpc::Status RolloutService::GetInfo(grpc::ServerContext* context, const alignd:
   response->set_weight_version(engine_->weight_version());
   response->set_chat_template(engine_->chat_template());
   response->set_max_request_rows(static_cast<uint32_t>(options_.max_request_rows));
+  for (const std::string& name : engine_->adapter_names()) response->add_adapters(name);
   return grpc::Status::OK;
 }
 

@@ -2,10 +2,13 @@
 // functions of rollout/weight_update.h) and converts the status once.
 //
 // Generate: prompts come as strings (rendered with the engine's chat template) or as token ids (the caller's own
-// encoding; INVALID_ARGUMENT when a request has both). Proto3 zeros mean "unset": top_p 0 -> 1, max_new_tokens 0 -> Options::default_max_new_tokens, n 0 -> 1;
+// encoding; INVALID_ARGUMENT when a request has both); `adapter` names one of the engine's loaded adapters
+// (Engine::LoadAdapter; NOT_FOUND otherwise, listing the loaded ones). GenerateStream: the same request, answered
+// Options::stream_part_prompts prompts per message as each part finishes (prompt indices are the request's; with
+// temperature > 0 a part samples as a request of its own would, so the draws differ from the unary call's). Proto3 zeros mean "unset": top_p 0 -> 1, max_new_tokens 0 -> Options::default_max_new_tokens, n 0 -> 1;
 // an empty stop_token_ids list means the engine's defaults. Codes: INVALID_ARGUMENT for no prompts, prompts x n over
-// Options::max_request_rows (oversized: split the request), or any engine validation error; NOT_FOUND for a
-// non-empty adapter (named adapters are not served yet: every adapter name is unknown).
+// Options::max_request_rows (oversized: split the request), or any engine validation error; NOT_FOUND for an
+// adapter that is not loaded.
 // UpdateWeights: the manifest plus inline buckets; or, with no buckets, the bytes come from Options::collective
 // (the announced manifest must equal the one received there: ABORTED otherwise, nothing applied); with no buckets
 // and no collective, FAILED_PRECONDITION (use UpdateWeightsStream). UpdateWeightsStream: the first chunk must carry the manifest.
@@ -39,12 +42,16 @@ class RolloutService final : public alignd::v1::Rollout::Service {
     // Adapters attached to the engine's model whose tensors a weight update may replace (a manifest naming one);
     // not owned; nullptr (default): none, and such a manifest is NOT_FOUND.
     const AdapterTargets* adapters = nullptr;
+    // GenerateStream answers this many prompts per message (>= 1).
+    int64_t stream_part_prompts = 8;
   };
   // `engine` must outlive the service.
   RolloutService(Engine* engine, Options options) : engine_(engine), options_(std::move(options)) {}
 
   grpc::Status Generate(grpc::ServerContext* context, const alignd::v1::GenerateRequest* request,
                         alignd::v1::GenerateResponse* response) override;
+  grpc::Status GenerateStream(grpc::ServerContext* context, const alignd::v1::GenerateRequest* request,
+                              grpc::ServerWriter<alignd::v1::GenerateResponse>* writer) override;
   grpc::Status UpdateWeights(grpc::ServerContext* context, const alignd::v1::UpdateWeightsRequest* request,
                              alignd::v1::UpdateWeightsResponse* response) override;
   grpc::Status UpdateWeightsStream(grpc::ServerContext* context,
@@ -54,6 +61,12 @@ class RolloutService final : public alignd::v1::Rollout::Service {
                        alignd::v1::RolloutInfo* response) override;
 
  private:
+  // The request's checks; returns its prompt count and fills `params`.
+  absl::StatusOr<int64_t> CheckGenerate(const alignd::v1::GenerateRequest& request, SamplingParams* params) const;
+  // Samples for prompts [begin, end) of the request (prompt_index relative to begin).
+  absl::StatusOr<std::vector<Sample>> GenerateRange(const alignd::v1::GenerateRequest& request,
+                                                    const SamplingParams& params, int64_t begin, int64_t end);
+
   Engine* const engine_;
   const Options options_;
   absl::Mutex collective_mu_;  // one collective receive at a time

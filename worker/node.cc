@@ -123,6 +123,11 @@ class RolloutRouter final : public v1::Rollout::Service {
     auto job = slot.Wait(kServiceWait);
     return job ? job->service->Generate(c, q, r) : NoJob("rollout");
   }
+  grpc::Status GenerateStream(grpc::ServerContext* c, const v1::GenerateRequest* q,
+                              grpc::ServerWriter<v1::GenerateResponse>* w) override {
+    auto job = slot.Wait(kServiceWait);
+    return job ? job->service->GenerateStream(c, q, w) : NoJob("rollout");
+  }
   grpc::Status UpdateWeights(grpc::ServerContext* c, const v1::UpdateWeightsRequest* q,
                              v1::UpdateWeightsResponse* r) override {
     auto job = slot.Wait(kServiceWait);

@@ -12,6 +12,7 @@
 #include "common/model_config.h"
 #include "common/tokenizer.h"
 #include "common/transformer.h"
+#include "common/peft.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rollout/weight_client.h"
@@ -68,6 +69,7 @@ class RolloutServiceTest : public ::testing::Test {
     if (with_collective_) options.collective = &source_;
     adapters_["job"]["base_model.model.lora_A.weight"] = torch::zeros({2, 3});
     options.adapters = &adapters_;
+    options.stream_part_prompts = 2;
     service_ = std::make_unique<RolloutService>(engine_.get(), options);
     grpc::ServerBuilder builder;
     builder.RegisterService(service_.get());
@@ -190,6 +192,79 @@ TEST_F(RolloutServiceTest, GetInfoReportsModelVersionAndLimits) {
   EXPECT_EQ(info.weight_version(), 0u);
   EXPECT_EQ(info.chat_template(), "chatml");
   EXPECT_EQ(info.max_request_rows(), 4u);
+}
+
+TEST_F(RolloutServiceTest, NamedAdaptersAreChosenPerRequestOnOneBase) {
+  // An adapter with a non-zero B, saved in the PEFT layout and loaded under a name.
+  CausalLM scratch = TinyModel(1);
+  LoraConfig config;
+  config.target_modules = {"all-linear"};
+  config.r = 4;
+  auto lora = PeftModel::CreateLora(scratch, config);
+  ASSERT_TRUE(lora.ok()) << lora.status();
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& [name, t] : (*lora)->named_parameters()) {
+      if (name.find("lora_B") != std::string::npos) t.normal_(0, 0.5);
+    }
+  }
+  const std::string dir = ::testing::TempDir() + "/service_test_adapter";
+  ASSERT_TRUE((*lora)->Save(dir).ok());
+  const std::vector<int32_t> base = GreedyIds();
+  ASSERT_TRUE(engine_->LoadAdapter("math", dir).ok());
+  EXPECT_EQ(engine_->LoadAdapter("math", dir).code(), absl::StatusCode::kInvalidArgument);  // the name is taken
+
+  alignd::v1::GenerateRequest request = Greedy({"hello there"});
+  request.set_adapter("math");
+  alignd::v1::GenerateResponse with;
+  ASSERT_TRUE(Generate(request, &with).ok());
+  ASSERT_EQ(with.samples_size(), 1);
+  // The same answer as a model that has the adapter attached for good.
+  std::unique_ptr<Engine> reference = MakeEngine(scratch);
+  auto expected = reference->GenerateText({"hello there"}, FromProto(request.sampling(), 128));
+  ASSERT_TRUE(expected.ok()) << expected.status();
+  EXPECT_EQ(std::vector<int32_t>(with.samples(0).token_ids().begin(), with.samples(0).token_ids().end()),
+            (*expected)[0].token_ids);
+  EXPECT_NE((*expected)[0].token_ids, base);
+  EXPECT_EQ(GreedyIds(), base);  // a request without an adapter still gets the base
+  alignd::v1::RolloutInfo info;
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  ASSERT_TRUE(stub_->GetInfo(&context, alignd::v1::GetInfoRequest(), &info).ok());
+  ASSERT_EQ(info.adapters_size(), 1);
+  EXPECT_EQ(info.adapters(0), "math");
+}
+
+TEST_F(RolloutServiceTest, GenerateStreamAnswersInPartsWithTheRequestsIndices) {
+  alignd::v1::GenerateRequest request = Greedy({"a", "bb", "ccc"});
+  alignd::v1::GenerateResponse whole;
+  ASSERT_TRUE(Generate(request, &whole).ok());
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  auto reader = stub_->GenerateStream(&context, request);
+  alignd::v1::GenerateResponse part;
+  std::vector<alignd::v1::Sample> streamed;
+  int parts = 0;
+  while (reader->Read(&part)) {
+    ++parts;
+    for (const auto& s : part.samples()) streamed.push_back(s);
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(parts, 2);  // 2 prompts, then 1
+  ASSERT_EQ(streamed.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(streamed[i].prompt_index(), static_cast<uint32_t>(i));
+    EXPECT_EQ(streamed[i].SerializeAsString(), whole.samples(i).SerializeAsString());  // greedy: the same samples
+  }
+  // Errors come back as the stream's status.
+  grpc::ClientContext bad_context;
+  SetDeadline(&bad_context);
+  alignd::v1::GenerateRequest bad = Greedy({"a"});
+  bad.set_adapter("nope");
+  auto bad_reader = stub_->GenerateStream(&bad_context, bad);
+  while (bad_reader->Read(&part)) {
+  }
+  EXPECT_EQ(bad_reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
 TEST_F(RolloutServiceTest, GenerateReturnsEverySampleWithLogprobsAndVersion) {
