@@ -48,6 +48,9 @@ absl::Status ParseResources(absl::string_view source, const YAML::Node& node, Va
     } else if (key == "reward_servers") {
       ASSIGN_OR_RETURN(int64_t n, ReadInt(source, v, path, 0, 1024));
       out->resources.set_reward_servers(n);
+    } else if (key == "priority") {
+      ASSIGN_OR_RETURN(int64_t n, ReadInt(source, v, path, -1000, 1000));
+      out->resources.set_priority(static_cast<int32_t>(n));
     } else if (key == "max_restarts") {
       ASSIGN_OR_RETURN(int64_t n, ReadInt(source, v, path, 0, 100));
       out->max_restarts = n;
@@ -62,7 +65,7 @@ absl::Status ParseResources(absl::string_view source, const YAML::Node& node, Va
       }
     } else {
       return Invalid(source, kv.first, path,
-                     "unknown key (known: learners, rollout_workers, reward_servers, device, max_restarts)");
+                     "unknown key (known: learners, rollout_workers, reward_servers, device, priority, max_restarts)");
     }
   }
   return absl::OkStatus();

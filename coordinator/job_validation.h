@@ -6,6 +6,7 @@
 //     rollout_workers: 1   # >= 0 (default 0)
 //     reward_servers: 0    # >= 0 (default 0)
 //     device: cpu          # cpu or cuda (default cpu)
+//     priority: 0          # higher is placed first, FIFO within a priority, -1000..1000 (default 0)
 //     max_restarts: 3      # restarts after a worker failure before the job fails, 0..100 (default 3)
 //
 // Errors are INVALID_ARGUMENT naming the source, line and key (`spec:12: resources.learners: must be >= 1, got 0`).

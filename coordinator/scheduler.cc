@@ -58,11 +58,17 @@ bool PlaceOne(const JobRecord& job, const std::vector<WorkerRecord>& free, std::
 }  // namespace
 
 std::vector<Placement> PlanGangs(const std::vector<JobRecord>& waiting, const std::vector<WorkerRecord>& free) {
+  // Higher priority first; the stable sort keeps submission order (FIFO) within a priority.
+  std::vector<const JobRecord*> order;
+  for (const JobRecord& job : waiting) order.push_back(&job);
+  std::stable_sort(order.begin(), order.end(), [](const JobRecord* a, const JobRecord* b) {
+    return a->resources.priority() > b->resources.priority();
+  });
   std::vector<Placement> out;
   std::set<std::string> used;
-  for (const JobRecord& job : waiting) {
+  for (const JobRecord* job : order) {
     Placement p;
-    if (PlaceOne(job, free, &used, &p)) out.push_back(std::move(p));
+    if (PlaceOne(*job, free, &used, &p)) out.push_back(std::move(p));
   }
   return out;
 }

@@ -1,6 +1,7 @@
 // Gang scheduling: a job is placed only when every role it asks for (learners, rollout workers, reward servers) can
-// be given a free worker of its device kind at the same time. Jobs are considered oldest first (FIFO); a job that does
-// not fit is skipped so that smaller jobs behind it can run side by side (first fit). A worker serves one job in one
+// be given a free worker of its device kind at the same time. Jobs are considered by `resources.priority` (higher
+// first), oldest first within a priority (FIFO); a job that does not fit is skipped so that smaller jobs behind it can
+// run side by side (first fit). A worker serves one job in one
 // role at a time.
 #ifndef ALIGND_COORDINATOR_SCHEDULER_H_
 #define ALIGND_COORDINATOR_SCHEDULER_H_

@@ -241,6 +241,8 @@ struct WorkerNode::Impl {
       for (v1::Role r : options.roles) info->add_roles(r);
       info->set_device(options.device);
       info->set_device_count(options.device_count);
+      info->set_memory_bytes(static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
+                             static_cast<uint64_t>(sysconf(_SC_PAGESIZE)));
       info->set_address(address);
       info->set_group_port(options.group_port);
       info->set_broadcast_port(options.broadcast_port);

@@ -25,6 +25,7 @@ resources:
   rollout_workers: 2
   reward_servers: 1
   device: cuda
+  priority: 3
   max_restarts: 0
 algorithm: ppo
 model:
@@ -38,6 +39,7 @@ data:
   EXPECT_EQ(spec->resources.reward_servers(), 1u);
   EXPECT_EQ(spec->resources.device(), v1::DEVICE_KIND_CUDA);
   EXPECT_EQ(spec->max_restarts, 0u);
+  EXPECT_EQ(spec->resources.priority(), 3);
 }
 
 TEST(ValidateJobSpecTest, GangsMustFitTheAlgorithm) {

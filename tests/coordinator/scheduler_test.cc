@@ -202,6 +202,27 @@ TEST(PlanGangsTest, MultiRoleWorkersAreKeptForTheRolesOnlyTheyHave) {
                                                                              {"both", v1::ROLE_ROLLOUT}}));
 }
 
+TEST(PlanGangsTest, HigherPriorityGoesFirstAndFifoHoldsWithinAPriority) {
+  auto job = [](const std::string& id, int priority) {
+    JobRecord j;
+    j.id = id;
+    j.resources.set_learners(1);
+    j.resources.set_device(v1::DEVICE_KIND_CPU);
+    j.resources.set_priority(priority);
+    return j;
+  };
+  std::vector<WorkerRecord> free(2);
+  free[0].info = Worker({v1::ROLE_LEARNER});
+  free[0].info.set_worker_id("a");
+  free[1].info = Worker({v1::ROLE_LEARNER});
+  free[1].info.set_worker_id("b");
+  // Oldest first in `waiting`: two ordinary jobs, then an urgent one and a background one.
+  auto plan = PlanGangs({job("j1", 0), job("j2", 0), job("j3", 5), job("j4", -1)}, free);
+  ASSERT_EQ(plan.size(), 2u);
+  EXPECT_EQ(plan[0].job_id, "j3");  // the urgent job, though submitted later
+  EXPECT_EQ(plan[1].job_id, "j1");  // then the oldest of equal priority
+}
+
 // Registry error paths.
 
 TEST_F(SchedulerTest, RegisterValidatesTheWorker) {
