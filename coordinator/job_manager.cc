@@ -64,6 +64,18 @@ v1::Job ToProto(const JobRecord& job) {
   return out;
 }
 
+v1::JobEvent ToProto(const EventRecord& e) {
+  v1::JobEvent out;
+  out.set_job_id(e.job_id);
+  out.set_unix_ms(e.unix_ms);
+  out.set_state(e.state);
+  out.set_attempt(e.attempt);
+  out.set_message(e.message);
+  out.set_step(e.step);
+  out.mutable_metrics()->insert(e.metrics.begin(), e.metrics.end());
+  return out;
+}
+
 absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(JobStore* store, Options options) {
   if (store == nullptr) return absl::InvalidArgumentError("JobManager: store is null");
   if (options.default_page_size == 0 || options.default_page_size > options.max_page_size) {

@@ -45,6 +45,8 @@ bool IsTerminal(v1::JobState state);
 
 // The job as the wire shows it.
 v1::Job ToProto(const JobRecord& job);
+// An event as WatchJob streams it.
+v1::JobEvent ToProto(const EventRecord& event);
 
 struct JobPage {
   std::vector<JobRecord> jobs;

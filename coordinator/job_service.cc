@@ -76,15 +76,7 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context, const v1::Wa
       ASSIGN_OR_RETURN(std::vector<EventRecord> events,
                        manager_->WaitForEvents(caller, request->id(), next, kWatchPoll));
       for (const EventRecord& e : events) {
-        v1::JobEvent event;
-        event.set_job_id(e.job_id);
-        event.set_unix_ms(e.unix_ms);
-        event.set_state(e.state);
-        event.set_attempt(e.attempt);
-        event.set_message(e.message);
-        event.set_step(e.step);
-        event.mutable_metrics()->insert(e.metrics.begin(), e.metrics.end());
-        if (!writer->Write(event)) return absl::CancelledError("the client went away");
+        if (!writer->Write(ToProto(e))) return absl::CancelledError("the client went away");
       }
       next += events.size();
       if (!events.empty() && IsTerminal(events.back().state)) return absl::OkStatus();

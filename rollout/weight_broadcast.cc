@@ -1,7 +1,5 @@
 #include "rollout/weight_broadcast.h"
 
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -10,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "rollout/gloo_group.h"
 
 namespace alignd::rollout {
 
@@ -20,7 +19,15 @@ struct WeightBroadcastGroup::Impl {
 
 namespace {
 
-std::chrono::milliseconds Millis(absl::Duration d) { return std::chrono::milliseconds(absl::ToInt64Milliseconds(d)); }
+GlooGroupOptions GlooOptions(const WeightBroadcastGroup::Options& o) {
+  GlooGroupOptions g;
+  g.host = o.host;
+  g.port = o.port;
+  g.rank = o.rank;
+  g.world_size = o.world_size;
+  g.timeout = o.timeout;
+  return g;
+}
 
 // Broadcasts `tensor` from rank 0 and waits. UNAVAILABLE with LibTorch's message on failure.
 absl::Status Broadcast(c10d::ProcessGroupGloo& group, torch::Tensor tensor, absl::Duration timeout,
@@ -48,44 +55,16 @@ WeightBroadcastGroup::WeightBroadcastGroup(Options options, std::unique_ptr<Impl
 WeightBroadcastGroup::~WeightBroadcastGroup() = default;
 
 absl::StatusOr<std::unique_ptr<WeightBroadcastGroup>> WeightBroadcastGroup::Create(Options options) {
-  if (options.world_size < 2) return absl::InvalidArgumentError("weight broadcast: world_size must be >= 2");
-  if (options.rank < 0 || options.rank >= options.world_size) {
-    return absl::InvalidArgumentError(absl::StrCat("weight broadcast: rank ", options.rank, " outside [0, ",
-                                                   options.world_size, ")"));
-  }
-  if (options.rank > 0 && options.port == 0) {
-    return absl::InvalidArgumentError("weight broadcast: ranks other than 0 need rank 0's port");
-  }
   auto impl = std::make_unique<Impl>();
-  try {
-    c10d::TCPStoreOptions store_options;
-    store_options.port = options.port;
-    store_options.isServer = options.rank == 0;
-    store_options.numWorkers = options.world_size;
-    store_options.waitWorkers = false;
-    store_options.timeout = Millis(options.timeout);
-    impl->store = c10::make_intrusive<c10d::TCPStore>(options.host, store_options);
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat("weight broadcast: store at ", options.host, ":", options.port,
-                                               ": ", e.what()));
-  }
+  ASSIGN_OR_RETURN(impl->store, OpenStore(GlooOptions(options), /*min_world=*/2, "weight broadcast"));
   return std::unique_ptr<WeightBroadcastGroup>(new WeightBroadcastGroup(std::move(options), std::move(impl)));
 }
 
 uint16_t WeightBroadcastGroup::port() const { return impl_->store->getPort(); }
 
 absl::Status WeightBroadcastGroup::Join() {
-  try {
-    auto options = c10d::ProcessGroupGloo::Options::create(Millis(options_.timeout));
-    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(options_.host));
-    options->threads = 1;
-    impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, options_.rank, options_.world_size,
-                                                               options);
-    return absl::OkStatus();
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat("weight broadcast: joining as rank ", options_.rank, " of ",
-                                               options_.world_size, ": ", e.what()));
-  }
+  ASSIGN_OR_RETURN(impl_->group, JoinGloo(impl_->store, GlooOptions(options_), "weight broadcast"));
+  return absl::OkStatus();
 }
 
 absl::Status WeightBroadcastGroup::Send(const PackedWeights& weights) {

@@ -1,15 +1,13 @@
 #include "worker/learner_group.h"
 
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
 
 #include <chrono>
 #include <utility>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "rollout/gloo_group.h"
 
 namespace alignd::worker {
 
@@ -23,11 +21,7 @@ namespace {
 // DDP's default bucket size: few enough collectives to amortise their latency, small enough to bound the copies.
 constexpr int64_t kBucketBytes = 25 * 1024 * 1024;
 
-std::chrono::milliseconds Millis(absl::Duration d) { return std::chrono::milliseconds(absl::ToInt64Milliseconds(d)); }
-
-bool IsLoopback(const std::string& host) {
-  return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
-}
+using rollout::Millis;
 
 absl::Status Unavailable(absl::string_view what, const std::exception& e) {
   return absl::UnavailableError(absl::StrCat("learner group: ", what, ": ", e.what()));
@@ -71,37 +65,20 @@ LearnerGroup::LearnerGroup(Options options, std::unique_ptr<Impl> impl)
 LearnerGroup::~LearnerGroup() = default;
 
 absl::StatusOr<std::unique_ptr<LearnerGroup>> LearnerGroup::Create(Options options) {
-  if (options.world_size < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("learner group: world_size ", options.world_size, " < 1"));
+  if (options.world_size == 1 && options.rank == 0) {
+    return std::unique_ptr<LearnerGroup>(new LearnerGroup(std::move(options), nullptr));
   }
-  if (options.rank < 0 || options.rank >= options.world_size) {
-    return absl::InvalidArgumentError(absl::StrCat("learner group: rank ", options.rank, " outside [0, ",
-                                                   options.world_size, ")"));
-  }
-  if (options.world_size == 1) return std::unique_ptr<LearnerGroup>(new LearnerGroup(std::move(options), nullptr));
-  if (options.rank > 0 && options.port == 0) {
-    return absl::InvalidArgumentError("learner group: ranks other than 0 need rank 0's port");
-  }
+  rollout::GlooGroupOptions gloo_options;
+  gloo_options.host = options.host;
+  gloo_options.port = options.port;
+  gloo_options.rank = options.rank;
+  gloo_options.world_size = options.world_size;
+  gloo_options.timeout = options.timeout;
   auto impl = std::make_unique<Impl>();
-  try {
-    c10d::TCPStoreOptions store_options;
-    store_options.port = options.port;
-    store_options.isServer = options.rank == 0;
-    store_options.numWorkers = options.world_size;
-    store_options.waitWorkers = false;  // the Gloo rendezvous below waits for everyone
-    store_options.timeout = Millis(options.timeout);
-    impl->store = c10::make_intrusive<c10d::TCPStore>(options.host, store_options);
-  } catch (const std::exception& e) {
-    return Unavailable(absl::StrCat("store at ", options.host, ":", options.port), e);
-  }
+  ASSIGN_OR_RETURN(impl->store, rollout::OpenStore(gloo_options, /*min_world=*/1, "learner group"));
   if (options.rank == 0 && options.on_listening) options.on_listening(impl->store->getPort());
+  ASSIGN_OR_RETURN(impl->group, rollout::JoinGloo(impl->store, gloo_options, "learner group"));
   try {
-    auto gloo = c10d::ProcessGroupGloo::Options::create(Millis(options.timeout));
-    gloo->devices.push_back(IsLoopback(options.host)
-                                ? c10d::ProcessGroupGloo::createDeviceForHostname(options.host)
-                                : c10d::ProcessGroupGloo::createDefaultDevice());
-    gloo->threads = 1;  // the trainer issues one collective at a time
-    impl->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, options.rank, options.world_size, gloo);
     // A rank's mesh can be complete before its peers' are; without this, a rank that returns and closes its group at
     // once (e.g. on a bad spec) would break a peer's rendezvous still in progress.
     c10d::BarrierOptions barrier;

@@ -1,6 +1,8 @@
 // Pairwise algorithms on prompt/chosen/rejected records: the Bradley-Terry reward model, and the DPO family (DPO,
 // conservative DPO, IPO, ORPO). Pairs are collated chosen rows first, then rejected rows.
+#include <algorithm>
 #include <cmath>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "common/collate.h"
@@ -54,6 +56,33 @@ absl::StatusOr<PairForward> RunPairs(TrainContext& ctx, const std::vector<Tokeni
   return f;
 }
 
+// One training step over `items` of `pairs`: forwards each of the train.grad_accum micro-batches, asks `loss_of` for
+// its loss (it records the metrics too) and backpropagates it weighted by the micro-batch's share of the step.
+absl::Status BackwardPairs(
+    TrainContext& ctx, const std::vector<TokenizedPair>& pairs, const std::vector<size_t>& items,
+    const std::function<torch::Tensor(const PairForward&, const std::vector<size_t>&)>& loss_of) {
+  const double n = static_cast<double>(items.size());
+  for (const auto& micro : Split(items, ctx.spec->train.grad_accum)) {
+    ASSIGN_OR_RETURN(PairForward f, RunPairs(ctx, Select(pairs, micro)));
+    (loss_of(f, micro) * (static_cast<double>(micro.size()) / n)).backward();
+  }
+  return absl::OkStatus();
+}
+
+// Forwards all `pairs` without gradients, train.batch_size at a time, and hands each batch and its indices to `visit`.
+absl::Status ForEachPairBatch(TrainContext& ctx, const std::vector<TokenizedPair>& pairs,
+                              const std::function<void(const PairForward&, const std::vector<size_t>&)>& visit) {
+  torch::NoGradGuard no_grad;
+  const size_t bs = static_cast<size_t>(std::max<int64_t>(ctx.spec->train.batch_size, 1));
+  for (size_t b = 0; b < pairs.size(); b += bs) {
+    std::vector<size_t> idx;
+    for (size_t i = b; i < std::min(pairs.size(), b + bs); ++i) idx.push_back(i);
+    ASSIGN_OR_RETURN(PairForward f, RunPairs(ctx, Select(pairs, idx)));
+    visit(f, idx);
+  }
+  return absl::OkStatus();
+}
+
 // ---- Reward model ----------------------------------------------------------------------------------------------
 
 // The score at each row's last real token (right padding).
@@ -79,12 +108,9 @@ class RewardModelAlgorithm : public Objective {
   absl::StatusOr<Metrics> Step(TrainContext& ctx, int64_t, const std::vector<size_t>& items,
                                const ApplyStep& apply) override {
     Sums sums;
-    const double n = static_cast<double>(items.size());
-    for (const auto& micro : Split(items, ctx.spec->train.grad_accum)) {
-      ASSIGN_OR_RETURN(PairForward f, RunPairs(ctx, Select(train_, micro)));
-      torch::Tensor loss = Accumulate(ctx, f, &sums);
-      (loss * (static_cast<double>(micro.size()) / n)).backward();
-    }
+    RETURN_IF_ERROR(BackwardPairs(ctx, train_, items, [&](const PairForward& f, const std::vector<size_t>&) {
+      return Accumulate(ctx, f, &sums);
+    }));
     double grad_norm = apply();
     Metrics m = sums.Done("train/", "rm/");
     m["train/grad_norm"] = grad_norm;
@@ -93,14 +119,10 @@ class RewardModelAlgorithm : public Objective {
 
   absl::StatusOr<Metrics> Evaluate(TrainContext& ctx) override {
     if (eval_.empty()) return Metrics{};
-    torch::NoGradGuard no_grad;
     Sums sums;
-    const size_t bs = static_cast<size_t>(ctx.spec->train.batch_size);
-    for (size_t b = 0; b < eval_.size(); b += bs) {
-      std::vector<TokenizedPair> batch(eval_.begin() + b, eval_.begin() + std::min(eval_.size(), b + bs));
-      ASSIGN_OR_RETURN(PairForward f, RunPairs(ctx, batch));
+    RETURN_IF_ERROR(ForEachPairBatch(ctx, eval_, [&](const PairForward& f, const std::vector<size_t>&) {
       Accumulate(ctx, f, &sums);
-    }
+    }));
     return sums.Done("eval/", "eval/rm/");
   }
 
@@ -151,12 +173,9 @@ class PreferenceAlgorithm : public Objective {
   absl::StatusOr<Metrics> Step(TrainContext& ctx, int64_t, const std::vector<size_t>& items,
                                const ApplyStep& apply) override {
     Sums sums;
-    const double n = static_cast<double>(items.size());
-    for (const auto& micro : Split(items, ctx.spec->train.grad_accum)) {
-      ASSIGN_OR_RETURN(PairForward f, RunPairs(ctx, Select(train_, micro)));
-      torch::Tensor loss = Accumulate(ctx, f, ref_train_, micro, &sums);
-      (loss * (static_cast<double>(micro.size()) / n)).backward();
-    }
+    RETURN_IF_ERROR(BackwardPairs(ctx, train_, items, [&](const PairForward& f, const std::vector<size_t>& micro) {
+      return Accumulate(ctx, f, ref_train_, micro, &sums);
+    }));
     double grad_norm = apply();
     Metrics m = sums.Done("train/", "");
     m["train/grad_norm"] = grad_norm;
@@ -165,15 +184,10 @@ class PreferenceAlgorithm : public Objective {
 
   absl::StatusOr<Metrics> Evaluate(TrainContext& ctx) override {
     if (eval_.empty()) return Metrics{};
-    torch::NoGradGuard no_grad;
     Sums sums;
-    const size_t bs = static_cast<size_t>(ctx.spec->train.batch_size);
-    for (size_t b = 0; b < eval_.size(); b += bs) {
-      std::vector<size_t> idx;
-      for (size_t i = b; i < std::min(eval_.size(), b + bs); ++i) idx.push_back(i);
-      ASSIGN_OR_RETURN(PairForward f, RunPairs(ctx, Select(eval_, idx)));
+    RETURN_IF_ERROR(ForEachPairBatch(ctx, eval_, [&](const PairForward& f, const std::vector<size_t>& idx) {
       Accumulate(ctx, f, ref_eval_, idx, &sums);
-    }
+    }));
     return sums.Done("eval/", "eval/");
   }
 
@@ -200,24 +214,17 @@ class PreferenceAlgorithm : public Objective {
 
   absl::Status ReferenceLogps(TrainContext& ctx, const std::vector<TokenizedPair>& pairs,
                               std::vector<std::pair<float, float>>* out) {
-    torch::NoGradGuard no_grad;
     if (ctx.peft) ctx.peft->SetEnabled(false);
     out->clear();
-    const size_t bs = static_cast<size_t>(std::max<int64_t>(ctx.spec->train.batch_size, 1));
-    for (size_t b = 0; b < pairs.size(); b += bs) {
-      std::vector<TokenizedPair> batch(pairs.begin() + b, pairs.begin() + std::min(pairs.size(), b + bs));
-      auto f = RunPairs(ctx, batch);
-      if (!f.ok()) {
-        if (ctx.peft) ctx.peft->SetEnabled(true);
-        return f.status();
-      }
-      auto [sum, avg] = SequenceLogps(*f);
-      torch::Tensor v = loss_ == "ipo" ? avg : sum;
-      const int64_t n = static_cast<int64_t>(batch.size());
-      for (int64_t i = 0; i < n; ++i) out->emplace_back(v[i].item<float>(), v[n + i].item<float>());
-    }
+    absl::Status status = ForEachPairBatch(ctx, pairs, [&](const PairForward& f, const std::vector<size_t>& idx) {
+      auto [sum, avg] = SequenceLogps(f);
+      torch::Tensor v = (loss_ == "ipo" ? avg : sum).to(torch::kFloat).contiguous();
+      const float* p = v.data_ptr<float>();
+      const size_t n = idx.size();
+      for (size_t i = 0; i < n; ++i) out->emplace_back(p[i], p[n + i]);
+    });
     if (ctx.peft) ctx.peft->SetEnabled(true);
-    return absl::OkStatus();
+    return status;
   }
 
   torch::Tensor Accumulate(TrainContext& ctx, const PairForward& f, const std::vector<std::pair<float, float>>& ref,

@@ -17,6 +17,7 @@
 #include "common/status.h"
 #include "common/synth.h"
 #include "rollout/engine.h"
+#include "rollout/logprob_gap.h"
 #include "worker/algorithm.h"
 #include "worker/learner_group.h"
 #include "worker/losses.h"
@@ -277,16 +278,19 @@ class RlObjective : public Objective {
         r.ref_logp = NextTokenLogProbs(reference_->forward(r.ids, r.attention).logits, r.ids) * r.response;
       }
     }
-    // The rollout/learner consistency check: the engine's log-probs against the learner's on the same tokens.
-    double gap = 0;
-    for (size_t i = 0; i < samples->size(); ++i) {
-      const auto& s = (*samples)[i];
-      const int64_t start = static_cast<int64_t>(prompts[static_cast<size_t>(s.prompt_index)].size());
-      for (size_t t = 0; t < s.logprobs.size(); ++t) {
-        double learner = r.old_logp[static_cast<int64_t>(i)][start + static_cast<int64_t>(t)].item<double>();
-        gap = std::max(gap, std::abs(learner - s.logprobs[t]));
+    // The rollout/learner consistency check: the engine's log-probs against the learner's (each sample's row of
+    // old_logp, after its prompt) on the same tokens.
+    std::vector<std::vector<float>> learner(samples->size());
+    {
+      torch::Tensor old = r.old_logp.to(torch::kFloat).contiguous();
+      auto rows = old.accessor<float, 2>();
+      for (size_t i = 0; i < samples->size(); ++i) {
+        const auto& s = (*samples)[i];
+        const size_t start = prompts[static_cast<size_t>(s.prompt_index)].size();
+        for (size_t t = 0; t < s.logprobs.size(); ++t) learner[i].push_back(rows[i][start + t]);
       }
     }
+    ASSIGN_OR_RETURN(double gap, rollout::MaxLogProbGap(*samples, learner));
     double correct = 0, arithmetic = 0, refusals_harmful = 0, harmful = 0, refusals_benign = 0, benign = 0;
     double length = 0;
     for (size_t i = 0; i < texts.size(); ++i) {
