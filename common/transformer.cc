@@ -3,6 +3,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/nn/init.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -76,18 +77,43 @@ Tensor ProjectionImpl::forward(const Tensor& x) {
 
 // Scaled dot-product attention over [B, heads, T, D] queries and [B, kv_heads, S, D] keys/values with an additive
 // mask [B, 1, T, S]; kv heads are shared by heads / kv_heads consecutive query heads (GQA). Returns [B, T, heads * D].
-Tensor Attend(const Tensor& q, Tensor k, Tensor v, const Tensor& mask) {
+// For GQA the query heads of a group are stacked as rows of one matrix against their shared keys and values, which
+// computes the same dot products as repeating the keys and values per head without copying them at every step.
+Tensor Attend(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask) {
   const int64_t b = q.size(0), heads = q.size(1), t = q.size(2), d = q.size(3);
-  const int64_t kv_heads = k.size(1);
-  if (kv_heads != heads) {
-    const int64_t rep = heads / kv_heads, s = k.size(2);
-    k = k.unsqueeze(2).expand({b, kv_heads, rep, s, d}).reshape({b, heads, s, d});
-    v = v.unsqueeze(2).expand({b, kv_heads, rep, s, d}).reshape({b, heads, s, d});
-  }
-  Tensor scores = torch::matmul(q, k.transpose(-1, -2)) * (1.0 / std::sqrt(static_cast<double>(d)));
+  const int64_t kv_heads = k.size(1), s = k.size(2);
+  const int64_t rep = heads / kv_heads;
+  Tensor qg = rep == 1 ? q : q.reshape({b, kv_heads, rep * t, d});
+  Tensor scores = torch::matmul(qg, k.transpose(-1, -2)).view({b, heads, t, s}) *
+                  (1.0 / std::sqrt(static_cast<double>(d)));
   scores = scores + mask;
   Tensor probs = torch::softmax(scores, -1, AtLeastFloat(q.scalar_type())).to(q.scalar_type());
-  return torch::matmul(probs, v).transpose(1, 2).reshape({b, t, heads * d});
+  if (rep != 1) probs = probs.view({b, kv_heads, rep * t, s});
+  return torch::matmul(probs, v).view({b, heads, t, d}).transpose(1, 2).reshape({b, t, heads * d});
+}
+
+// Writes `x` [B, H, T, D] after the `past` positions of `cached` (a cache entry: [B, H, past, D]) and returns the
+// [B, H, past + T, D] result. An entry is a view at the front of a buffer with spare positions after it (its stride
+// over heads says how many); when it is full, a buffer with room for max(128, length / 2) more positions replaces
+// it, so a decode step copies one position, not the whole past as torch::cat would. The spare positions are written
+// in place only while the cache entry is the buffer's sole user: when any other tensor shares its storage (a copied
+// KVCache, a tensor autograd saved, a caller's handle), the entry moves to a new buffer, so nothing outside sees it.
+Tensor AppendToBuffer(const Tensor& cached, const Tensor& x) {
+  const int64_t b = cached.size(0), h = cached.size(1), past = cached.size(2), d = cached.size(3);
+  const int64_t t = x.size(2), length = past + t;
+  const bool in_buffer = cached.storage().use_count() == 1 && cached.stride(3) == 1 && cached.stride(2) == d &&
+                         cached.stride(1) % d == 0 && cached.stride(0) == h * cached.stride(1);
+  const int64_t capacity = in_buffer ? cached.stride(1) / d : past;
+  Tensor buffer;
+  if (length <= capacity) {
+    buffer = cached.as_strided({b, h, capacity, d}, {h * capacity * d, capacity * d, d, 1});
+  } else {
+    const int64_t grown = length + std::max<int64_t>(128, length / 2);
+    buffer = torch::empty({b, h, grown, d}, cached.options());
+    buffer.narrow(2, 0, past).copy_(cached);
+  }
+  buffer.narrow(2, past, t).copy_(x);
+  return buffer.narrow(2, 0, length);
 }
 
 // Appends this step's keys/values for `layer` to the cache (when there is one) and returns the full sequences.
@@ -98,8 +124,12 @@ std::pair<Tensor, Tensor> CacheAppend(KVCache* cache, size_t layer, Tensor k, Te
     cache->values.resize(layer + 1);
   }
   if (cache->keys[layer].defined()) {
-    k = torch::cat({cache->keys[layer], k}, 2);
-    v = torch::cat({cache->values[layer], v}, 2);
+    k = AppendToBuffer(cache->keys[layer], k);
+    v = AppendToBuffer(cache->values[layer], v);
+  } else {
+    // The first call (a prefill) keeps its own tensors; the first append moves them into a buffer with room.
+    k = k.contiguous();
+    v = v.contiguous();
   }
   cache->keys[layer] = k;
   cache->values[layer] = v;
