@@ -123,6 +123,7 @@ class RlObjective : public Objective {
     if (world_ > 1) RETURN_IF_ERROR(ShareRollout(ctx, &r));
 
     // Several epochs of minibatch updates over the rollout batch.
+    const auto update_start = std::chrono::steady_clock::now();
     const int64_t n = r.ids.size(0);
     const int64_t per = std::max<int64_t>(1, n / p.minibatches);
     double pg_sum = 0, vf_sum = 0, ent_sum = 0, clip_sum = 0, akl_sum = 0, grad_sum = 0;
@@ -166,6 +167,7 @@ class RlObjective : public Objective {
       pg_sum = sums[0], vf_sum = sums[1], ent_sum = sums[2], clip_sum = sums[3], akl_sum = sums[4];
     }
     const double u = static_cast<double>(std::max<int64_t>(updates, 1));
+    m["time/update_s"] = Seconds(update_start);
     m["policy/loss"] = pg_sum / u;
     m["policy/clipfrac"] = clip_sum / u;
     m["policy/approxkl"] = akl_sum / u;
@@ -265,6 +267,7 @@ class RlObjective : public Objective {
     r.attention = b.attention_mask;
     r.response = b.labels.ne(kIgnoreIndex).to(torch::kFloat);
     r.scores = torch::tensor(scored.total, torch::kDouble).to(torch::kFloat);
+    const auto experience_start = std::chrono::steady_clock::now();
     {
       torch::NoGradGuard no_grad;
       ModelOutput out = ctx.model->forward(r.ids, r.attention);
@@ -278,6 +281,7 @@ class RlObjective : public Objective {
         r.ref_logp = NextTokenLogProbs(reference_->forward(r.ids, r.attention).logits, r.ids) * r.response;
       }
     }
+    (*m)["time/experience_s"] = Seconds(experience_start);
     // The rollout/learner consistency check: the engine's log-probs against the learner's (each sample's row of
     // old_logp, after its prompt) on the same tokens.
     std::vector<std::vector<float>> learner(samples->size());

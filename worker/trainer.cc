@@ -8,6 +8,7 @@
 #include <torch/optim/adamw.h>
 #include <torch/serialize.h>
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -206,6 +207,7 @@ class Run {
     if (rank0_) RETURN_IF_ERROR(OpenMetrics(result.resumed_from));
     ctx_.model->train();
     for (int64_t step = result.resumed_from + 1; step <= spec_.train.steps; ++step) {
+      const auto step_start = std::chrono::steady_clock::now();
       ASSIGN_OR_RETURN(bool cancelled, Cancelled());
       if (cancelled) return absl::CancelledError(absl::StrCat("cancelled at step ", step));
       const double lr = LearningRate(spec_.train, step - 1);
@@ -215,6 +217,7 @@ class Run {
       std::vector<size_t> items = sampler_->Next(static_cast<size_t>(spec_.train.batch_size));
       ASSIGN_OR_RETURN(Metrics m, RunStep(step, items));
       m["train/lr"] = lr;
+      m["time/step_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
       m["train/epoch"] = static_cast<double>(sampler_->epoch()) +
                          static_cast<double>(sampler_->position()) / static_cast<double>(algorithm_->size());
       if (!std::isfinite(m["train/loss"])) {
