@@ -148,7 +148,8 @@ grpc::Status RolloutService::UpdateWeights(grpc::ServerContext* context,
           "weights: the collective delivered version ", received->manifest.version(),
           " but version ", request->manifest().version(), " was announced; nothing applied")));
     }
-    absl::Status status = ApplyWeightUpdate(*engine_, received->manifest, received->buckets, options_.adapters);
+    absl::Status status = ApplyWeightUpdate(*engine_, received->manifest, received->buckets, options_.adapters,
+                                             received->buckets_sha256);
     if (status.ok()) response->set_version(engine_->weight_version());
     return ToGrpcStatus(status);
   }

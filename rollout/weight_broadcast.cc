@@ -29,18 +29,41 @@ GlooGroupOptions GlooOptions(const WeightBroadcastGroup::Options& o) {
   return g;
 }
 
-// Broadcasts `tensor` from rank 0 and waits. UNAVAILABLE with LibTorch's message on failure.
-absl::Status Broadcast(c10d::ProcessGroupGloo& group, torch::Tensor tensor, absl::Duration timeout,
-                       absl::string_view what) {
+// Starts broadcasting `tensor` from rank 0 (the group runs its collectives in order, one at a time).
+absl::StatusOr<c10::intrusive_ptr<c10d::Work>> StartBroadcast(c10d::ProcessGroupGloo& group, torch::Tensor tensor,
+                                                             absl::Duration timeout, absl::string_view what) {
   try {
     std::vector<torch::Tensor> tensors{std::move(tensor)};
     c10d::BroadcastOptions options;
     options.rootRank = 0;
     options.timeout = Millis(timeout);
-    group.broadcast(tensors, options)->wait();
+    return group.broadcast(tensors, options);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("weight broadcast: ", what, ": ", e.what()));
+  }
+}
+
+absl::Status Wait(c10d::Work& work, absl::string_view what) {
+  try {
+    work.wait();
     return absl::OkStatus();
   } catch (const std::exception& e) {
     return absl::UnavailableError(absl::StrCat("weight broadcast: ", what, ": ", e.what()));
+  }
+}
+
+// Broadcasts `tensor` from rank 0 and waits. UNAVAILABLE with LibTorch's message on failure.
+absl::Status Broadcast(c10d::ProcessGroupGloo& group, torch::Tensor tensor, absl::Duration timeout,
+                       absl::string_view what) {
+  ASSIGN_OR_RETURN(c10::intrusive_ptr<c10d::Work> work, StartBroadcast(group, std::move(tensor), timeout, what));
+  return Wait(*work, what);
+}
+
+// Collectives still in flight write into (or read from) buffers that the caller is about to free: wait them out
+// (after a failure they fail too, at the latest after the group's timeout).
+void Drain(std::vector<c10::intrusive_ptr<c10d::Work>>& pending) {
+  for (auto& w : pending) {
+    if (w) Wait(*w, "").IgnoreError();
   }
 }
 
@@ -74,13 +97,25 @@ absl::Status WeightBroadcastGroup::Send(const PackedWeights& weights) {
   torch::Tensor length = torch::tensor({static_cast<int64_t>(manifest.size())}, torch::kInt64);
   RETURN_IF_ERROR(Broadcast(*impl_->group, length, options_.timeout, "manifest length"));
   RETURN_IF_ERROR(Broadcast(*impl_->group, BytesView(manifest), options_.timeout, "manifest"));
-  for (size_t i = 0; i < weights.buckets.size(); ++i) {
+  // Every bucket is queued at once: the group sends them back to back while the receiver, which keeps one bucket
+  // ahead of the one arriving, hashes and allocates.
+  std::vector<c10::intrusive_ptr<c10d::Work>> pending(weights.buckets.size());
+  absl::Status status;
+  for (size_t i = 0; i < weights.buckets.size() && status.ok(); ++i) {
     if (weights.buckets[i].empty()) continue;
     // Gloo reads the root's buffer only; the copy-free view needs a mutable pointer.
     std::string& bucket = const_cast<std::string&>(weights.buckets[i]);
-    RETURN_IF_ERROR(Broadcast(*impl_->group, BytesView(bucket), options_.timeout, absl::StrCat("bucket ", i)));
+    absl::StatusOr<c10::intrusive_ptr<c10d::Work>> work =
+        StartBroadcast(*impl_->group, BytesView(bucket), options_.timeout, absl::StrCat("bucket ", i));
+    if (work.ok()) pending[i] = *std::move(work);
+    status = work.status();
   }
-  return absl::OkStatus();
+  for (size_t i = 0; i < pending.size() && status.ok(); ++i) {
+    if (pending[i]) status = Wait(*pending[i], absl::StrCat("bucket ", i));
+    pending[i].reset();
+  }
+  Drain(pending);
+  return status;
 }
 
 absl::StatusOr<PackedWeights> WeightBroadcastGroup::Receive() {
@@ -99,12 +134,29 @@ absl::StatusOr<PackedWeights> WeightBroadcastGroup::Receive() {
     return absl::DataLossError("weight broadcast: the manifest does not parse");
   }
   RETURN_IF_ERROR(ValidateManifest(out.manifest));
-  out.buckets.resize(out.manifest.bucket_bytes_size());
-  for (int i = 0; i < out.manifest.bucket_bytes_size(); ++i) {
+  // Bucket i + 1 is allocated and queued before bucket i is waited for, and bucket i is hashed while i + 1 arrives,
+  // so that neither the allocation nor the SHA-256 adds to the transfer (ApplyWeightUpdate takes the digest).
+  const int count = out.manifest.bucket_bytes_size();
+  out.buckets.resize(count);
+  std::vector<c10::intrusive_ptr<c10d::Work>> pending(count);
+  auto start = [&](int i) -> absl::Status {
     out.buckets[i].resize(out.manifest.bucket_bytes(i));
-    if (out.buckets[i].empty()) continue;
-    RETURN_IF_ERROR(Broadcast(*impl_->group, BytesView(out.buckets[i]), options_.timeout, absl::StrCat("bucket ", i)));
+    if (out.buckets[i].empty()) return absl::OkStatus();
+    ASSIGN_OR_RETURN(pending[i], StartBroadcast(*impl_->group, BytesView(out.buckets[i]), options_.timeout,
+                                                absl::StrCat("bucket ", i)));
+    return absl::OkStatus();
+  };
+  Sha256 sha;
+  absl::Status status = count > 0 ? start(0) : absl::OkStatus();
+  for (int i = 0; i < count && status.ok(); ++i) {
+    if (i + 1 < count) status = start(i + 1);
+    if (status.ok() && pending[i]) status = Wait(*pending[i], absl::StrCat("bucket ", i));
+    pending[i].reset();
+    if (status.ok()) sha.Update(out.buckets[i]);
   }
+  Drain(pending);
+  RETURN_IF_ERROR(status);
+  out.buckets_sha256 = sha.HexDigest();
   return out;
 }
 

@@ -4,7 +4,8 @@
 // LibTorch is CPU-only.
 //
 // Wire order of one version: int64 manifest length, the serialised manifest (uint8), then one uint8 broadcast per
-// bucket, all rooted at rank 0.
+// bucket, all rooted at rank 0. The sender queues every bucket at once; the receiver keeps one bucket queued ahead
+// of the one arriving and hashes each as it lands, so neither allocation nor SHA-256 waits on the wire.
 //
 // Thread safety: thread-compatible; one Send/Receive at a time per group. After an error the ranks may be out of step
 // (a receiver stops at a bad manifest while the sender goes on): make a new group.
@@ -48,8 +49,8 @@ class WeightBroadcastGroup : public WeightSource {
   // Rank 0 only (FAILED_PRECONDITION elsewhere): broadcasts `weights`. UNAVAILABLE when the collective fails.
   absl::Status Send(const PackedWeights& weights);
   // Ranks >= 1 only (FAILED_PRECONDITION on rank 0): receives one version. INVALID_ARGUMENT / DATA_LOSS when the
-  // manifest does not parse or validate; UNAVAILABLE when the collective fails. The buckets are not verified
-  // against the checksum here: ApplyWeightUpdate does it.
+  // manifest does not parse or validate; UNAVAILABLE when the collective fails. The buckets are hashed as they
+  // arrive (PackedWeights::buckets_sha256) but not compared with the manifest's checksum: ApplyWeightUpdate does it.
   absl::StatusOr<PackedWeights> Receive() override;
 
  private:

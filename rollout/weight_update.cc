@@ -78,14 +78,15 @@ absl::StatusOr<PackedWeights> PackWeights(const std::vector<std::pair<std::strin
   return out;
 }
 
-std::string BucketsSha256(const std::vector<std::string>& buckets) {
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-  for (const std::string& b : buckets) EVP_DigestUpdate(ctx, b.data(), b.size());
+Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr); }
+Sha256::~Sha256() { EVP_MD_CTX_free(ctx_); }
+
+void Sha256::Update(absl::string_view bytes) { EVP_DigestUpdate(ctx_, bytes.data(), bytes.size()); }
+
+std::string Sha256::HexDigest() {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx, digest, &len);
-  EVP_MD_CTX_free(ctx);
+  EVP_DigestFinal_ex(ctx_, digest, &len);
   static constexpr char kHex[] = "0123456789abcdef";
   std::string hex;
   for (unsigned int i = 0; i < len; ++i) {
@@ -93,6 +94,12 @@ std::string BucketsSha256(const std::vector<std::string>& buckets) {
     hex.push_back(kHex[digest[i] & 15]);
   }
   return hex;
+}
+
+std::string BucketsSha256(const std::vector<std::string>& buckets) {
+  Sha256 sha;
+  for (const std::string& b : buckets) sha.Update(b);
+  return sha.HexDigest();
 }
 
 absl::Status ValidateManifest(const alignd::v1::WeightManifest& manifest) {
@@ -188,7 +195,8 @@ void CopyIntoModel(const alignd::v1::WeightManifest& manifest, const std::vector
 }
 
 absl::Status ApplyWeightUpdate(Engine& engine, const alignd::v1::WeightManifest& manifest,
-                               const std::vector<std::string>& buckets, const AdapterTargets* adapters) {
+                               const std::vector<std::string>& buckets, const AdapterTargets* adapters,
+                               absl::string_view buckets_sha256) {
   RETURN_IF_ERROR(ValidateManifest(manifest));
   const NamedTensors* adapter = nullptr;
   if (!manifest.adapter().empty()) {
@@ -213,7 +221,7 @@ absl::Status ApplyWeightUpdate(Engine& engine, const alignd::v1::WeightManifest&
                                                      " bytes, the manifest says ", manifest.bucket_bytes(i)));
     }
   }
-  std::string sha = BucketsSha256(buckets);
+  std::string sha = buckets_sha256.empty() ? BucketsSha256(buckets) : absl::AsciiStrToLower(buckets_sha256);
   if (sha != absl::AsciiStrToLower(manifest.checksum())) {
     return absl::DataLossError(absl::StrCat("weights: SHA-256 ", sha, " differs from the manifest's ",
                                             manifest.checksum()));

@@ -20,12 +20,18 @@
 #include "proto/alignd.pb.h"
 #include "rollout/engine.h"
 
+struct evp_md_ctx_st;  // OpenSSL's EVP_MD_CTX
+
 namespace alignd::rollout {
 
 // Tensors packed into flat buckets with their manifest: what a learner sends.
 struct PackedWeights {
   alignd::v1::WeightManifest manifest;
   std::vector<std::string> buckets;
+  // Lower-case hex SHA-256 of `buckets` when whoever filled them hashed them on the way (WeightBroadcastGroup::Receive
+  // hashes each bucket while the next one arrives); empty otherwise. For ApplyWeightUpdate, which then need not
+  // read every byte a second time.
+  std::string buckets_sha256;
 };
 
 // Packs `tensors` (contiguous copies are made as needed; F32, F16, BF16 or F64) in order into buckets of at most
@@ -45,6 +51,21 @@ class WeightSource {
 
 // Lower-case hex SHA-256 of the buckets concatenated in order.
 std::string BucketsSha256(const std::vector<std::string>& buckets);
+
+// The same, fed piece by piece. Thread-compatible.
+class Sha256 {
+ public:
+  Sha256();
+  ~Sha256();
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+  void Update(absl::string_view bytes);
+  // Lower-case hex digest of everything fed so far; call once.
+  std::string HexDigest();
+
+ private:
+  ::evp_md_ctx_st* ctx_;
+};
 
 // Checks the manifest alone: version >= 1, at least one tensor, every tensor's bucket exists, its nbytes equals
 // shape x dtype size (F32, F16, BF16 or F64), [offset, offset + nbytes) lies inside its bucket, tensors of a bucket
@@ -75,9 +96,11 @@ using AdapterTargets = std::map<std::string, NamedTensors>;
 // not hold; FAILED_PRECONDITION when manifest.version is not above the engine's version; INVALID_ARGUMENT when the
 // number or sizes of the buckets differ from the manifest; DATA_LOSS when the SHA-256 differs; then, between Generate
 // calls, the checks against the model's parameters (or the named adapter's tensors) and the copy. On any error nothing
-// is applied and the version stays.
+// is applied and the version stays. `buckets_sha256`: the SHA-256 of these very bytes when the caller computed it
+// after they arrived (PackedWeights::buckets_sha256); empty: computed here.
 absl::Status ApplyWeightUpdate(Engine& engine, const alignd::v1::WeightManifest& manifest,
-                               const std::vector<std::string>& buckets, const AdapterTargets* adapters = nullptr);
+                               const std::vector<std::string>& buckets, const AdapterTargets* adapters = nullptr,
+                               absl::string_view buckets_sha256 = {});
 
 // Reassembles buckets from chunks of a stream. Chunks of one bucket must arrive in order and without gaps (each
 // chunk starts where the previous one of its bucket ended); buckets may interleave.

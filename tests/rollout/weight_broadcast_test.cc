@@ -73,13 +73,16 @@ TEST(WeightBroadcastChild, DISABLED_ReceiveVerifyAndSwap) {
 
   auto v7 = (*group)->Receive();
   ASSERT_TRUE(v7.ok()) << v7.status();
-  ASSERT_TRUE(ApplyWeightUpdate(*engine, v7->manifest, v7->buckets).ok());
+  EXPECT_EQ(v7->buckets_sha256, BucketsSha256(v7->buckets));  // hashed on the way, as the service passes it on
+  ASSERT_TRUE(ApplyWeightUpdate(*engine, v7->manifest, v7->buckets, nullptr, v7->buckets_sha256).ok());
   EXPECT_EQ(engine->weight_version(), 7u);
   EXPECT_EQ(GreedyIds(*engine), expected);
 
   auto v8 = (*group)->Receive();  // corrupted on the way
   ASSERT_TRUE(v8.ok()) << v8.status();
-  EXPECT_EQ(ApplyWeightUpdate(*engine, v8->manifest, v8->buckets).code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(v8->buckets_sha256, BucketsSha256(v8->buckets));
+  EXPECT_EQ(ApplyWeightUpdate(*engine, v8->manifest, v8->buckets, nullptr, v8->buckets_sha256).code(),
+            absl::StatusCode::kDataLoss);
   EXPECT_EQ(engine->weight_version(), 7u);
   EXPECT_EQ(GreedyIds(*engine), expected);
 }
