@@ -1,0 +1,245 @@
+// Learner throughput: tokens per second of one SFT and one DPO optimiser step of alignd's real trainer
+// (worker::RunTraining: the job's objective, collation, forward, loss, backward, gradient clipping, AdamW and the
+// learning-rate schedule), on a ~0.8M and a ~20M parameter Llama-style model that alignd initialises itself, and the
+// machine's fp32 matrix-multiply rate measured in the same run. bench/reference/learner_ref.py is the Python twin
+// (the same shapes, hyper-parameters and thread count, the math as Hugging Face's Trainer and TRL do it).
+//
+//   learner_bench [--threads=N] [--reps=N] [--warmup=N] [--smoke] [--out=FILE]
+//
+// Every sequence has exactly kSeqLen tokens (no padding): the raw template renders BOS + prompt + response + EOS, the
+// prompt and response are random lower-case letters, one byte token each, so a step's token count is exact and equal
+// on both sides. A step's time is the wall time between two of RunTraining's on_step callbacks (everything the trainer
+// does for one step, metrics line included); the first step and --warmup steps are not measured.
+#include <ATen/Parallel.h>
+#include <torch/torch.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench/bench_util.h"
+#include "common/dataset.h"
+#include "common/example_tokenizer.h"
+#include "common/model_config.h"
+#include "common/tokenizer.h"
+#include "worker/job_spec.h"
+#include "worker/trainer.h"
+
+namespace alignd::bench {
+namespace {
+
+namespace fs = std::filesystem;
+using worker::Algorithm;
+
+struct ModelSize {
+  std::string tag;  // "1m" or "20m", as in the figure names
+  int64_t hidden, layers, heads, kv_heads;
+};
+
+struct Shape {
+  int64_t sft_batch;   // sequences per SFT step
+  int64_t dpo_batch;   // pairs per DPO step (2x rows in the forward)
+  int64_t seq_len;     // tokens per sequence, BOS and EOS included
+  int64_t prompt_len;  // BOS + prompt tokens (not trained)
+};
+
+constexpr int64_t kVocab = 261;  // the byte tokenizer
+constexpr int64_t kExamples = 64;
+
+std::string Letters(std::mt19937& rng, int64_t n) {
+  std::string s;
+  for (int64_t i = 0; i < n; ++i) s.push_back(static_cast<char>('a' + rng() % 26));
+  return s;
+}
+
+// Writes sft.jsonl (prompt/completion) and dpo.jsonl (prompt/chosen/rejected) into `dir`.
+void WriteData(const std::string& dir, const Shape& s) {
+  std::mt19937 rng(7);
+  const int64_t prompt_chars = s.prompt_len - 1, response_chars = s.seq_len - s.prompt_len - 1;
+  std::ofstream sft(dir + "/sft.jsonl"), dpo(dir + "/dpo.jsonl");
+  for (int64_t i = 0; i < kExamples; ++i) {
+    nlohmann::json a{{"prompt", Letters(rng, prompt_chars)}, {"completion", Letters(rng, response_chars)}};
+    sft << a.dump() << "\n";
+    nlohmann::json b{{"prompt", Letters(rng, prompt_chars)},
+                     {"chosen", Letters(rng, response_chars)},
+                     {"rejected", Letters(rng, response_chars)}};
+    dpo << b.dump() << "\n";
+  }
+}
+
+// Exits unless every tokenised sequence of `path` is exactly seq_len tokens with prompt_len untrained ones.
+void CheckLengths(const std::string& path, const Shape& s) {
+  auto fail = [&](const std::string& why) {
+    std::fprintf(stderr, "%s: %s\n", path.c_str(), why.c_str());
+    std::exit(1);
+  };
+  auto data = ReadJsonl(path);
+  if (!data.ok()) fail(data.status().ToString());
+  auto tokenizer = MakeByteTokenizer();
+  TokenizeOptions opts;
+  opts.chat_template = "raw";
+  opts.max_length = static_cast<int32_t>(s.seq_len);
+  opts.max_prompt_length = static_cast<int32_t>(s.prompt_len);
+  auto tok = ExampleTokenizer::Create(tokenizer.get(), opts);
+  if (!tok.ok()) fail(tok.status().ToString());
+  auto t = tok->Tokenize(*data);
+  if (!t.ok()) fail(t.status().ToString());
+  std::vector<const TokenizedExample*> all;
+  for (const auto& e : t->examples) all.push_back(&e);
+  for (const auto& p : t->pairs) all.insert(all.end(), {&p.chosen, &p.rejected});
+  if (all.empty() || t->truncated > 0) fail("no examples, or some were truncated");
+  for (const TokenizedExample* e : all) {
+    int64_t trained = 0;
+    for (uint8_t m : e->loss_mask) trained += m;
+    if (static_cast<int64_t>(e->input_ids.size()) != s.seq_len || trained != s.seq_len - s.prompt_len) {
+      fail("a sequence has " + std::to_string(e->input_ids.size()) + " tokens, " + std::to_string(trained) +
+           " trained; want " + std::to_string(s.seq_len) + " and " + std::to_string(s.seq_len - s.prompt_len));
+    }
+  }
+}
+
+worker::JobSpec Spec(Algorithm algorithm, const ModelSize& m, const Shape& s, const std::string& dir,
+                     const Args& args) {
+  worker::JobSpec spec;
+  spec.name = "learner-bench";
+  spec.algorithm = algorithm;
+  spec.output_dir = dir + "/out";
+  spec.seed = 1;
+  spec.threads = args.threads;
+  spec.model.init_arch = "llama";
+  spec.model.init_hidden_size = m.hidden;
+  spec.model.init_layers = m.layers;
+  spec.model.init_heads = m.heads;
+  spec.model.init_kv_heads = m.kv_heads;
+  spec.model.init_max_positions = s.seq_len;
+  spec.data.train = dir + (algorithm == Algorithm::kDpo ? "/dpo.jsonl" : "/sft.jsonl");
+  spec.data.chat_template = "raw";
+  spec.data.max_length = s.seq_len;
+  spec.data.max_prompt_length = s.prompt_len;
+  // The first step is not measured either: a step's time runs from the previous step's on_step.
+  spec.train.steps = 1 + args.warmup + args.reps;
+  spec.train.batch_size = algorithm == Algorithm::kDpo ? s.dpo_batch : s.sft_batch;
+  spec.train.grad_accum = 1;
+  spec.train.lr = 1e-4;
+  spec.train.weight_decay = 0.01;
+  spec.train.warmup_steps = 0;
+  spec.train.schedule = "linear";
+  spec.train.min_lr_ratio = 0.0;
+  spec.train.max_grad_norm = 1.0;
+  spec.train.log_every = 1 << 30;  // one metrics line, at the last step
+  spec.dpo.loss = "sigmoid";
+  spec.dpo.beta = 0.1;
+  return spec;
+}
+
+// Seconds of each measured step.
+std::vector<double> TimeSteps(const worker::JobSpec& spec, const Args& args) {
+  std::vector<double> at;
+  worker::TrainOptions options;
+  options.on_step = [&](int64_t, const worker::Metrics&) { at.push_back(NowSeconds()); };
+  auto result = worker::RunTraining(spec, options);
+  if (!result.ok()) {
+    std::fprintf(stderr, "%s: %s\n", std::string(worker::AlgorithmName(spec.algorithm)).c_str(),
+                 result.status().ToString().c_str());
+    std::exit(1);
+  }
+  std::vector<double> seconds;
+  for (size_t i = 1 + static_cast<size_t>(args.warmup); i < at.size(); ++i) seconds.push_back(at[i] - at[i - 1]);
+  return seconds;
+}
+
+// FLOPs of one training step over `rows` sequences of `t` tokens: 6 * N * tokens for the weight matmuls (N = every
+// parameter that multiplies an activation: the projections and the (tied) LM head; not the embedding lookup or the
+// norms), plus the attention scores and weighted sum, 4 * layers * t^2 * hidden per row forward, 3x for forward and
+// backward. Eager attention computes the full t x t matrix, so the causal half is not discounted.
+double StepFlops(const ModelConfig& c, int64_t rows, int64_t t) {
+  const double n = static_cast<double>(c.NumParameters() - (2 * c.num_layers + 1) * c.hidden_size);
+  const double tokens = static_cast<double>(rows * t);
+  const double attention = 12.0 * static_cast<double>(c.num_layers * t * c.num_heads * c.head_dim) * tokens;
+  return 6.0 * n * tokens + attention;
+}
+
+std::vector<double> Rates(const std::vector<double>& seconds, double amount) {
+  std::vector<double> out;
+  for (double s : seconds) out.push_back(amount / s);
+  return out;
+}
+
+}  // namespace
+
+int Main(int argc, char** argv) {
+  Args args = ParseArgs(argc, argv);
+  at::set_num_threads(args.threads);
+  Report report("learner", args);
+
+  const std::vector<ModelSize> models =
+      args.smoke ? std::vector<ModelSize>{{"1m", 32, 2, 4, 2}, {"20m", 64, 2, 4, 2}}
+                 : std::vector<ModelSize>{{"1m", 128, 4, 4, 2}, {"20m", 512, 7, 8, 4}};
+  const Shape shape = args.smoke ? Shape{2, 1, 32, 16} : Shape{4, 2, 128, 64};
+
+  std::string dir = (fs::temp_directory_path() / "learner_bench.XXXXXX").string();
+  if (mkdtemp(dir.data()) == nullptr) {
+    std::perror("mkdtemp");
+    return 1;
+  }
+  WriteData(dir, shape);
+  CheckLengths(dir + "/sft.jsonl", shape);
+  CheckLengths(dir + "/dpo.jsonl", shape);
+
+  nlohmann::json& config = report.config();
+  config["seq_len"] = shape.seq_len;
+  config["prompt_len"] = shape.prompt_len;
+  config["sft_batch_sequences"] = shape.sft_batch;
+  config["dpo_batch_pairs"] = shape.dpo_batch;
+  config["sft_tokens_per_step"] = shape.sft_batch * shape.seq_len;
+  config["dpo_tokens_per_step"] = 2 * shape.dpo_batch * shape.seq_len;
+  config["optimizer"] = "AdamW lr 1e-4 (linear decay), betas 0.9/0.999, eps 1e-8, weight decay 0.01 on matrices, "
+                        "clip grad norm 1.0; DPO sigmoid beta 0.1 with cached reference log-probs";
+  config["dtype"] = "float32";
+
+  const int64_t n = args.smoke ? 256 : 2048;
+  torch::Tensor a = torch::randn({n, n}), b = torch::randn({n, n});
+  auto mm_seconds = TimeRepeated(args, [&] { torch::mm(a, b); });
+  report.Add("matmul_gflops", "GFLOP/s", Rates(mm_seconds, 2.0 * n * n * n / 1e9), true,
+             "fp32 torch::mm of two " + std::to_string(n) + "x" + std::to_string(n) + " matrices, 2n^3 FLOPs");
+
+  for (const ModelSize& m : models) {
+    ModelConfig c = TinyLlamaConfig(kVocab, m.hidden, m.layers, m.heads, m.kv_heads, shape.seq_len);
+    config["model_" + m.tag] = {{"vocab", kVocab},
+                                {"hidden", m.hidden},
+                                {"intermediate", c.intermediate_size},
+                                {"layers", m.layers},
+                                {"heads", m.heads},
+                                {"kv_heads", m.kv_heads},
+                                {"tie_word_embeddings", c.tie_word_embeddings},
+                                {"parameters", c.NumParameters()}};
+    for (Algorithm algorithm : {Algorithm::kSft, Algorithm::kDpo}) {
+      const bool dpo = algorithm == Algorithm::kDpo;
+      const std::string name = std::string(dpo ? "dpo_" : "sft_") + m.tag;
+      const int64_t rows = dpo ? 2 * shape.dpo_batch : shape.sft_batch;
+      const double tokens = static_cast<double>(rows * shape.seq_len);
+      auto seconds = TimeSteps(Spec(algorithm, m, shape, dir, args), args);
+      std::string what = dpo ? "one DPO step: forward of chosen+rejected rows (no reference forward: reference "
+                               "log-probs cached), sigmoid loss, backward, clip, AdamW"
+                             : "one SFT step: forward, cross-entropy on the response tokens, backward, clip, AdamW";
+      report.Add(name + "_tokens_per_s", "tokens/s", Rates(seconds, tokens), true,
+                 what + "; tokens = rows x seq_len = " + std::to_string(rows * shape.seq_len));
+      report.Add(name + "_step_s", "s", seconds, false);
+      report.Add(name + "_gflops", "GFLOP/s", Rates(seconds, StepFlops(c, rows, shape.seq_len) / 1e9), true,
+                 "achieved FLOP/s: (6 * N * tokens + 12 * layers * seq_len * heads * head_dim * tokens) / step "
+                 "time, N = parameters that multiply activations (projections and the tied LM head)");
+      fs::remove_all(dir + "/out");
+    }
+  }
+  fs::remove_all(dir);
+  return report.Write();
+}
+
+}  // namespace alignd::bench
+
+int main(int argc, char** argv) { return alignd::bench::Main(argc, argv); }
