@@ -155,7 +155,10 @@ absl::StatusOr<TokenizedDataset> ExampleTokenizer::Tokenize(const Dataset& datas
       case DatasetSchema::kPreference: {
         absl::StatusOr<TokenizedPair> pair = Preference(record.prompt, record.chosen, record.rejected, &truncated);
         status = pair.status();
-        if (pair.ok()) out.pairs.push_back(std::move(*pair));
+        if (pair.ok()) {
+          pair->kind = record.ExtraString("kind").value_or("");
+          out.pairs.push_back(std::move(*pair));
+        }
         break;
       }
       default: {

@@ -40,6 +40,7 @@ struct TokenizedExample {
 struct TokenizedPair {
   TokenizedExample chosen, rejected;
   int32_t prompt_length = 0;
+  std::string kind;  // the record's string field "kind", if it has one: evaluation reports accuracy per kind
 };
 
 struct TokenizeOptions {

@@ -205,7 +205,8 @@ absl::Status TorchError(absl::string_view what, const c10::Error& e) {
 // ---- adapter_config.json ---------------------------------------------------------------------------------------
 
 // The keys PEFT (0.10 - 0.13) writes for a LoRA adapter, so that PEFT and tools that read its configs load ours.
-json LoraConfigJson(const LoraConfig& c, const std::vector<std::string>& targets, bool fan_in_fan_out) {
+json LoraConfigJson(const LoraConfig& c, const std::vector<std::string>& targets, bool fan_in_fan_out,
+                    bool score_head) {
   json j;
   j["alpha_pattern"] = json::object();
   j["auto_mapping"] = nullptr;
@@ -223,19 +224,33 @@ json LoraConfigJson(const LoraConfig& c, const std::vector<std::string>& targets
   j["lora_dropout"] = c.dropout;
   j["megatron_config"] = nullptr;
   j["megatron_core"] = "megatron.core";
-  j["modules_to_save"] = nullptr;
+  j["modules_to_save"] = score_head ? json::array({"score"}) : json(nullptr);
   j["peft_type"] = "LORA";
   j["r"] = c.r;
   j["rank_pattern"] = json::object();
   j["revision"] = nullptr;
   j["target_modules"] = targets;
-  j["task_type"] = "CAUSAL_LM";
+  j["task_type"] = score_head ? "SEQ_CLS" : "CAUSAL_LM";
   j["use_dora"] = false;
   j["use_rslora"] = c.use_rslora;
   return j;
 }
 
 bool IsEmptyOrNull(const json& j) { return j.is_null() || ((j.is_object() || j.is_array()) && j.empty()); }
+
+// modules_to_save may only name the score head (PEFT's SEQ_CLS default is ["classifier", "score"]); whether a score
+// head is trained follows from the model's head, and a head tensor that does not fit is reported when loading.
+absl::Status CheckModulesToSave(const json& j, const std::string& source) {
+  if (!j.contains("modules_to_save") || IsEmptyOrNull(j["modules_to_save"])) return absl::OkStatus();
+  const json& m = j["modules_to_save"];
+  bool ok = m.is_array();
+  for (const json& e : m) ok = ok && e.is_string() && (e == "score" || e == "classifier");
+  if (!ok) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": field \"modules_to_save\" may only name the reward "
+                                                   "model's head (\"score\"); got ", m.dump()));
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<LoraConfig> ParseLoraConfig(const json& j, const std::string& source) {
   auto bad = [&](const std::string& field, const std::string& why) {
@@ -274,8 +289,8 @@ absl::StatusOr<LoraConfig> ParseLoraConfig(const json& j, const std::string& sou
   if (j.contains("use_dora") && j["use_dora"].is_boolean() && j["use_dora"].get<bool>()) {
     return bad("use_dora", "is not supported");
   }
-  for (const char* f : {"modules_to_save", "rank_pattern", "alpha_pattern", "layers_to_transform",
-                        "layer_replication"}) {
+  RETURN_IF_ERROR(CheckModulesToSave(j, source));
+  for (const char* f : {"rank_pattern", "alpha_pattern", "layers_to_transform", "layer_replication"}) {
     if (j.contains(f) && !IsEmptyOrNull(j[f])) return bad(f, "is not supported (must be null or empty)");
   }
   // fan_in_fan_out only says how PEFT merges; like PEFT, alignd takes it from the layer (true for Conv1D).
@@ -325,6 +340,7 @@ absl::StatusOr<BottleneckConfig> ParseBottleneckConfig(const json& j, const std:
   if (j.contains("base_model_name_or_path") && j["base_model_name_or_path"].is_string()) {
     c.base_model_name_or_path = j["base_model_name_or_path"].get<std::string>();
   }
+  RETURN_IF_ERROR(CheckModulesToSave(j, source));
   for (auto [field, want] : {std::pair<const char*, int64_t>{"hidden_size", model.hidden_size},
                              std::pair<const char*, int64_t>{"num_layers", model.num_layers}}) {
     if (j.contains(field) && !(j[field].is_number_integer() && j[field].get<int64_t>() == want)) {
@@ -431,6 +447,15 @@ absl::Status PeftModel::Attach(std::vector<std::pair<std::string, std::shared_pt
     frozen_.emplace_back(p, p.requires_grad());
     p.requires_grad_(false);
   }
+  if (model_->config().head == HeadKind::kScore) {
+    // The reward model's head trains in full (PEFT's modules_to_save for SEQ_CLS); its base value is kept aside.
+    auto params = model_->named_parameters();
+    if (const Tensor* w = params.find("score.weight")) {
+      score_ = *w;
+      score_stash_ = score_.detach().clone();
+      score_.requires_grad_(true);
+    }
+  }
   attached_ = true;
   ApplyHooks(true);
   return absl::OkStatus();
@@ -456,6 +481,12 @@ void PeftModel::SetEnabled(bool enabled) {
   }
   enabled_ = enabled;
   if (attached_) ApplyHooks(enabled);
+  if (attached_ && score_.defined()) {  // swap the trained and the base head
+    torch::NoGradGuard no_grad;
+    Tensor live = score_.detach().clone();
+    score_.copy_(score_stash_);
+    score_stash_ = live;
+  }
 }
 
 absl::Status PeftModel::Merge() {
@@ -487,11 +518,19 @@ absl::Status PeftModel::Unmerge() {
   return absl::OkStatus();
 }
 
+std::vector<Tensor> PeftModel::parameters() const {
+  std::vector<Tensor> out = module_->parameters();
+  if (score_.defined()) out.push_back(score_);
+  return out;
+}
+
 std::vector<std::pair<std::string, Tensor>> PeftModel::named_parameters() const {
   std::vector<std::pair<std::string, Tensor>> out;
   for (const auto& [path, adapter] : adapters_) {
     for (auto& [suffix, t] : adapter->Tensors()) out.emplace_back(absl::StrCat(kSavedPrefix, path, ".", suffix), t);
   }
+  // PEFT saves a modules_to_save copy under the module's own name.
+  if (score_.defined()) out.emplace_back(absl::StrCat(kSavedPrefix, "score.weight"), score_);
   return out;
 }
 
@@ -508,9 +547,13 @@ absl::Status PeftModel::Save(const std::string& dir) const {
       for (const auto& [path, adapter] : adapters_) leaves.insert(LeafName(path));
       targets.assign(leaves.begin(), leaves.end());
     }
-    config = LoraConfigJson(lora_, targets, model_->config().family == ModelFamily::kGpt2);
+    config = LoraConfigJson(lora_, targets, model_->config().family == ModelFamily::kGpt2, score_.defined());
   } else {
     config = BottleneckConfigJson(bottleneck_, model_->config());
+    if (score_.defined()) {
+      config["task_type"] = "SEQ_CLS";
+      config["modules_to_save"] = json::array({"score"});
+    }
   }
   std::vector<Tensor> keep_alive;
   std::vector<safetensors::TensorToWrite> tensors;
@@ -570,7 +613,7 @@ absl::Status PeftModel::CopyIn(const std::string& path, bool trainable) {
     }
     return absl::InvalidArgumentError(absl::StrCat(path, ": missing tensors: ", absl::StrJoin(missing, ", ")));
   }
-  for (Tensor& p : module_->parameters()) p.requires_grad_(trainable);
+  for (Tensor& p : parameters()) p.requires_grad_(trainable);
   return absl::OkStatus();
 }
 

@@ -11,7 +11,7 @@
 // bottleneck PeftModel can share one model (they use different hook points); detach them in reverse order.
 //
 // On disk, LoRA uses Hugging Face PEFT's layout, which PEFT (PeftModel.from_pretrained) loads:
-//   adapter_config.json        peft_type "LORA", task_type "CAUSAL_LM", r, lora_alpha, lora_dropout, target_modules,
+//   adapter_config.json        peft_type "LORA", task_type "CAUSAL_LM" (or "SEQ_CLS", see below), r, lora_alpha, lora_dropout, target_modules,
 //                              fan_in_fan_out (true for GPT-2's Conv1D), bias "none", ... (see SaveLoraConfig in .cc)
 //   adapter_model.safetensors  base_model.model.<module path>.lora_A.weight [r, in]
 //                              base_model.model.<module path>.lora_B.weight [out, r]
@@ -23,6 +23,11 @@
 //                              down.weight [size, hidden], down.bias [size], up.weight [hidden, size], up.bias [hidden]
 //                              (<layer path> is model.layers.<i> or transformer.h.<i>)
 //   The adapter at a site computes h + up(act(down(h))) on the sublayer output h, before the residual add.
+//
+// A reward model (a score head, *ForSequenceClassification) trains its `score` head in full besides the adapters, as
+// PEFT does for task_type "SEQ_CLS" (modules_to_save ["score"]): the head is trainable while attached, saved as
+// base_model.model.score.weight, and disabling the adapters puts the base head back until they are enabled again.
+// After Detach the trained head stays in the model (like a merge).
 //
 // Not thread-safe: like the model, one forward or state change at a time.
 #ifndef ALIGND_COMMON_PEFT_H_
@@ -102,7 +107,7 @@ class PeftModel {
 
   // The adapter parameters only (give these to the optimizer), and the same under their saved names
   // ("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"), in model order.
-  std::vector<torch::Tensor> parameters() const { return module_->parameters(); }
+  std::vector<torch::Tensor> parameters() const;
   std::vector<std::pair<std::string, torch::Tensor>> named_parameters() const;
   // The module holding the adapters: call ->to(device, dtype) on it after moving the model.
   torch::nn::Module& module() { return *module_; }
@@ -139,6 +144,9 @@ class PeftModel {
   std::shared_ptr<torch::nn::Module> module_;
   std::vector<std::pair<std::string, std::shared_ptr<Adapter>>> adapters_;  // saved-name prefix -> adapter
   std::vector<std::pair<torch::Tensor, bool>> frozen_;  // base parameter, its requires_grad before attaching
+  // Score-head models: the live head weight (trained in place), and the base head while enabled / the trained one
+  // while disabled, swapped by SetEnabled. Undefined for language models.
+  torch::Tensor score_, score_stash_;
   bool enabled_ = true;
   bool merged_ = false;
   bool attached_ = false;

@@ -60,10 +60,6 @@ class Glue : public PeftGlue {
 
 absl::StatusOr<std::unique_ptr<PeftGlue>> AttachPeft(const JobSpec& spec, CausalLM model) {
   if (!spec.lora.enabled && !spec.adapter.enabled) return std::unique_ptr<PeftGlue>();
-  if (model->config().head == HeadKind::kScore) {
-    return absl::InvalidArgumentError(
-        "lora/adapter: reward models train their score head, which PEFT cannot hold yet; train the RM in full");
-  }
   std::unique_ptr<PeftModel> peft;
   if (spec.lora.enabled) {
     LoraConfig c;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "common/collate.h"
@@ -120,10 +121,22 @@ class RewardModelAlgorithm : public Objective {
   absl::StatusOr<Metrics> Evaluate(TrainContext& ctx) override {
     if (eval_.empty()) return Metrics{};
     Sums sums;
-    RETURN_IF_ERROR(ForEachPairBatch(ctx, eval_, [&](const PairForward& f, const std::vector<size_t>&) {
+    std::map<std::string, std::pair<double, double>> by_kind;  // kind -> (correct, count)
+    RETURN_IF_ERROR(ForEachPairBatch(ctx, eval_, [&](const PairForward& f, const std::vector<size_t>& idx) {
       Accumulate(ctx, f, &sums);
+      torch::Tensor right = last_correct_.contiguous();
+      const uint8_t* r = right.data_ptr<uint8_t>();
+      for (size_t i = 0; i < idx.size(); ++i) {
+        if (eval_[idx[i]].kind.empty()) continue;
+        auto& [correct, count] = by_kind[eval_[idx[i]].kind];
+        correct += r[i];
+        count += 1;
+      }
     }));
-    return sums.Done("eval/", "eval/rm/");
+    Metrics m = sums.Done("eval/", "eval/rm/");
+    // Held-out accuracy per kind of pair (the record's "kind"), e.g. eval/rm/accuracy/arithmetic.
+    for (const auto& [kind, c] : by_kind) m["eval/rm/accuracy/" + kind] = c.first / c.second;
+    return m;
   }
 
  private:
@@ -142,13 +155,15 @@ class RewardModelAlgorithm : public Objective {
     torch::Tensor chosen = scores.narrow(0, 0, b), rejected = scores.narrow(0, b, b);
     torch::Tensor loss = BradleyTerryLoss(chosen, rejected, ctx.spec->rm.margin);
     sums->loss += loss.item<double>() * b;
-    sums->correct += (chosen > rejected).sum().item<double>();
+    last_correct_ = (chosen > rejected).to(torch::kUInt8);
+    sums->correct += last_correct_.sum().item<double>();
     sums->margin += (chosen - rejected).sum().item<double>();
     sums->count += b;
     return loss;
   }
 
   std::vector<TokenizedPair> train_, eval_;
+  torch::Tensor last_correct_;  // [B] uint8: the last Accumulate's pairs ranked right
 };
 
 // ---- DPO family -------------------------------------------------------------------------------------------------

@@ -638,6 +638,115 @@ BottleneckConfig Bottleneck() {
   return c;
 }
 
+// ---- Reward models: the score head trains in full, as PEFT's task_type SEQ_CLS (modules_to_save ["score"]) -----
+
+CausalLM MakeScoreModel(ModelFamily family, uint64_t seed = 7) {
+  ModelConfig c = Config(family);
+  c.head = HeadKind::kScore;
+  c.num_labels = 1;
+  c.architecture = family == ModelFamily::kGpt2 ? "GPT2ForSequenceClassification" : "LlamaForSequenceClassification";
+  CausalLM m(c);
+  m->InitWeights(seed);
+  torch::NoGradGuard g;
+  torch::manual_seed(static_cast<int64_t>(seed));
+  for (auto& p : m->parameters()) p.add_(torch::randn_like(p) * 0.05);
+  return m;
+}
+
+// Trains `peft` a few Adam steps towards higher scores at every position; returns the scores after.
+Tensor TrainScores(CausalLM& m, PeftModel& peft) {
+  torch::optim::Adam opt(peft.parameters(), torch::optim::AdamOptions(1e-2));
+  for (int step = 0; step < 5; ++step) {
+    opt.zero_grad();
+    Tensor loss = -m->forward(Batch()).logits.mean();
+    loss.backward();
+    opt.step();
+  }
+  return Logits(m);
+}
+
+class ScoreHeadTest : public Families {};
+INSTANTIATE_TEST_SUITE_P(Family, ScoreHeadTest, ::testing::Values(ModelFamily::kLlama, ModelFamily::kGpt2),
+                         [](const auto& info) { return std::string(info.param == ModelFamily::kGpt2 ? "Gpt2" : "Llama"); });
+
+TEST_P(ScoreHeadTest, LoraTrainsTheHeadAndDisablingRestoresTheBase) {
+  CausalLM m = MakeScoreModel(GetParam());
+  CausalLM base_copy = CopyOf(m);
+  auto snap = Snapshot(m);
+  Tensor before = Logits(m);
+  auto peft = MustCreateLora(m, Lora(AttentionTargets(GetParam())));
+  ASSERT_NE(peft, nullptr);
+  EXPECT_TRUE(torch::equal(Logits(m), before));  // step 0: unchanged
+  auto named = peft->named_parameters();
+  ASSERT_FALSE(named.empty());
+  EXPECT_EQ(named.back().first, "base_model.model.score.weight");
+  EXPECT_TRUE(named.back().second.requires_grad());
+  Tensor trained = TrainScores(m, *peft);
+  EXPECT_GT(MaxDiff(trained, before), 1e-3);
+  // The trunk is untouched; only the head (and the LoRA tensors) moved.
+  for (const auto& p : m->named_parameters()) {
+    if (p.key() == "score.weight") {
+      EXPECT_FALSE(torch::equal(p.value(), snap[p.key()]));
+    } else {
+      EXPECT_TRUE(torch::equal(p.value(), snap[p.key()])) << p.key();
+    }
+  }
+  // Disabled: exactly the base reward model, head included; enabled again: the trained one.
+  peft->SetEnabled(false);
+  EXPECT_TRUE(torch::equal(Logits(m), before));
+  peft->SetEnabled(true);
+  EXPECT_TRUE(torch::equal(Logits(m), trained));
+
+  // Saved as PEFT saves a SEQ_CLS adapter, and loaded onto the base it gives the trained scores.
+  std::string dir = TempDir(GetParam() == ModelFamily::kGpt2 ? "score_gpt2" : "score_llama");
+  ASSERT_TRUE(peft->Save(dir).ok());
+  json config = json::parse(ReadFile(dir + "/adapter_config.json").value());
+  EXPECT_EQ(config["task_type"], "SEQ_CLS");
+  EXPECT_EQ(config["modules_to_save"], json::array({"score"}));
+  auto file = safetensors::File::Read(dir + "/adapter_model.safetensors");
+  ASSERT_TRUE(file.ok()) << file.status();
+  std::vector<std::string> names = file->names();
+  EXPECT_NE(std::find(names.begin(), names.end(), "base_model.model.score.weight"), names.end());
+  auto loaded = PeftModel::Load(dir, base_copy);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_LT(MaxDiff(Logits(base_copy), trained), 1e-6);
+  // Loaded for inference (PEFT's is_trainable=False), the head is frozen too.
+  for (const auto& p : (*loaded)->parameters()) EXPECT_FALSE(p.requires_grad());
+}
+
+TEST_P(ScoreHeadTest, BottleneckAdaptersTrainTheHeadToo) {
+  CausalLM m = MakeScoreModel(GetParam());
+  Tensor before = Logits(m);
+  auto peft = MustCreateBottleneck(m, Bottleneck());
+  ASSERT_NE(peft, nullptr);
+  EXPECT_TRUE(torch::equal(Logits(m), before));
+  Tensor trained = TrainScores(m, *peft);
+  EXPECT_GT(MaxDiff(trained, before), 1e-3);
+  peft->SetEnabled(false);
+  EXPECT_TRUE(torch::equal(Logits(m), before));
+  peft->SetEnabled(true);
+  std::string dir = TempDir(GetParam() == ModelFamily::kGpt2 ? "score_bn_gpt2" : "score_bn_llama");
+  ASSERT_TRUE(peft->Save(dir).ok());
+  CausalLM fresh = MakeScoreModel(GetParam());
+  auto loaded = PeftModel::Load(dir, fresh);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_LT(MaxDiff(Logits(fresh), trained), 1e-6);
+}
+
+TEST(ScoreHeadErrors, LanguageModelAdapterOnARewardModelNamesTheHead) {
+  // An adapter saved for a language model lacks the head a reward model trains: loading says which tensor.
+  std::string dir = TempDir("lm_adapter_on_rm");
+  CausalLM lm = MakeBase(ModelFamily::kLlama);
+  auto peft = MustCreateLora(lm, Lora({"q_proj"}));
+  ASSERT_TRUE(peft->Save(dir).ok());
+  CausalLM rm = MakeScoreModel(ModelFamily::kLlama);
+  auto loaded = PeftModel::Load(dir, rm);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(loaded.status().message(), "base_model.model.score.weight")) << loaded.status();
+}
+
+
 TEST_P(BottleneckTest, StepZeroEqualsBaseAndFreezesTheBase) {
   CausalLM m = MakeBase(GetParam());
   Tensor base = Logits(m);

@@ -136,6 +136,30 @@ TEST_F(TrainerTest, RewardModelLearnsThePreferences) {
   EXPECT_EQ(loaded->config.architecture, "LlamaForSequenceClassification");
 }
 
+TEST_F(TrainerTest, RewardModelWithLoraTrainsTheAdapterAndTheHead) {
+  std::string base = SftModel();
+  ASSERT_FALSE(base.empty());
+  JobSpec spec = Pairs("rm_lora", Algorithm::kRm, base);
+  spec.train.steps = 40;
+  spec.train.lr = 5e-3;
+  spec.lora.enabled = true;
+  spec.lora.r = 8;
+  spec.lora.target_modules = {"all-linear"};
+  auto r = RunTraining(spec);
+  ASSERT_TRUE(r.ok()) << r.status();
+  // Held-out pairs; chance is 0.5. The trunk moves only through rank-8 deltas, so the bar is lower than in full.
+  EXPECT_GT(r->eval.at("eval/rm/accuracy"), 0.65);
+  std::string config = ReadFile(spec.output_dir + "/adapter/adapter_config.json").value_or("");
+  EXPECT_NE(config.find("\"SEQ_CLS\""), std::string::npos) << config;
+  // final/ is the merged reward model: a plain HF folder with the trained head.
+  auto merged = LoadModelDir(r->final_dir), orig = LoadModelDir(base);
+  ASSERT_TRUE(merged.ok()) << merged.status();
+  ASSERT_TRUE(orig.ok()) << orig.status();
+  EXPECT_EQ(merged->config.architecture, "LlamaForSequenceClassification");
+  EXPECT_FALSE(torch::equal(merged->model->named_parameters()["model.layers.0.self_attn.q_proj.weight"],
+                            orig->model->named_parameters()["model.layers.0.self_attn.q_proj.weight"]));
+}
+
 TEST_F(TrainerTest, DpoRaisesMarginsOnHeldOutPairs) {
   std::string base = SftModel();
   ASSERT_FALSE(base.empty());
