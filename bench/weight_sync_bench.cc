@@ -4,7 +4,7 @@
 // Two processes, as in a real job: this process is learner rank 0; it spawns itself (/proc/self/exe --role=receiver)
 // as the rollout worker, rank 1 of a WeightBroadcastGroup, which holds its own model (different weights) with the
 // same LoRA adapters attached, as worker/node.cc's RunRollout does. The path is alignd's own: PackWeights (as
-// WeightPublisher::Publish does, 64 MiB buckets), WeightBroadcastGroup::Send / Receive, ApplyWeightUpdate (SHA-256
+// WeightPublisher::Publish does, 64 MiB buckets), WeightBroadcastGroup::Send / Receive, ApplyWeightUpdate (checksum
 // check, then the copy into the engine's parameters, between Generate calls). The gRPC announcement that Publish
 // sends beside the broadcast is left out (a few hundred bytes; the control plane bench measures RPC latency).
 //
@@ -14,10 +14,10 @@
 //   2. Full sync: pack the model, then Send; the receiver Receives, applies, and writes its steady-clock time
 //      (CLOCK_MONOTONIC, common to both processes) to a pipe. Timed from Send's start to that time.
 // then the LoRA-only versions (rank 8 on q_proj, v_proj). At the end the receiver repacks its parameters and
-// reports their SHA-256, which must equal the learner's: the weights arrived and were applied bit for bit.
+// reports their checksums, which must equal the learner's: the weights arrived and were applied bit for bit.
 //
 // Extra flags: --bucket_mb=N (64), --sockbuf=BYTES (0: the kernel's autotuning, which Gloo also gets),
-// --debug_breakdown=1 (the receiver times a second SHA-256 pass and copy after each version, untimed, on stderr).
+// --debug_breakdown=1 (the receiver times a second checksum pass and copy after each version, untimed, on stderr).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -211,18 +211,18 @@ int RunReceiver(const Args& a) {
     Check(got.status(), "receiver: Receive");
     const double received = NowSeconds();
     // As RolloutService::UpdateWeights does: the digest Receive computed on the way saves a second pass.
-    Check(rollout::ApplyWeightUpdate(**engine, got->manifest, got->buckets, &adapters, got->buckets_sha256),
+    Check(rollout::ApplyWeightUpdate(**engine, got->manifest, got->buckets, &adapters, got->buckets_checksum),
           "receiver: apply");
     const double applied = NowSeconds();
     if (Flag(a, "debug_breakdown", 0)) {  // untimed: what ApplyWeightUpdate's two halves cost, done again
       const double h0 = NowSeconds();
-      std::string sha = rollout::BucketsSha256(got->buckets);
+      std::string sum = rollout::BucketsChecksum(got->buckets, got->manifest.checksum_algorithm());
       const double h1 = NowSeconds();
       rollout::NamedTensors params;
       for (const auto& p : model->named_parameters()) params.emplace(p.key(), p.value());
       if (got->manifest.adapter().empty()) rollout::CopyInto(got->manifest, got->buckets, params);
       const double h2 = NowSeconds();
-      std::fprintf(stderr, "receiver: sha %.3f s, copy %.3f s\n", h1 - h0, h2 - h1);
+      std::fprintf(stderr, "receiver: checksum %.3f s, copy %.3f s\n", h1 - h0, h2 - h1);
     }
     std::fprintf(report, "%.9f %.9f %llu\n", received, applied,
                  static_cast<unsigned long long>((*engine)->weight_version()));
@@ -234,7 +234,7 @@ int RunReceiver(const Args& a) {
     receive_one();
   }
   for (int64_t i = 0; i < lora_rounds; ++i) receive_one();
-  // Untimed: what the engine now holds, base and adapter, as SHA-256s of the same packing the learner used.
+  // Untimed: what the engine now holds, base and adapter, as checksums of the same packing the learner used.
   Named base = Parameters(model);
   std::fprintf(report, "%s %s\n", rollout::PackWeights(base, 1, kBucketBytes)->manifest.checksum().c_str(),
                rollout::PackWeights((*peft)->named_parameters(), 1, kBucketBytes)->manifest.checksum().c_str());
@@ -366,7 +366,7 @@ int RunLearner(const Args& a, char* self) {
     Die("the receiver failed");
   }
   // The learner's packing of the same tensors under bucket_bytes may split differently from the receiver's 64 MiB;
-  // the SHA-256 covers the concatenated bytes either way.
+  // the checksum covers the concatenated bytes either way.
   if (child_full != last_full_sha || child_lora != last_lora_sha) {
     Die(absl::StrCat("the receiver's weights differ: ", child_full, " / ", child_lora));
   }

@@ -55,13 +55,32 @@ absl::Status SqliteError(sqlite3* db, absl::string_view what) {
   return absl::InternalError(absl::StrCat("sqlite: ", what, ": ", sqlite3_errmsg(db)));
 }
 
-// One prepared statement; binds are 1-based like SQLite's.
+// One prepared statement; binds are 1-based like SQLite's. Either its own (finalised at the end) or borrowed from a
+// cache of prepared statements (reset and unbound at the end, for the next use).
 class Statement {
  public:
   Statement(sqlite3* db, const std::string& sql) : db_(db) {
     rc_ = sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt_, nullptr);
   }
-  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(sqlite3* db, std::map<std::string, sqlite3_stmt*>* cache, const std::string& sql)
+      : db_(db), cached_(true) {
+    auto it = cache->find(sql);
+    if (it != cache->end()) {
+      stmt_ = it->second;
+      rc_ = SQLITE_OK;
+      return;
+    }
+    rc_ = sqlite3_prepare_v3(db, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr);
+    if (rc_ == SQLITE_OK) cache->emplace(sql, stmt_);
+  }
+  ~Statement() {
+    if (cached_ && rc_ == SQLITE_OK) {
+      sqlite3_reset(stmt_);
+      sqlite3_clear_bindings(stmt_);
+    } else {
+      sqlite3_finalize(stmt_);
+    }
+  }
   Statement(const Statement&) = delete;
   Statement& operator=(const Statement&) = delete;
 
@@ -91,6 +110,7 @@ class Statement {
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
   int rc_;
+  bool cached_ = false;
 };
 
 absl::Status Exec(sqlite3* db, const char* sql) {
@@ -189,6 +209,7 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
 
 SqliteJobStore::~SqliteJobStore() {
   absl::MutexLock lock(&mu_);
+  for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
   sqlite3_close_v2(db_);
 }
 
@@ -211,7 +232,7 @@ absl::StatusOr<JobRecord> SqliteJobStore::CreateJob(const JobRecord& job, const 
   JobRecord result;
   RETURN_IF_ERROR(InTransaction([&]() -> absl::Status {
     if (!job.request_id.empty()) {
-      Statement find(db_, absl::StrCat("SELECT ", kJobColumns,
+      Statement find(db_, &statements_, absl::StrCat("SELECT ", kJobColumns,
                                        " FROM jobs WHERE seq = (SELECT job_seq FROM request_ids "
                                        "WHERE owner = ? AND request_id = ?)"));
       RETURN_IF_ERROR(find.status());
@@ -224,13 +245,13 @@ absl::StatusOr<JobRecord> SqliteJobStore::CreateJob(const JobRecord& job, const 
         return absl::OkStatus();
       }
     }
-    Statement next(db_, "SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs");
+    Statement next(db_, &statements_, "SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs");
     RETURN_IF_ERROR(next.status());
     RETURN_IF_ERROR(next.Step().status());
     result = job;
     result.seq = next.Int(0);
     result.id = JobIdForSeq(result.seq);
-    Statement insert(db_, absl::StrCat("INSERT INTO jobs (", kJobColumns,
+    Statement insert(db_, &statements_, absl::StrCat("INSERT INTO jobs (", kJobColumns,
                                        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
     RETURN_IF_ERROR(insert.status());
     insert.Bind(1, result.seq);
@@ -249,7 +270,7 @@ absl::StatusOr<JobRecord> SqliteJobStore::CreateJob(const JobRecord& job, const 
     insert.Bind(14, static_cast<int64_t>(result.step));
     RETURN_IF_ERROR(insert.Run());
     if (!job.request_id.empty()) {
-      Statement request(db_, "INSERT INTO request_ids (owner, request_id, job_seq) VALUES (?, ?, ?)");
+      Statement request(db_, &statements_, "INSERT INTO request_ids (owner, request_id, job_seq) VALUES (?, ?, ?)");
       RETURN_IF_ERROR(request.status());
       request.Bind(1, job.owner);
       request.Bind(2, job.request_id);
@@ -264,7 +285,7 @@ absl::StatusOr<JobRecord> SqliteJobStore::CreateJob(const JobRecord& job, const 
 
 absl::StatusOr<JobRecord> SqliteJobStore::GetJob(const std::string& id) {
   absl::MutexLock lock(&mu_);
-  Statement s(db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE id = ?"));
+  Statement s(db_, &statements_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE id = ?"));
   RETURN_IF_ERROR(s.status());
   s.Bind(1, id);
   ASSIGN_OR_RETURN(bool row, s.Step());
@@ -282,7 +303,7 @@ absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListJobs(const JobQuery& 
     absl::StrAppend(&sql, " AND state IN (", absl::StrJoin(states, ","), ")");
   }
   absl::StrAppend(&sql, " ORDER BY seq LIMIT ?");
-  Statement s(db_, sql);
+  Statement s(db_, &statements_, sql);
   RETURN_IF_ERROR(s.status());
   int i = 1;
   s.Bind(i++, query.after_seq);
@@ -300,7 +321,7 @@ absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListJobs(const JobQuery& 
 absl::Status SqliteJobStore::UpdateJob(const JobRecord& job, const EventRecord& event) {
   absl::MutexLock lock(&mu_);
   return InTransaction([&]() -> absl::Status {
-    Statement s(db_,
+    Statement s(db_, &statements_,
                 "UPDATE jobs SET state = ?, attempt = ?, max_restarts = ?, message = ?, resources = ?, "
                 "updated_unix_ms = ?, step = ? WHERE id = ?");
     RETURN_IF_ERROR(s.status());
@@ -320,7 +341,7 @@ absl::Status SqliteJobStore::UpdateJob(const JobRecord& job, const EventRecord& 
 
 absl::StatusOr<std::vector<EventRecord>> SqliteJobStore::ListEvents(const std::string& job_id) {
   absl::MutexLock lock(&mu_);
-  Statement s(db_,
+  Statement s(db_, &statements_,
               "SELECT job_id, unix_ms, state, attempt, message, step, metrics FROM events WHERE job_id = ? "
               "ORDER BY event_seq");
   RETURN_IF_ERROR(s.status());

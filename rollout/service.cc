@@ -149,7 +149,7 @@ grpc::Status RolloutService::UpdateWeights(grpc::ServerContext* context,
           " but version ", request->manifest().version(), " was announced; nothing applied")));
     }
     absl::Status status = ApplyWeightUpdate(*engine_, received->manifest, received->buckets, options_.adapters,
-                                             received->buckets_sha256);
+                                             received->buckets_checksum);
     if (status.ok()) response->set_version(engine_->weight_version());
     return ToGrpcStatus(status);
   }

@@ -146,17 +146,17 @@ absl::StatusOr<PackedWeights> WeightBroadcastGroup::Receive() {
                                                 absl::StrCat("bucket ", i)));
     return absl::OkStatus();
   };
-  Sha256 sha;
+  Checksum sum(out.manifest.checksum_algorithm());
   absl::Status status = count > 0 ? start(0) : absl::OkStatus();
   for (int i = 0; i < count && status.ok(); ++i) {
     if (i + 1 < count) status = start(i + 1);
     if (status.ok() && pending[i]) status = Wait(*pending[i], absl::StrCat("bucket ", i));
     pending[i].reset();
-    if (status.ok()) sha.Update(out.buckets[i]);
+    if (status.ok()) sum.Update(out.buckets[i]);
   }
   Drain(pending);
   RETURN_IF_ERROR(status);
-  out.buckets_sha256 = sha.HexDigest();
+  out.buckets_checksum = sum.HexDigest();
   return out;
 }
 

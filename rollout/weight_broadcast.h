@@ -50,7 +50,7 @@ class WeightBroadcastGroup : public WeightSource {
   absl::Status Send(const PackedWeights& weights);
   // Ranks >= 1 only (FAILED_PRECONDITION on rank 0): receives one version. INVALID_ARGUMENT / DATA_LOSS when the
   // manifest does not parse or validate; UNAVAILABLE when the collective fails. The buckets are hashed as they
-  // arrive (PackedWeights::buckets_sha256) but not compared with the manifest's checksum: ApplyWeightUpdate does it.
+  // arrive (PackedWeights::buckets_checksum) but not compared with the manifest's checksum: ApplyWeightUpdate does it.
   absl::StatusOr<PackedWeights> Receive() override;
 
  private:

@@ -3,6 +3,9 @@
 #include <openssl/evp.h>
 #include <torch/torch.h>
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 #include <algorithm>
 #include <map>
 #include <set>
@@ -74,19 +77,46 @@ absl::StatusOr<PackedWeights> PackWeights(const std::vector<std::pair<std::strin
     bucket.append(static_cast<const char*>(t.data_ptr()), nbytes);
   }
   for (const std::string& b : out.buckets) out.manifest.add_bucket_bytes(b.size());
-  out.manifest.set_checksum(BucketsSha256(out.buckets));
+  out.manifest.set_checksum_algorithm(kDefaultChecksum);
+  out.manifest.set_checksum(BucketsChecksum(out.buckets, kDefaultChecksum));
   return out;
 }
 
-Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr); }
-Sha256::~Sha256() { EVP_MD_CTX_free(ctx_); }
+Checksum::Checksum(absl::string_view algorithm) {
+  if (algorithm == kChecksumXxh3) {
+    auto* state = XXH3_createState();
+    XXH3_128bits_reset(state);
+    xxh_ = state;
+  } else {
+    sha_ = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(sha_, EVP_sha256(), nullptr);
+  }
+}
 
-void Sha256::Update(absl::string_view bytes) { EVP_DigestUpdate(ctx_, bytes.data(), bytes.size()); }
+Checksum::~Checksum() {
+  if (sha_ != nullptr) EVP_MD_CTX_free(sha_);
+  if (xxh_ != nullptr) XXH3_freeState(static_cast<XXH3_state_t*>(xxh_));
+}
 
-std::string Sha256::HexDigest() {
+void Checksum::Update(absl::string_view bytes) {
+  if (xxh_ != nullptr) {
+    XXH3_128bits_update(static_cast<XXH3_state_t*>(xxh_), bytes.data(), bytes.size());
+  } else {
+    EVP_DigestUpdate(sha_, bytes.data(), bytes.size());
+  }
+}
+
+std::string Checksum::HexDigest() {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx_, digest, &len);
+  if (xxh_ != nullptr) {
+    XXH128_canonical_t canonical;  // big-endian, as xxhsum prints it
+    XXH128_canonicalFromHash(&canonical, XXH3_128bits_digest(static_cast<XXH3_state_t*>(xxh_)));
+    len = sizeof(canonical.digest);
+    std::copy(canonical.digest, canonical.digest + len, digest);
+  } else {
+    EVP_DigestFinal_ex(sha_, digest, &len);
+  }
   static constexpr char kHex[] = "0123456789abcdef";
   std::string hex;
   for (unsigned int i = 0; i < len; ++i) {
@@ -96,18 +126,25 @@ std::string Sha256::HexDigest() {
   return hex;
 }
 
-std::string BucketsSha256(const std::vector<std::string>& buckets) {
-  Sha256 sha;
-  for (const std::string& b : buckets) sha.Update(b);
-  return sha.HexDigest();
+std::string BucketsChecksum(const std::vector<std::string>& buckets, absl::string_view algorithm) {
+  Checksum sum(algorithm);
+  for (const std::string& b : buckets) sum.Update(b);
+  return sum.HexDigest();
 }
 
 absl::Status ValidateManifest(const alignd::v1::WeightManifest& manifest) {
   if (manifest.version() < 1) return absl::InvalidArgumentError("manifest: version must be >= 1");
   if (manifest.tensors_size() == 0) return absl::InvalidArgumentError("manifest: no tensors");
-  if (manifest.checksum().size() != 64 ||
+  const std::string& algorithm = manifest.checksum_algorithm();
+  if (!algorithm.empty() && algorithm != kChecksumSha256 && algorithm != kChecksumXxh3) {
+    return absl::InvalidArgumentError(absl::StrCat("manifest: checksum_algorithm \"", algorithm, "\" is not one of \"",
+                                                   kChecksumXxh3, "\", \"", kChecksumSha256, "\""));
+  }
+  const size_t digits = algorithm == kChecksumXxh3 ? 32 : 64;
+  if (manifest.checksum().size() != digits ||
       !std::all_of(manifest.checksum().begin(), manifest.checksum().end(), [](char c) { return absl::ascii_isxdigit(c); })) {
-    return absl::InvalidArgumentError("manifest: checksum must be 64 hex digits (SHA-256)");
+    return absl::InvalidArgumentError(absl::StrCat("manifest: checksum must be ", digits, " hex digits (",
+                                                   algorithm.empty() ? kChecksumSha256 : algorithm, ")"));
   }
   std::set<std::string> names;
   std::map<uint32_t, std::vector<std::pair<uint64_t, uint64_t>>> ranges;  // bucket -> [begin, end)
@@ -196,7 +233,7 @@ void CopyIntoModel(const alignd::v1::WeightManifest& manifest, const std::vector
 
 absl::Status ApplyWeightUpdate(Engine& engine, const alignd::v1::WeightManifest& manifest,
                                const std::vector<std::string>& buckets, const AdapterTargets* adapters,
-                               absl::string_view buckets_sha256) {
+                               absl::string_view buckets_checksum) {
   RETURN_IF_ERROR(ValidateManifest(manifest));
   const NamedTensors* adapter = nullptr;
   if (!manifest.adapter().empty()) {
@@ -221,10 +258,13 @@ absl::Status ApplyWeightUpdate(Engine& engine, const alignd::v1::WeightManifest&
                                                      " bytes, the manifest says ", manifest.bucket_bytes(i)));
     }
   }
-  std::string sha = buckets_sha256.empty() ? BucketsSha256(buckets) : absl::AsciiStrToLower(buckets_sha256);
-  if (sha != absl::AsciiStrToLower(manifest.checksum())) {
-    return absl::DataLossError(absl::StrCat("weights: SHA-256 ", sha, " differs from the manifest's ",
-                                            manifest.checksum()));
+  std::string sum = buckets_checksum.empty() ? BucketsChecksum(buckets, manifest.checksum_algorithm())
+                                              : absl::AsciiStrToLower(buckets_checksum);
+  if (sum != absl::AsciiStrToLower(manifest.checksum())) {
+    return absl::DataLossError(absl::StrCat("weights: ",
+                                            manifest.checksum_algorithm().empty() ? kChecksumSha256
+                                                                                  : manifest.checksum_algorithm(),
+                                            " checksum ", sum, " differs from the manifest's ", manifest.checksum()));
   }
   return engine.UpdateWeights(manifest.version(), [&](CausalLMImpl& model) -> absl::Status {
     const NamedTensors targets = adapter ? *adapter : ParametersOf(model);

@@ -1,5 +1,5 @@
 // Weight updates for the rollout engine: a manifest (alignd.v1.WeightManifest: tensor names, dtypes, shapes, byte
-// offsets into flat buckets, and a SHA-256 over the buckets) plus the bucket bytes, however they travelled (inline
+// offsets into flat buckets, and a checksum over the buckets: XXH3-128, or SHA-256) plus the bucket bytes, however they travelled (inline
 // in the RPC, a chunked gRPC stream, or a c10d broadcast). Everything is verified before anything is applied, and
 // the swap happens between Generate calls through Engine::UpdateWeights, so no batch mixes versions.
 //
@@ -28,15 +28,15 @@ namespace alignd::rollout {
 struct PackedWeights {
   alignd::v1::WeightManifest manifest;
   std::vector<std::string> buckets;
-  // Lower-case hex SHA-256 of `buckets` when whoever filled them hashed them on the way (WeightBroadcastGroup::Receive
-  // hashes each bucket while the next one arrives); empty otherwise. For ApplyWeightUpdate, which then need not
-  // read every byte a second time.
-  std::string buckets_sha256;
+  // Lower-case hex digest of `buckets`, in the manifest's checksum algorithm, when whoever filled them hashed them on
+  // the way (WeightBroadcastGroup::Receive hashes each bucket while the next one arrives); empty otherwise. For
+  // ApplyWeightUpdate, which then need not read every byte a second time.
+  std::string buckets_checksum;
 };
 
 // Packs `tensors` (contiguous copies are made as needed; F32, F16, BF16 or F64) in order into buckets of at most
 // `max_bucket_bytes` each (a tensor larger than that gets a bucket of its own), and fills the manifest: version,
-// entries, bucket sizes, SHA-256. INVALID_ARGUMENT for another dtype or max_bucket_bytes 0.
+// entries, bucket sizes, checksum (kDefaultChecksum). INVALID_ARGUMENT for another dtype or max_bucket_bytes 0.
 absl::StatusOr<PackedWeights> PackWeights(const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                                           uint64_t version, uint64_t max_bucket_bytes);
 
@@ -49,27 +49,37 @@ class WeightSource {
   virtual absl::StatusOr<PackedWeights> Receive() = 0;
 };
 
-// Lower-case hex SHA-256 of the buckets concatenated in order.
-std::string BucketsSha256(const std::vector<std::string>& buckets);
+// The checksum algorithms a manifest may name (WeightManifest.checksum_algorithm). XXH3-128 is what PackWeights
+// writes: the checksum guards against corruption and mix-ups, not forgery (the bytes travel unauthenticated
+// either way), and SHA-256 ran at ~1 GB/s here, slower than the loopback copy it checked (bench/weight_sync_bench).
+inline constexpr char kChecksumXxh3[] = "xxh3-128";
+inline constexpr char kChecksumSha256[] = "sha256";
+inline constexpr const char* kDefaultChecksum = kChecksumXxh3;
+
+// Lower-case hex digest of the buckets concatenated in order; `algorithm` as in a manifest ("" = "sha256").
+// Call only with an algorithm ValidateManifest accepts.
+std::string BucketsChecksum(const std::vector<std::string>& buckets, absl::string_view algorithm);
 
 // The same, fed piece by piece. Thread-compatible.
-class Sha256 {
+class Checksum {
  public:
-  Sha256();
-  ~Sha256();
-  Sha256(const Sha256&) = delete;
-  Sha256& operator=(const Sha256&) = delete;
+  explicit Checksum(absl::string_view algorithm);  // "xxh3-128", "sha256" or "" (= "sha256")
+  ~Checksum();
+  Checksum(const Checksum&) = delete;
+  Checksum& operator=(const Checksum&) = delete;
   void Update(absl::string_view bytes);
   // Lower-case hex digest of everything fed so far; call once.
   std::string HexDigest();
 
  private:
-  ::evp_md_ctx_st* ctx_;
+  ::evp_md_ctx_st* sha_ = nullptr;  // SHA-256
+  void* xxh_ = nullptr;             // XXH3_state_t (XXH3-128)
 };
 
 // Checks the manifest alone: version >= 1, at least one tensor, every tensor's bucket exists, its nbytes equals
 // shape x dtype size (F32, F16, BF16 or F64), [offset, offset + nbytes) lies inside its bucket, tensors of a bucket
-// do not overlap, names do not repeat, the checksum is 64 hex digits. INVALID_ARGUMENT naming the tensor otherwise.
+// do not overlap, names do not repeat, the checksum algorithm is known and the checksum has its length in hex digits.
+// INVALID_ARGUMENT naming the tensor or field otherwise.
 absl::Status ValidateManifest(const alignd::v1::WeightManifest& manifest);
 
 // Checks the manifest against a model: every name is one of its parameters and has its shape (a manifest may carry
@@ -94,13 +104,13 @@ using AdapterTargets = std::map<std::string, NamedTensors>;
 
 // The whole update: ValidateManifest; NOT_FOUND for a manifest naming an adapter that `adapters` (may be null) does
 // not hold; FAILED_PRECONDITION when manifest.version is not above the engine's version; INVALID_ARGUMENT when the
-// number or sizes of the buckets differ from the manifest; DATA_LOSS when the SHA-256 differs; then, between Generate
+// number or sizes of the buckets differ from the manifest; DATA_LOSS when the checksum differs; then, between Generate
 // calls, the checks against the model's parameters (or the named adapter's tensors) and the copy. On any error nothing
-// is applied and the version stays. `buckets_sha256`: the SHA-256 of these very bytes when the caller computed it
-// after they arrived (PackedWeights::buckets_sha256); empty: computed here.
+// is applied and the version stays. `buckets_checksum`: the digest of these very bytes, in the manifest's algorithm,
+// when the caller computed it after they arrived (PackedWeights::buckets_checksum); empty: computed here.
 absl::Status ApplyWeightUpdate(Engine& engine, const alignd::v1::WeightManifest& manifest,
                                const std::vector<std::string>& buckets, const AdapterTargets* adapters = nullptr,
-                               absl::string_view buckets_sha256 = {});
+                               absl::string_view buckets_checksum = {});
 
 // Reassembles buckets from chunks of a stream. Chunks of one bucket must arrive in order and without gaps (each
 // chunk starts where the previous one of its bucket ended); buckets may interleave.

@@ -360,6 +360,41 @@ TEST_F(RolloutServiceTest, ChecksumMismatchIsDataLossAndAppliesNothing) {
   ExpectUnchanged(before);
 }
 
+TEST_F(RolloutServiceTest, ChecksumAlgorithms) {
+  // What PackWeights writes: XXH3-128, 32 hex digits, the canonical (big-endian) form xxhsum -H2 prints.
+  PackedWeights packed = Packed();
+  EXPECT_EQ(packed.manifest.checksum_algorithm(), "xxh3-128");
+  EXPECT_EQ(packed.manifest.checksum().size(), 32u);
+  EXPECT_EQ(BucketsChecksum({"abc"}, "xxh3-128"), "06b05ab6733a618578af5f94892f3950");
+  EXPECT_EQ(BucketsChecksum({"ab", "c"}, "xxh3-128"), BucketsChecksum({"abc"}, "xxh3-128"));  // over the concatenation
+  EXPECT_EQ(BucketsChecksum({"abc"}, ""), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+
+  // A manifest from before the field (empty = SHA-256) is still applied.
+  std::vector<int32_t> before = GreedyIds();
+  PackedWeights old = Packed();
+  old.manifest.clear_checksum_algorithm();
+  old.manifest.set_checksum(BucketsChecksum(old.buckets, ""));
+  EXPECT_TRUE(UpdateStream(old, 1000).ok());
+  EXPECT_NE(GreedyIds(), before);
+
+  // An unknown algorithm, or a digest of the wrong length, is INVALID_ARGUMENT naming the field; nothing changes.
+  std::vector<int32_t> now = GreedyIds();
+  PackedWeights unknown = Packed();
+  unknown.manifest.set_version(2);
+  unknown.manifest.set_checksum_algorithm("md5");
+  grpc::Status status = UpdateStream(unknown, 1000);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("checksum_algorithm"));
+  PackedWeights short_digest = Packed();
+  short_digest.manifest.set_version(2);
+  short_digest.manifest.set_checksum(std::string(64, 'a'));
+  status = UpdateStream(short_digest, 1000);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("32 hex digits"));
+  EXPECT_EQ(engine_->weight_version(), 1u);
+  EXPECT_EQ(GreedyIds(), now);
+}
+
 TEST_F(RolloutServiceTest, MissingBytesAreDataLoss) {
   std::vector<int32_t> before = GreedyIds();
   PackedWeights packed = Packed();
@@ -485,7 +520,7 @@ TEST_F(RolloutServiceTest, PushWeightsStreamsAVersion) {
 
 TEST_F(RolloutServiceTest, PushWeightsReportsTheWorkersError) {
   PackedWeights packed = Packed();
-  packed.manifest.set_checksum(std::string(64, '0'));
+  packed.manifest.set_checksum(std::string(32, '0'));  // right length (XXH3-128), wrong digest
   EXPECT_EQ(PushWeights(*stub_, packed).status().code(), absl::StatusCode::kDataLoss);
   PackedWeights unknown = Packed();
   unknown.manifest.mutable_tensors(0)->set_name("nope");  // unknown to the model

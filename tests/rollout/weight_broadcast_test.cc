@@ -73,15 +73,15 @@ TEST(WeightBroadcastChild, DISABLED_ReceiveVerifyAndSwap) {
 
   auto v7 = (*group)->Receive();
   ASSERT_TRUE(v7.ok()) << v7.status();
-  EXPECT_EQ(v7->buckets_sha256, BucketsSha256(v7->buckets));  // hashed on the way, as the service passes it on
-  ASSERT_TRUE(ApplyWeightUpdate(*engine, v7->manifest, v7->buckets, nullptr, v7->buckets_sha256).ok());
+  EXPECT_EQ(v7->buckets_checksum, BucketsChecksum(v7->buckets, v7->manifest.checksum_algorithm()));  // hashed on the way, as the service passes it on
+  ASSERT_TRUE(ApplyWeightUpdate(*engine, v7->manifest, v7->buckets, nullptr, v7->buckets_checksum).ok());
   EXPECT_EQ(engine->weight_version(), 7u);
   EXPECT_EQ(GreedyIds(*engine), expected);
 
   auto v8 = (*group)->Receive();  // corrupted on the way
   ASSERT_TRUE(v8.ok()) << v8.status();
-  EXPECT_EQ(v8->buckets_sha256, BucketsSha256(v8->buckets));
-  EXPECT_EQ(ApplyWeightUpdate(*engine, v8->manifest, v8->buckets, nullptr, v8->buckets_sha256).code(),
+  EXPECT_EQ(v8->buckets_checksum, BucketsChecksum(v8->buckets, v8->manifest.checksum_algorithm()));
+  EXPECT_EQ(ApplyWeightUpdate(*engine, v8->manifest, v8->buckets, nullptr, v8->buckets_checksum).code(),
             absl::StatusCode::kDataLoss);
   EXPECT_EQ(engine->weight_version(), 7u);
   EXPECT_EQ(GreedyIds(*engine), expected);
