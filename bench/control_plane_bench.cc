@@ -11,6 +11,7 @@
 //   as the stream accepts them for --seconds; then they half-close and wait for the stream's status. The
 //   coordinator reads every message and renews the lease before it returns OK, so the count of heartbeats written
 //   over the time until the last stream's OK is the rate the coordinator processed.
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <stdlib.h>
 
@@ -175,6 +176,43 @@ int Run(const Args& a) {
     for (double x : latencies_us) sum += x;
     mean.push_back(sum / latencies_us.size());
   }
+  // The floor under any unary RPC on this machine: grpc.health.v1.Health/Check on the same server (gRPC's own
+  // handler, an empty request), called the same way (a completion queue driven by the calling thread, as the sync
+  // stub does). The gap to GetJob is what alignd's handler, auth check, store and proto conversion add.
+  std::vector<double> floor_p50;
+  {
+    grpc::GenericStub generic(NewChannel(address));
+    grpc::CompletionQueue cq;
+    grpc::Slice empty("");
+    const grpc::ByteBuffer request(&empty, 1);
+    auto floor_rep = [&] {
+      for (int64_t i = 0; i < calls; ++i) {
+        const double t0 = NowSeconds();
+        grpc::ClientContext context;
+        SetDeadline(&context, std::chrono::seconds(5));
+        auto call = generic.PrepareUnaryCall(&context, "/grpc.health.v1.Health/Check", request, &cq);
+        call->StartCall();
+        grpc::ByteBuffer response;
+        grpc::Status status;
+        call->Finish(&response, &status, reinterpret_cast<void*>(1));
+        void* tag = nullptr;
+        bool ok = false;
+        if (!cq.Next(&tag, &ok) || !ok || !status.ok()) Die(absl::StrCat("Health/Check: ", status.error_message()));
+        latencies_us[i] = (NowSeconds() - t0) * 1e6;
+      }
+    };
+    for (int i = 0; i < a.warmup; ++i) floor_rep();
+    for (int i = 0; i < a.reps; ++i) {
+      floor_rep();
+      floor_p50.push_back(Percentile(latencies_us, 0.50));
+    }
+    cq.Shutdown();
+    void* tag = nullptr;
+    bool ok = false;
+    while (cq.Next(&tag, &ok)) {
+    }
+  }
+
   // No job for the simulated workers to take.
   if (auto c = (*client)->Cancel(job->id()); !c.ok()) Die(absl::StrCat("cancel: ", c.status().ToString()));
 
@@ -196,6 +234,8 @@ int Run(const Args& a) {
   report.Add("rpc_p50_us", "us", p50, false, "median GetJob round trip of each repetition");
   report.Add("rpc_p99_us", "us", p99, false, "99th percentile GetJob round trip of each repetition");
   report.Add("rpc_mean_us", "us", mean, false);
+  report.Add("rpc_floor_p50_us", "us", floor_p50, false,
+             "median grpc.health.v1.Health/Check round trip on the same server: gRPC alone");
   report.Add("heartbeats_per_s", "1/s", rates, true,
              absl::StrCat(workers, " workers, each its own connection and Control stream, writing heartbeats for ",
                           seconds, " s; counted once the coordinator closed every stream OK"));

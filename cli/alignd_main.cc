@@ -4,6 +4,7 @@
 
 #include "cli/commands.h"
 #include "cli/serve_commands.h"
+#include "common/threads.h"
 
 namespace {
 
@@ -27,6 +28,7 @@ commands:
 }  // namespace
 
 int main(int argc, char** argv) {
+  alignd::PreferPassiveOpenMpWait(argv);  // first: it may re-execute the binary (see common/threads.h)
   if (argc < 2) {
     std::cerr << kUsage;
     return 2;

@@ -1,6 +1,8 @@
 #include "common/threads.h"
 
 #include <sched.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include <thread>
 
@@ -14,6 +16,13 @@ int AvailableCores() {
   }
   unsigned hw = std::thread::hardware_concurrency();
   return hw > 0 ? static_cast<int>(hw) : 1;
+}
+
+void PreferPassiveOpenMpWait(char** argv) {
+  if (::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  ::execv("/proc/self/exe", argv);
+  // Only reached when exec failed (no /proc, say): run on with the active policy, as before.
 }
 
 }  // namespace alignd

@@ -7,6 +7,14 @@ namespace alignd {
 // The number of CPUs this process may run on (sched_getaffinity), at least 1. Every binary's --threads defaults to it.
 int AvailableCores();
 
+// LibTorch here runs its intra-op threads on GNU OpenMP, whose idle threads spin-wait by default, while Debian's
+// OpenBLAS runs matrix products on pthreads of its own: the two fight over the cores, and a 20M-parameter training
+// step ran 2.4x slower that way (bench/learner_bench on 2 cores: 348 against 825 tokens/s). libgomp reads
+// OMP_WAIT_POLICY once, when it is loaded, before main; so a binary that does tensor math calls this first thing in
+// main. When OMP_WAIT_POLICY is unset it sets it to PASSIVE and re-executes the binary (same pid, same arguments);
+// a value the user set is kept. If the re-execution fails the process carries on as it is.
+void PreferPassiveOpenMpWait(char** argv);
+
 }  // namespace alignd
 
 #endif  // ALIGND_COMMON_THREADS_H_
