@@ -78,13 +78,26 @@ def main():
     p.add_argument("--command", default="scripts/bench")
     a = p.parse_args()
 
+    # Several files of one component (rounds that scripts/bench interleaved with the reference's) pool their samples.
     components = {}
     for path in sorted(glob.glob(os.path.join(a.results, "*.json"))):
         with open(path) as f:
             c = json.load(f)
+        seen = components.get(c["component"])
+        if seen is None:
+            components[c["component"]] = c
+            c["config"]["rounds"] = 1
+            continue
+        seen["config"]["rounds"] += 1
+        seen["config"]["reps"] = seen["config"].get("reps", 0) + c["config"].get("reps", 0)
+        for name, fig in c["figures"].items():
+            if name in seen["figures"]:
+                seen["figures"][name]["samples"].extend(fig["samples"])
+            else:
+                seen["figures"][name] = fig
+    for c in components.values():
         for fig in c["figures"].values():
             fig.update(summarise(fig["samples"]))
-        components[c["component"]] = c
 
     def fig(ref):
         comp, name = ref
