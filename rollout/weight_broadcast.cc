@@ -135,7 +135,7 @@ absl::StatusOr<PackedWeights> WeightBroadcastGroup::Receive() {
   }
   RETURN_IF_ERROR(ValidateManifest(out.manifest));
   // Bucket i + 1 is allocated and queued before bucket i is waited for, and bucket i is hashed while i + 1 arrives,
-  // so that neither the allocation nor the SHA-256 adds to the transfer (ApplyWeightUpdate takes the digest).
+  // so that neither the allocation nor the checksum adds to the transfer (ApplyWeightUpdate takes the digest).
   const int count = out.manifest.bucket_bytes_size();
   out.buckets.resize(count);
   std::vector<c10::intrusive_ptr<c10d::Work>> pending(count);

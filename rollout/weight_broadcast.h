@@ -5,7 +5,7 @@
 //
 // Wire order of one version: int64 manifest length, the serialised manifest (uint8), then one uint8 broadcast per
 // bucket, all rooted at rank 0. The sender queues every bucket at once; the receiver keeps one bucket queued ahead
-// of the one arriving and hashes each as it lands, so neither allocation nor SHA-256 waits on the wire.
+// of the one arriving and hashes each as it lands, so neither allocation nor the checksum waits on the wire.
 //
 // Thread safety: thread-compatible; one Send/Receive at a time per group. After an error the ranks may be out of step
 // (a receiver stops at a bad manifest while the sender goes on): make a new group.

@@ -1,7 +1,8 @@
 // Weight updates for the rollout engine: a manifest (alignd.v1.WeightManifest: tensor names, dtypes, shapes, byte
-// offsets into flat buckets, and a checksum over the buckets: XXH3-128, or SHA-256) plus the bucket bytes, however they travelled (inline
-// in the RPC, a chunked gRPC stream, or a c10d broadcast). Everything is verified before anything is applied, and
-// the swap happens between Generate calls through Engine::UpdateWeights, so no batch mixes versions.
+// offsets into flat buckets, and a checksum over the buckets: XXH3-128, or SHA-256) plus the bucket bytes, however
+// they travelled (inline in the RPC, a chunked gRPC stream, or a c10d broadcast). Everything is verified before
+// anything is applied, and the swap happens between Generate calls through Engine::UpdateWeights, so no batch mixes
+// versions.
 //
 // Free of gRPC; thread-compatible (WeightAssembler) and thread-safe (the free functions).
 #ifndef ALIGND_ROLLOUT_WEIGHT_UPDATE_H_
