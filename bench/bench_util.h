@@ -16,8 +16,11 @@
 #ifndef ALIGND_BENCH_BENCH_UTIL_H_
 #define ALIGND_BENCH_BENCH_UTIL_H_
 
+#include <errno.h>  // program_invocation_short_name (glibc)
+
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -40,7 +43,32 @@ struct Args {
   bool smoke = false;
   std::string out;
   std::map<std::string, std::string> extra;  // --key=value flags this header does not know, for the binary to read
+
+  // A binary's own --name=value flag from `extra`, or `fallback` when absent; exits naming the flag when an integer
+  // flag does not parse.
+  int64_t Int(const std::string& name, int64_t fallback) const {
+    auto it = extra.find(name);
+    if (it == extra.end()) return fallback;
+    char* end = nullptr;
+    long long v = std::strtoll(it->second.c_str(), &end, 10);
+    if (it->second.empty() || *end != '\0') {
+      std::fprintf(stderr, "%s: --%s wants an integer, got '%s'\n", program_invocation_short_name, name.c_str(),
+                   it->second.c_str());
+      std::exit(2);
+    }
+    return v;
+  }
+  std::string Str(const std::string& name, const std::string& fallback) const {
+    auto it = extra.find(name);
+    return it == extra.end() ? fallback : it->second;
+  }
 };
+
+// Prints "<binary>: what" and exits 1: a benchmark that cannot measure what it says stops rather than report.
+[[noreturn]] inline void Die(const std::string& what) {
+  std::fprintf(stderr, "%s: %s\n", program_invocation_short_name, what.c_str());
+  std::exit(1);
+}
 
 // Parses argv; exits with a message on a malformed known flag. Unknown --key=value flags land in Args::extra.
 inline Args ParseArgs(int argc, char** argv) {

@@ -41,21 +41,6 @@ resources:
   learners: 1
 )";
 
-[[noreturn]] void Die(const std::string& what) {
-  std::fprintf(stderr, "control_plane_bench: %s\n", what.c_str());
-  std::exit(1);
-}
-
-int64_t Flag(const Args& a, const std::string& name, int64_t fallback) {
-  auto it = a.extra.find(name);
-  return it == a.extra.end() ? fallback : std::stoll(it->second);
-}
-
-std::string StrFlag(const Args& a, const std::string& name, const std::string& fallback) {
-  auto it = a.extra.find(name);
-  return it == a.extra.end() ? fallback : it->second;
-}
-
 double Percentile(std::vector<double> v, double q) {
   std::sort(v.begin(), v.end());
   size_t i = static_cast<size_t>(q * (v.size() - 1) + 0.5);
@@ -134,10 +119,10 @@ double HeartbeatRate(const std::string& address, int workers, double seconds) {
 }
 
 int Run(const Args& a) {
-  const std::string store = StrFlag(a, "store", "sqlite");
-  const int64_t calls = Flag(a, "calls", a.smoke ? 50 : 5000);
-  const int workers = static_cast<int>(Flag(a, "workers", a.smoke ? 2 : 16));
-  const double seconds = a.smoke ? 0.3 : static_cast<double>(Flag(a, "seconds", 3));
+  const std::string store = a.Str("store", "sqlite");
+  const int64_t calls = a.Int("calls", a.smoke ? 50 : 5000);
+  const int workers = static_cast<int>(a.Int("workers", a.smoke ? 2 : 16));
+  const double seconds = a.smoke ? 0.3 : static_cast<double>(a.Int("seconds", 3));
   Report report("control_plane", a);
 
   std::string dir = (std::filesystem::temp_directory_path() / "alignd-control-plane-XXXXXX").string();

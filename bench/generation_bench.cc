@@ -86,10 +86,7 @@ std::vector<double> MeasureEngine(const Args& args, CausalLM model, int64_t new_
   options.model = std::move(model);
   options.tokenizer = std::shared_ptr<const Tokenizer>(MakeByteTokenizer());
   auto engine = rollout::Engine::Create(std::move(options));
-  if (!engine.ok()) {
-    std::fprintf(stderr, "Engine::Create: %s\n", engine.status().ToString().c_str());
-    std::exit(1);
-  }
+  if (!engine.ok()) Die("Engine::Create: " + engine.status().ToString());
   rollout::SamplingParams params;
   params.temperature = 0;
   params.max_new_tokens = new_tokens;
@@ -98,16 +95,11 @@ std::vector<double> MeasureEngine(const Args& args, CausalLM model, int64_t new_
   const int64_t expected = kBatch * new_tokens;
   std::vector<double> seconds = TimeRepeated(args, [&] {
     auto samples = (*engine)->Generate(prompts, params);
-    if (!samples.ok()) {
-      std::fprintf(stderr, "Generate: %s\n", samples.status().ToString().c_str());
-      std::exit(1);
-    }
+    if (!samples.ok()) Die("Generate: " + samples.status().ToString());
     int64_t tokens = 0;
     for (const rollout::Sample& s : *samples) tokens += static_cast<int64_t>(s.token_ids.size());
     if (tokens != expected) {
-      std::fprintf(stderr, "Generate made %lld tokens, expected %lld\n", static_cast<long long>(tokens),
-                   static_cast<long long>(expected));
-      std::exit(1);
+      Die("Generate made " + std::to_string(tokens) + " tokens, expected " + std::to_string(expected));
     }
   });
   std::vector<double> rates;
@@ -138,7 +130,7 @@ int Main(int argc, char** argv) {
   Args args = ParseArgs(argc, argv);
   at::set_num_threads(args.threads);
   const int64_t new_tokens = args.smoke ? 8 : 128;
-  const std::string only = args.extra.count("only") ? "," + args.extra.at("only") + "," : "";
+  const std::string only = args.extra.count("only") ? "," + args.Str("only", "") + "," : "";
   auto wanted = [&](const std::string& figure) {
     return only.empty() || only.find("," + figure + ",") != std::string::npos;
   };

@@ -74,10 +74,7 @@ void WriteData(const std::string& dir, const Shape& s) {
 
 // Exits unless every tokenised sequence of `path` is exactly seq_len tokens with prompt_len untrained ones.
 void CheckLengths(const std::string& path, const Shape& s) {
-  auto fail = [&](const std::string& why) {
-    std::fprintf(stderr, "%s: %s\n", path.c_str(), why.c_str());
-    std::exit(1);
-  };
+  auto fail = [&](const std::string& why) { Die(path + ": " + why); };
   auto data = ReadJsonl(path);
   if (!data.ok()) fail(data.status().ToString());
   auto tokenizer = MakeByteTokenizer();
@@ -143,11 +140,7 @@ std::vector<double> TimeSteps(const worker::JobSpec& spec, const Args& args) {
   worker::TrainOptions options;
   options.on_step = [&](int64_t, const worker::Metrics&) { at.push_back(NowSeconds()); };
   auto result = worker::RunTraining(spec, options);
-  if (!result.ok()) {
-    std::fprintf(stderr, "%s: %s\n", std::string(worker::AlgorithmName(spec.algorithm)).c_str(),
-                 result.status().ToString().c_str());
-    std::exit(1);
-  }
+  if (!result.ok()) Die(std::string(worker::AlgorithmName(spec.algorithm)) + ": " + result.status().ToString());
   std::vector<double> seconds;
   for (size_t i = 1 + static_cast<size_t>(args.warmup); i < at.size(); ++i) seconds.push_back(at[i] - at[i - 1]);
   return seconds;

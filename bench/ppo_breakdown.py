@@ -29,6 +29,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
+import bench_util  # noqa: E402  (its Report needs no torch)
+
 PARTS = [("sync", "weights/sync_seconds"), ("generate", "time/generate_s"), ("score", "time/score_s"),
          ("experience", "time/experience_s"), ("update", "time/update_s")]
 
@@ -127,16 +130,8 @@ resources: {{learners: 1, rollout_workers: 1, reward_servers: 1}}
         rows = [r for r in rows if "time/step_s" in r and r.get("step", 0) > a.warmup]
         if len(rows) < a.reps:
             sys.exit(f"ppo_breakdown: expected {a.reps} measured steps, found {len(rows)}")
-        figures = {}
-
-        def add(name, unit, samples, higher_is_better, note=""):
-            f = {"unit": unit, "samples": samples, "higher_is_better": higher_is_better}
-            if note:
-                f["note"] = note
-            figures[name] = f
-            s = sorted(samples)
-            print(f"  {name:40s} {s[len(s) // 2]:14.4g} {unit} (n={len(s)})", file=sys.stderr)
-
+        report = bench_util.Report("ppo", a)
+        add = report.add
         add("step_s", "s", [r["time/step_s"] for r in rows], False)
         other = []
         for r in rows:
@@ -149,20 +144,12 @@ resources: {{learners: 1, rollout_workers: 1, reward_servers: 1}}
             "step time not spent generating, scoring, in learner compute or in weight sync")
         add("sync_bytes", "bytes", [r.get("weights/sync_bytes", 0.0) for r in rows], False)
         add("rollout_tokens_per_s", "tokens/s", [r.get("rollout/tokens_per_s", 0.0) for r in rows], True)
-        report = {"component": "ppo",
-                  "config": {"threads": a.threads, "reps": a.reps, "warmup": a.warmup, "smoke": a.smoke,
-                             "model": f"llama hidden {a.hidden_size}, {a.layers} layers (alignd init)",
-                             "batch_size": a.batch_size, "max_new_tokens": a.max_new_tokens,
-                             "epochs": 2, "minibatches": 2,
-                             "cluster": "alignd local: 1 learner, 1 rollout worker, 1 reward server (RM + rules)",
-                             "job_wall_s": wall, "steps": steps},
-                  "figures": figures}
-        text = json.dumps(report, indent=2) + "\n"
-        if a.out:
-            with open(a.out, "w") as f:
-                f.write(text)
-        else:
-            sys.stdout.write(text)
+        report.json["config"].update({
+            "model": f"llama hidden {a.hidden_size}, {a.layers} layers (alignd init)",
+            "batch_size": a.batch_size, "max_new_tokens": a.max_new_tokens, "epochs": 2, "minibatches": 2,
+            "cluster": "alignd local: 1 learner, 1 rollout worker, 1 reward server (RM + rules)",
+            "job_wall_s": wall, "steps": steps})
+        report.write()
     finally:
         if local is not None:
             local.terminate()

@@ -58,18 +58,8 @@ constexpr uint64_t kBucketBytes = uint64_t{64} << 20;  // WeightPublisher::Publi
 constexpr char kAdapter[] = "job";                       // worker::kJobAdapter
 constexpr int kIoTimeoutSeconds = 120;
 
-[[noreturn]] void Die(const std::string& what) {
-  std::fprintf(stderr, "weight_sync_bench: %s\n", what.c_str());
-  std::exit(1);
-}
-
 void Check(const absl::Status& s, const std::string& what) {
   if (!s.ok()) Die(absl::StrCat(what, ": ", s.ToString()));
-}
-
-int64_t Flag(const Args& a, const std::string& name, int64_t fallback) {
-  auto it = a.extra.find(name);
-  return it == a.extra.end() ? fallback : std::stoll(it->second);
 }
 
 // A Llama of about 80M fp32 parameters (~320 MB), untied as most Llamas are; --smoke: a tiny one.
@@ -177,9 +167,9 @@ std::string ReadLine(FILE* f, int fd) {
 
 int RunReceiver(const Args& a) {
   at::set_num_threads(a.threads);
-  const int report_fd = static_cast<int>(Flag(a, "report_fd", -1));
-  const int64_t rounds = Flag(a, "rounds", 0), lora_rounds = Flag(a, "lora_rounds", 0);
-  const int64_t tcp_bytes = Flag(a, "tcp_bytes", 0);
+  const int report_fd = static_cast<int>(a.Int("report_fd", -1));
+  const int64_t rounds = a.Int("rounds", 0), lora_rounds = a.Int("lora_rounds", 0);
+  const int64_t tcp_bytes = a.Int("tcp_bytes", 0);
   FILE* report = fdopen(report_fd, "w");
   if (report == nullptr) Die("receiver: no report pipe");
 
@@ -198,12 +188,12 @@ int RunReceiver(const Args& a) {
 
   rollout::WeightBroadcastGroup::Options go;
   go.rank = 1;
-  go.port = static_cast<uint16_t>(Flag(a, "broadcast_port", 0));
+  go.port = static_cast<uint16_t>(a.Int("broadcast_port", 0));
   go.timeout = absl::Seconds(kIoTimeoutSeconds);
   auto group = rollout::WeightBroadcastGroup::Create(go);
   Check(group.status(), "receiver: group");
   Check((*group)->Join(), "receiver: join");
-  int tcp = Connect(static_cast<uint16_t>(Flag(a, "tcp_port", 0)), static_cast<int>(Flag(a, "sockbuf", 0)));
+  int tcp = Connect(static_cast<uint16_t>(a.Int("tcp_port", 0)), static_cast<int>(a.Int("sockbuf", 0)));
   std::string sink(static_cast<size_t>(tcp_bytes), '\0');
 
   auto receive_one = [&] {
@@ -214,7 +204,7 @@ int RunReceiver(const Args& a) {
     Check(rollout::ApplyWeightUpdate(**engine, got->manifest, got->buckets, &adapters, got->buckets_checksum),
           "receiver: apply");
     const double applied = NowSeconds();
-    if (Flag(a, "debug_breakdown", 0)) {  // untimed: what ApplyWeightUpdate's two halves cost, done again
+    if (a.Int("debug_breakdown", 0)) {  // untimed: what ApplyWeightUpdate's two halves cost, done again
       const double h0 = NowSeconds();
       std::string sum = rollout::BucketsChecksum(got->buckets, got->manifest.checksum_algorithm());
       const double h1 = NowSeconds();
@@ -265,8 +255,8 @@ uint64_t TotalBytes(const PackedWeights& p) {
 
 int RunLearner(const Args& a, char* self) {
   at::set_num_threads(a.threads);
-  const uint64_t bucket_bytes = static_cast<uint64_t>(Flag(a, "bucket_mb", 64)) << 20;
-  const int sockbuf = static_cast<int>(Flag(a, "sockbuf", 0));
+  const uint64_t bucket_bytes = static_cast<uint64_t>(a.Int("bucket_mb", 64)) << 20;
+  const int sockbuf = static_cast<int>(a.Int("sockbuf", 0));
   Report report("weight_sync", a);
   ModelConfig config = BenchConfig(a);
   CausalLM model(config);
@@ -294,7 +284,7 @@ int RunLearner(const Args& a, char* self) {
                                      absl::StrCat("--tcp_port=", tcp_port), absl::StrCat("--tcp_bytes=", full_bytes),
                                      absl::StrCat("--sockbuf=", sockbuf), absl::StrCat("--report_fd=", pipe_fds[1]),
                                      absl::StrCat("--rounds=", rounds), absl::StrCat("--lora_rounds=", rounds),
-                                     absl::StrCat("--debug_breakdown=", Flag(a, "debug_breakdown", 0))};
+                                     absl::StrCat("--debug_breakdown=", a.Int("debug_breakdown", 0))};
   if (a.smoke) argv_s.push_back("--smoke");
   std::vector<char*> argv;
   for (std::string& s : argv_s) argv.push_back(s.data());

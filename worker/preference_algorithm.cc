@@ -123,8 +123,9 @@ class RewardModelAlgorithm : public Objective {
     Sums sums;
     std::map<std::string, std::pair<double, double>> by_kind;  // kind -> (correct, count)
     RETURN_IF_ERROR(ForEachPairBatch(ctx, eval_, [&](const PairForward& f, const std::vector<size_t>& idx) {
-      Accumulate(ctx, f, &sums);
-      torch::Tensor right = last_correct_.contiguous();
+      torch::Tensor right;
+      Accumulate(ctx, f, &sums, &right);
+      right = right.contiguous();
       const uint8_t* r = right.data_ptr<uint8_t>();
       for (size_t i = 0; i < idx.size(); ++i) {
         if (eval_[idx[i]].kind.empty()) continue;
@@ -149,21 +150,23 @@ class RewardModelAlgorithm : public Objective {
     }
   };
 
-  torch::Tensor Accumulate(TrainContext& ctx, const PairForward& f, Sums* sums) {
+  // Adds the batch's loss, accuracy and margin to `sums` and returns its loss; `correct` (optional) receives which
+  // pairs were ranked right, [B] uint8.
+  torch::Tensor Accumulate(TrainContext& ctx, const PairForward& f, Sums* sums, torch::Tensor* correct = nullptr) {
     torch::Tensor scores = LastTokenScores(f);
     const int64_t b = scores.size(0) / 2;
     torch::Tensor chosen = scores.narrow(0, 0, b), rejected = scores.narrow(0, b, b);
     torch::Tensor loss = BradleyTerryLoss(chosen, rejected, ctx.spec->rm.margin);
     sums->loss += loss.item<double>() * b;
-    last_correct_ = (chosen > rejected).to(torch::kUInt8);
-    sums->correct += last_correct_.sum().item<double>();
+    torch::Tensor right = (chosen > rejected).to(torch::kUInt8);
+    sums->correct += right.sum().item<double>();
+    if (correct != nullptr) *correct = right;
     sums->margin += (chosen - rejected).sum().item<double>();
     sums->count += b;
     return loss;
   }
 
   std::vector<TokenizedPair> train_, eval_;
-  torch::Tensor last_correct_;  // [B] uint8: the last Accumulate's pairs ranked right
 };
 
 // ---- DPO family -------------------------------------------------------------------------------------------------

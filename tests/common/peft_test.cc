@@ -32,8 +32,15 @@ ModelConfig Config(ModelFamily family) {
   return c;
 }
 
-CausalLM MakeBase(ModelFamily family, uint64_t seed = 7) {
-  CausalLM m(Config(family));
+CausalLM MakeBase(ModelFamily family, uint64_t seed = 7, HeadKind head = HeadKind::kLanguageModel) {
+  ModelConfig c = Config(family);
+  if (head == HeadKind::kScore) {  // a reward model: *ForSequenceClassification
+    c.head = HeadKind::kScore;
+    c.num_labels = 1;
+    c.architecture =
+        family == ModelFamily::kGpt2 ? "GPT2ForSequenceClassification" : "LlamaForSequenceClassification";
+  }
+  CausalLM m(c);
   m->InitWeights(seed);
   // Non-trivial biases and norms so that a wrong layout shows up in the numbers.
   torch::NoGradGuard g;
@@ -640,18 +647,7 @@ BottleneckConfig Bottleneck() {
 
 // ---- Reward models: the score head trains in full, as PEFT's task_type SEQ_CLS (modules_to_save ["score"]) -----
 
-CausalLM MakeScoreModel(ModelFamily family, uint64_t seed = 7) {
-  ModelConfig c = Config(family);
-  c.head = HeadKind::kScore;
-  c.num_labels = 1;
-  c.architecture = family == ModelFamily::kGpt2 ? "GPT2ForSequenceClassification" : "LlamaForSequenceClassification";
-  CausalLM m(c);
-  m->InitWeights(seed);
-  torch::NoGradGuard g;
-  torch::manual_seed(static_cast<int64_t>(seed));
-  for (auto& p : m->parameters()) p.add_(torch::randn_like(p) * 0.05);
-  return m;
-}
+CausalLM MakeScoreModel(ModelFamily family) { return MakeBase(family, 7, HeadKind::kScore); }
 
 // Trains `peft` a few Adam steps towards higher scores at every position; returns the scores after.
 Tensor TrainScores(CausalLM& m, PeftModel& peft) {
