@@ -1,6 +1,7 @@
 #include "common/transformer.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/autocast_mode.h>
 #include <torch/nn/init.h>
 
 #include <algorithm>
@@ -400,6 +401,11 @@ ModelOutput CausalLMImpl::forward(const Tensor& input_ids, const Tensor& attenti
     out.logits = lm_head_->forward(out.hidden);
   } else {
     out.logits = torch::matmul(out.hidden, body_->embedding().t());
+  }
+  // Under autocast the head's product comes out in bfloat16; losses, rewards and sampling read float32 logits, as
+  // Hugging Face's models hand back (`logits.float()`). Without autocast the model's own dtype is kept.
+  if ((at::autocast::is_cpu_enabled() || at::autocast::is_enabled()) && out.logits.scalar_type() != torch::kFloat64) {
+    out.logits = out.logits.to(torch::kFloat);
   }
   return out;
 }

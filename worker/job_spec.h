@@ -29,7 +29,7 @@ struct ModelSpec {
   int64_t init_heads = 4;
   int64_t init_kv_heads = 2;
   int64_t init_max_positions = 512;
-  std::string dtype = "float32";    // compute dtype: float32 (bf16 autocast only where CUDA is present)
+  std::string dtype = "float32";    // compute dtype: float32, or bfloat16 (autocast; float32 weights and optimiser)
 };
 
 struct DataSpec {

@@ -1,10 +1,9 @@
 #include "worker/trainer.h"
 
-#include <torch/nn.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
 #include <torch/nn.h>
-#include <torch/cuda.h>
 #include <torch/optim/adamw.h>
 #include <torch/serialize.h>
 
@@ -73,6 +72,47 @@ class Sampler {
   std::vector<size_t> order_;
 };
 
+// bf16 autocast for the forward passes of one step (model.dtype: bfloat16): parameters, gradients and optimiser
+// state stay float32; matrix products run in bfloat16 on the device the model is on, and the ops autocast keeps in
+// float32 (and the model's own float32 norms, softmax and logits) stay there. Autocast state is per thread, like the
+// ranks that are threads in the tests. The scopes nest; the outermost one's end empties autocast's cache of bf16
+// copies of the weights, as torch.autocast's __exit__ does, and so must every optimiser step inside one (Renew).
+class AutocastScope {
+ public:
+  AutocastScope(bool enabled, bool cuda) : enabled_(enabled), cuda_(cuda) {
+    if (!enabled_) return;
+    was_on_ = cuda_ ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
+    was_dtype_ = cuda_ ? at::autocast::get_autocast_gpu_dtype() : at::autocast::get_autocast_cpu_dtype();
+    if (cuda_) {
+      at::autocast::set_autocast_gpu_dtype(torch::kBFloat16);
+      at::autocast::set_enabled(true);
+    } else {
+      at::autocast::set_autocast_cpu_dtype(torch::kBFloat16);
+      at::autocast::set_cpu_enabled(true);
+    }
+    at::autocast::increment_nesting();
+  }
+  ~AutocastScope() {
+    if (!enabled_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    if (cuda_) {
+      at::autocast::set_enabled(was_on_);
+      at::autocast::set_autocast_gpu_dtype(was_dtype_);
+    } else {
+      at::autocast::set_cpu_enabled(was_on_);
+      at::autocast::set_autocast_cpu_dtype(was_dtype_);
+    }
+  }
+  // After the weights changed in place: the cached bf16 copies are stale.
+  static void Renew() { at::autocast::clear_cache(); }
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  bool enabled_, cuda_, was_on_ = false;
+  at::ScalarType was_dtype_ = torch::kBFloat16;
+};
+
 double LearningRate(const TrainSpec& t, int64_t step) {  // step counts from 0
   if (step < t.warmup_steps) return t.lr * static_cast<double>(step + 1) / static_cast<double>(t.warmup_steps);
   if (t.schedule == "constant") return t.lr;
@@ -108,10 +148,6 @@ ModelConfig AsScoreModel(ModelConfig c) {
 
 absl::Status BuildModel(const JobSpec& spec, TrainContext* ctx) {
   const ModelSpec& m = spec.model;
-  if (m.dtype == "bfloat16" && !torch::cuda::is_available()) {
-    // bf16 autocast is for CUDA devices; on CPU alignd trains in fp32 (bf16 matmuls there are slower, not faster).
-    return absl::InvalidArgumentError("model.dtype: bfloat16 needs a CUDA device; this machine trains in float32");
-  }
   if (m.path.empty()) {
     ctx->tokenizer = MakeByteTokenizer();
     ModelConfig c = m.init_arch == "gpt2"
@@ -191,7 +227,15 @@ class Run {
     RETURN_IF_ERROR(BuildModel(spec_, &ctx_));
     ASSIGN_OR_RETURN(peft_, AttachPeft(spec_, ctx_.model));
     ctx_.peft = peft_.get();
-    RETURN_IF_ERROR(algorithm_->Prepare(ctx_));
+    bf16_ = spec_.model.dtype == "bfloat16";
+    for (const auto& p : ctx_.model->parameters()) {
+      cuda_ = p.is_cuda();
+      break;
+    }
+    {
+      AutocastScope autocast(bf16_, cuda_);  // the reference log-probs in the same precision as the policy's
+      RETURN_IF_ERROR(algorithm_->Prepare(ctx_));
+    }
     if (algorithm_->size() == 0) return absl::InvalidArgumentError(absl::StrCat(spec_.data.train, ": no data"));
     BuildOptimizer();
     sampler_ = std::make_unique<Sampler>(algorithm_->size(), spec_.seed);
@@ -285,6 +329,7 @@ class Run {
     apply_status_ = absl::OkStatus();
     absl::StatusOr<Metrics> m;
     try {
+      AutocastScope autocast(bf16_, cuda_);
       m = algorithm_->Step(ctx_, step, mine, [this] { return Apply(); });
     } catch (const c10::Error& e) {
       m = absl::InternalError(e.what_without_backtrace());
@@ -350,6 +395,7 @@ class Run {
     double norm = torch::nn::utils::clip_grad_norm_(params, limit);
     optimizer_->step();
     optimizer_->zero_grad();
+    if (bf16_) AutocastScope::Renew();
     return norm;
   }
 
@@ -357,6 +403,7 @@ class Run {
     ctx_.model->eval();
     absl::StatusOr<Metrics> m;
     try {
+      AutocastScope autocast(bf16_, cuda_);
       m = algorithm_->Evaluate(ctx_);
     } catch (const c10::Error& e) {
       m = absl::InternalError(absl::StrCat("eval: ", e.what_without_backtrace()));
@@ -513,6 +560,8 @@ class Run {
   const bool rank0_;
   const int world_;
   bool sharded_ = false;
+  bool bf16_ = false;  // model.dtype: bfloat16 (AutocastScope)
+  bool cuda_ = false;  // the model is on a CUDA device
   double grad_scale_ = 1.0;           // this rank's shard weight over the ranks' mean (1 without sharding)
   absl::Status apply_status_;         // the last Apply's collective failure, if any
   TrainContext ctx_;
