@@ -157,6 +157,7 @@ absl::StatusOr<TokenizedDataset> ExampleTokenizer::Tokenize(const Dataset& datas
         status = pair.status();
         if (pair.ok()) {
           pair->kind = record.ExtraString("kind").value_or("");
+          pair->contrast = record.ExtraString("contrast").value_or("");
           out.pairs.push_back(std::move(*pair));
         }
         break;

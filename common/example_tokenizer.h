@@ -41,6 +41,7 @@ struct TokenizedPair {
   TokenizedExample chosen, rejected;
   int32_t prompt_length = 0;
   std::string kind;  // the record's string field "kind", if it has one: evaluation reports accuracy per kind
+  std::string contrast;  // the record's "contrast" (what makes `rejected` worse), if any: and per contrast
 };
 
 struct TokenizeOptions {

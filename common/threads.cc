@@ -1,5 +1,6 @@
 #include "common/threads.h"
 
+#include <dlfcn.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -23,6 +24,18 @@ void PreferPassiveOpenMpWait(char** argv) {
   ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
   ::execv("/proc/self/exe", argv);
   // Only reached when exec failed (no /proc, say): run on with the active policy, as before.
+}
+
+int SetBlasThreads(int threads) {
+  // Looked up at run time: LibTorch links the BLAS that Debian's alternatives pick (libblas.so.3), and only
+  // OpenBLAS has these.
+  using SetFn = void (*)(int);
+  using GetFn = int (*)();
+  auto set = reinterpret_cast<SetFn>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  auto get = reinterpret_cast<GetFn>(::dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  if (set == nullptr || get == nullptr) return 0;
+  if (threads > 0) set(threads);
+  return get();
 }
 
 }  // namespace alignd

@@ -92,6 +92,32 @@ torch::Tensor LastTokenScores(const PairForward& f) {
   return f.out.logits.select(2, 0).gather(1, last.unsqueeze(1)).squeeze(1);
 }
 
+// Held-out accuracy per kind of pair and per contrast (the records' "kind" and "contrast"), e.g.
+// <prefix>/arithmetic and <prefix>/contrast/wrong_answer: where a preference objective is right and where not.
+class AccuracyByGroup {
+ public:
+  // `right`: one flag per pair of `idx`, in order (a bool or uint8 tensor).
+  void Add(const std::vector<TokenizedPair>& pairs, const std::vector<size_t>& idx, torch::Tensor right) {
+    right = right.to(torch::kUInt8).contiguous();
+    const uint8_t* r = right.data_ptr<uint8_t>();
+    for (size_t i = 0; i < idx.size(); ++i) {
+      const TokenizedPair& pair = pairs[idx[i]];
+      for (const std::string& group : {pair.kind, pair.contrast.empty() ? "" : "contrast/" + pair.contrast}) {
+        if (group.empty()) continue;
+        auto& [correct, count] = groups_[group];
+        correct += r[i];
+        count += 1;
+      }
+    }
+  }
+  void AddTo(const std::string& prefix, Metrics* m) const {
+    for (const auto& [group, c] : groups_) (*m)[prefix + "/" + group] = c.first / c.second;
+  }
+
+ private:
+  std::map<std::string, std::pair<double, double>> groups_;  // group -> (correct, count)
+};
+
 class RewardModelAlgorithm : public Objective {
  public:
   absl::Status Prepare(TrainContext& ctx) override {
@@ -121,22 +147,14 @@ class RewardModelAlgorithm : public Objective {
   absl::StatusOr<Metrics> Evaluate(TrainContext& ctx) override {
     if (eval_.empty()) return Metrics{};
     Sums sums;
-    std::map<std::string, std::pair<double, double>> by_kind;  // kind -> (correct, count)
+    AccuracyByGroup groups;
     RETURN_IF_ERROR(ForEachPairBatch(ctx, eval_, [&](const PairForward& f, const std::vector<size_t>& idx) {
       torch::Tensor right;
       Accumulate(ctx, f, &sums, &right);
-      right = right.contiguous();
-      const uint8_t* r = right.data_ptr<uint8_t>();
-      for (size_t i = 0; i < idx.size(); ++i) {
-        if (eval_[idx[i]].kind.empty()) continue;
-        auto& [correct, count] = by_kind[eval_[idx[i]].kind];
-        correct += r[i];
-        count += 1;
-      }
+      groups.Add(eval_, idx, right);
     }));
     Metrics m = sums.Done("eval/", "eval/rm/");
-    // Held-out accuracy per kind of pair (the record's "kind"), e.g. eval/rm/accuracy/arithmetic.
-    for (const auto& [kind, c] : by_kind) m["eval/rm/accuracy/" + kind] = c.first / c.second;
+    groups.AddTo("eval/rm/accuracy", &m);
     return m;
   }
 
@@ -203,10 +221,15 @@ class PreferenceAlgorithm : public Objective {
   absl::StatusOr<Metrics> Evaluate(TrainContext& ctx) override {
     if (eval_.empty()) return Metrics{};
     Sums sums;
+    AccuracyByGroup groups;
     RETURN_IF_ERROR(ForEachPairBatch(ctx, eval_, [&](const PairForward& f, const std::vector<size_t>& idx) {
-      Accumulate(ctx, f, ref_eval_, idx, &sums);
+      torch::Tensor right;
+      Accumulate(ctx, f, ref_eval_, idx, &sums, &right);
+      groups.Add(eval_, idx, right);
     }));
-    return sums.Done("eval/", "eval/");
+    Metrics m = sums.Done("eval/", "eval/");
+    groups.AddTo("eval/rewards/accuracies", &m);
+    return m;
   }
 
  private:
@@ -246,7 +269,7 @@ class PreferenceAlgorithm : public Objective {
   }
 
   torch::Tensor Accumulate(TrainContext& ctx, const PairForward& f, const std::vector<std::pair<float, float>>& ref,
-                           const std::vector<size_t>& idx, Sums* sums) {
+                           const std::vector<size_t>& idx, Sums* sums, torch::Tensor* right = nullptr) {
     auto [sum, avg] = SequenceLogps(f);
     const int64_t b = static_cast<int64_t>(idx.size());
     torch::Tensor sc = sum.narrow(0, 0, b), sr = sum.narrow(0, b, b);
@@ -268,7 +291,9 @@ class PreferenceAlgorithm : public Objective {
     sums->loss += pl.loss.item<double>() * b;
     sums->chosen += pl.chosen_rewards.sum().item<double>();
     sums->rejected += pl.rejected_rewards.sum().item<double>();
-    sums->correct += (pl.chosen_rewards > pl.rejected_rewards).sum().item<double>();
+    torch::Tensor ranked_right = pl.chosen_rewards > pl.rejected_rewards;
+    sums->correct += ranked_right.sum().item<double>();
+    if (right != nullptr) *right = ranked_right;
     sums->logp_c += sc.detach().sum().item<double>();
     sums->logp_r += sr.detach().sum().item<double>();
     sums->count += b;

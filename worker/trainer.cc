@@ -218,6 +218,7 @@ class Run {
     // Process-wide settings: ranks that are threads of one process (the tests) share them, which is harmless as long
     // as they use the same spec and the objectives draw nothing from the global generator while training.
     at::set_num_threads(static_cast<int>(spec_.threads));
+    SetBlasThreads(static_cast<int>(spec_.threads));
     torch::manual_seed(static_cast<int64_t>(spec_.seed));
     algorithm_ = ForSpec(spec_);
     RETURN_IF_ERROR(ShardSpec());

@@ -250,8 +250,8 @@ class Batches:
 
 
 class SftStep:
-    def __init__(self, model, examples, batch_size, prompt_len, total_steps):
-        self.model, self.examples, self.prompt_len = model, examples, prompt_len
+    def __init__(self, model, examples, batch_size, prompt_len, total_steps, bf16=False):
+        self.model, self.examples, self.prompt_len, self.bf16 = model, examples, prompt_len, bf16
         self.batches = Batches(len(examples), batch_size)
         self.optimizer, self.scheduler = make_optimizer(model, 1e-4, 0.01, total_steps)
         self.tr_loss = torch.tensor(0.0)
@@ -265,7 +265,9 @@ class SftStep:
     def __call__(self):
         inputs = self.collate(self.batches.next())
         self.model.train()  # Trainer.training_step
-        loss, _ = self.model(**inputs)
+        # Trainer(bf16=True) on a CPU: compute_loss under autocast_smart_context_manager, backward outside it.
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            loss, _ = self.model(**inputs)
         loss.backward()
         tr_loss_step = loss.detach()
         if torch.isnan(tr_loss_step) or torch.isinf(tr_loss_step):  # logging_nan_inf_filter
@@ -410,6 +412,19 @@ def main():
             flops = step_flops(config, rows, seq_len)
             report.add(name + "_gflops", "GFLOP/s", [flops / 1e9 / s for s in seconds], True,
                        "(6 * N * tokens + 12 * layers * seq_len * heads * head_dim * tokens) / step time")
+
+    # bf16 autocast, as learner_bench.cc: the bf16 matmul rate and the SFT step on the ~20M model.
+    a16, b16 = a.bfloat16(), b.bfloat16()
+    report.add("matmul_bf16_gflops", "GFLOP/s", [2.0 * n ** 3 / 1e9 / s for s in bench_util.time_repeated(
+        args, lambda: torch.mm(a16, b16))], True, f"bf16 torch.mm of two {n}x{n} matrices, 2n^3 FLOPs")
+    torch.manual_seed(1)
+    model = LlamaForCausalLM(config)  # the last (~20M) model's config
+    step = SftStep(model, examples, sft_batch, prompt_len, total_steps, bf16=True)
+    step()
+    seconds = bench_util.time_repeated(args, step)
+    report.add("sft_20m_bf16_tokens_per_s", "tokens/s", [sft_batch * seq_len / s for s in seconds], True,
+               "the SFT step of sft_20m under torch.autocast('cpu', torch.bfloat16)")
+    report.add("sft_20m_bf16_step_s", "s", seconds, False)
     report.write()
 
 

@@ -159,12 +159,25 @@ TEST_F(TrainerTest, RewardModelLearnsThePreferences) {
   std::string base = SftModel();
   ASSERT_FALSE(base.empty());
   JobSpec spec = Pairs("rm", Algorithm::kRm, base);
-  spec.train.steps = 40;
+  spec.train.steps = 120;
   spec.train.lr = 2e-3;
   auto r = RunTraining(spec);
   ASSERT_TRUE(r.ok()) << r.status();
-  // Held-out pairs; chance is 0.5.
-  EXPECT_GT(r->eval.at("eval/rm/accuracy"), 0.7);
+  // Held-out pairs; chance is 0.5. Right and wrong answers to arithmetic problems the model has never seen (the
+  // "wrong_answer" contrast) need arithmetic that a model this small does not learn (measured: 0.5-0.7); every other
+  // preference (safety, false refusal, style) it must rank right at least 90% of the time (measured: 0.955).
+  EXPECT_GT(r->eval.at("eval/rm/accuracy"), 0.75);
+  std::map<std::string, double> pairs;
+  std::ifstream in(spec.data.eval);
+  for (std::string line; std::getline(in, line);) pairs[json::parse(line).at("contrast").get<std::string>()] += 1;
+  ASSERT_EQ(pairs.size(), 4u);
+  double right = 0, count = 0;
+  for (const auto& [contrast, n] : pairs) {
+    if (contrast == "wrong_answer") continue;
+    right += n * r->eval.at("eval/rm/accuracy/contrast/" + contrast);
+    count += n;
+  }
+  EXPECT_GE(right / count, 0.9) << right << " of " << count;
   auto loaded = LoadModelDir(r->final_dir);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_EQ(loaded->config.architecture, "LlamaForSequenceClassification");
@@ -206,6 +219,15 @@ TEST_F(TrainerTest, DpoRaisesMarginsOnHeldOutPairs) {
   EXPECT_NEAR(lines[0]["train/loss"].get<double>(), std::log(2.0), 1e-3);
   EXPECT_GT(r->eval.at("eval/rewards/margins"), 0.1);
   EXPECT_GT(r->eval.at("eval/rewards/accuracies"), 0.6);
+  // And per kind and contrast of pair; the pairs of the four contrasts make up the whole accuracy.
+  double pooled = 0, n = 0;
+  std::ifstream in(spec.data.eval);
+  for (std::string line; std::getline(in, line);) {
+    pooled += r->eval.at("eval/rewards/accuracies/contrast/" + json::parse(line).at("contrast").get<std::string>());
+    n += 1;
+  }
+  EXPECT_NEAR(pooled / n, r->eval.at("eval/rewards/accuracies"), 1e-9);
+  EXPECT_TRUE(r->eval.count("eval/rewards/accuracies/harmful")) << "no accuracy for the harmful kind";
 }
 
 TEST_F(TrainerTest, IpoAndOrpoTrain) {

@@ -1,0 +1,24 @@
+// --threads must size OpenBLAS's own pool as well as LibTorch's (common/threads.h).
+#include "common/threads.h"
+
+#include <ATen/Parallel.h>
+#include <torch/nn.h>
+
+#include "gtest/gtest.h"
+
+namespace alignd {
+namespace {
+
+TEST(SetBlasThreads, SizesOpenBlasPoolAndProductsStillWork) {
+  // Linked against LibTorch, so the process has the BLAS that scripts/bootstrap installs: OpenBLAS.
+  ASSERT_EQ(SetBlasThreads(1), 1) << "no OpenBLAS in this process (is libopenblas0-pthread installed?)";
+  torch::Tensor a = torch::randn({64, 64}), b = torch::randn({64, 64});
+  torch::Tensor one = torch::mm(a, b);
+  const int cores = AvailableCores();
+  EXPECT_EQ(SetBlasThreads(cores), cores);
+  EXPECT_TRUE(torch::allclose(torch::mm(a, b), one, 1e-5, 1e-5));
+  EXPECT_EQ(SetBlasThreads(0), cores);  // 0 only reads the count
+}
+
+}  // namespace
+}  // namespace alignd
