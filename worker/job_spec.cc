@@ -283,7 +283,11 @@ absl::Status ParseTop(MapReader& r, JobSpec* spec) {
     RETURN_IF_ERROR(OneOf(s, "loss", spec->dpo.loss, {"sigmoid", "ipo", "orpo"}));
     RETURN_IF_ERROR(s.Get("beta", &spec->dpo.beta));
     RETURN_IF_ERROR(s.Get("label_smoothing", &spec->dpo.label_smoothing));
+    RETURN_IF_ERROR(s.Get("rpo_alpha", &spec->dpo.rpo_alpha));
     RETURN_IF_ERROR(Require(s, "beta", spec->dpo.beta > 0, "must be > 0"));
+    RETURN_IF_ERROR(Require(s, "rpo_alpha", spec->dpo.rpo_alpha >= 0, "must be >= 0"));
+    RETURN_IF_ERROR(Require(s, "rpo_alpha", spec->dpo.rpo_alpha == 0 || spec->dpo.loss != "orpo",
+                            "is for sigmoid and ipo; orpo has its own NLL term"));
     return Require(s, "label_smoothing", spec->dpo.label_smoothing >= 0 && spec->dpo.label_smoothing < 0.5,
                    "must be in [0, 0.5)");
   }));

@@ -81,6 +81,9 @@ struct DpoSpec {
   std::string loss = "sigmoid";     // sigmoid (DPO; with label_smoothing > 0: conservative DPO), ipo, orpo
   double beta = 0.1;
   double label_smoothing = 0.0;
+  // sigmoid and ipo: adds rpo_alpha times the chosen responses' mean token NLL to the loss (RPO, Pang et al. 2024;
+  // TRL's rpo_alpha), which keeps the chosen answers likely while the margin grows. 0 = off.
+  double rpo_alpha = 0.0;
 };
 
 struct PpoSpec {

@@ -234,15 +234,18 @@ class PreferenceAlgorithm : public Objective {
 
  private:
   struct Sums {
-    double loss = 0, chosen = 0, rejected = 0, correct = 0, logp_c = 0, logp_r = 0, count = 0;
+    double loss = 0, chosen = 0, rejected = 0, correct = 0, logp_c = 0, logp_r = 0, nll = 0, count = 0;
+    bool rpo = false;
     Metrics Done(const std::string& loss_prefix, const std::string& prefix) const {
-      return Metrics{{loss_prefix + "loss", loss / count},
-                     {prefix + "rewards/chosen", chosen / count},
-                     {prefix + "rewards/rejected", rejected / count},
-                     {prefix + "rewards/margins", (chosen - rejected) / count},
-                     {prefix + "rewards/accuracies", correct / count},
-                     {prefix + "logps/chosen", logp_c / count},
-                     {prefix + "logps/rejected", logp_r / count}};
+      Metrics m{{loss_prefix + "loss", loss / count},
+                {prefix + "rewards/chosen", chosen / count},
+                {prefix + "rewards/rejected", rejected / count},
+                {prefix + "rewards/margins", (chosen - rejected) / count},
+                {prefix + "rewards/accuracies", correct / count},
+                {prefix + "logps/chosen", logp_c / count},
+                {prefix + "logps/rejected", logp_r / count}};
+      if (rpo) m[prefix + "nll_loss"] = nll / count;
+      return m;
     }
   };
 
@@ -287,6 +290,12 @@ class PreferenceAlgorithm : public Objective {
       torch::Tensor ref_c = torch::tensor(rc), ref_r = torch::tensor(rr);
       pl = loss_ == "ipo" ? IpoLoss(ac, ar, ref_c, ref_r, d.beta)
                           : DpoLoss(sc, sr, ref_c, ref_r, d.beta, d.label_smoothing);
+      if (d.rpo_alpha > 0) {  // RPO: + alpha * the chosen responses' mean token NLL (as ORPO's NLL term)
+        torch::Tensor nll = -ac.mean();
+        pl.loss = pl.loss + d.rpo_alpha * nll;
+        sums->nll += nll.item<double>() * b;
+        sums->rpo = true;
+      }
     }
     sums->loss += pl.loss.item<double>() * b;
     sums->chosen += pl.chosen_rewards.sum().item<double>();

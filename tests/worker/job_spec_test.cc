@@ -54,6 +54,9 @@ TEST(JobSpecErrors, BadValuesNameTheKey) {
               HasSubstr("train.steps: cannot read \"many\" as an integer"));
   EXPECT_THAT(Error(std::string(kMinimal) + "dpo:\n  loss: kto\n"),
               HasSubstr("dpo.loss: must be one of sigmoid, ipo, orpo; got \"kto\""));
+  EXPECT_THAT(Error(std::string(kMinimal) + "dpo:\n  rpo_alpha: -1\n"), HasSubstr("dpo.rpo_alpha: must be >= 0"));
+  EXPECT_THAT(Error(std::string(kMinimal) + "dpo:\n  loss: orpo\n  rpo_alpha: 1\n"),
+              HasSubstr("dpo.rpo_alpha: is for sigmoid and ipo"));
   EXPECT_THAT(Error("name: t\nalgorithm: magic\ndata:\n  train: x\n"), HasSubstr("algorithm: must be one of"));
   EXPECT_THAT(Error(std::string(kMinimal) + "train:\n  batch_size: 10\n  grad_accum: 3\n"),
               HasSubstr("train.grad_accum: must be > 0 and divide batch_size"));

@@ -243,6 +243,33 @@ TEST_F(TrainerTest, IpoAndOrpoTrain) {
   }
 }
 
+// RPO (dpo.rpo_alpha): the loss adds alpha times the chosen responses' mean token NLL, which at step 1 (policy =
+// reference, DPO loss ln 2) makes the loss ln 2 + alpha * nll_loss, and it keeps the chosen answers likelier than
+// plain DPO does from the same start.
+TEST_F(TrainerTest, RpoAddsTheChosenNllAndKeepsChosenLikely) {
+  std::string base = SftModel();
+  ASSERT_FALSE(base.empty());
+  JobSpec plain = Pairs("dpo_plain", Algorithm::kDpo, base);
+  plain.train.log_every = 1;
+  plain.train.lr = 3e-3;
+  JobSpec rpo = plain;
+  rpo.name = "rpo";
+  rpo.output_dir = ::testing::TempDir() + "/runs/rpo";
+  rpo.dpo.rpo_alpha = 2.0;
+  auto a = RunTraining(plain), b = RunTraining(rpo);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  auto la = Lines(plain.output_dir), lb = Lines(rpo.output_dir);
+  ASSERT_FALSE(lb.empty());
+  EXPECT_FALSE(la[0].contains("nll_loss"));
+  const double nll = lb[0]["nll_loss"].get<double>();
+  EXPECT_GT(nll, 0.0);
+  EXPECT_NEAR(lb[0]["train/loss"].get<double>(), std::log(2.0) + 2.0 * nll, 1e-3);
+  EXPECT_GT(b->eval.at("eval/logps/chosen"), a->eval.at("eval/logps/chosen"));
+  EXPECT_GT(b->eval.at("eval/rewards/accuracies"), 0.6);
+  EXPECT_GT(b->eval.at("eval/nll_loss"), 0.0);
+}
+
 // Under bf16 autocast the reference log-probs are computed in the policy's precision: at step 1 the policy is the
 // reference, so the implicit rewards start at zero (measured: 1e-7), not at bf16 rounding noise (float32 reference
 // log-probs against bf16 policy ones gave batch means of 8e-4 at beta 0.1).
