@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "common/file_util.h"
@@ -69,6 +70,14 @@ class TrainerTest : public ::testing::Test {
     std::ifstream in(out + "/metrics.jsonl");
     for (std::string line; std::getline(in, line);) lines.push_back(json::parse(line));
     return lines;
+  }
+
+  // How many pairs of each contrast a preference file holds.
+  static std::map<std::string, double> ContrastCounts(const std::string& path) {
+    std::map<std::string, double> counts;
+    std::ifstream in(path);
+    for (std::string line; std::getline(in, line);) counts[json::parse(line).at("contrast").get<std::string>()] += 1;
+    return counts;
   }
 
   static std::string* data_;
@@ -167,9 +176,7 @@ TEST_F(TrainerTest, RewardModelLearnsThePreferences) {
   // "wrong_answer" contrast) need arithmetic that a model this small does not learn (measured: 0.5-0.7); every other
   // preference (safety, false refusal, style) it must rank right at least 90% of the time (measured: 0.955).
   EXPECT_GT(r->eval.at("eval/rm/accuracy"), 0.75);
-  std::map<std::string, double> pairs;
-  std::ifstream in(spec.data.eval);
-  for (std::string line; std::getline(in, line);) pairs[json::parse(line).at("contrast").get<std::string>()] += 1;
+  auto pairs = ContrastCounts(spec.data.eval);
   ASSERT_EQ(pairs.size(), 4u);
   double right = 0, count = 0;
   for (const auto& [contrast, n] : pairs) {
@@ -221,10 +228,9 @@ TEST_F(TrainerTest, DpoRaisesMarginsOnHeldOutPairs) {
   EXPECT_GT(r->eval.at("eval/rewards/accuracies"), 0.6);
   // And per kind and contrast of pair; the pairs of the four contrasts make up the whole accuracy.
   double pooled = 0, n = 0;
-  std::ifstream in(spec.data.eval);
-  for (std::string line; std::getline(in, line);) {
-    pooled += r->eval.at("eval/rewards/accuracies/contrast/" + json::parse(line).at("contrast").get<std::string>());
-    n += 1;
+  for (const auto& [contrast, count] : ContrastCounts(spec.data.eval)) {
+    pooled += count * r->eval.at("eval/rewards/accuracies/contrast/" + contrast);
+    n += count;
   }
   EXPECT_NEAR(pooled / n, r->eval.at("eval/rewards/accuracies"), 1e-9);
   EXPECT_TRUE(r->eval.count("eval/rewards/accuracies/harmful")) << "no accuracy for the harmful kind";
