@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <fstream>
+#include <string>
 #include <thread>
 
 namespace alignd {
@@ -36,6 +38,16 @@ int SetBlasThreads(int threads) {
   if (set == nullptr || get == nullptr) return 0;
   if (threads > 0) set(threads);
   return get();
+}
+
+bool CpuHasBf16Matmul() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("flags", 0) != 0) continue;
+    line += ' ';
+    return line.find(" avx512_bf16 ") != std::string::npos || line.find(" amx_bf16 ") != std::string::npos;
+  }
+  return false;
 }
 
 }  // namespace alignd

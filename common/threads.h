@@ -22,6 +22,10 @@ void PreferPassiveOpenMpWait(char** argv);
 // BLAS in the process is not OpenBLAS. Returns the count OpenBLAS reports afterwards, or 0 without OpenBLAS.
 int SetBlasThreads(int threads);
 
+// Whether this CPU has bf16 matrix instructions (AVX512-BF16 or AMX-BF16, from /proc/cpuinfo), with which LibTorch's
+// bf16 products (oneDNN) outrun float32 ones; without them bf16 autocast may be slower than float32.
+bool CpuHasBf16Matmul();
+
 }  // namespace alignd
 
 #endif  // ALIGND_COMMON_THREADS_H_

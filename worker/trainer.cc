@@ -7,6 +7,8 @@
 #include <torch/optim/adamw.h>
 #include <torch/serialize.h>
 
+#include <glog/logging.h>
+
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -232,6 +234,10 @@ class Run {
     for (const auto& p : ctx_.model->parameters()) {
       cuda_ = p.is_cuda();
       break;
+    }
+    if (bf16_ && !cuda_ && rank0_ && !CpuHasBf16Matmul()) {
+      LOG(WARNING) << "model.dtype: bfloat16 on a CPU without AVX512-BF16 or AMX: bf16 matrix products may run "
+                      "slower than float32 here";
     }
     {
       AutocastScope autocast(bf16_, cuda_);  // the reference log-probs in the same precision as the policy's

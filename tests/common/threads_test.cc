@@ -4,6 +4,10 @@
 #include <ATen/Parallel.h>
 #include <torch/nn.h>
 
+#include <fstream>
+#include <iterator>
+#include <string>
+
 #include "gtest/gtest.h"
 
 namespace alignd {
@@ -18,6 +22,13 @@ TEST(SetBlasThreads, SizesOpenBlasPoolAndProductsStillWork) {
   EXPECT_EQ(SetBlasThreads(cores), cores);
   EXPECT_TRUE(torch::allclose(torch::mm(a, b), one, 1e-5, 1e-5));
   EXPECT_EQ(SetBlasThreads(0), cores);  // 0 only reads the count
+}
+
+TEST(CpuHasBf16Matmul, AgreesWithProcCpuinfo) {
+  std::ifstream in("/proc/cpuinfo");
+  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const bool listed = all.find(" avx512_bf16") != std::string::npos || all.find(" amx_bf16") != std::string::npos;
+  EXPECT_EQ(CpuHasBf16Matmul(), listed);
 }
 
 }  // namespace
