@@ -26,7 +26,7 @@
 #include "common/tokenizer.h"
 #include "common/transformer.h"
 #include "rollout/engine.h"
-#include "common/threads.h"
+#include "common/compute_threads.h"
 
 namespace alignd::bench {
 namespace {
@@ -129,8 +129,7 @@ std::vector<double> MeasureRecompute(const Args& args, CausalLM model, int64_t n
 
 int Main(int argc, char** argv) {
   Args args = ParseArgs(argc, argv);
-  at::set_num_threads(args.threads);
-  SetBlasThreads(args.threads);
+  SetComputeThreads(args.threads);
   const int64_t new_tokens = args.smoke ? 8 : 128;
   const std::string only = args.extra.count("only") ? "," + args.Str("only", "") + "," : "";
   auto wanted = [&](const std::string& figure) {

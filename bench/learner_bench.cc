@@ -29,7 +29,7 @@
 #include "common/tokenizer.h"
 #include "worker/job_spec.h"
 #include "worker/trainer.h"
-#include "common/threads.h"
+#include "common/compute_threads.h"
 
 namespace alignd::bench {
 namespace {
@@ -168,8 +168,7 @@ std::vector<double> Rates(const std::vector<double>& seconds, double amount) {
 
 int Main(int argc, char** argv) {
   Args args = ParseArgs(argc, argv);
-  at::set_num_threads(args.threads);
-  SetBlasThreads(args.threads);
+  SetComputeThreads(args.threads);
   Report report("learner", args);
 
   const std::vector<ModelSize> models =

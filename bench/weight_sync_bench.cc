@@ -45,7 +45,7 @@
 #include "rollout/engine.h"
 #include "rollout/weight_broadcast.h"
 #include "rollout/weight_update.h"
-#include "common/threads.h"
+#include "common/compute_threads.h"
 
 extern char** environ;
 
@@ -167,8 +167,7 @@ std::string ReadLine(FILE* f, int fd) {
 // ---- the receiver (rollout worker) ----
 
 int RunReceiver(const Args& a) {
-  at::set_num_threads(a.threads);
-  SetBlasThreads(a.threads);
+  SetComputeThreads(a.threads);
   const int report_fd = static_cast<int>(a.Int("report_fd", -1));
   const int64_t rounds = a.Int("rounds", 0), lora_rounds = a.Int("lora_rounds", 0);
   const int64_t tcp_bytes = a.Int("tcp_bytes", 0);
@@ -256,8 +255,7 @@ uint64_t TotalBytes(const PackedWeights& p) {
 }
 
 int RunLearner(const Args& a, char* self) {
-  at::set_num_threads(a.threads);
-  SetBlasThreads(a.threads);
+  SetComputeThreads(a.threads);
   const uint64_t bucket_bytes = static_cast<uint64_t>(a.Int("bucket_mb", 64)) << 20;
   const int sockbuf = static_cast<int>(a.Int("sockbuf", 0));
   Report report("weight_sync", a);

@@ -16,6 +16,7 @@
 #include "common/status.h"
 #include "worker/evaluation.h"
 #include "worker/rewards.h"
+#include "common/compute_threads.h"
 #include "common/threads.h"
 
 namespace alignd::cli {
@@ -282,8 +283,7 @@ int RunEval(const Args& args, std::ostream& out, std::ostream& err) {
     err << "error: --threads must be at least 1\n";
     return 2;
   }
-  at::set_num_threads(static_cast<int>(flags.GetInt("threads")));
-  SetBlasThreads(static_cast<int>(flags.GetInt("threads")));
+  SetComputeThreads(static_cast<int>(flags.GetInt("threads")));
   auto result = Evaluate(flags);
   if (!result.ok()) return ReportError(result.status(), err);
   out << result->dump() << "\n";

@@ -17,6 +17,7 @@
 #include "common/hf_model.h"
 #include "common/status.h"
 #include "rollout/engine.h"
+#include "common/compute_threads.h"
 #include "common/threads.h"
 
 namespace alignd::cli {
@@ -208,8 +209,7 @@ int RunGenerate(const Args& args, std::ostream& out, std::ostream& err) {
     err << "error: --threads must be at least 1\n";
     return 2;
   }
-  at::set_num_threads(static_cast<int>(flags.GetInt("threads")));
-  SetBlasThreads(static_cast<int>(flags.GetInt("threads")));
+  SetComputeThreads(static_cast<int>(flags.GetInt("threads")));
   auto summary = Generate(flags);
   if (!summary.ok()) return ReportError(summary.status(), err);
   out << summary->dump() << "\n";

@@ -4,6 +4,7 @@
 #include "cli/commands.h"
 #include "common/flags.h"
 #include "common/hf_model.h"
+#include "common/compute_threads.h"
 #include "common/threads.h"
 
 namespace alignd::cli {
@@ -27,8 +28,7 @@ int RunInit(const Args& args, std::ostream& out, std::ostream& err) {
     err << "error: --out is required\n" << flags.Usage();
     return 2;
   }
-  at::set_num_threads(static_cast<int>(std::max<int64_t>(1, flags.GetInt("threads"))));
-  SetBlasThreads(static_cast<int>(std::max<int64_t>(1, flags.GetInt("threads"))));
+  SetComputeThreads(static_cast<int>(std::max<int64_t>(1, flags.GetInt("threads"))));
   auto tokenizer = MakeByteTokenizer();
   const std::string arch = flags.GetString("arch");
   ModelConfig config;

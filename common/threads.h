@@ -16,9 +16,9 @@ int AvailableCores();
 void PreferPassiveOpenMpWait(char** argv);
 
 // OpenBLAS, which runs LibTorch's float32 matrix products here, keeps a thread pool of its own that
-// at::set_num_threads does not size: it starts with every core (or OPENBLAS_NUM_THREADS). Every place that sets
-// LibTorch's thread count from --threads calls this with the same count, so that a learner and a rollout engine
-// sharing one machine (or one `alignd local` process) each stay on the cores they were given. Does nothing when the
+// at::set_num_threads does not size: it starts with every core (or OPENBLAS_NUM_THREADS). SetComputeThreads
+// (common/compute_threads.h) calls both with the same count, so that a learner and a rollout engine sharing one
+// machine (or one `alignd local` process) each stay on the cores they were given. Does nothing when the
 // BLAS in the process is not OpenBLAS. Returns the count OpenBLAS reports afterwards, or 0 without OpenBLAS.
 int SetBlasThreads(int threads);
 

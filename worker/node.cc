@@ -24,6 +24,7 @@
 #include "common/grpc_status.h"
 #include "common/hf_model.h"
 #include "common/status.h"
+#include "common/compute_threads.h"
 #include "common/threads.h"
 #include "coordinator/address.h"
 #include "coordinator/job_validation.h"
@@ -497,8 +498,7 @@ struct WorkerNode::Impl {
 
   absl::Status RunRollout(Task& task, const JobSpec& spec) {
     const v1::Assignment& a = task.assignment;
-    at::set_num_threads(static_cast<int>(spec.threads));
-    SetBlasThreads(static_cast<int>(spec.threads));
+    SetComputeThreads(static_cast<int>(spec.threads));
     auto job = std::make_shared<RolloutJob>();
     ASSIGN_OR_RETURN(LoadedModel loaded, LoadModelDir(spec.model.path));
     loaded.model->eval();
@@ -538,8 +538,7 @@ struct WorkerNode::Impl {
   }
 
   absl::Status RunReward(Task& task, const JobSpec& spec) {
-    at::set_num_threads(static_cast<int>(spec.threads));
-    SetBlasThreads(static_cast<int>(spec.threads));
+    SetComputeThreads(static_cast<int>(spec.threads));
     const PpoSpec& p = spec.ppo;
     reward::RewardCore::Options co;
     for (const std::string& rule : p.rule_rewards) {

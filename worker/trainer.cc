@@ -22,6 +22,7 @@
 #include "common/file_util.h"
 #include "common/hf_model.h"
 #include "common/status.h"
+#include "common/compute_threads.h"
 #include "common/threads.h"
 #include "worker/algorithm.h"
 #include "worker/learner_group.h"
@@ -219,8 +220,7 @@ class Run {
   absl::StatusOr<TrainResult> Go() {
     // Process-wide settings: ranks that are threads of one process (the tests) share them, which is harmless as long
     // as they use the same spec and the objectives draw nothing from the global generator while training.
-    at::set_num_threads(static_cast<int>(spec_.threads));
-    SetBlasThreads(static_cast<int>(spec_.threads));
+    SetComputeThreads(static_cast<int>(spec_.threads));
     torch::manual_seed(static_cast<int64_t>(spec_.seed));
     algorithm_ = ForSpec(spec_);
     RETURN_IF_ERROR(ShardSpec());
@@ -231,10 +231,8 @@ class Run {
     ASSIGN_OR_RETURN(peft_, AttachPeft(spec_, ctx_.model));
     ctx_.peft = peft_.get();
     bf16_ = spec_.model.dtype == "bfloat16";
-    for (const auto& p : ctx_.model->parameters()) {
-      cuda_ = p.is_cuda();
-      break;
-    }
+    const auto params = ctx_.model->parameters();
+    cuda_ = !params.empty() && params.front().is_cuda();
     if (bf16_ && !cuda_ && rank0_ && !CpuHasBf16Matmul()) {
       LOG(WARNING) << "model.dtype: bfloat16 on a CPU without AVX512-BF16 or AMX: bf16 matrix products may run "
                       "slower than float32 here";

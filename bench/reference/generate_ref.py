@@ -33,24 +33,10 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_util  # noqa: E402
-from hf_llama_parts import LlamaMLP, LlamaRMSNorm, repeat_kv, rotate_half  # noqa: E402
+from hf_llama_parts import Config, LlamaMLP, LlamaRMSNorm, repeat_kv, rotate_half  # noqa: E402
 
 BATCH = 8
 PROMPT_LENGTHS = [12, 20, 16, 24, 9, 30, 18, 14]
-
-
-class Config:
-    def __init__(self, vocab, hidden, layers, heads, kv_heads, max_pos=512):
-        self.vocab_size = vocab
-        self.hidden_size = hidden
-        self.intermediate_size = (hidden * 8 // 3 + 15) // 16 * 16  # TinyLlamaConfig's SwiGLU size
-        self.num_hidden_layers = layers
-        self.num_attention_heads = heads
-        self.num_key_value_heads = kv_heads
-        self.head_dim = hidden // heads
-        self.max_position_embeddings = max_pos
-        self.rms_norm_eps = 1e-5
-        self.rope_theta = 10000.0
 
 
 # ---- modeling_llama.py ---------------------------------------------------------------------------------------------

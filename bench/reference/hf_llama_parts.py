@@ -1,8 +1,27 @@
 """The pieces of Hugging Face's modeling_llama.py that did not change between the transformers versions the two
 references follow (generate_ref.py: 4.36-4.38 with the cached rotary table and DynamicCache; learner_ref.py: 4.4x with
-position_embeddings): RMSNorm, rotate_half, repeat_kv and the SwiGLU MLP."""
+position_embeddings): RMSNorm, rotate_half, repeat_kv and the SwiGLU MLP; and the config of alignd's tiny Llama."""
 import torch
 from torch import nn
+
+
+class Config:
+    """The LlamaConfig fields the references read, sized as alignd's TinyLlamaConfig (common/model_config.cc)."""
+
+    def __init__(self, vocab, hidden, layers, heads, kv_heads, max_positions=512):
+        self.vocab_size = vocab
+        self.hidden_size = hidden
+        self.intermediate_size = (hidden * 8 // 3 + 15) // 16 * 16  # TinyLlamaConfig's SwiGLU size
+        self.num_hidden_layers = layers
+        self.num_attention_heads = heads
+        self.num_key_value_heads = kv_heads
+        self.head_dim = hidden // heads
+        self.max_position_embeddings = max_positions
+        self.rms_norm_eps = 1e-5
+        self.rope_theta = 10000.0
+        self.attention_dropout = 0.0
+        self.initializer_range = 0.02
+        self.tie_word_embeddings = True
 
 
 class LlamaRMSNorm(nn.Module):

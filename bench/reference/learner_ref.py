@@ -30,27 +30,10 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_util  # noqa: E402
-from hf_llama_parts import LlamaMLP, LlamaRMSNorm, repeat_kv, rotate_half  # noqa: E402
+from hf_llama_parts import Config, LlamaMLP, LlamaRMSNorm, repeat_kv, rotate_half  # noqa: E402
 
 VOCAB, BOS, EOS = 261, 257, 258  # alignd's byte tokenizer
 EXAMPLES = 64
-
-
-class Config:
-    def __init__(self, hidden, layers, heads, kv_heads, max_positions):
-        self.vocab_size = VOCAB
-        self.hidden_size = hidden
-        self.intermediate_size = (hidden * 8 // 3 + 15) // 16 * 16  # alignd's TinyLlamaConfig
-        self.num_hidden_layers = layers
-        self.num_attention_heads = heads
-        self.num_key_value_heads = kv_heads
-        self.head_dim = hidden // heads
-        self.max_position_embeddings = max_positions
-        self.rms_norm_eps = 1e-5
-        self.rope_theta = 10000.0
-        self.attention_dropout = 0.0
-        self.initializer_range = 0.02
-        self.tie_word_embeddings = True
 
 
 # ---- modeling_llama.py --------------------------------------------------------------------------------------------
@@ -391,7 +374,7 @@ def main():
                      make_sequences(rng, EXAMPLES, seq_len, prompt_len)))
     total_steps = 1 + args.warmup + args.reps
     for tag, hidden, layers, heads, kv_heads in models:
-        config = Config(hidden, layers, heads, kv_heads, seq_len)
+        config = Config(VOCAB, hidden, layers, heads, kv_heads, seq_len)
         cfg["model_" + tag] = {"vocab": VOCAB, "hidden": hidden, "intermediate": config.intermediate_size,
                                "layers": layers, "heads": heads, "kv_heads": kv_heads, "tie_word_embeddings": True,
                                "parameters": sum(p.numel() for p in LlamaForCausalLM(config).parameters())}

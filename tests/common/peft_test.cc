@@ -148,9 +148,14 @@ bool NoHooks(const CausalLM& m) {
   return true;
 }
 
+// Every family-parameterised suite runs on both model families, named by family.
+const auto kFamilies = ::testing::Values(ModelFamily::kLlama, ModelFamily::kGpt2);
+std::string FamilyName(const ::testing::TestParamInfo<ModelFamily>& info) {
+  return info.param == ModelFamily::kGpt2 ? "Gpt2" : "Llama";
+}
+
 class Families : public ::testing::TestWithParam<ModelFamily> {};
-INSTANTIATE_TEST_SUITE_P(Family, Families, ::testing::Values(ModelFamily::kLlama, ModelFamily::kGpt2),
-                         [](const auto& info) { return std::string(info.param == ModelFamily::kGpt2 ? "Gpt2" : "Llama"); });
+INSTANTIATE_TEST_SUITE_P(Family, Families, kFamilies, FamilyName);
 
 // ---- Hook points in the transformer ------------------------------------------------------------------------------
 
@@ -201,8 +206,7 @@ TEST_P(Families, ProjectionsAndLayersHaveHfPaths) {
 // ---- LoRA ------------------------------------------------------------------------------------------------------
 
 class LoraTest : public Families {};
-INSTANTIATE_TEST_SUITE_P(Family, LoraTest, ::testing::Values(ModelFamily::kLlama, ModelFamily::kGpt2),
-                         [](const auto& info) { return std::string(info.param == ModelFamily::kGpt2 ? "Gpt2" : "Llama"); });
+INSTANTIATE_TEST_SUITE_P(Family, LoraTest, kFamilies, FamilyName);
 
 TEST_P(LoraTest, StepZeroEqualsBaseAndKeepsTheStateDict) {
   CausalLM m = MakeBase(GetParam());
@@ -634,8 +638,7 @@ TEST(LoraErrors, AdapterForAnotherFamilyNamesTheTarget) {
 // ---- Bottleneck adapters ---------------------------------------------------------------------------------------
 
 class BottleneckTest : public Families {};
-INSTANTIATE_TEST_SUITE_P(Family, BottleneckTest, ::testing::Values(ModelFamily::kLlama, ModelFamily::kGpt2),
-                         [](const auto& info) { return std::string(info.param == ModelFamily::kGpt2 ? "Gpt2" : "Llama"); });
+INSTANTIATE_TEST_SUITE_P(Family, BottleneckTest, kFamilies, FamilyName);
 
 BottleneckConfig Bottleneck() {
   BottleneckConfig c;
@@ -662,8 +665,7 @@ Tensor TrainScores(CausalLM& m, PeftModel& peft) {
 }
 
 class ScoreHeadTest : public Families {};
-INSTANTIATE_TEST_SUITE_P(Family, ScoreHeadTest, ::testing::Values(ModelFamily::kLlama, ModelFamily::kGpt2),
-                         [](const auto& info) { return std::string(info.param == ModelFamily::kGpt2 ? "Gpt2" : "Llama"); });
+INSTANTIATE_TEST_SUITE_P(Family, ScoreHeadTest, kFamilies, FamilyName);
 
 TEST_P(ScoreHeadTest, LoraTrainsTheHeadAndDisablingRestoresTheBase) {
   CausalLM m = MakeScoreModel(GetParam());

@@ -80,6 +80,19 @@ class TrainerTest : public ::testing::Test {
     return counts;
   }
 
+  // The accuracy over the pairs of `path` whose contrast is not `skip`, pooled from the per-contrast metrics
+  // `<prefix>/contrast/<c>`.
+  static double PooledAccuracy(const Metrics& eval, const std::string& prefix, const std::string& path,
+                               const std::string& skip = "") {
+    double right = 0, count = 0;
+    for (const auto& [contrast, n] : ContrastCounts(path)) {
+      if (contrast == skip) continue;
+      right += n * eval.at(prefix + "/contrast/" + contrast);
+      count += n;
+    }
+    return right / count;
+  }
+
   static std::string* data_;
   static absl::Status* setup_;
 };
@@ -176,15 +189,8 @@ TEST_F(TrainerTest, RewardModelLearnsThePreferences) {
   // "wrong_answer" contrast) need arithmetic that a model this small does not learn (measured: 0.5-0.7); every other
   // preference (safety, false refusal, style) it must rank right at least 90% of the time (measured: 0.955).
   EXPECT_GT(r->eval.at("eval/rm/accuracy"), 0.75);
-  auto pairs = ContrastCounts(spec.data.eval);
-  ASSERT_EQ(pairs.size(), 4u);
-  double right = 0, count = 0;
-  for (const auto& [contrast, n] : pairs) {
-    if (contrast == "wrong_answer") continue;
-    right += n * r->eval.at("eval/rm/accuracy/contrast/" + contrast);
-    count += n;
-  }
-  EXPECT_GE(right / count, 0.9) << right << " of " << count;
+  ASSERT_EQ(ContrastCounts(spec.data.eval).size(), 4u);
+  EXPECT_GE(PooledAccuracy(r->eval, "eval/rm/accuracy", spec.data.eval, "wrong_answer"), 0.9);
   auto loaded = LoadModelDir(r->final_dir);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_EQ(loaded->config.architecture, "LlamaForSequenceClassification");
@@ -227,12 +233,8 @@ TEST_F(TrainerTest, DpoRaisesMarginsOnHeldOutPairs) {
   EXPECT_GT(r->eval.at("eval/rewards/margins"), 0.1);
   EXPECT_GT(r->eval.at("eval/rewards/accuracies"), 0.6);
   // And per kind and contrast of pair; the pairs of the four contrasts make up the whole accuracy.
-  double pooled = 0, n = 0;
-  for (const auto& [contrast, count] : ContrastCounts(spec.data.eval)) {
-    pooled += count * r->eval.at("eval/rewards/accuracies/contrast/" + contrast);
-    n += count;
-  }
-  EXPECT_NEAR(pooled / n, r->eval.at("eval/rewards/accuracies"), 1e-9);
+  EXPECT_NEAR(PooledAccuracy(r->eval, "eval/rewards/accuracies", spec.data.eval), r->eval.at("eval/rewards/accuracies"),
+              1e-9);
   EXPECT_TRUE(r->eval.count("eval/rewards/accuracies/harmful")) << "no accuracy for the harmful kind";
 }
 
