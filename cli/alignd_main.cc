@@ -22,7 +22,7 @@ commands:
   reward    serve alignd.v1.Reward with weighted rule scorers and/or a reward model (--listen=HOST:PORT, weights)
   worker    register with a coordinator and run learner/rollout/reward assignments (--coordinator --roles)
   local     a coordinator and workers in one process on loopback, SQLite under --dir (the embedded default)
-  version   print the version
+  version   print alignd's and LibTorch's versions, CUDA/NCCL compiled in, and the devices found
 )";
 
 }  // namespace
@@ -40,8 +40,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (command == "version" || command == "--version") {
-    std::cout << "alignd 0.1.0\n";
-    return 0;
+    return alignd::cli::RunVersion(args, std::cout, std::cerr);
   }
   if (command == "init") return alignd::cli::RunInit(args, std::cout, std::cerr);
   if (command == "train") return alignd::cli::RunTrain(args, std::cout, std::cerr);

@@ -12,6 +12,7 @@
 #include "absl/synchronization/notification.h"
 #include "cli/commands.h"
 #include "common/file_util.h"
+#include "common/device.h"
 #include "common/flags.h"
 #include "common/status.h"
 #include "coordinator/address.h"
@@ -20,17 +21,6 @@
 
 namespace alignd::cli {
 namespace {
-
-absl::StatusOr<v1::DeviceKind> ParseDevice(const std::string& device) {
-  if (device == "cpu") return v1::DEVICE_KIND_CPU;
-  if (device == "cuda") {
-    if (!torch::cuda::is_available()) {
-      return absl::FailedPreconditionError("--device=cuda: this LibTorch build sees no CUDA device");
-    }
-    return v1::DEVICE_KIND_CUDA;
-  }
-  return absl::InvalidArgumentError(absl::StrCat("--device must be cpu or cuda, got \"", device, "\""));
-}
 
 absl::StatusOr<uint16_t> Port(const FlagSet& flags, const std::string& name) {
   const int64_t p = flags.GetInt(name);
@@ -44,8 +34,8 @@ int ServeWorker(const Args& args, std::ostream& out, std::ostream& err, absl::No
   flags.String("token", "", "bearer token with the worker role", "ALIGND_TOKEN");
   flags.String("tls-ca", "", "PEM CA bundle to verify the coordinator with: use TLS", "ALIGND_TLS_CA");
   flags.String("roles", "learner,rollout,reward", "comma-separated roles this worker takes (one job at a time)");
-  flags.String("device", "cpu", "cpu or cuda");
-  flags.Int("device-count", 0, "devices of that kind this worker offers (cuda)");
+  flags.String("device", "cpu", "cpu, cuda or cuda:N: where this worker's jobs run (FAILED_PRECONDITION without a GPU)");
+  flags.Int("device-count", 0, "GPUs this worker advertises (cuda; 0: 1)");
   flags.String("listen", "127.0.0.1:0", "address of this worker's own Rollout/Reward server (port 0: any free)");
   flags.String("advertise-host", "127.0.0.1", "host that other workers reach this worker at");
   flags.Int("group-port", 0, "port kept for the learners' rendezvous store when learner rank 0 (0: any free)");
@@ -61,10 +51,12 @@ int ServeWorker(const Args& args, std::ostream& out, std::ostream& err, absl::No
   auto roles = worker::ParseRoles(flags.GetString("roles"));
   if (!roles.ok()) return ReportError(roles.status(), err);
   o.roles = *roles;
-  auto device = ParseDevice(flags.GetString("device"));
+  auto device = ResolveDevice(flags.GetString("device"), "--device");
   if (!device.ok()) return ReportError(device.status(), err);
-  o.device = *device;
+  o.device = device->is_cuda() ? v1::DEVICE_KIND_CUDA : v1::DEVICE_KIND_CPU;
+  o.torch_device = *device;
   o.device_count = static_cast<uint32_t>(std::max<int64_t>(0, flags.GetInt("device-count")));
+  if (device->is_cuda() && o.device_count == 0) o.device_count = 1;
   o.coordinator = flags.GetString("coordinator");
   o.token = flags.GetString("token");
   o.listen = flags.GetString("listen");
@@ -106,6 +98,7 @@ int ServeLocal(const Args& args, std::ostream& out, std::ostream& err, absl::Not
   flags.String("listen", "127.0.0.1:7070", "loopback address of the coordinator (port 0: any free)");
   flags.Int("threads", 0, "intra-op threads for jobs that do not set `threads` (0: the cores available)");
   flags.Int("lease-ttl-ms", 10000, "a worker silent for this long is dead and its job restarts");
+  flags.String("device", "cpu", "cpu, cuda or cuda:N: every worker's device (cuda: they share that one GPU)");
   if (auto code = ParseFlags(flags, args,
                              "Runs a coordinator and workers in this one process on loopback, with SQLite under "
                              "--dir; alignctl talks to it like to any cluster. Stops on SIGINT/SIGTERM.",
@@ -125,6 +118,8 @@ int ServeLocal(const Args& args, std::ostream& out, std::ostream& err, absl::Not
     err << "error: --lease-ttl-ms must be at least 100\n";
     return 2;
   }
+  absl::StatusOr<torch::Device> device = ResolveDevice(flags.GetString("device"), "--device");
+  if (!device.ok()) return ReportError(device.status(), err);
   absl::Status made = MakeDirs(flags.GetString("dir"));
   if (!made.ok()) return ReportError(made, err);
   coordinator::CoordinatorServer::Options co;
@@ -143,6 +138,9 @@ int ServeLocal(const Args& args, std::ostream& out, std::ostream& err, absl::Not
       o.coordinator = address;
       o.roles = {role};
       o.threads = static_cast<int>(flags.GetInt("threads"));
+      o.device = device->is_cuda() ? v1::DEVICE_KIND_CUDA : v1::DEVICE_KIND_CPU;
+      o.device_count = device->is_cuda() ? 1 : 0;
+      o.torch_device = *device;
       ASSIGN_OR_RETURN(auto node, worker::WorkerNode::Start(o));
       nodes.push_back(std::move(node));
     }

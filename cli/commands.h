@@ -18,6 +18,11 @@ namespace alignd::cli {
 
 using Args = std::vector<std::string>;
 
+inline constexpr char kAligndVersion[] = "0.2.0";
+
+// `alignd version`: alignd's version, LibTorch's, CUDA and NCCL compiled in (with versions) and the devices found.
+int RunVersion(const Args& args, std::ostream& out, std::ostream& err);
+
 // `alignd eval --model DIR --data FILE.jsonl --metrics perplexity`: prints one JSON object.
 int RunEval(const Args& args, std::ostream& out, std::ostream& err);
 

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cli/commands.h"
+#include "common/device.h"
 #include "common/dataset.h"
 #include "common/file_util.h"
 #include "common/flags.h"
@@ -93,7 +94,10 @@ absl::StatusOr<Json> Generate(const FlagSet& flags) {
   const std::string model_dir = flags.GetString("model"), prompts_path = flags.GetString("prompts"),
                     out_path = flags.GetString("out");
   ASSIGN_OR_RETURN(std::vector<PromptRecord> records, ReadPrompts(prompts_path));
-  ASSIGN_OR_RETURN(LoadedModel loaded, LoadModelDir(model_dir));
+  ASSIGN_OR_RETURN(torch::Device device, ResolveDevice(flags.GetString("device"), "--device"));
+  LoadOptions load;
+  load.device = device;
+  ASSIGN_OR_RETURN(LoadedModel loaded, LoadModelDir(model_dir, load));
   ASSIGN_OR_RETURN(rollout::SamplingParams params, ParamsFromFlags(flags, loaded.generation));
   // A PEFT adapter folder (LoRA or bottleneck adapters, as alignd train writes to adapter/ or PEFT saves) on the base.
   std::unique_ptr<PeftModel> adapter;
@@ -187,6 +191,7 @@ int RunGenerate(const Args& args, std::ostream& out, std::ostream& err) {
   flags.String("template", "chatml", "chat template for the prompts: chatml, llama3, plain or raw");
   flags.String("adapter", "", "PEFT adapter folder (adapter_config.json + adapter_model.safetensors) applied to --model");
   flags.Int("batch_size", 8, "rows (prompts x n) decoded together");
+  flags.String("device", "cpu", "cpu, cuda or cuda:N");
   flags.Int("threads", AvailableCores(), "intra-op threads (default: the cores available)");
   absl::Status parsed = flags.Parse(NormaliseFlagNames(args));
   if (!parsed.ok()) {

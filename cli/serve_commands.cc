@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/device.h"
 #include "common/flags.h"
 #include "common/status.h"
 #include "common/hf_model.h"
@@ -49,6 +50,7 @@ int ServeRollout(const Args& args, std::ostream& out, std::ostream& err, const s
   flags.String("model", "", "HF model folder to generate with");
   flags.String("listen", "127.0.0.1:7071", "address to serve alignd.v1.Rollout on (port 0: any free port)");
   flags.String("chat-template", "chatml", "template string prompts are rendered with");
+  flags.String("device", "cpu", "cpu, cuda or cuda:N: where the model generates");
   flags.Int("max-batch-rows", 64, "rows (prompts x n) decoded together at most");
   flags.Int("max-request-rows", 1024, "rows one Generate call may ask for");
   flags.String("adapters", "", "named PEFT adapters served on the base, NAME=DIR[,NAME=DIR...]; a request picks one "
@@ -64,7 +66,11 @@ int ServeRollout(const Args& args, std::ostream& out, std::ostream& err, const s
     err << "error: --max-message-bytes must be in [1024, 1073741824]\n";
     return 2;
   }
-  absl::StatusOr<LoadedModel> model = LoadModelDir(flags.GetString("model"));
+  absl::StatusOr<torch::Device> device = ResolveDevice(flags.GetString("device"), "--device");
+  if (!device.ok()) return ReportError(device.status(), err);
+  LoadOptions load;
+  load.device = *device;
+  absl::StatusOr<LoadedModel> model = LoadModelDir(flags.GetString("model"), load);
   if (!model.ok()) return ReportError(model.status(), err);
   if (model->tokenizer == nullptr) {
     return ReportError(absl::InvalidArgumentError(absl::StrCat(flags.GetString("model"), ": no tokenizer")), err);
@@ -108,6 +114,7 @@ int ServeReward(const Args& args, std::ostream& out, std::ostream& err, const st
   flags.String("reward-model", "", "HF folder of a reward model (score head)");
   flags.Double("reward-model-weight", 1, "weight of the reward model's score");
   flags.String("chat-template", "chatml", "template the reward model reads prompt + response with");
+  flags.String("device", "cpu", "cpu, cuda or cuda:N: where the reward model runs");
   flags.Int("max-queued-requests", 16, "requests waiting at most; more are answered RESOURCE_EXHAUSTED");
   flags.Int("max-request-items", 1024, "items in one request at most (INVALID_ARGUMENT above)");
   flags.Int("max-batch-items", 64, "items scored together at most when grouping requests");
@@ -124,6 +131,7 @@ int ServeReward(const Args& args, std::ostream& out, std::ostream& err, const st
   config.reward_model = flags.GetString("reward-model");
   config.reward_model_weight = flags.GetDouble("reward-model-weight");
   config.chat_template = flags.GetString("chat-template");
+  config.device = flags.GetString("device");
   auto scorers = reward::MakeScorers(config);
   if (!scorers.ok()) {
     ReportError(scorers.status(), err);

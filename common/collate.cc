@@ -11,10 +11,11 @@ namespace alignd {
 namespace {
 
 // A [B, T] int64 CPU tensor from row-major values.
-at::Tensor ToTensor(std::vector<int64_t> values, int64_t rows, int64_t cols) {
+// A [B, T] int64 tensor on `device` from row-major values (filled on the CPU, copied once to a GPU).
+at::Tensor ToTensor(std::vector<int64_t> values, int64_t rows, int64_t cols, at::Device device) {
   at::Tensor t = at::empty({rows, cols}, at::TensorOptions().dtype(at::kLong));
   std::copy(values.begin(), values.end(), t.data_ptr<int64_t>());
-  return t;
+  return t.to(device);
 }
 
 absl::Status CheckExample(const TokenizedExample& ex, size_t index) {
@@ -62,10 +63,10 @@ absl::StatusOr<Batch> Collate(const std::vector<TokenizedExample>& examples, con
   }
   try {
     Batch batch;
-    batch.input_ids = ToTensor(std::move(ids), rows, cols);
-    batch.attention_mask = ToTensor(std::move(mask), rows, cols);
-    batch.labels = ToTensor(std::move(labels), rows, cols);
-    batch.position_ids = ToTensor(std::move(positions), rows, cols);
+    batch.input_ids = ToTensor(std::move(ids), rows, cols, options.device);
+    batch.attention_mask = ToTensor(std::move(mask), rows, cols, options.device);
+    batch.labels = ToTensor(std::move(labels), rows, cols, options.device);
+    batch.position_ids = ToTensor(std::move(positions), rows, cols, options.device);
     return batch;
   } catch (const c10::Error& e) {
     return absl::ResourceExhaustedError(absl::StrCat("cannot allocate a ", rows, "x", cols, " batch: ",

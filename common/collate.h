@@ -33,6 +33,7 @@ struct CollateOptions {
   int64_t pad_id = 0;
   PaddingSide padding_side = PaddingSide::kRight;  // right for training, left for generation
   int64_t pad_to_multiple_of = 1;                  // T is rounded up to a multiple of this
+  at::Device device = at::kCPU;                    // where the batch's tensors are made (the model's device)
 };
 
 // Pads `examples` to their longest length. INVALID_ARGUMENT when there are none, when one is empty, when a loss_mask

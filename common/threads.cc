@@ -29,15 +29,17 @@ void PreferPassiveOpenMpWait(char** argv) {
 }
 
 int SetBlasThreads(int threads) {
-  // Looked up at run time: LibTorch links the BLAS that Debian's alternatives pick (libblas.so.3), and only
-  // OpenBLAS has these.
   using SetFn = void (*)(int);
   using GetFn = int (*)();
   auto set = reinterpret_cast<SetFn>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
   auto get = reinterpret_cast<GetFn>(::dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
-  if (set == nullptr || get == nullptr) return 0;
-  if (threads > 0) set(threads);
-  return get();
+  if (set != nullptr && get != nullptr) {
+    if (threads > 0) set(threads);
+    return get();
+  }
+  // MKL (inside the wheel's libtorch_cpu): at::set_num_threads already set it; report what it will use.
+  auto mkl_get = reinterpret_cast<GetFn>(::dlsym(RTLD_DEFAULT, "mkl_get_max_threads"));
+  return mkl_get != nullptr ? mkl_get() : 0;
 }
 
 bool CpuHasBf16Matmul() {

@@ -15,11 +15,11 @@ int AvailableCores();
 // a value the user set is kept. If the re-execution fails the process carries on as it is.
 void PreferPassiveOpenMpWait(char** argv);
 
-// OpenBLAS, which runs LibTorch's float32 matrix products here, keeps a thread pool of its own that
-// at::set_num_threads does not size: it starts with every core (or OPENBLAS_NUM_THREADS). SetComputeThreads
-// (common/compute_threads.h) calls both with the same count, so that a learner and a rollout engine sharing one
-// machine (or one `alignd local` process) each stay on the cores they were given. Does nothing when the
-// BLAS in the process is not OpenBLAS. Returns the count OpenBLAS reports afterwards, or 0 without OpenBLAS.
+// The BLAS that runs LibTorch's float32 matrix products must stay on the cores a role was given. The PyPI wheel's
+// LibTorch carries MKL, whose count at::set_num_threads sets itself; an OpenBLAS in the process (a LibTorch built
+// against the system BLAS) keeps a pool of its own that at::set_num_threads does not size, so this sets it. Both are
+// looked up at run time. SetComputeThreads (common/compute_threads.h) calls at::set_num_threads and this with the
+// same count. `threads` 0 only reads. Returns the count the BLAS reports afterwards, or 0 when neither is loaded.
 int SetBlasThreads(int threads);
 
 // Whether this CPU has bf16 matrix instructions (AVX512-BF16 or AMX-BF16, from /proc/cpuinfo), with which LibTorch's

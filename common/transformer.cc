@@ -2,6 +2,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/autocast_mode.h>
+#include <ATen/ops/scaled_dot_product_attention.h>
 #include <torch/nn/init.h>
 
 #include <algorithm>
@@ -76,21 +77,28 @@ Tensor ProjectionImpl::forward(const Tensor& x) {
   return y;
 }
 
-// Scaled dot-product attention over [B, heads, T, D] queries and [B, kv_heads, S, D] keys/values with an additive
-// mask [B, 1, T, S]; kv heads are shared by heads / kv_heads consecutive query heads (GQA). Returns [B, T, heads * D].
-// For GQA the query heads of a group are stacked as rows of one matrix against their shared keys and values, which
-// computes the same dot products as repeating the keys and values per head without copying them at every step.
-Tensor Attend(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask) {
+// The additive form of `allowed` ([B, 1, T, S] bool) in `dtype`: 0 where a key is visible, the dtype's lowest finite
+// value where it is hidden (not -inf, so that a query with every key hidden, a left-padding position, stays finite
+// as in Hugging Face instead of turning the whole row, and every sum over it, into NaN).
+Tensor AdditiveMask(const Tensor& allowed, torch::ScalarType dtype) {
+  double lowest = dtype == torch::kDouble ? std::numeric_limits<double>::lowest()
+                  : dtype == torch::kHalf ? -65504.0
+                  : dtype == torch::kBFloat16 ? -3.3895313892515355e38
+                                              : static_cast<double>(std::numeric_limits<float>::lowest());
+  auto opts = torch::TensorOptions().dtype(dtype).device(allowed.device());
+  return torch::where(allowed, torch::zeros({}, opts), torch::full({}, lowest, opts));
+}
+
+// Scaled dot-product attention over [B, heads, T, D] queries and [B, kv_heads, S, D] keys/values where `allowed`
+// [B, 1, T, S] says which keys each query sees; kv heads are shared by heads / kv_heads consecutive query heads (GQA,
+// Hugging Face's repeat_kv order). Returns [B, T, heads * D]. at::scaled_dot_product_attention picks the kernel:
+// FlashAttention or memory-efficient attention on CUDA, a fused kernel or the math path on the CPU.
+Tensor Attend(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& allowed) {
   const int64_t b = q.size(0), heads = q.size(1), t = q.size(2), d = q.size(3);
-  const int64_t kv_heads = k.size(1), s = k.size(2);
-  const int64_t rep = heads / kv_heads;
-  Tensor qg = rep == 1 ? q : q.reshape({b, kv_heads, rep * t, d});
-  Tensor scores = torch::matmul(qg, k.transpose(-1, -2)).view({b, heads, t, s}) *
-                  (1.0 / std::sqrt(static_cast<double>(d)));
-  scores = scores + mask;
-  Tensor probs = torch::softmax(scores, -1, AtLeastFloat(q.scalar_type())).to(q.scalar_type());
-  if (rep != 1) probs = probs.view({b, kv_heads, rep * t, s});
-  return torch::matmul(probs, v).view({b, heads, t, d}).transpose(1, 2).reshape({b, t, heads * d});
+  const bool gqa = heads != k.size(1);
+  Tensor out = at::scaled_dot_product_attention(q, k, v, AdditiveMask(allowed, q.scalar_type()), /*dropout_p=*/0.0,
+                                                /*is_causal=*/false, /*scale=*/std::nullopt, /*enable_gqa=*/gqa);
+  return out.transpose(1, 2).reshape({b, t, heads * d});
 }
 
 // Writes `x` [B, H, T, D] after the `past` positions of `cached` (a cache entry: [B, H, past, D]) and returns the
@@ -152,22 +160,15 @@ Tensor RotateHalf(const Tensor& x) {
   return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
 }
 
-// The additive attention mask [B, 1, T, S] for T new queries after `past` cached positions: causal, and keys where
-// attention_mask is 0 are hidden. Masked entries hold the dtype's lowest finite value (not -inf) so that a query with
-// every key masked (a padding position) stays finite, as in Hugging Face.
-Tensor BuildMask(const Tensor& attention_mask, int64_t t, int64_t past, torch::ScalarType dtype) {
+// Which keys each of T new queries after `past` cached positions sees, [B, 1, T, S] bool: causal, and keys where
+// attention_mask is 0 are hidden.
+Tensor BuildMask(const Tensor& attention_mask, int64_t t, int64_t past) {
   const int64_t s = past + t;
   auto dev = attention_mask.device();
   Tensor q_pos = torch::arange(past, s, torch::TensorOptions().dtype(torch::kLong).device(dev)).unsqueeze(1);
   Tensor k_pos = torch::arange(0, s, torch::TensorOptions().dtype(torch::kLong).device(dev)).unsqueeze(0);
   Tensor allowed = (k_pos <= q_pos).unsqueeze(0).unsqueeze(0);                 // [1, 1, T, S]
-  allowed = allowed & attention_mask.to(torch::kBool).unsqueeze(1).unsqueeze(1);  // [B, 1, T, S]
-  double lowest = dtype == torch::kDouble ? std::numeric_limits<double>::lowest()
-                  : dtype == torch::kHalf ? -65504.0
-                  : dtype == torch::kBFloat16 ? -3.3895313892515355e38
-                                              : static_cast<double>(std::numeric_limits<float>::lowest());
-  auto opts = torch::TensorOptions().dtype(dtype).device(dev);
-  return torch::where(allowed, torch::zeros({}, opts), torch::full({}, lowest, opts));
+  return allowed & attention_mask.to(torch::kBool).unsqueeze(1).unsqueeze(1);  // [B, 1, T, S]
 }
 
 torch::nn::Linear MakeLinear(int64_t in, int64_t out, bool bias) {
@@ -392,9 +393,9 @@ ModelOutput CausalLMImpl::forward(const Tensor& input_ids, const Tensor& attenti
   TORCH_CHECK(mask.dim() == 2 && mask.size(0) == b && mask.size(1) == past + t,
               "attention_mask must be [batch, past + new] = [", b, ", ", past + t, "], got ", mask.sizes());
   Tensor positions = position_ids.defined() ? position_ids : PositionIdsFromMask(mask, t);
-  Tensor additive = BuildMask(mask, t, past, body_->embedding().scalar_type());
+  Tensor allowed = BuildMask(mask, t, past);
   ModelOutput out;
-  out.hidden = body_->Run(input_ids, additive, positions, cache);
+  out.hidden = body_->Run(input_ids, allowed, positions, cache);
   if (score_) {
     out.logits = score_->forward(out.hidden);
   } else if (lm_head_) {
@@ -404,7 +405,7 @@ ModelOutput CausalLMImpl::forward(const Tensor& input_ids, const Tensor& attenti
   }
   // Under autocast the head's product comes out in bfloat16; losses, rewards and sampling read float32 logits, as
   // Hugging Face's models hand back (`logits.float()`). Without autocast the model's own dtype is kept.
-  if ((at::autocast::is_cpu_enabled() || at::autocast::is_enabled()) && out.logits.scalar_type() != torch::kFloat64) {
+  if ((at::autocast::is_autocast_enabled(at::kCPU) || at::autocast::is_autocast_enabled(at::kCUDA)) && out.logits.scalar_type() != torch::kFloat64) {
     out.logits = out.logits.to(torch::kFloat);
   }
   return out;

@@ -157,6 +157,15 @@ class CausalLMImpl : public torch::nn::Module {
 };
 TORCH_MODULE(CausalLM);
 
+// The attention core, exposed for its tests. BuildMask: which keys each of `t` new queries after `past` cached
+// positions sees, [B, 1, t, past + t] bool (causal, and keys where attention_mask [B, past + t] is 0 hidden).
+// Attend: at::scaled_dot_product_attention of [B, heads, T, D] queries over [B, kv_heads, S, D] keys and values
+// (GQA: consecutive query heads share a kv head) where `allowed` says so; [B, T, heads * D]. A query that sees no key
+// (left padding) gets a finite output.
+torch::Tensor BuildMask(const torch::Tensor& attention_mask, int64_t t, int64_t past);
+torch::Tensor Attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                     const torch::Tensor& allowed);
+
 }  // namespace alignd
 
 #endif  // ALIGND_COMMON_TRANSFORMER_H_

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/device.h"
 #include "common/collate.h"
 #include "common/example_tokenizer.h"
 #include "common/hf_model.h"
@@ -29,17 +30,18 @@ class RewardModelScorer : public Scorer {
     }
     CollateOptions co;
     co.pad_id = model_.tokenizer->pad_id().value_or(0);
+    co.device = model_.model->parameters().front().device();
     ASSIGN_OR_RETURN(Batch b, Collate(examples, co));
     try {
       torch::NoGradGuard no_grad;
       torch::Tensor scores =
           model_.model->forward(b.input_ids, b.attention_mask, b.position_ids).logits.select(2, 0);
       torch::Tensor last = b.attention_mask.sum(1) - 1;
-      torch::Tensor s = scores.gather(1, last.unsqueeze(1)).squeeze(1).to(torch::kDouble).contiguous();
+      torch::Tensor s = scores.gather(1, last.unsqueeze(1)).squeeze(1).to(torch::kCPU, torch::kDouble).contiguous();
       const double* p = s.data_ptr<double>();
       return std::vector<double>(p, p + s.numel());
     } catch (const c10::Error& e) {
-      return absl::InternalError(absl::StrCat("reward model: ", e.what_without_backtrace()));
+      return TorchErrorStatus(e, "reward model");
     }
   }
 
@@ -51,8 +53,11 @@ class RewardModelScorer : public Scorer {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Scorer>> MakeRewardModelScorer(const std::string& model_dir,
-                                                               const std::string& chat_template) {
-  ASSIGN_OR_RETURN(LoadedModel model, LoadModelDir(model_dir));
+                                                               const std::string& chat_template,
+                                                               c10::Device device) {
+  LoadOptions load;
+  load.device = device;
+  ASSIGN_OR_RETURN(LoadedModel model, LoadModelDir(model_dir, load));
   if (model.config.head != HeadKind::kScore) {
     return absl::InvalidArgumentError(absl::StrCat("reward model: ", model_dir, " has no score head"));
   }

@@ -7,6 +7,8 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include <c10/core/Device.h>
+
 #include "reward/scorers.h"
 
 namespace alignd::reward {
@@ -14,8 +16,10 @@ namespace alignd::reward {
 // Loads `model_dir` (common/hf_model.h LoadModelDir). NOT_FOUND / INVALID_ARGUMENT from loading; INVALID_ARGUMENT
 // for a model without a score head or without a tokenizer, or an unknown `chat_template`. Scoring a batch that
 // fails in LibTorch answers INTERNAL.
+// The model and every batch live on `device`.
 absl::StatusOr<std::unique_ptr<Scorer>> MakeRewardModelScorer(const std::string& model_dir,
-                                                               const std::string& chat_template = "chatml");
+                                                               const std::string& chat_template = "chatml",
+                                                               c10::Device device = c10::kCPU);
 
 }  // namespace alignd::reward
 

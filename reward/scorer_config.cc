@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/device.h"
 #include "common/status.h"
 #include "reward/model_scorer.h"
 
@@ -31,7 +32,9 @@ absl::StatusOr<std::vector<WeightedScorer>> MakeScorers(const ScorerConfig& conf
     out.push_back({"repetition", config.repetition_weight, std::move(s)});
   }
   if (!config.reward_model.empty()) {
-    ASSIGN_OR_RETURN(std::unique_ptr<Scorer> s, MakeRewardModelScorer(config.reward_model, config.chat_template));
+    ASSIGN_OR_RETURN(torch::Device device, ResolveDevice(config.device, "device"));
+    ASSIGN_OR_RETURN(std::unique_ptr<Scorer> s,
+                     MakeRewardModelScorer(config.reward_model, config.chat_template, device));
     out.push_back({"reward_model", config.reward_model_weight, std::move(s)});
   }
   if (out.empty()) return absl::InvalidArgumentError("reward scorers: none enabled (every weight is 0)");

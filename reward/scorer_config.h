@@ -25,6 +25,7 @@ struct ScorerConfig {
   std::string reward_model;              // ("reward_model") an HF folder with a score head
   double reward_model_weight = 1.0;
   std::string chat_template = "chatml";  // for the reward model
+  std::string device = "cpu";            // the reward model's: cpu, cuda or cuda:N (common/device.h ResolveDevice)
 };
 
 // The configured scorers, in the order above. INVALID_ARGUMENT when none is enabled, a weight is not finite, or a

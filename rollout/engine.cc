@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/device.h"
 #include "common/peft.h"
 #include "common/status.h"
 #include "rollout/decode.h"
@@ -180,7 +181,7 @@ absl::StatusOr<std::vector<Sample>> Engine::Generate(const std::vector<std::vect
       ++local_stats.batches;
     }
   } catch (const c10::Error& e) {
-    return absl::InternalError(absl::StrCat("generation failed: ", e.what_without_backtrace()));
+    return TorchErrorStatus(e, "generation");
   }
   if (stats != nullptr) *stats = local_stats;
   return samples;

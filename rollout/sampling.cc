@@ -58,8 +58,12 @@ at::Tensor SamplingLogProbs(const at::Tensor& logits, double temperature, int64_
   if (top_p < 1) {
     auto [sorted, order] = lp.sort(-1, /*descending=*/true);
     at::Tensor probs = sorted.exp();
-    // A token is dropped when the tokens more likely than it already reach top_p; the first one never is.
-    at::Tensor drop_sorted = (probs.cumsum(-1) - probs) >= top_p;
+    // A token is dropped when the tokens more likely than it already reach top_p; the first one never is. "Reach"
+    // allows a relative 1e-6: the float32 probabilities and their running sum carry rounding (~1e-7) that depends on
+    // the CPU's exp and sum kernels, and a nucleus that sums to exactly top_p must not be in on one machine and out
+    // on another.
+    at::Tensor drop_sorted = (probs.cumsum(-1) - probs) >= top_p * (1 - 1e-6);
+    drop_sorted.select(-1, 0).fill_(false);
     at::Tensor drop = at::zeros_like(drop_sorted).scatter(-1, order, drop_sorted);
     lp = at::log_softmax(lp.masked_fill(drop, neg_inf), -1);
   }

@@ -1,7 +1,7 @@
-// Weight broadcast over a c10d Gloo process group on TCP (loopback or a cluster network): learner rank 0 sends a
-// weight version's manifest and flat buckets to every rollout rank in a few large collectives; receivers then verify
-// and swap with ApplyWeightUpdate (rollout/weight_update.h). NCCL would take Gloo's place where CUDA is; Debian's
-// LibTorch is CPU-only.
+// Weight broadcast over a c10d process group (rollout/process_group.h): learner rank 0 sends a weight version's
+// manifest and flat buckets to every rollout rank in a few large collectives; receivers then verify and swap with
+// ApplyWeightUpdate (rollout/weight_update.h). Gloo over TCP (loopback or a cluster network) on the CPU; NCCL when the
+// members are on CUDA, the host buckets staged through the device (the checksum is over the host bytes).
 //
 // Wire order of one version: int64 manifest length, the serialised manifest (uint8), then one uint8 broadcast per
 // bucket, all rooted at rank 0. The sender queues every bucket at once; the receiver keeps one bucket queued ahead
@@ -15,6 +15,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+
+#include <c10/core/Device.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -31,6 +33,7 @@ class WeightBroadcastGroup : public WeightSource {
     int rank = 0;                    // 0 sends; 1..world_size-1 receive
     int world_size = 2;              // >= 2
     absl::Duration timeout = absl::Seconds(60);  // rendezvous and each collective
+    c10::Device device = c10::kCPU;  // this member's device; every member's must be of one kind (CUDA: NCCL)
   };
 
   // Opens the rendezvous store (rank 0 serves it) without waiting for the other ranks. INVALID_ARGUMENT for a bad
@@ -42,7 +45,7 @@ class WeightBroadcastGroup : public WeightSource {
   uint16_t port() const;
   int rank() const { return options_.rank; }
 
-  // Forms the Gloo group; blocks until every rank has joined. UNAVAILABLE (with LibTorch's message) on timeout or a
+  // Forms the group; blocks until every rank has joined. UNAVAILABLE (with LibTorch's message) on timeout or a
   // network failure. Must precede Send/Receive.
   absl::Status Join();
 

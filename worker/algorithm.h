@@ -36,6 +36,8 @@ struct TrainContext {
   LearnerGroup* group = nullptr;
   // Where a distributed job's rollout workers and reward servers are (not owned); null in-process.
   const RemoteServices* remote = nullptr;
+  // Where the model is; objectives make their batches and loss tensors here and read results back to the CPU.
+  torch::Device device = torch::kCPU;
 };
 
 // Clips the accumulated gradients, takes one optimiser step and zeroes the gradients. Returns the gradient norm

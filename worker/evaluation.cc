@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/device.h"
 #include "common/status.h"
 #include "common/synth.h"
 #include "reward/scorers.h"
@@ -216,7 +217,7 @@ absl::StatusOr<GenerationEvalResult> EvaluateGeneration(const std::vector<Record
   try {
     return Evaluate(records, models, options);
   } catch (const c10::Error& e) {
-    return absl::InternalError(absl::StrCat("evaluation: ", e.what_without_backtrace()));
+    return TorchErrorStatus(e, "evaluation");
   }
 }
 

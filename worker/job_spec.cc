@@ -225,7 +225,17 @@ absl::Status ParsePpo(MapReader& r, PpoSpec* p) {
 
 absl::Status ParseTop(MapReader& r, JobSpec* spec) {
   RETURN_IF_ERROR(r.CheckMap());
-  r.Ignore("resources");  // the gang a coordinator places (coordinator/job_validation.h); one process here
+  // `resources` is the gang a coordinator places (coordinator/job_validation.h validates all of it); in one process
+  // only its device matters.
+  r.Ignore("resources");
+  if (const YAML::Node resources = r.node()["resources"];
+      resources.IsDefined() && resources.IsMap() && resources["device"].IsDefined()) {
+    const YAML::Node device = resources["device"];
+    spec->device = device.IsScalar() ? device.Scalar() : "";
+    if (spec->device != "cpu" && spec->device != "cuda") {
+      return r.Error(device, "resources.device", absl::StrCat("must be cpu or cuda, got \"", spec->device, "\""));
+    }
+  }
   RETURN_IF_ERROR(r.Get("name", &spec->name));
   RETURN_IF_ERROR(Require(r, "name", !spec->name.empty(), "is required"));
   std::string algorithm = "sft";

@@ -116,6 +116,7 @@ struct JobSpec {
   std::string output_dir;           // default runs/<name>
   uint64_t seed = 1;
   int64_t threads = 0;              // 0: the cores available
+  std::string device = "cpu";       // resources.device: cpu or cuda (the learner's, rollout's and reward model's)
   ModelSpec model;
   DataSpec data;
   TrainSpec train;

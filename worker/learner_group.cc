@@ -7,13 +7,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
-#include "rollout/gloo_group.h"
+#include "rollout/process_group.h"
 
 namespace alignd::worker {
 
 struct LearnerGroup::Impl {
   c10::intrusive_ptr<c10d::TCPStore> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+  c10::intrusive_ptr<c10d::Backend> group;
 };
 
 namespace {
@@ -27,19 +27,23 @@ absl::Status Unavailable(absl::string_view what, const std::exception& e) {
   return absl::UnavailableError(absl::StrCat("learner group: ", what, ": ", e.what()));
 }
 
-void AllReduceSum(c10d::ProcessGroupGloo& group, torch::Tensor tensor, absl::Duration timeout) {
-  std::vector<torch::Tensor> tensors{std::move(tensor)};
+// Sums `tensor` over the ranks in place. A host tensor on a CUDA (NCCL) group travels through the device.
+void AllReduceSum(c10d::Backend& group, torch::Tensor tensor, c10::Device device, absl::Duration timeout) {
+  const c10::Device where = tensor.is_cuda() ? tensor.device() : device;
+  rollout::HostStaging staging(std::move(tensor), where);
   c10d::AllreduceOptions options;
   options.timeout = Millis(timeout);
-  group.allreduce(tensors, options)->wait();
+  group.allreduce(staging.tensors(), options)->wait();
+  staging.Finish();
 }
 
-void Broadcast(c10d::ProcessGroupGloo& group, torch::Tensor tensor, int root, absl::Duration timeout) {
-  std::vector<torch::Tensor> tensors{std::move(tensor)};
+void Broadcast(c10d::Backend& group, torch::Tensor tensor, int root, c10::Device device, absl::Duration timeout) {
+  rollout::HostStaging staging(std::move(tensor), device);
   c10d::BroadcastOptions options;
   options.rootRank = root;
   options.timeout = Millis(timeout);
-  group.broadcast(tensors, options)->wait();
+  group.broadcast(staging.tensors(), options)->wait();
+  staging.Finish();
 }
 
 // Consecutive runs of tensors of one dtype, each run at most kBucketBytes (a larger tensor is a bucket of its own).
@@ -68,16 +72,17 @@ absl::StatusOr<std::unique_ptr<LearnerGroup>> LearnerGroup::Create(Options optio
   if (options.world_size == 1 && options.rank == 0) {
     return std::unique_ptr<LearnerGroup>(new LearnerGroup(std::move(options), nullptr));
   }
-  rollout::GlooGroupOptions gloo_options;
-  gloo_options.host = options.host;
-  gloo_options.port = options.port;
-  gloo_options.rank = options.rank;
-  gloo_options.world_size = options.world_size;
-  gloo_options.timeout = options.timeout;
+  rollout::GroupOptions group_options;
+  group_options.host = options.host;
+  group_options.port = options.port;
+  group_options.rank = options.rank;
+  group_options.world_size = options.world_size;
+  group_options.timeout = options.timeout;
+  group_options.device = options.device;
   auto impl = std::make_unique<Impl>();
-  ASSIGN_OR_RETURN(impl->store, rollout::OpenStore(gloo_options, /*min_world=*/1, "learner group"));
+  ASSIGN_OR_RETURN(impl->store, rollout::OpenStore(group_options, /*min_world=*/1, "learner group"));
   if (options.rank == 0 && options.on_listening) options.on_listening(impl->store->getPort());
-  ASSIGN_OR_RETURN(impl->group, rollout::JoinGloo(impl->store, gloo_options, "learner group"));
+  ASSIGN_OR_RETURN(impl->group, rollout::JoinGroup(impl->store, group_options, "learner group"));
   try {
     // A rank's mesh can be complete before its peers' are; without this, a rank that returns and closes its group at
     // once (e.g. on a bad spec) would break a peer's rendezvous still in progress.
@@ -100,7 +105,7 @@ absl::Status LearnerGroup::AllReduceMeanGradients(const std::vector<torch::Tenso
     std::vector<int32_t> has(params.size(), 0);
     for (size_t i = 0; i < params.size(); ++i) has[i] = params[i].grad().defined() ? 1 : 0;
     AllReduceSum(*impl_->group, torch::from_blob(has.data(), {static_cast<int64_t>(has.size())}, torch::kInt32),
-                 options_.timeout);
+                 options_.device, options_.timeout);
     std::vector<torch::Tensor> grads;
     for (size_t i = 0; i < params.size(); ++i) {
       if (has[i] == 0) continue;
@@ -112,7 +117,7 @@ absl::Status LearnerGroup::AllReduceMeanGradients(const std::vector<torch::Tenso
       std::vector<torch::Tensor> flat_parts;
       for (const torch::Tensor& g : bucket) flat_parts.push_back(g.reshape({-1}));
       torch::Tensor flat = torch::cat(flat_parts);
-      AllReduceSum(*impl_->group, flat, options_.timeout);
+      AllReduceSum(*impl_->group, flat, options_.device, options_.timeout);  // on the gradients' device
       flat.div_(world);
       int64_t offset = 0;
       for (const torch::Tensor& g : bucket) {
@@ -130,7 +135,7 @@ absl::Status LearnerGroup::AllReduceMean(std::vector<double>* values) {
   if (!impl_ || values->empty()) return absl::OkStatus();
   try {
     torch::Tensor t = torch::from_blob(values->data(), {static_cast<int64_t>(values->size())}, torch::kDouble);
-    AllReduceSum(*impl_->group, t, options_.timeout);
+    AllReduceSum(*impl_->group, t, options_.device, options_.timeout);
     t.div_(static_cast<double>(options_.world_size));
     return absl::OkStatus();
   } catch (const std::exception& e) {
@@ -146,11 +151,12 @@ absl::Status LearnerGroup::BroadcastBytes(std::string* bytes, int root) {
   if (!impl_) return absl::OkStatus();
   try {
     torch::Tensor length = torch::tensor({static_cast<int64_t>(bytes->size())}, torch::kInt64);
-    Broadcast(*impl_->group, length, root, options_.timeout);
+    Broadcast(*impl_->group, length, root, options_.device, options_.timeout);
     const int64_t n = length.item<int64_t>();
     if (options_.rank != root) bytes->assign(static_cast<size_t>(n), '\0');
     if (n == 0) return absl::OkStatus();
-    Broadcast(*impl_->group, torch::from_blob(bytes->data(), {n}, torch::kUInt8), root, options_.timeout);
+    Broadcast(*impl_->group, torch::from_blob(bytes->data(), {n}, torch::kUInt8), root, options_.device,
+              options_.timeout);
     return absl::OkStatus();
   } catch (const std::exception& e) {
     return Unavailable(absl::StrCat("broadcast from rank ", root), e);

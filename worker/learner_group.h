@@ -1,6 +1,6 @@
 // A group of data-parallel learners: every rank runs the same training loop on its own shard of each step's batch,
-// and the ranks average their gradients (and step metrics) over a c10d Gloo process group on TCP, whose rendezvous
-// store rank 0 hosts. A group of one is valid and makes every collective a no-op, so the trainer needs no second path.
+// and the ranks average their gradients (and step metrics) over a c10d process group (Gloo on TCP; NCCL on CUDA),
+// whose rendezvous store rank 0 hosts. A group of one is valid and makes every collective a no-op, so the trainer needs no second path.
 //
 // Every collective must be called by every rank in the same order with matching arguments (the same parameter list,
 // the same number of values); a rank that skips one leaves the others waiting until Options::timeout.
@@ -37,6 +37,8 @@ class LearnerGroup {
     // Rank 0 only, optional: called with the store's port once it listens and before Create waits for the other ranks,
     // so that a rank 0 started with port 0 can tell the others where to connect.
     std::function<void(uint16_t port)> on_listening;
+    // This rank's device: CUDA forms an NCCL group bound to it (every rank must be on CUDA), the CPU a Gloo group.
+    c10::Device device = c10::kCPU;
   };
 
   // Opens the store (rank 0 serves it) and joins the group, blocking until every rank has joined. INVALID_ARGUMENT

@@ -41,6 +41,7 @@ absl::StatusOr<std::pair<double, int64_t>> Forward(TrainContext& ctx, const std:
                                                    double denominator) {
   CollateOptions co;
   co.pad_id = ctx.tokenizer->pad_id().value_or(0);
+  co.device = ctx.device;
   ASSIGN_OR_RETURN(Batch batch, Collate(examples, co));
   torch::Tensor mask = batch.labels.ne(kIgnoreIndex).to(torch::kFloat);
   ModelOutput out = ctx.model->forward(batch.input_ids, batch.attention_mask, batch.position_ids);

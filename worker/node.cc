@@ -20,6 +20,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/dataset.h"
+#include "common/device.h"
 #include "common/file_util.h"
 #include "common/grpc_status.h"
 #include "common/hf_model.h"
@@ -432,7 +433,7 @@ struct WorkerNode::Impl {
         default: return absl::InvalidArgumentError(absl::StrCat("unknown role ", a.role()));
       }
     } catch (const std::exception& e) {
-      return absl::InternalError(e.what());
+      return TorchErrorStatus(e, absl::StrCat(v1::Role_Name(a.role()), " of job ", a.job_id()));
     }
   }
 
@@ -453,6 +454,7 @@ struct WorkerNode::Impl {
       }
       ASSIGN_OR_RETURN(auto hp, SplitHostPort(a.rendezvous(), "rendezvous"));
       LearnerGroup::Options go;
+      go.device = JobDevice(spec);
       go.host = hp.first;
       go.port = hp.second;
       go.rank = static_cast<int>(a.rank());
@@ -463,6 +465,7 @@ struct WorkerNode::Impl {
     remote.rollout_addresses.assign(a.rollout_addresses().begin(), a.rollout_addresses().end());
     remote.reward_addresses.assign(a.reward_addresses().begin(), a.reward_addresses().end());
     remote.broadcast_rendezvous = a.broadcast_rendezvous();
+    remote.device = JobDevice(spec);
     if (!remote.rollout_addresses.empty() && remote.broadcast_rendezvous.empty()) {
       return absl::InvalidArgumentError("the assignment names rollout workers but no broadcast rendezvous");
     }
@@ -491,16 +494,24 @@ struct WorkerNode::Impl {
         Send(std::move(m));
       };
     }
+    o.device = JobDevice(spec);
     absl::StatusOr<TrainResult> result = RunTraining(spec, o);
     if (!result.ok()) return result.status();
     return absl::OkStatus();
+  }
+
+  // The device of a job on this node: the node's own GPU for a cuda job (the coordinator matched the kinds).
+  c10::Device JobDevice(const JobSpec& spec) const {
+    return spec.device == "cuda" && options.torch_device.is_cuda() ? options.torch_device : c10::Device(c10::kCPU);
   }
 
   absl::Status RunRollout(Task& task, const JobSpec& spec) {
     const v1::Assignment& a = task.assignment;
     SetComputeThreads(static_cast<int>(spec.threads));
     auto job = std::make_shared<RolloutJob>();
-    ASSIGN_OR_RETURN(LoadedModel loaded, LoadModelDir(spec.model.path));
+    LoadOptions load;
+    load.device = JobDevice(spec);
+    ASSIGN_OR_RETURN(LoadedModel loaded, LoadModelDir(spec.model.path, load));
     loaded.model->eval();
     // A PEFT job trains adapters on a frozen base: this worker attaches the same (freshly initialised) adapters, and
     // the learner's weight versions carry only their tensors.
@@ -517,6 +528,7 @@ struct WorkerNode::Impl {
     if (!a.broadcast_rendezvous().empty()) {
       ASSIGN_OR_RETURN(auto hp, SplitHostPort(a.broadcast_rendezvous(), "broadcast rendezvous"));
       rollout::WeightBroadcastGroup::Options go;
+      go.device = JobDevice(spec);
       go.host = hp.first;
       go.port = hp.second;
       go.rank = static_cast<int>(a.rank()) + 1;
@@ -546,7 +558,7 @@ struct WorkerNode::Impl {
       co.scorers.push_back({rule, 1.0, std::make_unique<JobScorer>(std::move(fn), rule)});
     }
     if (!p.reward_model.empty()) {
-      ASSIGN_OR_RETURN(auto fn, MakeRewardFunction({}, p.reward_model, 1.0, spec.data.chat_template));
+      ASSIGN_OR_RETURN(auto fn, MakeRewardFunction({}, p.reward_model, 1.0, spec.data.chat_template, JobDevice(spec)));
       co.scorers.push_back({"reward_model", p.reward_model_weight,
                             std::make_unique<JobScorer>(std::move(fn), "reward_model")});
     }

@@ -25,6 +25,8 @@
 #include <string>
 #include <vector>
 
+#include <c10/core/Device.h>
+
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "proto/alignd.pb.h"
@@ -43,6 +45,9 @@ struct NodeOptions {
   std::vector<v1::Role> roles;                  // at least one
   v1::DeviceKind device = v1::DEVICE_KIND_CPU;
   uint32_t device_count = 0;
+  // Where this node's jobs put their models and batches: the CPU, or the GPU of a `device: cuda` worker. The
+  // coordinator only gives a node jobs of its own device kind.
+  c10::Device torch_device = c10::kCPU;
   // The node's own server (Rollout, Reward). Port 0 picks a free one.
   std::string listen = "127.0.0.1:0";
   // The host other workers reach this node at (its registered address is advertise_host:bound port).

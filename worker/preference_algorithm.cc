@@ -50,6 +50,7 @@ struct PairForward {
 absl::StatusOr<PairForward> RunPairs(TrainContext& ctx, const std::vector<TokenizedPair>& pairs) {
   CollateOptions co;
   co.pad_id = ctx.tokenizer->pad_id().value_or(0);
+  co.device = ctx.device;
   PairForward f;
   ASSIGN_OR_RETURN(f.batch, CollatePairs(pairs, co));
   f.out = ctx.model->forward(f.batch.input_ids, f.batch.attention_mask, f.batch.position_ids);
@@ -98,7 +99,7 @@ class AccuracyByGroup {
  public:
   // `right`: one flag per pair of `idx`, in order (a bool or uint8 tensor).
   void Add(const std::vector<TokenizedPair>& pairs, const std::vector<size_t>& idx, torch::Tensor right) {
-    right = right.to(torch::kUInt8).contiguous();
+    right = right.to(torch::kCPU, torch::kUInt8).contiguous();
     const uint8_t* r = right.data_ptr<uint8_t>();
     for (size_t i = 0; i < idx.size(); ++i) {
       const TokenizedPair& pair = pairs[idx[i]];
@@ -262,7 +263,7 @@ class PreferenceAlgorithm : public Objective {
     out->clear();
     absl::Status status = ForEachPairBatch(ctx, pairs, [&](const PairForward& f, const std::vector<size_t>& idx) {
       auto [sum, avg] = SequenceLogps(f);
-      torch::Tensor v = (loss_ == "ipo" ? avg : sum).to(torch::kFloat).contiguous();
+      torch::Tensor v = (loss_ == "ipo" ? avg : sum).to(torch::kCPU, torch::kFloat).contiguous();
       const float* p = v.data_ptr<float>();
       const size_t n = idx.size();
       for (size_t i = 0; i < n; ++i) out->emplace_back(p[i], p[n + i]);
@@ -287,7 +288,7 @@ class PreferenceAlgorithm : public Objective {
         rc.push_back(ref[i].first);
         rr.push_back(ref[i].second);
       }
-      torch::Tensor ref_c = torch::tensor(rc), ref_r = torch::tensor(rr);
+      torch::Tensor ref_c = torch::tensor(rc).to(ctx.device), ref_r = torch::tensor(rr).to(ctx.device);
       pl = loss_ == "ipo" ? IpoLoss(ac, ar, ref_c, ref_r, d.beta)
                           : DpoLoss(sc, sr, ref_c, ref_r, d.beta, d.label_smoothing);
       if (d.rpo_alpha > 0) {  // RPO: + alpha * the chosen responses' mean token NLL (as ORPO's NLL term)

@@ -225,6 +225,7 @@ absl::StatusOr<std::unique_ptr<WeightPublisher>> WeightPublisher::Create(const R
   impl->services = services;
   for (const std::string& a : services.rollout_addresses) impl->stubs.push_back(v1::Rollout::NewStub(Connect(a)));
   rollout::WeightBroadcastGroup::Options o;
+  o.device = services.device;
   o.host = rv.substr(0, colon);
   if (o.host.size() > 2 && o.host.front() == '[') o.host = o.host.substr(1, o.host.size() - 2);
   o.port = static_cast<uint16_t>(port);

@@ -36,6 +36,7 @@ struct RemoteServices {
   std::string broadcast_rendezvous;            // host:port of the weight-broadcast store (hosted by learner rank 0)
   absl::Duration rpc_timeout = absl::Minutes(5);  // deadline of each Generate / Score / UpdateWeights call
   absl::Duration join_timeout = absl::Minutes(2);  // forming the broadcast group
+  c10::Device device = c10::kCPU;  // the learner's device: CUDA makes the broadcast group NCCL
 };
 
 // Generates on the rollout workers: the prompts are split into contiguous chunks, one per worker, sent as token ids

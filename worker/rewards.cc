@@ -43,6 +43,7 @@ class Rewards : public RewardFunction {
   bool rm_ = false;
   double rm_weight_ = 1.0;
   std::unique_ptr<ExampleTokenizer> rm_tok_;
+  c10::Device device_ = c10::kCPU;
 
  private:
   absl::Status ScoreWithModel(const std::vector<const Record*>& prompts, const std::vector<std::string>& responses,
@@ -55,11 +56,12 @@ class Rewards : public RewardFunction {
     }
     CollateOptions co;
     co.pad_id = rm_model_.tokenizer->pad_id().value_or(0);
+    co.device = device_;
     ASSIGN_OR_RETURN(Batch b, Collate(examples, co));
     torch::NoGradGuard no_grad;
     torch::Tensor scores = rm_model_.model->forward(b.input_ids, b.attention_mask, b.position_ids).logits.select(2, 0);
     torch::Tensor last = b.attention_mask.sum(1) - 1;
-    torch::Tensor s = scores.gather(1, last.unsqueeze(1)).squeeze(1);
+    torch::Tensor s = scores.gather(1, last.unsqueeze(1)).squeeze(1).to(torch::kCPU, torch::kDouble);
     for (size_t i = 0; i < responses.size(); ++i) {
       double v = s[static_cast<int64_t>(i)].item<double>();
       out->parts[i]["reward_model"] = v;
@@ -74,11 +76,15 @@ class Rewards : public RewardFunction {
 absl::StatusOr<std::unique_ptr<RewardFunction>> MakeRewardFunction(const std::vector<std::string>& rules,
                                                                    const std::string& reward_model,
                                                                    double reward_model_weight,
-                                                                   const std::string& chat_template) {
+                                                                   const std::string& chat_template,
+                                                                   c10::Device device) {
   auto r = std::make_unique<Rewards>();
   r->rules_ = rules;
   if (!reward_model.empty()) {
-    ASSIGN_OR_RETURN(r->rm_model_, LoadModelDir(reward_model));
+    LoadOptions load;
+    load.device = device;
+    ASSIGN_OR_RETURN(r->rm_model_, LoadModelDir(reward_model, load));
+    r->device_ = device;
     if (r->rm_model_.config.head != HeadKind::kScore) {
       return absl::InvalidArgumentError(absl::StrCat("ppo.reward_model: ", reward_model, " has no score head"));
     }

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <c10/core/Device.h>
+
 #include "absl/status/statusor.h"
 #include "common/dataset.h"
 
@@ -30,11 +32,12 @@ class RewardFunction {
 // harmful request or answering a benign one (0 otherwise). Records of other kinds score 0 on both. "brevity" gives
 // 1 - min(1, characters / 64) to every response (a length penalty).
 // `reward_model` (may be empty): an HF folder with a score head, applied with `chat_template` and weighted by
-// `reward_model_weight`.
+// `reward_model_weight`, on `device`.
 absl::StatusOr<std::unique_ptr<RewardFunction>> MakeRewardFunction(const std::vector<std::string>& rules,
                                                                    const std::string& reward_model,
                                                                    double reward_model_weight,
-                                                                   const std::string& chat_template);
+                                                                   const std::string& chat_template,
+                                                                   c10::Device device = c10::kCPU);
 
 }  // namespace alignd::worker
 

@@ -76,11 +76,13 @@ class RlObjective : public Objective {
       ASSIGN_OR_RETURN(rewards_, MakeRemoteRewardFunction(*ctx.remote));
     } else if (rank_ == 0) {
       ASSIGN_OR_RETURN(rewards_, MakeRewardFunction(spec.ppo.rule_rewards, spec.ppo.reward_model,
-                                                    spec.ppo.reward_model_weight, spec.data.chat_template));
+                                                    spec.ppo.reward_model_weight, spec.data.chat_template,
+                                                    ctx.device));
     }
     if (ctx.peft == nullptr) {
       // A frozen copy of the starting weights serves as the reference policy.
       reference_ = CausalLM(ctx.model->config());
+      reference_->to(ctx.device);
       torch::NoGradGuard no_grad;
       auto src = ctx.model->named_parameters();
       for (auto& p : reference_->named_parameters()) {
@@ -92,6 +94,7 @@ class RlObjective : public Objective {
     if (algorithm_ == Algorithm::kPpo) {
       value_head_ = torch::nn::Linear(torch::nn::LinearOptions(ctx.model->config().hidden_size, 1));
       torch::NoGradGuard no_grad;
+      value_head_->to(ctx.device);
       value_head_->weight.zero_();
       value_head_->bias.zero_();
     }
@@ -261,12 +264,13 @@ class RlObjective : public Objective {
 
     CollateOptions co;
     co.pad_id = ctx.tokenizer->pad_id().value_or(0);
+    co.device = ctx.device;
     ASSIGN_OR_RETURN(Batch b, Collate(rows, co));
     Rollout r;
     r.ids = b.input_ids;
     r.attention = b.attention_mask;
     r.response = b.labels.ne(kIgnoreIndex).to(torch::kFloat);
-    r.scores = torch::tensor(scored.total, torch::kDouble).to(torch::kFloat);
+    r.scores = torch::tensor(scored.total, torch::kDouble).to(ctx.device, torch::kFloat);
     const auto experience_start = std::chrono::steady_clock::now();
     {
       torch::NoGradGuard no_grad;
@@ -286,7 +290,7 @@ class RlObjective : public Objective {
     // old_logp, after its prompt) on the same tokens.
     std::vector<std::vector<float>> learner(samples->size());
     {
-      torch::Tensor old = r.old_logp.to(torch::kFloat).contiguous();
+      torch::Tensor old = r.old_logp.to(torch::kCPU, torch::kFloat).contiguous();
       auto rows = old.accessor<float, 2>();
       for (size_t i = 0; i < samples->size(); ++i) {
         const auto& s = (*samples)[i];
@@ -359,6 +363,7 @@ class RlObjective : public Objective {
       std::vector<torch::Tensor> parts = {r->ids, r->attention, r->response, r->old_logp, r->ref_logp,
                                           r->advantages, or_empty(r->values), or_empty(r->returns), r->scores,
                                           torch::tensor({kl_coef_}, torch::kDouble)};
+      for (torch::Tensor& part : parts) part = part.to(torch::kCPU);  // the bytes name no device
       std::ostringstream out;
       try {
         torch::save(parts, out);
@@ -372,7 +377,7 @@ class RlObjective : public Objective {
     std::vector<torch::Tensor> parts;
     try {
       std::istringstream in(bytes);
-      torch::load(parts, in);
+      torch::load(parts, in, ctx.device);
     } catch (const c10::Error& e) {
       return absl::DataLossError(absl::StrCat("the rollout batch from learner rank 0: ", e.what_without_backtrace()));
     }

@@ -23,6 +23,7 @@
 #include "common/hf_model.h"
 #include "common/status.h"
 #include "common/compute_threads.h"
+#include "common/device.h"
 #include "common/threads.h"
 #include "worker/algorithm.h"
 #include "worker/learner_group.h"
@@ -82,29 +83,19 @@ class Sampler {
 // copies of the weights, as torch.autocast's __exit__ does, and so must every optimiser step inside one (Renew).
 class AutocastScope {
  public:
-  AutocastScope(bool enabled, bool cuda) : enabled_(enabled), cuda_(cuda) {
+  AutocastScope(bool enabled, bool cuda) : enabled_(enabled), device_(cuda ? at::kCUDA : at::kCPU) {
     if (!enabled_) return;
-    was_on_ = cuda_ ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
-    was_dtype_ = cuda_ ? at::autocast::get_autocast_gpu_dtype() : at::autocast::get_autocast_cpu_dtype();
-    if (cuda_) {
-      at::autocast::set_autocast_gpu_dtype(torch::kBFloat16);
-      at::autocast::set_enabled(true);
-    } else {
-      at::autocast::set_autocast_cpu_dtype(torch::kBFloat16);
-      at::autocast::set_cpu_enabled(true);
-    }
+    was_on_ = at::autocast::is_autocast_enabled(device_);
+    was_dtype_ = at::autocast::get_autocast_dtype(device_);
+    at::autocast::set_autocast_dtype(device_, torch::kBFloat16);
+    at::autocast::set_autocast_enabled(device_, true);
     at::autocast::increment_nesting();
   }
   ~AutocastScope() {
     if (!enabled_) return;
     if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    if (cuda_) {
-      at::autocast::set_enabled(was_on_);
-      at::autocast::set_autocast_gpu_dtype(was_dtype_);
-    } else {
-      at::autocast::set_cpu_enabled(was_on_);
-      at::autocast::set_autocast_cpu_dtype(was_dtype_);
-    }
+    at::autocast::set_autocast_enabled(device_, was_on_);
+    at::autocast::set_autocast_dtype(device_, was_dtype_);
   }
   // After the weights changed in place: the cached bf16 copies are stale.
   static void Renew() { at::autocast::clear_cache(); }
@@ -112,7 +103,9 @@ class AutocastScope {
   AutocastScope& operator=(const AutocastScope&) = delete;
 
  private:
-  bool enabled_, cuda_, was_on_ = false;
+  bool enabled_;
+  at::DeviceType device_;
+  bool was_on_ = false;
   at::ScalarType was_dtype_ = torch::kBFloat16;
 };
 
@@ -227,12 +220,21 @@ class Run {
     ctx_.spec = &spec_;
     ctx_.group = group_;
     ctx_.remote = options_.remote;
+    if (options_.device.has_value()) {
+      ctx_.device = *options_.device;
+    } else {
+      ASSIGN_OR_RETURN(ctx_.device, ResolveDevice(spec_.device, "resources.device"));
+    }
     RETURN_IF_ERROR(BuildModel(spec_, &ctx_));
+    try {
+      ctx_.model->to(ctx_.device);
+    } catch (const std::exception& e) {
+      return TorchErrorStatus(e, absl::StrCat("moving the model to ", ctx_.device.str()));
+    }
     ASSIGN_OR_RETURN(peft_, AttachPeft(spec_, ctx_.model));
     ctx_.peft = peft_.get();
     bf16_ = spec_.model.dtype == "bfloat16";
-    const auto params = ctx_.model->parameters();
-    cuda_ = !params.empty() && params.front().is_cuda();
+    cuda_ = ctx_.device.is_cuda();
     if (bf16_ && !cuda_ && rank0_ && !CpuHasBf16Matmul()) {
       LOG(WARNING) << "model.dtype: bfloat16 on a CPU without AVX512-BF16 or AMX: bf16 matrix products may run "
                       "slower than float32 here";
@@ -337,7 +339,7 @@ class Run {
       AutocastScope autocast(bf16_, cuda_);
       m = algorithm_->Step(ctx_, step, mine, [this] { return Apply(); });
     } catch (const c10::Error& e) {
-      m = absl::InternalError(e.what_without_backtrace());
+      m = TorchErrorStatus(e, absl::StrCat(AlgorithmName(spec_.algorithm), " step ", step, " on ", ctx_.device.str()));
     }
     ctx_.spec = &spec_;
     if (!apply_status_.ok()) m = apply_status_;
@@ -411,7 +413,7 @@ class Run {
       AutocastScope autocast(bf16_, cuda_);
       m = algorithm_->Evaluate(ctx_);
     } catch (const c10::Error& e) {
-      m = absl::InternalError(absl::StrCat("eval: ", e.what_without_backtrace()));
+      m = TorchErrorStatus(e, absl::StrCat("evaluation on ", ctx_.device.str()));
     }
     ctx_.model->train();
     if (m.ok() && !m->empty()) RETURN_IF_ERROR(Log(step, *m));
@@ -525,11 +527,11 @@ class Run {
       RETURN_IF_ERROR(LoadWeights(JoinPath(dir, "model"), *ctx_.model));
     }
     try {
-      torch::load(*optimizer_, JoinPath(dir, "optimizer.pt"));
+      torch::load(*optimizer_, JoinPath(dir, "optimizer.pt"), ctx_.device);
       auto extra = algorithm_->extra_parameters();
       if (!extra.empty()) {
         std::vector<torch::Tensor> saved;
-        torch::load(saved, JoinPath(dir, "extra.pt"));
+        torch::load(saved, JoinPath(dir, "extra.pt"), ctx_.device);
         if (saved.size() != extra.size()) return absl::DataLossError(absl::StrCat(dir, "/extra.pt: wrong count"));
         torch::NoGradGuard g;
         for (size_t i = 0; i < extra.size(); ++i) extra[i].copy_(saved[i]);
@@ -586,7 +588,7 @@ absl::StatusOr<TrainResult> RunTraining(const JobSpec& spec, const TrainOptions&
   try {
     return run.Go();
   } catch (const c10::Error& e) {
-    return absl::InternalError(e.what_without_backtrace());
+    return TorchErrorStatus(e, absl::StrCat(spec.name, " (", AlgorithmName(spec.algorithm), ")"));
   }
 }
 

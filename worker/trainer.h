@@ -31,7 +31,10 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
+
+#include <c10/core/Device.h>
 
 #include "absl/status/statusor.h"
 #include "worker/job_spec.h"
@@ -57,6 +60,9 @@ struct TrainOptions {
   // Checked before every step (in a group: by every rank, and any rank's true cancels them all at the same step);
   // true makes RunTraining return CANCELLED ("cancelled at step N") without writing final/.
   std::function<bool()> cancelled;
+  // The device to train on; unset: resolved from spec.device ("cuda" is the process's GPU 0). A worker passes its own
+  // GPU. FAILED_PRECONDITION when the spec asks for CUDA and there is none.
+  std::optional<c10::Device> device;
 };
 
 struct TrainResult {

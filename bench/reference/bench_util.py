@@ -1,7 +1,8 @@
-"""What every Python reference benchmark shares: the same flags and JSON as bench/bench_util.h.
+"""What every Python reference benchmark shares: the same flags and JSON as bench/bench_util.h, and the model.
 
 Flags: --threads N (torch.set_num_threads; default os.sched_getaffinity), --reps N (5), --warmup N (2), --smoke,
 --out FILE (default stdout). Figures are {"unit", "samples", "higher_is_better", "note"}; bench/report.py merges them.
+tiny_llama builds transformers' own LlamaForCausalLM with the shapes of alignd's TinyLlamaConfig.
 """
 import argparse
 import json
@@ -27,6 +28,25 @@ def finish_args(args):
         args.reps, args.warmup = 1, 0
     torch.set_num_threads(args.threads)
     return args
+
+
+def tiny_llama(hidden, layers, heads, kv_heads, max_positions, tie_word_embeddings):
+    """transformers.LlamaForCausalLM sized as alignd's TinyLlamaConfig (common/model_config.cc): vocab 261 (the byte
+    tokenizer), SwiGLU intermediate size 8/3 * hidden rounded up to a multiple of 16, RMSNorm eps 1e-5, rope theta
+    10000, no biases; float32, SDPA attention (transformers' default on torch 2.x), HF's own weight init (normal(0,
+    0.02) for Linear and Embedding, ones for the norms), drawn from torch's global generator."""
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig
+    config = LlamaConfig(
+        vocab_size=261, hidden_size=hidden, intermediate_size=(hidden * 8 // 3 + 15) // 16 * 16,
+        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=hidden // heads,
+        max_position_embeddings=max_positions, rms_norm_eps=1e-5,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, tie_word_embeddings=tie_word_embeddings,
+        pad_token_id=256, bos_token_id=257, eos_token_id=None)  # no stop token, as in alignd's benches
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", dtype=torch.float32)
+    assert type(model).__name__ == "LlamaForCausalLM" and model.config._attn_implementation == "sdpa"
+    assert model.dtype == torch.float32
+    return model
 
 
 def time_repeated(args, fn):

@@ -4,8 +4,11 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include <torch/version.h>
+
 #include "cli/commands.h"
 #include "tests/cli/cli_runner.h"
+#include "common/device.h"
 #include "common/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -109,6 +112,47 @@ TEST(Help, EveryCommandAnswersHelp) {
     EXPECT_EQ(r.code, 0);
     EXPECT_THAT(r.out, HasSubstr("usage: "));
   }
+}
+
+// What LibTorch alignd runs on: CUDA and NCCL are compiled in whatever the machine has (this one has no GPU).
+TEST(Devices, VersionNamesLibTorchCudaNcclAndTheDevices) {
+  Outcome r = Call(RunVersion, {});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr(std::string("libtorch: ") + TORCH_VERSION + "\n"));
+  EXPECT_THAT(r.out, HasSubstr("cuda compiled in: yes, CUDA 13."));
+  EXPECT_THAT(r.out, HasSubstr("nccl compiled in: yes"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("nccl: 2\\.[0-9]+\\.[0-9]+"));
+  EXPECT_THAT(r.out, HasSubstr("cuda devices: " + std::to_string(ProbeRuntime().cuda_devices.size())));
+  EXPECT_EQ(Call(RunVersion, {"--bogus"}).code, 2);
+}
+
+TEST(Devices, CudaWithoutAGpuIsFailedPreconditionAndWritesNothing) {
+  if (!ProbeRuntime().cuda_devices.empty()) {
+    EXPECT_TRUE(ResolveDevice("cuda", "resources.device").ok());
+    return;  // this machine has a GPU: scripts/gpu-check covers it
+  }
+  std::string d = Dir("cuda_job");
+  ASSERT_TRUE(WriteFileAtomic(d + "/train.jsonl", "{\"text\": \"hello\"}\n").ok());
+  ASSERT_TRUE(WriteFileAtomic(d + "/job.yaml", "name: on_gpu\nalgorithm: pretrain\noutput_dir: " + d +
+                                                   "/out\ndata: {train: " + d +
+                                                   "/train.jsonl}\ntrain: {steps: 1, batch_size: 1}\n"
+                                                   "resources: {device: cuda, learners: 1}\n")
+                  .ok());
+  Outcome r = Call(RunTrain, {"--spec", d + "/job.yaml"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("FAILED_PRECONDITION"));
+  EXPECT_THAT(r.err, HasSubstr("resources.device: cuda asked for, but this process has no CUDA device"));
+  EXPECT_FALSE(PathExists(d + "/out/final"));
+  EXPECT_FALSE(PathExists(d + "/out/metrics.jsonl"));
+
+  absl::StatusOr<torch::Device> device = ResolveDevice("cuda:1", "--device");
+  EXPECT_EQ(device.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ResolveDevice("tpu", "--device").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(ResolveDevice("cpu", "--device").ok());
+
+  r = Call(RunWorker, {"--device=cuda", "--coordinator=127.0.0.1:1", "--roles=learner"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("FAILED_PRECONDITION: --device: cuda asked for"));
 }
 
 }  // namespace

@@ -891,8 +891,9 @@ INSTANTIATE_TEST_SUITE_P(Case, Reference,
                                   (info.param.type == PeftType::kLora ? "Lora" : "Bottleneck");
                          });
 
-// alignd writes the base folder and the adapter folder; the reference reads both with its own safetensors reader and
-// recomputes the logits of a left-padded batch.
+// alignd writes the base folder and the adapter folder; the reference loads the base with transformers, puts LoRA on
+// it with peft (a bottleneck adapter with its own forward hooks: peft has no such type) and recomputes the logits of
+// a left-padded batch.
 TEST_P(Reference, LogitsMatchFromTheSavedFolders) {
   const ReferenceCase rc = GetParam();
   std::string dir = TempDir(std::string("reference_") + (rc.family == ModelFamily::kGpt2 ? "gpt2" : "llama") +
@@ -936,16 +937,21 @@ TEST_P(Reference, LogitsMatchFromTheSavedFolders) {
                                   {"attention_mask", safetensors::Dtype::kF32, {3, 8}, mask_f.data_ptr(),
                                    mask_f.nbytes()}})
                   .ok());
-  std::string cmd = std::string("/usr/bin/python3 ") + ALIGND_SOURCE_DIR + "/tests/reference/peft_reference.py " +
-                    dir + "/model " + dir + "/adapter " + dir + "/inputs.safetensors " + dir + "/expected.safetensors";
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << "the reference failed: " << cmd;
+  ASSERT_EQ(::access(ALIGND_PYTHON, X_OK), 0) << "ALIGND_PYTHON (" ALIGND_PYTHON ") is not an executable: run "
+                                                  "scripts/bootstrap";
+  std::string cmd = std::string("'") + ALIGND_PYTHON + "' '" + ALIGND_SOURCE_DIR +
+                    "/tests/reference/peft_reference.py' '" + dir + "/model' '" + dir + "/adapter' '" + dir +
+                    "/inputs.safetensors' '" + dir + "/expected.safetensors'";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << "the reference failed (its output is above): " << cmd;
   auto file = safetensors::File::Read(dir + "/expected.safetensors");
   ASSERT_TRUE(file.ok()) << file.status();
   Tensor want = TensorFromView(file->Get("logits").value()).value();
   ASSERT_EQ(want.sizes(), ours.sizes());
   Tensor real = mask.to(torch::kBool);
   Tensor a = ours.index({real}), b = want.index({real});
-  EXPECT_LT(((a - b).abs().max() / b.abs().max()).item<double>(), 1e-5) << "max relative logit error";
+  double rel = ((a - b).abs().max() / b.abs().max()).item<double>();
+  EXPECT_LT(rel, 1e-5) << "max relative logit error";
+  std::cout << "max relative logit error against the reference: " << rel << "\n";
   // And the adapter matters: the base alone is far off.
   Tensor plain;
   {

@@ -1,4 +1,4 @@
-// --threads must size OpenBLAS's own pool as well as LibTorch's (common/threads.h).
+// --threads must size the BLAS's threads as well as LibTorch's (common/threads.h, common/compute_threads.h).
 #include "common/threads.h"
 
 #include <ATen/Parallel.h>
@@ -8,20 +8,24 @@
 #include <iterator>
 #include <string>
 
+#include "common/compute_threads.h"
 #include "gtest/gtest.h"
 
 namespace alignd {
 namespace {
 
-TEST(SetBlasThreads, SizesOpenBlasPoolAndProductsStillWork) {
-  // Linked against LibTorch, so the process has the BLAS that scripts/bootstrap installs: OpenBLAS.
-  ASSERT_EQ(SetBlasThreads(1), 1) << "no OpenBLAS in this process (is libopenblas0-pthread installed?)";
+TEST(SetComputeThreads, SizesTheBlasAndProductsStillWork) {
+  // Linked against the wheel's LibTorch, so the process has its BLAS (MKL); an OpenBLAS would be sized the same way.
+  SetComputeThreads(1);
+  ASSERT_EQ(SetBlasThreads(0), 1) << "no BLAS found in this process, or it ignores the count";
+  EXPECT_EQ(at::get_num_threads(), 1);
   torch::Tensor a = torch::randn({64, 64}), b = torch::randn({64, 64});
   torch::Tensor one = torch::mm(a, b);
   const int cores = AvailableCores();
-  EXPECT_EQ(SetBlasThreads(cores), cores);
-  EXPECT_TRUE(torch::allclose(torch::mm(a, b), one, 1e-5, 1e-5));
+  SetComputeThreads(cores);
   EXPECT_EQ(SetBlasThreads(0), cores);  // 0 only reads the count
+  EXPECT_EQ(at::get_num_threads(), cores);
+  EXPECT_TRUE(torch::allclose(torch::mm(a, b), one, 1e-5, 1e-5));
 }
 
 TEST(CpuHasBf16Matmul, AgreesWithProcCpuinfo) {

@@ -1,5 +1,7 @@
 #include "common/transformer.h"
 
+#include <cmath>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -127,6 +129,29 @@ TEST_P(BothFamilies, InitIsDeterministicAndGradientsFlow) {
   }
   // A fresh model predicts close to uniform: loss near log(vocab).
   EXPECT_NEAR(loss.item<double>(), std::log(50.0), 0.3);
+}
+
+// at::scaled_dot_product_attention (with GQA and a left-padding mask) against attention written out: repeat each kv
+// head for its query heads, softmax over the visible keys, weight the values.
+TEST(Transformer, AttentionMatchesTheFormulaWithGqaAndLeftPadding) {
+  torch::manual_seed(3);
+  const int64_t b = 2, heads = 4, kv_heads = 2, t = 6, d = 8;
+  torch::Tensor q = torch::randn({b, heads, t, d}), k = torch::randn({b, kv_heads, t, d});
+  torch::Tensor v = torch::randn({b, kv_heads, t, d});
+  torch::Tensor mask = torch::tensor({0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, torch::kLong).view({b, t});
+  torch::Tensor allowed = BuildMask(mask, t, /*past=*/0);
+  torch::Tensor out = Attend(q, k, v, allowed);
+  ASSERT_EQ(out.sizes(), (std::vector<int64_t>{b, t, heads * d}));
+  EXPECT_TRUE(torch::isfinite(out).all().item<bool>()) << "rows that see no key must stay finite";
+
+  torch::Tensor kr = k.repeat_interleave(heads / kv_heads, 1), vr = v.repeat_interleave(heads / kv_heads, 1);
+  torch::Tensor scores = torch::matmul(q, kr.transpose(-1, -2)) / std::sqrt(static_cast<double>(d));
+  scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
+  torch::Tensor want = torch::matmul(torch::softmax(scores, -1), vr).transpose(1, 2).reshape({b, t, heads * d});
+  // Query rows that see at least one key: row 0 from position 2 on, all of row 1. float32 sums of 6 terms: 1e-5.
+  torch::Tensor seen = mask.to(torch::kBool);
+  EXPECT_TRUE(torch::allclose(out.index({seen}), want.index({seen}), 1e-5, 1e-5))
+      << (out.index({seen}) - want.index({seen})).abs().max().item<float>();
 }
 
 TEST(Transformer, GradientMatchesFiniteDifferences) {

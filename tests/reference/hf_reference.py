@@ -1,26 +1,34 @@
-#!/usr/bin/python3
-"""An independent reference for alignd's model core, written against the Hugging Face definitions.
+"""The Hugging Face reference for alignd's model core: folders written here, numbers computed by `transformers`.
 
 It writes Hugging Face model folders the way Hugging Face tools do (its own safetensors writer, its own tokenizer.json
-with merges, byte ids in GPT-2's encoder order, and a BOS-adding post-processor), then computes, with its own
-implementation of the Llama and GPT-2 forward passes and of byte-level BPE:
-  - logits for a left-padded batch (stored in expected.safetensors),
+with merges, byte ids in GPT-2's encoder order, and a BOS-adding post-processor), loads each one back with
+`transformers` (AutoModelForCausalLM, eager attention, float32 compute: the F16/BF16 variants are upcast on load, as
+alignd loads them) and `tokenizers` (Tokenizer.from_file on the tokenizer.json written here), and records:
+  - the token ids of every text (with the BOS the post-processor adds),
+  - logits for a left-padded batch (stored in <variant>.expected.safetensors),
   - perplexity over a texts file, as `alignd eval --metrics perplexity` defines it (BOS + text, every next token).
-alignd's tests load those folders and must agree to 1e-4 relative.
+A folder that transformers loads with a missing, unexpected or mismatched weight, or with a weight other than the one
+written, is an error here (exit status 1), so that the numbers always come from the weights alignd reads.
+alignd's tests load those folders and must agree to 1e-5 relative (logits, perplexity in hf_model_test; perplexity
+through `alignd eval` in cli_test to 1e-4).
 
 Usage: hf_reference.py OUT_DIR   (writes OUT_DIR/<variant>/ model folders, OUT_DIR/texts.jsonl, OUT_DIR/expected.json)
-Runs with Debian's python3-torch and python3-regex (/usr/bin/python3).
+Runs with the interpreter of scripts/bootstrap's prefix (ALIGND_PYTHON: torch, transformers, tokenizers).
 """
 import json
+import logging
 import math
 import os
 import struct
 import sys
+import warnings
 
-import regex
+os.environ["HF_HUB_OFFLINE"] = "1"  # everything is local; never wait on the network
+
 import torch
+import transformers
+from tokenizers import Tokenizer
 
-GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 LLAMA3_PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
                   r"""|\s*[\r\n]+|\s+(?!\S)|\s+""")
 
@@ -50,12 +58,12 @@ def bytes_to_unicode():
     return dict(zip(bs, [chr(c) for c in cs])), bs
 
 
-class ReferenceTokenizer:
-    """Byte-level BPE: the byte tokens in GPT-2 encoder order, a few merges, and two special tokens."""
+class TokenizerFiles:
+    """A byte-level BPE tokenizer.json: the byte tokens in GPT-2 encoder order, a few merges, two special tokens."""
 
     def __init__(self, pattern_kind):
-        self.byte_encoder, order = bytes_to_unicode()
-        self.vocab = {self.byte_encoder[b]: i for i, b in enumerate(order)}
+        byte_encoder, order = bytes_to_unicode()
+        self.vocab = {byte_encoder[b]: i for i, b in enumerate(order)}
         merges = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("i", "n"), ("Ġ", "a"), ("e", "r"), ("Ġ", "s"),
                   ("o", "n"), ("Ġ", "w"), ("r", "e"), ("Ġthe", "Ġ")]
         # The last merge can never apply inside one pre-token (GPT-2's regex splits before spaces): harmless.
@@ -64,34 +72,14 @@ class ReferenceTokenizer:
             if a in self.vocab and b in self.vocab and a + b not in self.vocab:
                 self.vocab[a + b] = len(self.vocab)
                 self.merges.append((a, b))
-        self.ranks = {m: i for i, m in enumerate(self.merges)}
         self.bos = "<|begin_of_text|>"
         self.eos = "<|end_of_text|>"
         self.bos_id = len(self.vocab)
         self.eos_id = self.bos_id + 1
         self.pattern_kind = pattern_kind
-        self.pattern = regex.compile(GPT2_PATTERN if pattern_kind == "gpt2" else LLAMA3_PATTERN)
 
     def vocab_size(self):
         return self.eos_id + 1
-
-    def bpe(self, word):
-        parts = list(word)
-        while len(parts) > 1:
-            pairs = [(self.ranks.get((parts[i], parts[i + 1]), None), i) for i in range(len(parts) - 1)]
-            pairs = [p for p in pairs if p[0] is not None]
-            if not pairs:
-                break
-            _, i = min(pairs)
-            parts = parts[:i] + [parts[i] + parts[i + 1]] + parts[i + 2:]
-        return parts
-
-    def encode(self, text):
-        ids = [self.bos_id]
-        for piece in self.pattern.findall(text):
-            word = "".join(self.byte_encoder[b] for b in piece.encode("utf-8"))
-            ids.extend(self.vocab[t] for t in self.bpe(word))
-        return ids
 
     def tokenizer_json(self):
         if self.pattern_kind == "gpt2":
@@ -139,88 +127,6 @@ def write_safetensors(path, tensors):
             f.write(b)
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# The two architectures, written from Hugging Face's modeling_llama.py / modeling_gpt2.py definitions.
-
-def rms_norm(x, w, eps):
-    h = x.float()
-    return w * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
-
-
-def rotate_half(x):
-    x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2:]
-    return torch.cat((-x2, x1), dim=-1)
-
-
-def causal_padding_mask(attn_mask, dtype):
-    b, t = attn_mask.shape
-    causal = torch.tril(torch.ones(t, t, dtype=torch.bool))
-    allowed = causal[None, None] & attn_mask[:, None, None, :].bool()
-    return torch.where(allowed, torch.tensor(0.0, dtype=dtype), torch.tensor(torch.finfo(dtype).min, dtype=dtype))
-
-
-def attention(q, k, v, mask):
-    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]) + mask
-    return torch.softmax(scores.float(), dim=-1).to(q.dtype) @ v
-
-
-def llama_forward(cfg, w, ids, attn_mask):
-    b, t = ids.shape
-    nh, nkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
-    d = cfg.get("head_dim", cfg["hidden_size"] // nh)
-    pos = (attn_mask.long().cumsum(-1) - 1).clamp(min=0)
-    inv_freq = 1.0 / (cfg["rope_theta"] ** (torch.arange(0, d, 2).float() / d))
-    freqs = pos[..., None].float() * inv_freq
-    emb = torch.cat((freqs, freqs), dim=-1)[:, None]
-    cos, sin = emb.cos(), emb.sin()
-    mask = causal_padding_mask(attn_mask, torch.float32)
-    x = w["model.embed_tokens.weight"][ids]
-    eps = cfg["rms_norm_eps"]
-    bias = lambda n: w.get(n)
-    for i in range(cfg["num_hidden_layers"]):
-        p = f"model.layers.{i}."
-        h = rms_norm(x, w[p + "input_layernorm.weight"], eps)
-        lin = lambda y, n: torch.nn.functional.linear(y, w[p + n + ".weight"], bias(p + n + ".bias"))
-        q = lin(h, "self_attn.q_proj").view(b, t, nh, d).transpose(1, 2)
-        k = lin(h, "self_attn.k_proj").view(b, t, nkv, d).transpose(1, 2)
-        v = lin(h, "self_attn.v_proj").view(b, t, nkv, d).transpose(1, 2)
-        q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
-        k = k.repeat_interleave(nh // nkv, dim=1)
-        v = v.repeat_interleave(nh // nkv, dim=1)
-        a = attention(q, k, v, mask).transpose(1, 2).reshape(b, t, nh * d)
-        x = x + lin(a, "self_attn.o_proj")
-        h = rms_norm(x, w[p + "post_attention_layernorm.weight"], eps)
-        x = x + lin(torch.nn.functional.silu(lin(h, "mlp.gate_proj")) * lin(h, "mlp.up_proj"), "mlp.down_proj")
-    x = rms_norm(x, w["model.norm.weight"], eps)
-    head = w.get("lm_head.weight", w["model.embed_tokens.weight"])
-    return x @ head.t()
-
-
-def gpt2_forward(cfg, w, ids, attn_mask):
-    b, t = ids.shape
-    nh, hs = cfg["n_head"], cfg["n_embd"]
-    d = hs // nh
-    pos = (attn_mask.long().cumsum(-1) - 1).clamp(min=0)
-    mask = causal_padding_mask(attn_mask, torch.float32)
-    x = w["wte.weight"][ids] + w["wpe.weight"][pos]
-    ln = lambda y, n: torch.nn.functional.layer_norm(y, (hs,), w[n + ".weight"], w[n + ".bias"],
-                                                     cfg["layer_norm_epsilon"])
-    conv = lambda y, n: torch.addmm(w[n + ".bias"], y.reshape(-1, y.shape[-1]), w[n + ".weight"]).view(
-        *y.shape[:-1], -1)
-    for i in range(cfg["n_layer"]):
-        p = f"h.{i}."
-        qkv = conv(ln(x, p + "ln_1"), p + "attn.c_attn")
-        q, k, v = (z.view(b, t, nh, d).transpose(1, 2) for z in qkv.split(hs, dim=-1))
-        a = attention(q, k, v, mask).transpose(1, 2).reshape(b, t, hs)
-        x = x + conv(a, p + "attn.c_proj")
-        h = conv(ln(x, p + "ln_2"), p + "mlp.c_fc")
-        gelu = 0.5 * h * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (h + 0.044715 * torch.pow(h, 3.0))))
-        x = x + conv(gelu, p + "mlp.c_proj")
-    return ln(x, "ln_f") @ w["wte.weight"].t()
-
-
-# --------------------------------------------------------------------------------------------------------------------
-
 VARIANTS = {
     # name: (architecture, model_type, tied, disk dtype, shards, tokenizer pattern)
     "llama_gqa_f32": ("LlamaForCausalLM", "llama", False, "F32", 1, "llama3"),
@@ -247,7 +153,8 @@ def make_weights(cfg, arch, gen):
                               "mlp.c_proj": (inner, hs)}.items():
                 w[p + n + ".weight"] = rnd(a, b)
                 w[p + n + ".bias"] = rnd(b)
-            # Original GPT-2 checkpoints carry the causal-mask buffer; loaders must skip it.
+            # Original GPT-2 checkpoints carry the causal-mask buffer; loaders must skip it (transformers lists it in
+            # GPT2's _keys_to_ignore_on_load_unexpected, alignd skips it by name).
             w[p + "attn.bias"] = torch.tril(torch.ones(cfg["n_positions"], cfg["n_positions"]))[None, None]
         w["ln_f.weight"] = 1.0 + rnd(hs)
         w["ln_f.bias"] = rnd(hs)
@@ -275,13 +182,15 @@ def make_weights(cfg, arch, gen):
     return w
 
 
-def make_config(arch, model_type, tied, vocab, dtype):
+def make_config(arch, model_type, tied, tok, dtype):
     torch_dtype = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}[dtype]
+    # The special token ids too: without them transformers' GPT-2 config falls back to 50256, outside this vocab.
+    ids = {"vocab_size": tok.vocab_size(), "bos_token_id": tok.bos_id, "eos_token_id": tok.eos_id}
     if arch == "GPT2LMHeadModel":
-        return {"architectures": [arch], "model_type": "gpt2", "vocab_size": vocab, "n_embd": 32, "n_layer": 2,
+        return {"architectures": [arch], "model_type": "gpt2", **ids, "n_embd": 32, "n_layer": 2,
                 "n_head": 4, "n_positions": 256, "n_ctx": 256, "n_inner": None, "layer_norm_epsilon": 1e-5,
                 "activation_function": "gelu_new", "tie_word_embeddings": tied, "torch_dtype": torch_dtype}
-    cfg = {"architectures": [arch], "model_type": model_type, "vocab_size": vocab, "hidden_size": 32,
+    cfg = {"architectures": [arch], "model_type": model_type, **ids, "hidden_size": 32,
            "intermediate_size": 80, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
            "max_position_embeddings": 256, "rms_norm_eps": 1e-6, "rope_theta": 10000.0 if model_type != "qwen2"
            else 1000000.0, "hidden_act": "silu", "tie_word_embeddings": tied, "torch_dtype": torch_dtype}
@@ -290,15 +199,7 @@ def make_config(arch, model_type, tied, vocab, dtype):
     return cfg
 
 
-def build_variant(out, name, spec, seed):
-    arch, model_type, tied, dtype, shards, pattern = spec
-    tok = ReferenceTokenizer(pattern)
-    cfg = make_config(arch, model_type, tied, tok.vocab_size(), dtype)
-    gen = torch.Generator().manual_seed(seed)
-    w = make_weights(cfg, arch, gen)
-    # Round through the disk dtype so the reference computes with exactly the stored values.
-    w = {k: v.to(DTYPES[dtype]) for k, v in w.items()}
-    d = os.path.join(out, name)
+def write_folder(d, cfg, tok, w, shards):
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
@@ -312,48 +213,144 @@ def build_variant(out, name, spec, seed):
     items = list(w.items())
     if shards == 1:
         write_safetensors(os.path.join(d, "model.safetensors"), items)
-    else:
-        weight_map, per = {}, (len(items) + shards - 1) // shards
-        for s in range(shards):
-            fname = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
-            part = items[s * per:(s + 1) * per]
-            write_safetensors(os.path.join(d, fname), part)
-            weight_map.update({k: fname for k, _ in part})
-        with open(os.path.join(d, "model.safetensors.index.json"), "w") as f:
-            json.dump({"metadata": {"total_size": sum(v.numel() * v.element_size() for v in w.values())},
-                       "weight_map": weight_map}, f, indent=2)
+        return
+    weight_map, per = {}, (len(items) + shards - 1) // shards
+    for s in range(shards):
+        fname = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
+        part = items[s * per:(s + 1) * per]
+        write_safetensors(os.path.join(d, fname), part)
+        weight_map.update({k: fname for k, _ in part})
+    with open(os.path.join(d, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": sum(v.numel() * v.element_size() for v in w.values())},
+                   "weight_map": weight_map}, f, indent=2)
 
-    w32 = {k: v.float() for k, v in w.items()}
-    fwd = gpt2_forward if arch == "GPT2LMHeadModel" else llama_forward
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def quietly(load, what, strict=True):
+    """Calls load(); exits with an error naming `what` if transformers or peft logged a warning or Python warned,
+    deprecations aside (peft 0.21 calls an API that transformers 5 deprecates; those go to stderr). Not `strict`: the
+    warnings go to stderr only."""
+    records = _Records()
+    loggers = [logging.getLogger(name) for name in ("transformers", "peft")]
+    for logger in loggers:
+        logger.addHandler(records)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = load()
+    finally:
+        for logger in loggers:
+            logger.removeHandler(records)
+    complaints = list(records.messages)
+    for c in caught:
+        if issubclass(c.category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning)):
+            print(f"{what}: {c.category.__name__}: {c.message}", file=sys.stderr)
+        else:
+            complaints.append(f"{c.category.__name__}: {c.message}")
+    if complaints and strict:
+        sys.exit(f"{what}: warnings while loading it: {complaints}")
+    for c in complaints:
+        print(f"{what}: warning while loading it: {c}", file=sys.stderr)
+    return result
+
+
+def load_model(d, w, strict_config=True):
+    """The folder `d` as transformers loads it, in float32 with eager attention. Exits with an error on a missing,
+    unexpected or mismatched weight, unless the model holds exactly the tensors `w` (the folder's, by name; GPT-2's
+    "attn.bias" mask buffers are skipped) plus, when tied, lm_head = the embedding, and (`strict_config`) on any
+    other warning while loading, such as one about config.json."""
+    model, info = quietly(lambda: transformers.AutoModelForCausalLM.from_pretrained(
+        d, dtype=torch.float32, attn_implementation="eager", output_loading_info=True), d, strict_config)
+    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs"):
+        if info.get(kind):
+            sys.exit(f"{d}: transformers reports {kind}: {sorted(info[kind])}")
+    cfg = model.config
+    if type(model).__name__ != cfg.architectures[0]:
+        sys.exit(f"{d}: transformers built {type(model).__name__}, config.json says {cfg.architectures[0]}")
+    state = model.state_dict()
+    # Original GPT-2 checkpoints name the weights without the "transformer." of GPT2LMHeadModel.
+    prefix = "transformer." if cfg.model_type == "gpt2" else ""
+    written = {k if k.startswith(prefix) or k == "lm_head.weight" else prefix + k: v for k, v in w.items()
+               if not k.endswith(".attn.bias")}
+    for name, t in written.items():
+        if name not in state or not torch.equal(state[name], t.float()):
+            sys.exit(f"{d}: transformers does not hold the written {name}")
+    tied = {"lm_head.weight"} if cfg.tie_word_embeddings else set()
+    extra = set(state) - set(written) - tied
+    if extra:
+        sys.exit(f"{d}: transformers holds weights that were not written: {sorted(extra)}")
+    if tied and "lm_head.weight" not in written:
+        embed = model.get_input_embeddings().weight
+        if not torch.equal(state["lm_head.weight"], embed):
+            sys.exit(f"{d}: tie_word_embeddings is true but lm_head.weight is not the embedding")
+    return model.eval()
+
+
+def logits_of(model, ids, mask):
+    # Positions count real tokens only (left padding), as generate() and alignd compute them; plain forward() would
+    # number the pads too.
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    return model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).logits
+
+
+def build_variant(out, name, spec, seed):
+    arch, model_type, tied, dtype, shards, pattern = spec
+    tok = TokenizerFiles(pattern)
+    cfg = make_config(arch, model_type, tied, tok, dtype)
+    gen = torch.Generator().manual_seed(seed)
+    w = make_weights(cfg, arch, gen)
+    # Round through the disk dtype so the reference computes with exactly the stored values.
+    w = {k: v.to(DTYPES[dtype]) for k, v in w.items()}
+    d = os.path.join(out, name)
+    write_folder(d, cfg, tok, w, shards)
+
+    model = load_model(d, w)
+    if "rope_theta" in cfg and model.config.rope_parameters["rope_theta"] != cfg["rope_theta"]:
+        sys.exit(f"{d}: transformers reads rope_theta {model.config.rope_parameters} from config.json")
+    tokenizer = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
+    token_ids = [tokenizer.encode(text, add_special_tokens=True).ids for text in TEXTS]
+    for ids in token_ids:
+        if ids[0] != tok.bos_id:
+            sys.exit(f"{d}: tokenizers did not add BOS: {ids}")
 
     # Perplexity exactly as alignd eval defines it: BOS + text, one window per text (all are < 256 tokens).
     nll, count = 0.0, 0
     with torch.no_grad():
-        for text in TEXTS:
-            ids = torch.tensor([tok.encode(text)])
+        for seq in token_ids:
+            ids = torch.tensor([seq])
             assert ids.shape[1] <= 256
-            logits = fwd(cfg, w32, ids, torch.ones_like(ids))
+            logits = logits_of(model, ids, torch.ones_like(ids))
             logp = torch.log_softmax(logits[0, :-1].double(), dim=-1)
             nll -= logp.gather(-1, ids[0, 1:, None]).sum().item()
             count += ids.shape[1] - 1
 
-        # A left-padded batch: the first two texts, padded with id 0 on the left.
-        seqs = [tok.encode(t) for t in TEXTS[:3]]
+        # A left-padded batch: the first three texts, padded with id 0 on the left.
+        seqs = token_ids[:3]
         t = max(len(s) for s in seqs)
         ids = torch.tensor([[0] * (t - len(s)) + s for s in seqs])
         mask = torch.tensor([[0] * (t - len(s)) + [1] * len(s) for s in seqs])
-        logits = fwd(cfg, w32, ids, mask)
+        logits = logits_of(model, ids, mask)
     write_safetensors(os.path.join(out, name + ".expected.safetensors"),
                       [("input_ids", ids.to(torch.float32)), ("attention_mask", mask.to(torch.float32)),
                        ("logits", logits.float().contiguous())])
-    token_ids = [tok.encode(text) for text in TEXTS]
     return {"perplexity": math.exp(nll / count), "tokens": count, "token_ids": token_ids}
 
 
 def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     torch.set_num_threads(1)
+    transformers.utils.logging.disable_progress_bar()
     with open(os.path.join(out, "texts.jsonl"), "w") as f:
         for t in TEXTS:
             f.write(json.dumps({"text": t}) + "\n")

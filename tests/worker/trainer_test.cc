@@ -343,6 +343,22 @@ TEST_F(TrainerTest, BadDataFailsWithTheFileName) {
   EXPECT_EQ(RunTraining(spec).status().code(), absl::StatusCode::kNotFound);
 }
 
+// A model that cannot be allocated is a clear RESOURCE_EXHAUSTED naming the job, not a crash. The same path serves a
+// GPU's allocator (c10::OutOfMemoryError either way). The first projection alone is 275 GB, more than any machine's
+// memory, so the allocation fails at once instead of paging.
+TEST_F(TrainerTest, OutOfMemoryIsResourceExhaustedNamingTheJob) {
+  JobSpec spec = Sft("oom");
+  spec.model.init_hidden_size = 262144;
+  spec.model.init_layers = 1;
+  spec.model.init_heads = 1;
+  spec.model.init_kv_heads = 1;
+  auto r = RunTraining(spec);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
+  EXPECT_THAT(std::string(r.status().message()), ::testing::HasSubstr("oom (sft): out of memory"));
+  EXPECT_FALSE(PathExists(spec.output_dir + "/final"));
+}
+
 TEST(DpoGradient, MatchesFiniteDifferences) {
   // d(DPO loss)/dθ on a tiny double-precision model, against central differences.
   ModelConfig c = TinyLlamaConfig(40, 16, 1, 2, 1, 32);

@@ -1,0 +1,84 @@
+#include "rollout/process_group.h"
+
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#ifdef USE_C10D_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace alignd::rollout {
+namespace {
+
+bool IsLoopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
+}
+
+}  // namespace
+
+const char* BackendName(const GroupOptions& options) { return options.device.is_cuda() ? "nccl" : "gloo"; }
+
+absl::StatusOr<c10::intrusive_ptr<c10d::TCPStore>> OpenStore(const GroupOptions& options, int min_world,
+                                                             absl::string_view who) {
+  if (options.world_size < min_world) {
+    return absl::InvalidArgumentError(absl::StrCat(who, ": world_size ", options.world_size, " < ", min_world));
+  }
+  if (options.rank < 0 || options.rank >= options.world_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(who, ": rank ", options.rank, " outside [0, ", options.world_size, ")"));
+  }
+  if (options.rank > 0 && options.port == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(who, ": ranks other than 0 need rank 0's port"));
+  }
+  try {
+    c10d::TCPStoreOptions store_options;
+    store_options.port = options.port;
+    store_options.isServer = options.rank == 0;
+    store_options.numWorkers = options.world_size;
+    store_options.waitWorkers = false;  // the group's rendezvous waits for everyone
+    store_options.timeout = Millis(options.timeout);
+    return c10::make_intrusive<c10d::TCPStore>(options.host, store_options);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat(who, ": store at ", options.host, ":", options.port, ": ", e.what()));
+  }
+}
+
+absl::StatusOr<c10::intrusive_ptr<c10d::Backend>> JoinGroup(const c10::intrusive_ptr<c10d::TCPStore>& store,
+                                                            const GroupOptions& options, absl::string_view who) {
+  try {
+    if (options.device.is_cuda()) {
+#ifdef USE_C10D_NCCL
+      auto nccl = c10d::ProcessGroupNCCL::Options::create();
+      nccl->timeout = Millis(options.timeout);
+      auto group = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, options.rank, options.world_size, nccl);
+      // Bind the communicator to this member's GPU now (what init_process_group(device_id=...) does), so that the
+      // rendezvous happens here, within the timeout, and barriers use this device rather than a guess.
+      group->eagerConnectSingleDevice(options.device);
+      return c10::intrusive_ptr<c10d::Backend>(group);
+#else
+      return absl::FailedPreconditionError(absl::StrCat(who, ": ", options.device.str(),
+                                                        " needs NCCL, which this LibTorch build lacks"));
+#endif
+    }
+    auto gloo = c10d::ProcessGroupGloo::Options::create(Millis(options.timeout));
+    gloo->devices.push_back(IsLoopback(options.host) ? c10d::ProcessGroupGloo::createDeviceForHostname(options.host)
+                                                     : c10d::ProcessGroupGloo::createDefaultDevice());
+    gloo->threads = 1;  // one collective at a time
+    return c10::intrusive_ptr<c10d::Backend>(
+        c10::make_intrusive<c10d::ProcessGroupGloo>(store, options.rank, options.world_size, gloo));
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat(who, ": joining as rank ", options.rank, " of ", options.world_size,
+                                               " (", BackendName(options), "): ", e.what()));
+  }
+}
+
+HostStaging::HostStaging(at::Tensor host, c10::Device device) : host_(std::move(host)) {
+  tensors_.push_back(device.is_cuda() ? host_.to(device) : host_);
+}
+
+void HostStaging::Finish() {
+  if (tensors_.front().data_ptr() != host_.data_ptr()) host_.copy_(tensors_.front());
+}
+
+}  // namespace alignd::rollout

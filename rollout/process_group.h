@@ -1,0 +1,68 @@
+// Forming a c10d process group over a TCPStore that rank 0 hosts: the one mechanism behind the learners' group
+// (worker/learner_group.h) and the weight-broadcast group (rollout/weight_broadcast.h). The backend follows the
+// members' device: NCCL when they are on CUDA (every member of a job is: the coordinator places a cuda job on cuda
+// workers only), Gloo on the CPU. Internal: it exposes c10d types, so only those two .cc files include it. Nothing
+// here throws.
+#ifndef ALIGND_ROLLOUT_PROCESS_GROUP_H_
+#define ALIGND_ROLLOUT_PROCESS_GROUP_H_
+
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace alignd::rollout {
+
+struct GroupOptions {
+  std::string host = "127.0.0.1";  // rank 0's store host
+  uint16_t port = 0;               // rank 0: 0 = any free port; other ranks: rank 0's port
+  int rank = 0;
+  int world_size = 1;
+  absl::Duration timeout = absl::Minutes(10);  // rendezvous and each collective
+  c10::Device device = c10::kCPU;  // this member's device: a CUDA device selects NCCL (bound to it), the CPU Gloo
+};
+
+inline std::chrono::milliseconds Millis(absl::Duration d) {
+  return std::chrono::milliseconds(absl::ToInt64Milliseconds(d));
+}
+
+// "nccl" or "gloo": the backend JoinGroup forms for `options`.
+const char* BackendName(const GroupOptions& options);
+
+// Checks rank, world size (>= `min_world`) and port (others need rank 0's), then opens the store: rank 0 serves it
+// without waiting for the others. INVALID_ARGUMENT / UNAVAILABLE, messages prefixed with `who`.
+absl::StatusOr<c10::intrusive_ptr<c10d::TCPStore>> OpenStore(const GroupOptions& options, int min_world,
+                                                             absl::string_view who);
+
+// Forms the group over `store` (blocks until every rank is there). Gloo: a loopback host is used as the interface;
+// any other host means the machine's own (Gloo's default device), since a rank cannot bind to rank 0's address.
+// NCCL: the communicator is bound to options.device and connected at once. UNAVAILABLE with LibTorch's message,
+// prefixed with `who`; FAILED_PRECONDITION for a CUDA device in a build without NCCL.
+absl::StatusOr<c10::intrusive_ptr<c10d::Backend>> JoinGroup(const c10::intrusive_ptr<c10d::TCPStore>& store,
+                                                            const GroupOptions& options, absl::string_view who);
+
+// Collectives on host memory (flags, metrics, serialised bytes). NCCL moves device memory only, so on a CUDA group
+// the tensor is staged through the device: Start copies it there, Finish (after the work completed) copies the result
+// back into the host tensor. On a CPU group both are no-ops around the host tensor itself.
+class HostStaging {
+ public:
+  HostStaging(at::Tensor host, c10::Device device);
+  std::vector<at::Tensor>& tensors() { return tensors_; }  // what the collective reads and writes
+  void Finish();
+
+ private:
+  at::Tensor host_;
+  std::vector<at::Tensor> tensors_;
+};
+
+}  // namespace alignd::rollout
+
+#endif  // ALIGND_ROLLOUT_PROCESS_GROUP_H_
