@@ -155,8 +155,8 @@ int ServeLocal(const Args& args, std::ostream& out, std::ostream& err, absl::Not
     return ReportError(started, err);
   }
   out << "alignd local: coordinator on " << address << " (jobs in " << co.db_path << "); " << learners
-      << " learner, " << rollout << " rollout, " << reward << " reward worker(s). Submit with: alignctl --coordinator="
-      << address << " submit SPEC.yaml --wait" << std::endl;
+      << " learner, " << rollout << " rollout, " << reward << " reward worker(s). Submit with: alignctl submit "
+      << "SPEC.yaml --wait --coordinator=" << address << std::endl;
   stop->WaitForNotification();
   for (auto& n : nodes) n->Stop();
   (*server)->Shutdown();

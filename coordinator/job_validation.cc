@@ -157,6 +157,9 @@ absl::StatusOr<ValidatedSpec> ValidateJobSpec(absl::string_view spec_yaml, absl:
     return absl::InvalidArgumentError(absl::StrCat(source, ":", e.mark.line + 1, ": resources: ", e.msg));
   }
   ASSIGN_OR_RETURN(worker::JobSpec spec, worker::ParseJobSpec(rest, source));
+  // The device is the one part of `resources` that the job itself reads (the workers place the model there); the
+  // text above lost it with the section.
+  spec.device = out.resources.device() == v1::DEVICE_KIND_CUDA ? "cuda" : "cpu";
   RETURN_IF_ERROR(CheckPaths(spec, source, path_roots));
   // What a gang can run: rollout workers and reward servers serve the RL algorithms (whose model.path the rollout
   // workers load; the learner then publishes its weights to them); learners split every batch evenly.

@@ -133,7 +133,8 @@ class RlObjective : public Objective {
     int64_t updates = 0;
     torch::Generator gen = at::detail::createCPUGenerator(ctx.spec->seed * 7919 + static_cast<uint64_t>(step));
     for (int64_t epoch = 0; epoch < p.epochs; ++epoch) {
-      torch::Tensor perm = torch::randperm(n, gen, torch::kLong);
+      // Drawn on the CPU (the generator is the CPU's, so the order is the same on every device), used on the batch's.
+      torch::Tensor perm = torch::randperm(n, gen, torch::kLong).to(r.ids.device());
       for (int64_t b = 0; b + per <= n; b += per) {
         torch::Tensor rows = perm.narrow(0, b, per);
         if (world_ > 1) rows = rows.narrow(0, rank_ * (per / world_), per / world_);  // this learner's share

@@ -7,7 +7,6 @@
 #include <torch/optim/adamw.h>
 #include <torch/serialize.h>
 
-#include <glog/logging.h>
 
 #include <chrono>
 #include <cmath>
@@ -28,6 +27,7 @@
 #include "worker/algorithm.h"
 #include "worker/learner_group.h"
 #include "worker/peft_glue.h"
+#include "common/logging.h"  // last: LOG is glog's
 
 namespace alignd::worker {
 namespace {

@@ -40,6 +40,15 @@ data:
   EXPECT_EQ(spec->resources.device(), v1::DEVICE_KIND_CUDA);
   EXPECT_EQ(spec->max_restarts, 0u);
   EXPECT_EQ(spec->resources.priority(), 3);
+  // The workers run the job from `spec`: it must still say where (a GPU check once found cuda jobs running on the
+  // CPU of the cuda workers they were placed on).
+  EXPECT_EQ(spec->spec.device, "cuda");
+  auto cpu = ValidateJobSpec("name: c\ndata:\n  train: t.jsonl\nresources:\n  device: cpu\n");
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  EXPECT_EQ(cpu->spec.device, "cpu");
+  auto none = ValidateJobSpec("name: n\ndata:\n  train: t.jsonl\n");
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(none->spec.device, "cpu");
 }
 
 TEST(ValidateJobSpecTest, GangsMustFitTheAlgorithm) {
