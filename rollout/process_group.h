@@ -30,6 +30,20 @@ struct GroupOptions {
   c10::Device device = c10::kCPU;  // this member's device: a CUDA device selects NCCL (bound to it), the CPU Gloo
 };
 
+// The GroupOptions of a group's own Options (LearnerGroup::Options, WeightBroadcastGroup::Options), which carry the
+// same six fields under the same names.
+template <typename GroupSpecificOptions>
+GroupOptions ToGroupOptions(const GroupSpecificOptions& o) {
+  GroupOptions g;
+  g.host = o.host;
+  g.port = o.port;
+  g.rank = o.rank;
+  g.world_size = o.world_size;
+  g.timeout = o.timeout;
+  g.device = o.device;
+  return g;
+}
+
 inline std::chrono::milliseconds Millis(absl::Duration d) {
   return std::chrono::milliseconds(absl::ToInt64Milliseconds(d));
 }

@@ -148,8 +148,7 @@ grpc::Status RolloutService::UpdateWeights(grpc::ServerContext* context,
           "weights: the collective delivered version ", received->manifest.version(),
           " but version ", request->manifest().version(), " was announced; nothing applied")));
     }
-    absl::Status status = ApplyWeightUpdate(*engine_, received->manifest, received->buckets, options_.adapters,
-                                             received->buckets_checksum);
+    absl::Status status = ApplyWeightUpdate(*engine_, *received, options_.adapters);
     if (status.ok()) response->set_version(engine_->weight_version());
     return ToGrpcStatus(status);
   }

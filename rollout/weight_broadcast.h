@@ -1,11 +1,20 @@
 // Weight broadcast over a c10d process group (rollout/process_group.h): learner rank 0 sends a weight version's
-// manifest and flat buckets to every rollout rank in a few large collectives; receivers then verify and swap with
-// ApplyWeightUpdate (rollout/weight_update.h). Gloo over TCP (loopback or a cluster network) on the CPU; NCCL when the
-// members are on CUDA, the host buckets staged through the device (the checksum is over the host bytes).
+// manifest and flat buckets to every rollout rank; receivers then verify and swap with ApplyWeightUpdate
+// (rollout/weight_update.h). Three transports, chosen at Join from what every member reports through the store:
+//   - gloo: members on the CPU. Host buckets (PackWeights) over TCP, loopback or a cluster network.
+//   - nccl: members on CUDA, on different GPUs. Device buckets (PackWeightsOnDevice) broadcast device to device; host
+//     buckets, if that is what the sender has, are staged through the device.
+//   - shared: members on CUDA, every one on rank 0's GPU (one GPU, co-located roles). The buckets are not copied at
+//     all: receivers map the sender's device buckets, through CUDA IPC handles from another process (as verl and
+//     OpenRLHF do) or by taking the tensors themselves within the sender's process (`alignd local`, where CUDA IPC
+//     cannot open a process's own handles). Only the manifest and the handles travel, over Gloo on loopback.
 //
 // Wire order of one version: int64 manifest length, the serialised manifest (uint8), then one uint8 broadcast per
-// bucket, all rooted at rank 0. The sender queues every bucket at once; the receiver keeps one bucket queued ahead
-// of the one arriving and hashes each as it lands, so neither allocation nor the checksum waits on the wire.
+// bucket (shared: an int64 length and the serialised handles, then a sum over all ranks that says every receiver
+// mapped them), all rooted at rank 0. The sender queues every bucket at once; the receiver keeps one bucket queued
+// ahead of the one arriving and hashes each host bucket as it lands, so neither allocation nor the checksum waits
+// on the wire. Shared buckets stay valid while the sender's PackedWeights lives: WeightPublisher keeps it until every
+// receiver has answered UpdateWeights, that is, applied the version.
 //
 // Thread safety: thread-compatible; one Send/Receive at a time per group. After an error the ranks may be out of step
 // (a receiver stops at a bad manifest while the sender goes on): make a new group.
@@ -33,7 +42,10 @@ class WeightBroadcastGroup : public WeightSource {
     int rank = 0;                    // 0 sends; 1..world_size-1 receive
     int world_size = 2;              // >= 2
     absl::Duration timeout = absl::Seconds(60);  // rendezvous and each collective
-    c10::Device device = c10::kCPU;  // this member's device; every member's must be of one kind (CUDA: NCCL)
+    c10::Device device = c10::kCPU;  // this member's device; every member's must be of one kind
+    // kAuto: as above. kShared forces sharing (a CPU group in one process takes the sender's tensors; tests use it);
+    // Join fails with FAILED_PRECONDITION when a receiver can reach neither the sender's process nor its GPU.
+    enum class Transport { kAuto, kShared } transport = Transport::kAuto;
   };
 
   // Opens the rendezvous store (rank 0 serves it) without waiting for the other ranks. INVALID_ARGUMENT for a bad
@@ -48,19 +60,26 @@ class WeightBroadcastGroup : public WeightSource {
   // Forms the group; blocks until every rank has joined. UNAVAILABLE (with LibTorch's message) on timeout or a
   // network failure. Must precede Send/Receive.
   absl::Status Join();
+  // "gloo", "nccl" or "shared" once joined; "" before.
+  const std::string& transport() const { return transport_; }
 
-  // Rank 0 only (FAILED_PRECONDITION elsewhere): broadcasts `weights`. UNAVAILABLE when the collective fails.
+  // Rank 0 only (FAILED_PRECONDITION elsewhere): broadcasts `weights` (host or device buckets; shared needs device
+  // buckets, INVALID_ARGUMENT otherwise). UNAVAILABLE when the collective fails; shared: UNAVAILABLE naming the
+  // receivers that could not map the buckets.
   absl::Status Send(const PackedWeights& weights);
   // Ranks >= 1 only (FAILED_PRECONDITION on rank 0): receives one version. INVALID_ARGUMENT / DATA_LOSS when the
   // manifest does not parse or validate; UNAVAILABLE when the collective fails. The buckets are hashed as they
   // arrive (PackedWeights::buckets_checksum) but not compared with the manifest's checksum: ApplyWeightUpdate does it.
+  // On nccl and shared the result has device buckets (shared: the sender's own memory, mapped).
   absl::StatusOr<PackedWeights> Receive() override;
 
  private:
   struct Impl;  // the c10d store and group: keeps c10d/Gloo headers out of this one
   WeightBroadcastGroup(Options options, std::unique_ptr<Impl> impl);
+  absl::Status SendShared(const PackedWeights& weights);  // after the manifest: the handles and the acknowledgement
   const Options options_;
   std::unique_ptr<Impl> impl_;
+  std::string transport_;
 };
 
 }  // namespace alignd::rollout

@@ -25,10 +25,13 @@ struct evp_md_ctx_st;  // OpenSSL's EVP_MD_CTX
 
 namespace alignd::rollout {
 
-// Tensors packed into flat buckets with their manifest: what a learner sends.
+// Tensors packed into flat buckets with their manifest: what a learner sends. The buckets are host bytes (PackWeights:
+// what gRPC and Gloo carry) or uint8 tensors on a device (PackWeightsOnDevice: what NCCL and CUDA IPC carry, so that
+// weights on a GPU never leave it); one of the two is empty.
 struct PackedWeights {
   alignd::v1::WeightManifest manifest;
   std::vector<std::string> buckets;
+  std::vector<at::Tensor> device_buckets;  // 1-D uint8, contiguous, each on the same device
   // Lower-case hex digest of `buckets`, in the manifest's checksum algorithm, when whoever filled them hashed them on
   // the way (WeightBroadcastGroup::Receive hashes each bucket while the next one arrives); empty otherwise. For
   // ApplyWeightUpdate, which then need not read every byte a second time.
@@ -40,6 +43,13 @@ struct PackedWeights {
 // entries, bucket sizes, checksum (kDefaultChecksum). INVALID_ARGUMENT for another dtype or max_bucket_bytes 0.
 absl::StatusOr<PackedWeights> PackWeights(const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                                           uint64_t version, uint64_t max_bucket_bytes);
+
+// The same on the tensors' device (that of the first; every tensor must be there, else INVALID_ARGUMENT): each bucket
+// a 1-D uint8 tensor there, every tensor's offset and every bucket's size a multiple of 16 bytes (so typed views need
+// no copy), and the checksum the word sum (kChecksumWordSum), computed there too (DeviceBucketsChecksum). Nothing is
+// copied through the host: on CUDA a few device copies per bucket and a few reductions.
+absl::StatusOr<PackedWeights> PackWeightsOnDevice(const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                                                  uint64_t version, uint64_t max_bucket_bytes);
 
 // Where the bytes of an announced version come from when they do not travel in the RPC: a collective group
 // (WeightBroadcastGroup on a receiving rank) or, in tests, a fake.
@@ -55,6 +65,13 @@ class WeightSource {
 // either way), and SHA-256 ran at ~1 GB/s here, slower than the loopback copy it checked (bench/weight_sync_bench).
 inline constexpr char kChecksumXxh3[] = "xxh3-128";
 inline constexpr char kChecksumSha256[] = "sha256";
+// The word sum, for buckets that stay on a GPU, where neither hash runs: the buckets concatenated (zero-padded to a
+// multiple of 4 bytes) as little-endian 32-bit words w_i, i from 0, and the digest the two sums modulo 2^64
+//   A = sum w_i * (i + 1),  B = sum w_i * (((i * 0x9E3779B1) mod 2^31) + 1)
+// as 16 + 16 hex digits. Any one changed word changes A; moved or swapped words change A or B. Like XXH3 it guards
+// against corruption and mix-ups, not forgery; unlike it, it is a few exact integer reductions that give the same
+// bits on any device (DeviceBucketsChecksum) and on the host (Checksum).
+inline constexpr char kChecksumWordSum[] = "wsum64x2";
 inline constexpr const char* kDefaultChecksum = kChecksumXxh3;
 
 // Lower-case hex digest of the buckets concatenated in order; `algorithm` as in a manifest ("" = "sha256").
@@ -64,7 +81,7 @@ std::string BucketsChecksum(const std::vector<std::string>& buckets, absl::strin
 // The same, fed piece by piece. Thread-compatible.
 class Checksum {
  public:
-  explicit Checksum(absl::string_view algorithm);  // "xxh3-128", "sha256" or "" (= "sha256")
+  explicit Checksum(absl::string_view algorithm);  // "xxh3-128", "wsum64x2", "sha256" or "" (= "sha256")
   ~Checksum();
   Checksum(const Checksum&) = delete;
   Checksum& operator=(const Checksum&) = delete;
@@ -75,7 +92,16 @@ class Checksum {
  private:
   ::evp_md_ctx_st* sha_ = nullptr;  // SHA-256
   void* xxh_ = nullptr;             // XXH3_state_t (XXH3-128)
+  bool word_sum_ = false;           // kChecksumWordSum
+  uint64_t sum_a_ = 0, sum_b_ = 0, words_ = 0;
+  uint32_t partial_ = 0;            // bytes of an unfinished word, little-endian
+  int partial_bytes_ = 0;
+  void AddWord(uint32_t w);
 };
+
+// kChecksumWordSum of uint8 `buckets` (1-D, contiguous, one device; every bucket but the last a multiple of 4 bytes),
+// computed on their device; only the two sums come back. Equals Checksum(kChecksumWordSum) fed the same bytes.
+std::string DeviceBucketsChecksum(const std::vector<at::Tensor>& buckets);
 
 // Checks the manifest alone: version >= 1, at least one tensor, every tensor's bucket exists, its nbytes equals
 // shape x dtype size (F32, F16, BF16 or F64), [offset, offset + nbytes) lies inside its bucket, tensors of a bucket
@@ -112,6 +138,9 @@ using AdapterTargets = std::map<std::string, NamedTensors>;
 absl::Status ApplyWeightUpdate(Engine& engine, const alignd::v1::WeightManifest& manifest,
                                const std::vector<std::string>& buckets, const AdapterTargets* adapters = nullptr,
                                absl::string_view buckets_checksum = {});
+// The same for what a WeightSource delivered: its host buckets as above, or its device buckets, checked the same way
+// (the checksum computed on their device) and copied device to device into the engine's tensors.
+absl::Status ApplyWeightUpdate(Engine& engine, const PackedWeights& weights, const AdapterTargets* adapters = nullptr);
 
 // Reassembles buckets from chunks of a stream. Chunks of one bucket must arrive in order and without gaps (each
 // chunk starts where the previous one of its bucket ended); buckets may interleave.

@@ -72,13 +72,7 @@ absl::StatusOr<std::unique_ptr<LearnerGroup>> LearnerGroup::Create(Options optio
   if (options.world_size == 1 && options.rank == 0) {
     return std::unique_ptr<LearnerGroup>(new LearnerGroup(std::move(options), nullptr));
   }
-  rollout::GroupOptions group_options;
-  group_options.host = options.host;
-  group_options.port = options.port;
-  group_options.rank = options.rank;
-  group_options.world_size = options.world_size;
-  group_options.timeout = options.timeout;
-  group_options.device = options.device;
+  const rollout::GroupOptions group_options = rollout::ToGroupOptions(options);
   auto impl = std::make_unique<Impl>();
   ASSIGN_OR_RETURN(impl->store, rollout::OpenStore(group_options, /*min_world=*/1, "learner group"));
   if (options.rank == 0 && options.on_listening) options.on_listening(impl->store->getPort());

@@ -2,7 +2,6 @@
 
 #include <ATen/Parallel.h>
 #include <arpa/inet.h>
-#include <glog/logging.h>
 #include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -41,6 +40,7 @@
 #include "worker/remote.h"
 #include "worker/rewards.h"
 #include "worker/trainer.h"
+#include "common/logging.h"  // last: LOG is glog's
 
 namespace alignd::worker {
 namespace {
@@ -536,6 +536,9 @@ struct WorkerNode::Impl {
       go.timeout = absl::Minutes(2);
       ASSIGN_OR_RETURN(job->group, rollout::WeightBroadcastGroup::Create(go));
       RETURN_IF_ERROR(job->group->Join());
+      LOG(INFO) << "worker " << address << ": weights for " << a.job_id() << " arrive over "
+                << job->group->transport() << " (rank " << go.rank << " of " << go.world_size << ", "
+                << go.device.str() << ")";
     }
     rollout::RolloutService::Options so;
     so.model_name = spec.model.path;

@@ -16,6 +16,7 @@
 #include "proto/alignd.grpc.pb.h"
 #include "rollout/weight_broadcast.h"
 #include "rollout/weight_update.h"
+#include "common/logging.h"  // last: LOG is glog's
 
 namespace alignd::worker {
 namespace {
@@ -234,16 +235,26 @@ absl::StatusOr<std::unique_ptr<WeightPublisher>> WeightPublisher::Create(const R
   o.timeout = services.join_timeout;
   ASSIGN_OR_RETURN(impl->group, rollout::WeightBroadcastGroup::Create(o));
   RETURN_IF_ERROR(impl->group->Join());
+  LOG(INFO) << "weight publisher: " << services.rollout_addresses.size() << " rollout worker(s) over "
+            << impl->group->transport() << " (" << o.device.str() << ")";
   return std::unique_ptr<WeightPublisher>(new WeightPublisher(std::move(impl)));
 }
 
 absl::StatusOr<WeightPublisher::Stats> WeightPublisher::Publish(
     const std::vector<std::pair<std::string, torch::Tensor>>& tensors, uint64_t version, const std::string& adapter) {
   const auto start = std::chrono::steady_clock::now();
-  ASSIGN_OR_RETURN(rollout::PackedWeights packed, rollout::PackWeights(tensors, version, uint64_t{64} << 20));
+  // On a GPU the buckets are packed there and never leave it (NCCL moves them, or a co-located rollout worker maps
+  // them); `packed` outlives the announcements below, which return once every worker has applied the version.
+  constexpr uint64_t kBucketBytes = uint64_t{64} << 20;
+  rollout::PackedWeights packed;
+  if (impl_->services.device.is_cuda()) {
+    ASSIGN_OR_RETURN(packed, rollout::PackWeightsOnDevice(tensors, version, kBucketBytes));
+  } else {
+    ASSIGN_OR_RETURN(packed, rollout::PackWeights(tensors, version, kBucketBytes));
+  }
   packed.manifest.set_adapter(adapter);
   Stats stats;
-  for (const std::string& b : packed.buckets) stats.bytes += b.size();
+  for (uint64_t b : packed.manifest.bucket_bytes()) stats.bytes += b;
   // The announcements block on the workers until the broadcast below delivers the bytes, so they run on their own
   // threads while this one sends.
   std::vector<std::future<absl::Status>> announced;

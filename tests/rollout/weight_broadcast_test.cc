@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/model_config.h"
@@ -33,10 +34,16 @@ CausalLM TinyModel(uint64_t seed) {
   return model;
 }
 
-PackedWeights Pack(CausalLM model, uint64_t version) {
+std::vector<std::pair<std::string, at::Tensor>> Params(CausalLM model) {
   std::vector<std::pair<std::string, at::Tensor>> params;
   for (const auto& p : model->named_parameters()) params.emplace_back(p.key(), p.value());
-  return PackWeights(params, version, 16 << 10).value();
+  return params;
+}
+
+PackedWeights Pack(CausalLM model, uint64_t version) { return PackWeights(Params(model), version, 16 << 10).value(); }
+
+PackedWeights PackOnDevice(CausalLM model, uint64_t version) {
+  return PackWeightsOnDevice(Params(model), version, 16 << 10).value();
 }
 
 std::unique_ptr<Engine> MakeEngine(CausalLM model) {
@@ -85,6 +92,16 @@ TEST(WeightBroadcastChild, DISABLED_ReceiveVerifyAndSwap) {
             absl::StatusCode::kDataLoss);
   EXPECT_EQ(engine->weight_version(), 7u);
   EXPECT_EQ(GreedyIds(*engine), expected);
+
+  // Packed on the sender's device (here the CPU): over Gloo it arrives as host bytes, the word sum taken on the way.
+  auto v9 = (*group)->Receive();
+  ASSERT_TRUE(v9.ok()) << v9.status();
+  EXPECT_EQ(v9->manifest.checksum_algorithm(), kChecksumWordSum);
+  EXPECT_TRUE(v9->device_buckets.empty());
+  EXPECT_EQ(v9->buckets_checksum, v9->manifest.checksum());
+  ASSERT_TRUE(ApplyWeightUpdate(*engine, *v9).ok());
+  EXPECT_EQ(engine->weight_version(), 9u);
+  EXPECT_EQ(GreedyIds(*engine), GreedyIds(*MakeEngine(TinyModel(4))));
 }
 
 TEST(WeightBroadcast, TwoProcessesOverLoopback) {
@@ -103,16 +120,71 @@ TEST(WeightBroadcast, TwoProcessesOverLoopback) {
 
   absl::Status joined = (*group)->Join();
   if (joined.ok()) {
+    EXPECT_EQ((*group)->transport(), "gloo");
     EXPECT_TRUE((*group)->Send(Pack(TinyModel(2), 7)).ok());
     PackedWeights corrupt = Pack(TinyModel(3), 8);
     corrupt.buckets[0][5] ^= 0x01;  // the manifest's checksum no longer matches
     EXPECT_TRUE((*group)->Send(corrupt).ok());
+    EXPECT_TRUE((*group)->Send(PackOnDevice(TinyModel(4), 9)).ok());
   }
   int wstatus = 0;
   ASSERT_EQ(waitpid(child, &wstatus, 0), child);
   ASSERT_TRUE(joined.ok()) << joined;
   ASSERT_TRUE(WIFEXITED(wstatus));
   EXPECT_EQ(WEXITSTATUS(wstatus), 0) << "the rank-1 process failed (its output is above)";
+}
+
+// The shared transport within one process (what `alignd local` on one GPU uses; here forced on the CPU, where the
+// same registry path runs): the receiver gets the sender's very buckets, not a copy, and verifies them like any other.
+TEST(WeightBroadcast, SharedWithinOneProcessMapsTheSendersBuckets) {
+  WeightBroadcastGroup::Options o0;
+  o0.transport = WeightBroadcastGroup::Options::Transport::kShared;
+  o0.timeout = absl::Seconds(60);
+  auto sender = WeightBroadcastGroup::Create(o0);
+  ASSERT_TRUE(sender.ok()) << sender.status();
+  WeightBroadcastGroup::Options o1 = o0;
+  o1.rank = 1;
+  o1.port = (*sender)->port();
+  auto receiver = WeightBroadcastGroup::Create(o1);
+  ASSERT_TRUE(receiver.ok()) << receiver.status();
+  absl::Status joined1;
+  std::thread join1([&] { joined1 = (*receiver)->Join(); });
+  ASSERT_TRUE((*sender)->Join().ok());
+  join1.join();
+  ASSERT_TRUE(joined1.ok()) << joined1;
+  EXPECT_EQ((*sender)->transport(), "shared");
+  EXPECT_EQ((*receiver)->transport(), "shared");
+
+  auto engine = MakeEngine(TinyModel(1));
+  const std::vector<int32_t> expected = GreedyIds(*MakeEngine(TinyModel(2)));
+  PackedWeights v3 = PackOnDevice(TinyModel(2), 3);
+  PackedWeights v4 = PackOnDevice(TinyModel(3), 4);
+  v4.device_buckets[0][5].add_(1);  // after the checksum: the receiver must refuse it
+  absl::StatusOr<PackedWeights> got3, got4;
+  std::thread receive([&] {
+    got3 = (*receiver)->Receive();
+    got4 = (*receiver)->Receive();
+  });
+  const absl::Status sent3 = (*sender)->Send(v3);
+  const absl::Status sent4 = (*sender)->Send(v4);
+  receive.join();
+  ASSERT_TRUE(sent3.ok()) << sent3;
+  ASSERT_TRUE(sent4.ok()) << sent4;
+  ASSERT_TRUE(got3.ok()) << got3.status();
+  ASSERT_EQ(got3->device_buckets.size(), v3.device_buckets.size());
+  for (size_t i = 0; i < v3.device_buckets.size(); ++i) {
+    EXPECT_EQ(got3->device_buckets[i].data_ptr(), v3.device_buckets[i].data_ptr()) << "bucket " << i << " was copied";
+  }
+  ASSERT_TRUE(ApplyWeightUpdate(*engine, *got3).ok());
+  EXPECT_EQ(engine->weight_version(), 3u);
+  EXPECT_EQ(GreedyIds(*engine), expected);
+  ASSERT_TRUE(got4.ok()) << got4.status();
+  EXPECT_EQ(ApplyWeightUpdate(*engine, *got4).code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(engine->weight_version(), 3u);
+  EXPECT_EQ(GreedyIds(*engine), expected);
+
+  // Host bytes cannot be shared; the sender says so before anything is sent.
+  EXPECT_EQ((*sender)->Send(Pack(TinyModel(2), 5)).code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
