@@ -16,8 +16,8 @@
 //      LoadModelDir(LoadOptions::device), every row exactly --new_tokens long; bf16 = the same under bf16 autocast
 //      (as the trainer's in-process PPO/GRPO generation runs under model.dtype bfloat16).
 //   d. weight_sync: PackWeights of a learner copy of the model (64 MiB buckets, XXH3-128 checksum, as
-//      WeightPublisher::Publish does) and ApplyWeightUpdate into the engine of (c), which holds a second copy with
-//      other weights (checksum verified again, copied into the engine's parameters), in-process: GB/s over the
+//      WeightPublisher::Publish does on the CPU; weight_sync_device: PackWeightsOnDevice, as it does on a GPU) and
+//      ApplyWeightUpdate into the engine of (c), which holds a second copy with other weights (checksum verified again, copied into the engine's parameters), in-process: GB/s over the
 //      packed bytes. Afterwards the engine's parameters are packed again and must carry the learner's checksum.
 //   e. logprob_gap: samples drawn by the engine (temperature 1), their log-probs recomputed by a full forward of the
 //      same model (rollout/logprob_gap.h), max |difference|; in float32 and with both sides under bf16 autocast.
@@ -521,13 +521,19 @@ Named NamedParameters(CausalLM& model) {
   return out;
 }
 
-absl::Status MeasureWeightSync(const Args& args, const Sizes& s, const torch::Device& device, Rollout& r,
-                               Results& results) {
+// `on_device`: PackWeightsOnDevice (device buckets, word sum; what WeightPublisher does on a GPU) instead of
+// PackWeights (host buckets, XXH3-128; what it does on the CPU).
+absl::Status MeasureWeightSync(const Args& args, const Sizes& s, const torch::Device& device, bool on_device,
+                               Rollout& r, Results& results) {
   CausalLM learner(ModelFor(s));
-  learner->InitWeights(2);  // other weights than the engine's
+  learner->InitWeights(on_device ? 3 : 2);  // other weights than the engine's
   learner->to(device);
   const Named tensors = NamedParameters(learner);
-  ASSIGN_OR_RETURN(rollout::PackedWeights before, rollout::PackWeights(NamedParameters(r.model), 1, kBucketBytes));
+  auto pack = [on_device](const Named& t, uint64_t version) {
+    return on_device ? rollout::PackWeightsOnDevice(t, version, kBucketBytes)
+                     : rollout::PackWeights(t, version, kBucketBytes);
+  };
+  ASSIGN_OR_RETURN(rollout::PackedWeights before, pack(NamedParameters(r.model), 1));
   uint64_t version = r.engine->weight_version();
   uint64_t bytes = 0;
   std::string sent_checksum;
@@ -537,18 +543,18 @@ absl::Status MeasureWeightSync(const Args& args, const Sizes& s, const torch::De
     if (!status.ok()) return;
     Sync(device);
     const double t0 = NowSeconds();
-    absl::StatusOr<rollout::PackedWeights> packed = rollout::PackWeights(tensors, ++version, kBucketBytes);
+    absl::StatusOr<rollout::PackedWeights> packed = pack(tensors, ++version);
     if (!packed.ok()) {
       status = packed.status();
       return;
     }
     const double t1 = NowSeconds();
     // As a rollout worker applies a received version: checksum, then the copy into the engine's parameters.
-    status = rollout::ApplyWeightUpdate(*r.engine, packed->manifest, packed->buckets);
+    status = rollout::ApplyWeightUpdate(*r.engine, *packed);
     Sync(device);
     const double t2 = NowSeconds();
     bytes = 0;
-    for (const std::string& b : packed->buckets) bytes += b.size();
+    for (uint64_t b : packed->manifest.bucket_bytes()) bytes += b;
     sent_checksum = packed->manifest.checksum();
     pack_s.push_back(t1 - t0);
     apply_s.push_back(t2 - t1);
@@ -561,7 +567,7 @@ absl::Status MeasureWeightSync(const Args& args, const Sizes& s, const torch::De
   for (int i = 0; i < args.reps; ++i) run();
   RETURN_IF_ERROR(status);
   // Untimed: the engine's parameters, packed the same way, must now carry the learner's checksum.
-  ASSIGN_OR_RETURN(rollout::PackedWeights after, rollout::PackWeights(NamedParameters(r.model), version, kBucketBytes));
+  ASSIGN_OR_RETURN(rollout::PackedWeights after, pack(NamedParameters(r.model), version));
   if (after.manifest.checksum() != sent_checksum || before.manifest.checksum() == sent_checksum) {
     return absl::DataLossError(absl::StrCat("the engine's weights after the update hash to ", after.manifest.checksum(),
                                             ", the learner's to ", sent_checksum, " (before: ",
@@ -572,11 +578,15 @@ absl::Status MeasureWeightSync(const Args& args, const Sizes& s, const torch::De
   }
   const std::string what = absl::StrCat(bytes, " bytes (", tensors.size(), " float32 tensors) from a learner copy on ",
                                         device.str(), " into the engine's model on ", device.str());
-  results.Add("weight_sync_gb_per_s", "GB/s", Rates(total_s, static_cast<double>(bytes) / 1e9), true,
-              "PackWeights (to host, 64 MiB buckets, XXH3-128) + ApplyWeightUpdate (checksum verified, copied in), "
-              "in-process, " + what + "; engine's weights re-hashed afterwards equal the learner's");
-  results.Add("weight_sync_pack_s", "s", pack_s, false, "PackWeights alone");
-  results.Add("weight_sync_apply_s", "s", apply_s, false, "ApplyWeightUpdate alone" + SyncNote(device));
+  const std::string name = on_device ? "weight_sync_device" : "weight_sync";
+  const std::string packer = on_device ? "PackWeightsOnDevice" : "PackWeights";
+  results.Add(name + "_gb_per_s", "GB/s", Rates(total_s, static_cast<double>(bytes) / 1e9), true,
+              packer + (on_device ? " (buckets on the device, 64 MiB, word-sum checksum computed there)"
+                                  : " (to host, 64 MiB buckets, XXH3-128)") +
+                  " + ApplyWeightUpdate (checksum verified, copied in), in-process, " + what +
+                  "; engine's weights re-packed afterwards carry the learner's checksum");
+  results.Add(name + "_pack_s", "s", pack_s, false, packer + " alone" + SyncNote(device));
+  results.Add(name + "_apply_s", "s", apply_s, false, "ApplyWeightUpdate alone" + SyncNote(device));
   return absl::OkStatus();
 }
 
@@ -650,7 +660,9 @@ int Main(int argc, char** argv) {
               [&] { return MeasureLogProbGap(s, device, bf16, *rollout, results); });
     }
     // Last: it replaces the engine's weights.
-    Section(results, "weight_sync", [&] { return MeasureWeightSync(args, s, device, *rollout, results); });
+    Section(results, "weight_sync", [&] { return MeasureWeightSync(args, s, device, false, *rollout, results); });
+    Section(results, "weight_sync_device",
+            [&] { return MeasureWeightSync(args, s, device, true, *rollout, results); });
   }
   std::error_code ignored;
   fs::remove_all(dir, ignored);
