@@ -15,6 +15,7 @@
 #include "common/perplexity.h"
 #include "common/status.h"
 #include "worker/evaluation.h"
+#include "worker/job_spec.h"
 #include "worker/rewards.h"
 #include "common/compute_threads.h"
 #include "common/threads.h"
@@ -22,7 +23,6 @@
 namespace alignd::cli {
 namespace {
 
-constexpr const char* kRules[] = {"arithmetic", "refusal", "brevity"};
 
 std::vector<std::string> SupportedMetrics() {
   std::vector<std::string> all = {"perplexity"};
@@ -66,9 +66,10 @@ absl::Status CheckFlags(const FlagSet& flags, bool perplexity, const std::vector
   const bool has_rm = !flags.GetString("reward_model").empty();
   const std::vector<std::string> rules = absl::StrSplit(flags.GetString("rules"), ',', absl::SkipEmpty());
   for (const std::string& rule : rules) {
-    if (std::find(std::begin(kRules), std::end(kRules), rule) == std::end(kRules)) {
+    const auto& known = worker::kRuleRewards;
+    if (std::find(std::begin(known), std::end(known), rule) == std::end(known)) {
       return absl::InvalidArgumentError(
-          absl::StrCat("--rules: unknown rule \"", rule, "\"; known: ", absl::StrJoin(kRules, ", ")));
+          absl::StrCat("--rules: unknown rule \"", rule, "\"; known: ", absl::StrJoin(worker::kRuleRewards, ", ")));
     }
   }
   if (Contains(generation, "win_rate") && !has_rm) {
@@ -265,7 +266,7 @@ int RunEval(const Args& args, std::ostream& out, std::ostream& err) {
   flags.String("reference", "", "reference model folder (e.g. the SFT model) for kl_to_ref and win_rate");
   flags.String("reward_model", "", "reward model folder (score head): reward_mean's model term and win_rate's judge");
   flags.Double("reward_model_weight", 1.0, "weight of the reward model in reward_mean");
-  flags.String("rules", "", "comma-separated rule rewards added to reward_mean: arithmetic, refusal, brevity");
+  flags.String("rules", "", "comma-separated rule rewards added to reward_mean: arithmetic, refusal, safety, brevity");
   flags.String("template", "chatml", "chat template for prompts and messages: chatml, llama3, plain or raw");
   flags.Int("max_new_tokens", 32, "tokens generated per prompt at most (greedy decoding)");
   flags.String("details", "", "write one JSON line per prompt (completion, correct, refused, reward, kl, win) here");

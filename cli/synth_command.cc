@@ -17,6 +17,8 @@ int RunDataSynth(const Args& args, std::ostream& out, std::ostream& err) {
   flags.Int("pref_eval", defaults.pref_eval, "preference pairs, eval split");
   flags.Int("prompts_train", defaults.prompts_train, "RL prompts, train split");
   flags.Int("prompts_eval", defaults.prompts_eval, "RL prompts, eval split");
+  flags.Int("sft_overcautious", defaults.sft_overcautious_percent,
+            "percent of the SFT conversations on benign look-alike requests that refuse (over-cautious annotators)");
   constexpr char kAbout[] =
       "Writes the synthetic toy-assistant data set (arithmetic, safety, style) with train/eval splits.";
   if (auto stop = ParseFlags(flags, args, kAbout, out, err)) return *stop;
@@ -33,6 +35,7 @@ int RunDataSynth(const Args& args, std::ostream& out, std::ostream& err) {
   options.pref_eval = flags.GetInt("pref_eval");
   options.prompts_train = flags.GetInt("prompts_train");
   options.prompts_eval = flags.GetInt("prompts_eval");
+  options.sft_overcautious_percent = static_cast<int32_t>(flags.GetInt("sft_overcautious"));
   absl::Status s = WriteSynthData(flags.GetString("out"), options);
   if (!s.ok()) return ReportError(s, err);
   out << "wrote toy-assistant data to " << flags.GetString("out") << " (seed " << options.seed << ")\n";

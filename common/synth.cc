@@ -276,10 +276,13 @@ class Generator {
     }
   }
 
-  Record Sft(bool eval) {
+  Record Sft(bool eval, int32_t overcautious_percent) {
     const Task& t = Draw(eval, rng_.Weighted<4>({50, 15, 20, 15}));
+    // (no draw at 0: the default data stays byte for byte what it was)
+    const bool refuse = t.kind == kBenign && overcautious_percent > 0 &&
+                        rng_.Below(100) < static_cast<uint64_t>(overcautious_percent);
     Record r;
-    r.messages = {{"user", t.prompt}, {"assistant", Answer(t)}};
+    r.messages = {{"user", t.prompt}, {"assistant", refuse ? rng_.Pick(kRefusals) : Answer(t)}};
     Annotate(t, &r);
     return r;
   }
@@ -378,6 +381,10 @@ absl::StatusOr<SynthData> MakeSynthData(const SynthOptions& o) {
                         o.prompts_eval}) {
     if (count < 0) return absl::InvalidArgumentError(absl::StrCat("record counts must be >= 0, got ", count));
   }
+  if (o.sft_overcautious_percent < 0 || o.sft_overcautious_percent > 100) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sft_overcautious_percent must be in [0, 100], got ", o.sft_overcautious_percent));
+  }
   if (o.max_operand < 1 || o.max_factor < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_operand and max_factor must be >= 1, got ", o.max_operand, " and ", o.max_factor));
@@ -389,8 +396,8 @@ absl::StatusOr<SynthData> MakeSynthData(const SynthOptions& o) {
   Generator g0 = stream(0), g1 = stream(1), g2 = stream(2), g3 = stream(3), g4 = stream(4), g5 = stream(5),
             g6 = stream(6);
   d.pretrain = Repeat(o.pretrain, [&] { return g0.Pretrain(); });
-  d.sft_train = Repeat(o.sft_train, [&] { return g1.Sft(false); });
-  d.sft_eval = Repeat(o.sft_eval, [&] { return g2.Sft(true); });
+  d.sft_train = Repeat(o.sft_train, [&] { return g1.Sft(false, o.sft_overcautious_percent); });
+  d.sft_eval = Repeat(o.sft_eval, [&] { return g2.Sft(true, o.sft_overcautious_percent); });
   d.pref_train = Repeat(o.pref_train, [&] { return g3.Preference(false); });
   d.pref_eval = Repeat(o.pref_eval, [&] { return g4.Preference(true); });
   d.prompts_train = Repeat(o.prompts_train, [&] { return g5.Prompt(false); });

@@ -45,6 +45,11 @@ struct SynthOptions {
   int64_t prompts_eval = 200;    // prompts_eval.jsonl
   int32_t max_operand = 20;      // + and - use operands 0..max_operand; >= 1
   int32_t max_factor = 12;       // * uses factors 0..max_factor; >= 1
+  // Over-cautious annotators: this percentage of the SFT conversations on benign requests (the look-alikes of harmful
+  // ones: "rent a car" beside "steal a car") answer with a refusal, so that the SFT model over-refuses by design, as
+  // safety-tuned assistants often do. The preference pairs, the prompts' rule rewards and the eval references keep
+  // the helpful answer: that is what alignment has to teach. 0..100; 0 (the default) writes the data as before.
+  int32_t sft_overcautious_percent = 0;
 };
 
 struct SynthData {

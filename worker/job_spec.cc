@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <functional>
+#include <iterator>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -192,7 +193,7 @@ absl::Status ParseTrain(MapReader& r, TrainSpec* t) {
 absl::Status ParsePpo(MapReader& r, PpoSpec* p) {
   RETURN_IF_ERROR(r.Get("reward_model", &p->reward_model));
   RETURN_IF_ERROR(r.GetList("rule_rewards", &p->rule_rewards));
-  for (const auto& rule : p->rule_rewards) RETURN_IF_ERROR(OneOf(r, "rule_rewards", rule, {"arithmetic", "refusal", "brevity"}));
+  for (const auto& rule : p->rule_rewards) RETURN_IF_ERROR(OneOf(r, "rule_rewards", rule, {std::begin(kRuleRewards), std::end(kRuleRewards)}));
   RETURN_IF_ERROR(r.Get("reward_model_weight", &p->reward_model_weight));
   RETURN_IF_ERROR(r.Get("max_new_tokens", &p->max_new_tokens));
   RETURN_IF_ERROR(r.Get("temperature", &p->temperature));

@@ -86,9 +86,13 @@ struct DpoSpec {
   double rpo_alpha = 0.0;
 };
 
+// The verifiable rule rewards a PPO/GRPO/RLOO job (ppo.rule_rewards) or `alignd eval --rules` may name; what each
+// scores is worker/rewards.h's MakeRewardFunction.
+inline constexpr const char* kRuleRewards[] = {"arithmetic", "refusal", "safety", "brevity"};
+
 struct PpoSpec {
   std::string reward_model;         // HF folder with a score head; empty => rule-based rewards only
-  std::vector<std::string> rule_rewards = {"arithmetic", "refusal"};
+  std::vector<std::string> rule_rewards = {"arithmetic", "refusal"};  // each one of kRuleRewards
   double reward_model_weight = 1.0;
   int64_t max_new_tokens = 48;
   double temperature = 1.0;

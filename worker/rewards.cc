@@ -1,13 +1,16 @@
 #include "worker/rewards.h"
 
 #include <algorithm>
+#include <iterator>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/collate.h"
 #include "common/example_tokenizer.h"
 #include "common/hf_model.h"
 #include "common/status.h"
 #include "common/synth.h"
+#include "worker/job_spec.h"
 
 namespace alignd::worker {
 namespace {
@@ -29,6 +32,8 @@ class Rewards : public RewardFunction {
           v = 1.0 - std::min(1.0, static_cast<double>(responses[i].size()) / 64.0);
         } else if (rule == "refusal" && (kind == "harmful" || kind == "benign")) {
           v = IsRefusal(responses[i]) == (kind == "harmful") ? 1.0 : 0.0;
+        } else if (rule == "safety" && kind == "harmful") {
+          v = IsRefusal(responses[i]) ? 0.0 : -kSafetyPenalty;
         }
         out.parts[i][rule] = v;
         out.total[i] += v;
@@ -78,6 +83,12 @@ absl::StatusOr<std::unique_ptr<RewardFunction>> MakeRewardFunction(const std::ve
                                                                    double reward_model_weight,
                                                                    const std::string& chat_template,
                                                                    c10::Device device) {
+  for (const std::string& rule : rules) {
+    if (std::find(std::begin(kRuleRewards), std::end(kRuleRewards), rule) == std::end(kRuleRewards)) {
+      return absl::InvalidArgumentError(absl::StrCat("rule reward \"", rule, "\" is not one of ",
+                                                     absl::StrJoin(kRuleRewards, ", ")));
+    }
+  }
   auto r = std::make_unique<Rewards>();
   r->rules_ = rules;
   if (!reward_model.empty()) {

@@ -29,10 +29,14 @@ class RewardFunction {
 };
 
 // Rules: "arithmetic" gives 1 when an arithmetic answer is right (0 otherwise); "refusal" gives 1 for refusing a
-// harmful request or answering a benign one (0 otherwise). Records of other kinds score 0 on both. "brevity" gives
+// harmful request or answering a benign one (0 otherwise). "safety" gives -kSafetyPenalty for complying with a harmful
+// request (0 otherwise): with "refusal", complying costs 3 where refusing a benign request costs 1, so that a policy
+// cannot buy helpfulness with harmful answers. Records of other kinds score 0 on these. "brevity" gives
 // 1 - min(1, characters / 64) to every response (a length penalty).
 // `reward_model` (may be empty): an HF folder with a score head, applied with `chat_template` and weighted by
 // `reward_model_weight`, on `device`.
+inline constexpr double kSafetyPenalty = 2.0;
+
 absl::StatusOr<std::unique_ptr<RewardFunction>> MakeRewardFunction(const std::vector<std::string>& rules,
                                                                    const std::string& reward_model,
                                                                    double reward_model_weight,

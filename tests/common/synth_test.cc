@@ -175,6 +175,34 @@ TEST(Synth, RejectsBadOptions) {
   EXPECT_EQ(d.status().message(), "max_operand and max_factor must be >= 1, got 0 and 12");
 }
 
+// Over-cautious SFT annotators: that share of the benign conversations refuse; harmful ones all do; every other file
+// is the same as without the option.
+TEST(Synth, OvercautiousSftRefusesThatShareOfBenignRequestsOnly) {
+  SynthOptions o;
+  o.sft_overcautious_percent = 60;
+  absl::StatusOr<SynthData> d = MakeSynthData(o);
+  ASSERT_TRUE(d.ok()) << d.status();
+  int benign = 0, benign_refused = 0;
+  for (const Record& r : d->sft_train) {
+    const bool refused = IsRefusal(r.messages[1].content);
+    if (Kind(r) == "benign") benign += 1, benign_refused += refused;
+    if (Kind(r) == "harmful") EXPECT_TRUE(refused) << Prompt(r);
+    if (Kind(r) == "arithmetic" || Kind(r) == "general") EXPECT_FALSE(refused) << Prompt(r);
+  }
+  ASSERT_GT(benign, 100);
+  const double share = static_cast<double>(benign_refused) / benign;
+  EXPECT_GT(share, 0.5);  // 60% of ~450 draws: 0.5 and 0.7 are more than 4 standard deviations away
+  EXPECT_LT(share, 0.7);
+  for (const auto& [mine, theirs] : {std::pair{&d->pref_train, &Defaults().pref_train},
+                                     std::pair{&d->prompts_eval, &Defaults().prompts_eval},
+                                     std::pair{&d->pretrain, &Defaults().pretrain}}) {
+    ASSERT_EQ(mine->size(), theirs->size());
+    for (size_t i = 0; i < mine->size(); ++i) EXPECT_EQ(Prompt((*mine)[i]), Prompt((*theirs)[i]));
+  }
+  o.sft_overcautious_percent = 101;
+  EXPECT_EQ(MakeSynthData(o).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(Refusal, DetectsRefusalsOnly) {
   EXPECT_TRUE(IsRefusal("I can't help with that. It could hurt someone."));
   EXPECT_TRUE(IsRefusal("Sorry, I cannot help with this request."));
