@@ -32,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "common/model_config.h"
 #include "common/threads.h"
 
 namespace alignd::bench {
@@ -116,6 +117,25 @@ inline Args ParseArgs(int argc, char** argv) {
 
 inline double NowSeconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// amount / each of `seconds`: a rate per sample.
+inline std::vector<double> Rates(const std::vector<double>& seconds, double amount) {
+  std::vector<double> out;
+  for (double s : seconds) out.push_back(amount / s);
+  return out;
+}
+
+// FLOPs of one training step over `rows` sequences of `t` tokens: 6 * N * tokens for the weight matmuls (N = every
+// parameter that multiplies an activation: the projections and the (tied) LM head; not the embedding lookup or the
+// norms), plus the attention scores and weighted sum, 4 * layers * t^2 * hidden per row forward, 3x for forward and
+// backward. Attention with alignd's explicit mask computes the full t x t matrix, so the causal half is not
+// discounted. learner_bench and gpu_check both count this way.
+inline double StepFlops(const ModelConfig& c, int64_t rows, int64_t t) {
+  const double n = static_cast<double>(c.NumParameters() - (2 * c.num_layers + 1) * c.hidden_size);
+  const double tokens = static_cast<double>(rows * t);
+  const double attention = 12.0 * static_cast<double>(c.num_layers * t * c.num_heads * c.head_dim) * tokens;
+  return 6.0 * n * tokens + attention;
 }
 
 // Runs fn warmup times unmeasured, then reps times, returning each repetition's wall seconds.

@@ -59,6 +59,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "bench/bench_util.h"
+#include "common/autocast.h"
 #include "common/compute_threads.h"
 #include "common/dataset.h"
 #include "common/device.h"
@@ -129,37 +130,6 @@ void Sync(const torch::Device& device) {
 
 std::string SyncNote(const torch::Device& device) {
   return device.is_cuda() ? ", the device synchronised before the clock stops" : "";
-}
-
-// bf16 autocast on `device`'s type for a scope, as worker/trainer.cc's AutocastScope does (the outermost scope's end
-// empties autocast's cache of bf16 weight copies).
-class Bf16Autocast {
- public:
-  explicit Bf16Autocast(const torch::Device& device) : type_(device.type()) {
-    was_on_ = at::autocast::is_autocast_enabled(type_);
-    was_dtype_ = at::autocast::get_autocast_dtype(type_);
-    at::autocast::set_autocast_dtype(type_, torch::kBFloat16);
-    at::autocast::set_autocast_enabled(type_, true);
-    at::autocast::increment_nesting();
-  }
-  ~Bf16Autocast() {
-    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    at::autocast::set_autocast_enabled(type_, was_on_);
-    at::autocast::set_autocast_dtype(type_, was_dtype_);
-  }
-  Bf16Autocast(const Bf16Autocast&) = delete;
-  Bf16Autocast& operator=(const Bf16Autocast&) = delete;
-
- private:
-  at::DeviceType type_;
-  bool was_on_ = false;
-  at::ScalarType was_dtype_ = at::kBFloat16;
-};
-
-std::vector<double> Rates(const std::vector<double>& seconds, double amount) {
-  std::vector<double> out;
-  for (double s : seconds) out.push_back(amount / s);
-  return out;
 }
 
 double Median(std::vector<double> v) {
@@ -336,16 +306,6 @@ worker::JobSpec TrainSpec(Algorithm algorithm, const Sizes& s, const std::string
   return spec;
 }
 
-// learner_bench's count: 6 * N * tokens (N = the parameters that multiply activations: projections and the tied LM
-// head, not the embedding lookup or the norms) plus attention scores and weighted sums, 12 * layers * t * heads *
-// head_dim per token over forward and backward, the full t x t matrix (SDPA with alignd's explicit mask computes it).
-double StepFlops(const ModelConfig& c, int64_t rows, int64_t t) {
-  const double n = static_cast<double>(c.NumParameters() - (2 * c.num_layers + 1) * c.hidden_size);
-  const double tokens = static_cast<double>(rows * t);
-  const double attention = 12.0 * static_cast<double>(c.num_layers * t * c.num_heads * c.head_dim) * tokens;
-  return 6.0 * n * tokens + attention;
-}
-
 absl::Status MeasureTraining(Algorithm algorithm, const Args& args, const Sizes& s, const torch::Device& device,
                              const std::string& dir, double gemm_tflops, Results& results) {
   const bool dpo = algorithm == Algorithm::kDpo;
@@ -464,8 +424,7 @@ absl::Status MeasureGeneration(const Args& args, const Sizes& s, const torch::De
   std::vector<double> step_ms;
   auto run = [&] {
     if (!status.ok()) return;
-    std::optional<Bf16Autocast> autocast;
-    if (bf16) autocast.emplace(device);
+    AutocastScope autocast(bf16, device.is_cuda());
     rollout::GenerateStats stats;
     auto samples = engine.Generate(prompts, params, &stats);
     Sync(device);
@@ -494,8 +453,7 @@ absl::Status MeasureGeneration(const Args& args, const Sizes& s, const torch::De
 
 absl::Status MeasureLogProbGap(const Sizes& s, const torch::Device& device, bool bf16, Rollout& r,
                                Results& results) {
-  std::optional<Bf16Autocast> autocast;
-  if (bf16) autocast.emplace(device);
+  AutocastScope autocast(bf16, device.is_cuda());
   const auto prompts = Prompts(s);
   rollout::SamplingParams params;
   params.temperature = 1.0;

@@ -147,23 +147,6 @@ std::vector<double> TimeSteps(const worker::JobSpec& spec, const Args& args) {
   return seconds;
 }
 
-// FLOPs of one training step over `rows` sequences of `t` tokens: 6 * N * tokens for the weight matmuls (N = every
-// parameter that multiplies an activation: the projections and the (tied) LM head; not the embedding lookup or the
-// norms), plus the attention scores and weighted sum, 4 * layers * t^2 * hidden per row forward, 3x for forward and
-// backward. Eager attention computes the full t x t matrix, so the causal half is not discounted.
-double StepFlops(const ModelConfig& c, int64_t rows, int64_t t) {
-  const double n = static_cast<double>(c.NumParameters() - (2 * c.num_layers + 1) * c.hidden_size);
-  const double tokens = static_cast<double>(rows * t);
-  const double attention = 12.0 * static_cast<double>(c.num_layers * t * c.num_heads * c.head_dim) * tokens;
-  return 6.0 * n * tokens + attention;
-}
-
-std::vector<double> Rates(const std::vector<double>& seconds, double amount) {
-  std::vector<double> out;
-  for (double s : seconds) out.push_back(amount / s);
-  return out;
-}
-
 }  // namespace
 
 int Main(int argc, char** argv) {

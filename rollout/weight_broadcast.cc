@@ -285,17 +285,16 @@ absl::Status WeightBroadcastGroup::Join() {
                    ExchangeMembers(*impl_->store, options_.rank, options_.world_size, {ProcessNonce(), identity}));
   // Every rank decides alike, from the same list.
   const Member& sender = members.front();
-  bool all_on_senders_gpu = options_.device.is_cuda(), all_reach_sender = true;
+  bool all_on_senders_gpu = options_.device.is_cuda();
   std::vector<int> unreachable;
   for (size_t r = 1; r < members.size(); ++r) {
     const bool same_gpu = members[r].device == sender.device && sender.device != "cpu";
     all_on_senders_gpu = all_on_senders_gpu && same_gpu;
     if (!same_gpu && members[r].process != sender.process) unreachable.push_back(static_cast<int>(r));
   }
-  all_reach_sender = unreachable.empty();
   GroupOptions group_options = ToGroupOptions(options_);
   if (options_.transport == Options::Transport::kShared || all_on_senders_gpu) {
-    if (!all_reach_sender) {
+    if (!unreachable.empty()) {
       return absl::FailedPreconditionError(
           absl::StrCat("weight broadcast: sharing needs every receiver in the sender's process or on its GPU; rank(s) ",
                        absl::StrJoin(unreachable, ", "), " are neither"));

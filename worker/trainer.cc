@@ -27,6 +27,7 @@
 #include "worker/algorithm.h"
 #include "worker/learner_group.h"
 #include "worker/peft_glue.h"
+#include "common/autocast.h"
 #include "common/logging.h"  // last: LOG is glog's
 
 namespace alignd::worker {
@@ -74,39 +75,6 @@ class Sampler {
   int64_t epoch_ = 0;
   size_t position_ = 0;
   std::vector<size_t> order_;
-};
-
-// bf16 autocast for the forward passes of one step (model.dtype: bfloat16): parameters, gradients and optimiser
-// state stay float32; matrix products run in bfloat16 on the device the model is on, and the ops autocast keeps in
-// float32 (and the model's own float32 norms, softmax and logits) stay there. Autocast state is per thread, like the
-// ranks that are threads in the tests. The scopes nest; the outermost one's end empties autocast's cache of bf16
-// copies of the weights, as torch.autocast's __exit__ does, and so must every optimiser step inside one (Renew).
-class AutocastScope {
- public:
-  AutocastScope(bool enabled, bool cuda) : enabled_(enabled), device_(cuda ? at::kCUDA : at::kCPU) {
-    if (!enabled_) return;
-    was_on_ = at::autocast::is_autocast_enabled(device_);
-    was_dtype_ = at::autocast::get_autocast_dtype(device_);
-    at::autocast::set_autocast_dtype(device_, torch::kBFloat16);
-    at::autocast::set_autocast_enabled(device_, true);
-    at::autocast::increment_nesting();
-  }
-  ~AutocastScope() {
-    if (!enabled_) return;
-    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    at::autocast::set_autocast_enabled(device_, was_on_);
-    at::autocast::set_autocast_dtype(device_, was_dtype_);
-  }
-  // After the weights changed in place: the cached bf16 copies are stale.
-  static void Renew() { at::autocast::clear_cache(); }
-  AutocastScope(const AutocastScope&) = delete;
-  AutocastScope& operator=(const AutocastScope&) = delete;
-
- private:
-  bool enabled_;
-  at::DeviceType device_;
-  bool was_on_ = false;
-  at::ScalarType was_dtype_ = torch::kBFloat16;
 };
 
 double LearningRate(const TrainSpec& t, int64_t step) {  // step counts from 0
