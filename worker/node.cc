@@ -11,6 +11,8 @@
 #include <chrono>
 #include <deque>
 #include <filesystem>
+#include <fstream>
+#include <random>
 #include <thread>
 
 #include "absl/strings/numbers.h"
@@ -51,21 +53,39 @@ constexpr int kMaxMessageBytes = 256 << 20;
 constexpr absl::Duration kServiceWait = absl::Seconds(30);
 
 // A port on `host` that nothing listens on right now (the OS picks it; it is free again once this returns).
-absl::StatusOr<uint16_t> PickFreePort() {
+// Whether `port` on loopback can be bound now (then released).
+bool CanBind(uint16_t port, uint16_t* bound) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return absl::UnavailableError("socket() failed");
+  if (fd < 0) return false;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
+  addr.sin_port = htons(port);
   socklen_t len = sizeof(addr);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    close(fd);
-    return absl::UnavailableError("cannot bind a free port");
-  }
+  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+                  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
   close(fd);
-  return ntohs(addr.sin_port);
+  if (ok) *bound = ntohs(addr.sin_port);
+  return ok;
+}
+
+// A port for a rendezvous store that this worker opens later, when an assignment makes it learner rank 0. The port is
+// released in between, so it is drawn below the kernel's ephemeral range (ip_local_port_range): a port there is never
+// handed out for another process's "port 0" (a gRPC server's, a connection's source), which is how a learner's store
+// once found its port taken by a peer worker's server. Port 0's choice only when nothing below the range binds.
+absl::StatusOr<uint16_t> PickFreePort() {
+  int low = 32768;
+  std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
+  if (int lo = 0, hi = 0; range >> lo >> hi && lo > 1024) low = lo;
+  static thread_local std::mt19937 rng(std::random_device{}());
+  const int first = std::min(10000, low / 2);
+  uint16_t port = 0;
+  for (int attempt = 0; attempt < 64 && low - 1 > first; ++attempt) {
+    const auto candidate = static_cast<uint16_t>(std::uniform_int_distribution<int>(first, low - 1)(rng));
+    if (CanBind(candidate, &port)) return port;
+  }
+  if (CanBind(0, &port)) return port;
+  return absl::UnavailableError("cannot bind a free port");
 }
 
 absl::StatusOr<std::pair<std::string, uint16_t>> SplitHostPort(const std::string& target, const std::string& what) {
