@@ -22,24 +22,20 @@
 namespace alignd::cli {
 namespace {
 
-absl::StatusOr<uint16_t> Port(const FlagSet& flags, const std::string& name) {
-  const int64_t p = flags.GetInt(name);
-  if (p < 0 || p > 65535) return absl::InvalidArgumentError(absl::StrCat("--", name, " must be in [0, 65535]"));
-  return static_cast<uint16_t>(p);
-}
-
 int ServeWorker(const Args& args, std::ostream& out, std::ostream& err, absl::Notification* stop) {
   FlagSet flags("alignd worker --coordinator=HOST:PORT --roles=learner,rollout,reward [--device=cpu|cuda] [flags]");
   flags.String("coordinator", "127.0.0.1:7070", "coordinator address HOST:PORT", "ALIGND_COORDINATOR");
   flags.String("token", "", "bearer token with the worker role", "ALIGND_TOKEN");
-  flags.String("tls-ca", "", "PEM CA bundle to verify the coordinator with: use TLS", "ALIGND_TLS_CA");
+  flags.String("tls-ca", "", "PEM CA bundle to verify the coordinator and the other workers with: use TLS",
+               "ALIGND_TLS_CA");
+  flags.String("tls-cert", "", "PEM certificate of this worker (for --advertise-host), signed by --tls-ca: its server "
+               "serves TLS and requires peers' certificates; also its client certificate", "ALIGND_TLS_CERT");
+  flags.String("tls-key", "", "PEM private key of --tls-cert", "ALIGND_TLS_KEY");
   flags.String("roles", "learner,rollout,reward", "comma-separated roles this worker takes (one job at a time)");
   flags.String("device", "cpu", "cpu, cuda or cuda:N: where this worker's jobs run (FAILED_PRECONDITION without a GPU)");
   flags.Int("device-count", 0, "GPUs this worker advertises (cuda; 0: 1)");
   flags.String("listen", "127.0.0.1:0", "address of this worker's own Rollout/Reward server (port 0: any free)");
   flags.String("advertise-host", "127.0.0.1", "host that other workers reach this worker at");
-  flags.Int("group-port", 0, "port kept for the learners' rendezvous store when learner rank 0 (0: any free)");
-  flags.Int("broadcast-port", 0, "port kept for the weight-broadcast store when learner rank 0 (0: any free)");
   flags.Int("threads", 0, "intra-op threads for jobs that do not set `threads` (0: the cores available)");
   if (auto code = ParseFlags(flags, args,
                              "Registers with the coordinator and runs the learner, rollout or reward assignments it "
@@ -61,19 +57,39 @@ int ServeWorker(const Args& args, std::ostream& out, std::ostream& err, absl::No
   o.token = flags.GetString("token");
   o.listen = flags.GetString("listen");
   o.advertise_host = flags.GetString("advertise-host");
-  auto group_port = Port(flags, "group-port");
-  auto broadcast_port = Port(flags, "broadcast-port");
-  if (!group_port.ok()) return ReportError(group_port.status(), err);
-  if (!broadcast_port.ok()) return ReportError(broadcast_port.status(), err);
-  o.group_port = *group_port;
-  o.broadcast_port = *broadcast_port;
   o.threads = static_cast<int>(flags.GetInt("threads"));
-  const std::string ca = flags.GetString("tls-ca");
+  const std::string ca = flags.GetString("tls-ca"), cert = flags.GetString("tls-cert"), key = flags.GetString("tls-key");
+  if (cert.empty() != key.empty()) {
+    return ReportError(absl::InvalidArgumentError("--tls-cert and --tls-key go together"), err);
+  }
+  if (!cert.empty() && ca.empty()) {
+    return ReportError(absl::InvalidArgumentError("--tls-cert needs --tls-ca (the CA the peers' certificates chain "
+                                                  "to)"), err);
+  }
+  if (!ca.empty() && cert.empty() && !coordinator::IsLoopbackAddress(o.listen)) {
+    return ReportError(absl::FailedPreconditionError(absl::StrCat(
+                           "with --tls-ca the cluster runs TLS, so this worker's own server on ", o.listen,
+                           " must too: give --tls-cert and --tls-key")),
+                       err);
+  }
   if (!ca.empty()) {
-    auto pem = ReadFile(ca);
-    if (!pem.ok()) return ReportError(pem.status(), err);
+    auto ca_pem = ReadFile(ca);
+    if (!ca_pem.ok()) return ReportError(ca_pem.status(), err);
     grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = *pem;
+    ssl.pem_root_certs = *ca_pem;
+    if (!cert.empty()) {
+      auto cert_pem = ReadFile(cert);
+      if (!cert_pem.ok()) return ReportError(cert_pem.status(), err);
+      auto key_pem = ReadFile(key);
+      if (!key_pem.ok()) return ReportError(key_pem.status(), err);
+      ssl.pem_cert_chain = *cert_pem;
+      ssl.pem_private_key = *key_pem;
+      grpc::SslServerCredentialsOptions server(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+      server.pem_root_certs = *ca_pem;
+      server.pem_key_cert_pairs.push_back({*key_pem, *cert_pem});
+      o.server_credentials = grpc::SslServerCredentials(server);
+      o.peer_credentials = grpc::SslCredentials(ssl);
+    }
     o.credentials = grpc::SslCredentials(ssl);
   } else if (!o.token.empty() && !coordinator::IsLoopbackAddress(o.coordinator)) {
     return ReportError(absl::FailedPreconditionError(absl::StrCat(

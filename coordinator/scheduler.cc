@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/job_credential.h"
 #include "common/status.h"
 #include "coordinator/address.h"
 
@@ -72,6 +73,9 @@ std::vector<Placement> PlanGangs(const std::vector<JobRecord>& waiting, const st
   }
   return out;
 }
+
+Scheduler::Scheduler(JobManager* jobs, WorkerRegistry* workers)
+    : jobs_(jobs), workers_(workers), credential_key_(NewCredentialKey()) {}
 
 absl::StatusOr<Scheduler::TickResult> Scheduler::Tick() {
   absl::MutexLock lock(&mu_);
@@ -139,6 +143,7 @@ absl::StatusOr<Scheduler::TickResult> Scheduler::TickLocked() {
     common.set_attempt(job.attempt);
     common.set_spec_yaml(job.spec_yaml);
     common.set_checkpoint_step(checkpoint);
+    common.set_job_credential(MintJobCredential(credential_key_, job.id, job.attempt));
     bool have_leader = false;
     for (const auto& [worker, role] : p.workers) {
       std::optional<WorkerRecord> record = workers_->Get(worker);
@@ -147,6 +152,7 @@ absl::StatusOr<Scheduler::TickResult> Scheduler::TickLocked() {
       if (role == v1::ROLE_REWARD) common.add_reward_addresses(record->info.address());
       if (role == v1::ROLE_LEARNER && !have_leader) {
         have_leader = true;
+        common.set_store_address(record->info.address());
         const std::string host = HostOf(record->info.address());
         // A worker that keeps no ports (0) cannot host them: its gang gets no rendezvous, which is fine for a
         // lone learner without rollout workers and an error the learner reports otherwise.

@@ -30,10 +30,17 @@ std::vector<Placement> PlanGangs(const std::vector<JobRecord>& waiting, const st
 // Drives jobs through the registry: expires leases (restarting or failing the jobs of lapsed workers), places
 // waiting jobs, and refreshes why the rest wait. Call Tick periodically (the server does, once a second) or after a
 // registration.
+//
+// Every assignment carries the job attempt's credential (common/job_credential.h), minted with this scheduler's key,
+// and learner rank 0's worker address as the gang's rendezvous store (store_address); the TCP rendezvous ports are
+// still filled in for workers that registered them.
 class Scheduler {
  public:
-  // Neither may be null; both must outlive the scheduler.
-  Scheduler(JobManager* jobs, WorkerRegistry* workers) : jobs_(jobs), workers_(workers) {}
+  // Neither may be null; both must outlive the scheduler. Draws a fresh credential key.
+  Scheduler(JobManager* jobs, WorkerRegistry* workers);
+
+  // The key job credentials are minted with; workers get it when they register.
+  const std::string& credential_key() const { return credential_key_; }
 
   struct TickResult {
     std::vector<Placement> placed;
@@ -48,6 +55,7 @@ class Scheduler {
   absl::Mutex mu_;
   JobManager* const jobs_;
   WorkerRegistry* const workers_;
+  const std::string credential_key_;
 };
 
 }  // namespace alignd::coordinator

@@ -36,6 +36,7 @@ grpc::Status WorkerServiceImpl::Register(grpc::ServerContext* context, const v1:
     response->set_worker_id(worker.info.worker_id());
     response->set_lease_id(worker.lease_id);
     response->set_lease_ttl_ms(absl::ToInt64Milliseconds(lease_ttl_));
+    response->set_credential_key(scheduler_->credential_key());
     auto tick = scheduler_->Tick();
     if (!tick.ok()) LOG(WARNING) << "scheduling after registering " << worker.info.worker_id() << ": " << tick.status();
     return absl::OkStatus();

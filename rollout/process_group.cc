@@ -1,12 +1,14 @@
 #include "rollout/process_group.h"
 
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #ifdef USE_C10D_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "rollout/grpc_store.h"
 
 namespace alignd::rollout {
 namespace {
@@ -15,18 +17,28 @@ bool IsLoopback(const std::string& host) {
   return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
 }
 
+// "host" of "host:port" or "[v6]:port".
+std::string HostPart(const std::string& address) {
+  std::string host = address.substr(0, address.rfind(':'));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  return host;
+}
+
 }  // namespace
 
 const char* BackendName(const GroupOptions& options) { return options.device.is_cuda() ? "nccl" : "gloo"; }
 
-absl::StatusOr<c10::intrusive_ptr<c10d::TCPStore>> OpenStore(const GroupOptions& options, int min_world,
-                                                             absl::string_view who) {
+absl::StatusOr<c10::intrusive_ptr<c10d::Store>> OpenStore(const GroupOptions& options, int min_world,
+                                                          absl::string_view who) {
   if (options.world_size < min_world) {
     return absl::InvalidArgumentError(absl::StrCat(who, ": world_size ", options.world_size, " < ", min_world));
   }
   if (options.rank < 0 || options.rank >= options.world_size) {
     return absl::InvalidArgumentError(
         absl::StrCat(who, ": rank ", options.rank, " outside [0, ", options.world_size, ")"));
+  }
+  if (!options.store.address.empty()) {
+    return c10::intrusive_ptr<c10d::Store>(c10::make_intrusive<GrpcStore>(options.store, Millis(options.timeout)));
   }
   if (options.rank > 0 && options.port == 0) {
     return absl::InvalidArgumentError(absl::StrCat(who, ": ranks other than 0 need rank 0's port"));
@@ -38,13 +50,18 @@ absl::StatusOr<c10::intrusive_ptr<c10d::TCPStore>> OpenStore(const GroupOptions&
     store_options.numWorkers = options.world_size;
     store_options.waitWorkers = false;  // the group's rendezvous waits for everyone
     store_options.timeout = Millis(options.timeout);
-    return c10::make_intrusive<c10d::TCPStore>(options.host, store_options);
+    return c10::intrusive_ptr<c10d::Store>(c10::make_intrusive<c10d::TCPStore>(options.host, store_options));
   } catch (const std::exception& e) {
     return absl::UnavailableError(absl::StrCat(who, ": store at ", options.host, ":", options.port, ": ", e.what()));
   }
 }
 
-absl::StatusOr<c10::intrusive_ptr<c10d::Backend>> JoinGroup(const c10::intrusive_ptr<c10d::TCPStore>& store,
+uint16_t StorePort(const c10::intrusive_ptr<c10d::Store>& store) {
+  auto* tcp = dynamic_cast<c10d::TCPStore*>(store.get());
+  return tcp ? tcp->getPort() : 0;
+}
+
+absl::StatusOr<c10::intrusive_ptr<c10d::Backend>> JoinGroup(const c10::intrusive_ptr<c10d::Store>& store,
                                                             const GroupOptions& options, absl::string_view who) {
   try {
     if (options.device.is_cuda()) {
@@ -62,8 +79,14 @@ absl::StatusOr<c10::intrusive_ptr<c10d::Backend>> JoinGroup(const c10::intrusive
 #endif
     }
     auto gloo = c10d::ProcessGroupGloo::Options::create(Millis(options.timeout));
-    gloo->devices.push_back(IsLoopback(options.host) ? c10d::ProcessGroupGloo::createDeviceForHostname(options.host)
-                                                     : c10d::ProcessGroupGloo::createDefaultDevice());
+    const std::string store_host = options.store.address.empty() ? options.host : HostPart(options.store.address);
+    if (!options.local_host.empty()) {
+      gloo->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(options.local_host));
+    } else if (IsLoopback(store_host)) {
+      gloo->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(store_host));
+    } else {
+      gloo->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+    }
     gloo->threads = 1;  // one collective at a time
     return c10::intrusive_ptr<c10d::Backend>(
         c10::make_intrusive<c10d::ProcessGroupGloo>(store, options.rank, options.world_size, gloo));

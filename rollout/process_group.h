@@ -1,4 +1,5 @@
-// Forming a c10d process group over a TCPStore that rank 0 hosts: the one mechanism behind the learners' group
+// Forming a c10d process group over a rendezvous store: the job's store on learner rank 0's worker, over gRPC with the
+// job's credential (rollout/grpc_store.h), or a c10d TCPStore that rank 0 hosts. The one mechanism behind the learners' group
 // (worker/learner_group.h) and the weight-broadcast group (rollout/weight_broadcast.h). The backend follows the
 // members' device: NCCL when they are on CUDA (every member of a job is: the coordinator places a cuda job on cuda
 // workers only), Gloo on the CPU. Internal: it exposes c10d types, so only those two .cc files include it. Nothing
@@ -7,7 +8,7 @@
 #define ALIGND_ROLLOUT_PROCESS_GROUP_H_
 
 #include <torch/csrc/distributed/c10d/Backend.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/Store.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -18,12 +19,18 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "rollout/store_endpoint.h"
 
 namespace alignd::rollout {
 
 struct GroupOptions {
-  std::string host = "127.0.0.1";  // rank 0's store host
+  // The job's store over gRPC; when its address is empty, a TCPStore on rank 0 at host:port.
+  StoreEndpoint store;
+  std::string host = "127.0.0.1";  // rank 0's TCPStore host
   uint16_t port = 0;               // rank 0: 0 = any free port; other ranks: rank 0's port
+  // This member's own address, which Gloo binds to; empty: loopback when the store's host is a loopback address, the
+  // machine's hostname otherwise (Gloo's default device).
+  std::string local_host;
   int rank = 0;
   int world_size = 1;
   absl::Duration timeout = absl::Minutes(10);  // rendezvous and each collective
@@ -31,10 +38,12 @@ struct GroupOptions {
 };
 
 // The GroupOptions of a group's own Options (LearnerGroup::Options, WeightBroadcastGroup::Options), which carry the
-// same six fields under the same names.
+// same fields under the same names.
 template <typename GroupSpecificOptions>
 GroupOptions ToGroupOptions(const GroupSpecificOptions& o) {
   GroupOptions g;
+  g.store = o.store;
+  g.local_host = o.local_host;
   g.host = o.host;
   g.port = o.port;
   g.rank = o.rank;
@@ -51,16 +60,18 @@ inline std::chrono::milliseconds Millis(absl::Duration d) {
 // "nccl" or "gloo": the backend JoinGroup forms for `options`.
 const char* BackendName(const GroupOptions& options);
 
-// Checks rank, world size (>= `min_world`) and port (others need rank 0's), then opens the store: rank 0 serves it
-// without waiting for the others. INVALID_ARGUMENT / UNAVAILABLE, messages prefixed with `who`.
-absl::StatusOr<c10::intrusive_ptr<c10d::TCPStore>> OpenStore(const GroupOptions& options, int min_world,
-                                                             absl::string_view who);
+// Checks rank, world size (>= `min_world`) and port (a TCPStore's other ranks need rank 0's), then opens the store:
+// the gRPC one (nothing is contacted until the first operation), or the TCPStore, which rank 0 serves without waiting
+// for the others. INVALID_ARGUMENT / UNAVAILABLE, messages prefixed with `who`.
+absl::StatusOr<c10::intrusive_ptr<c10d::Store>> OpenStore(const GroupOptions& options, int min_world,
+                                                          absl::string_view who);
+// The port a TCPStore listens on; 0 for any other store.
+uint16_t StorePort(const c10::intrusive_ptr<c10d::Store>& store);
 
-// Forms the group over `store` (blocks until every rank is there). Gloo: a loopback host is used as the interface;
-// any other host means the machine's own (Gloo's default device), since a rank cannot bind to rank 0's address.
+// Forms the group over `store` (blocks until every rank is there). Gloo binds to options.local_host (see there).
 // NCCL: the communicator is bound to options.device and connected at once. UNAVAILABLE with LibTorch's message,
 // prefixed with `who`; FAILED_PRECONDITION for a CUDA device in a build without NCCL.
-absl::StatusOr<c10::intrusive_ptr<c10d::Backend>> JoinGroup(const c10::intrusive_ptr<c10d::TCPStore>& store,
+absl::StatusOr<c10::intrusive_ptr<c10d::Backend>> JoinGroup(const c10::intrusive_ptr<c10d::Store>& store,
                                                             const GroupOptions& options, absl::string_view who);
 
 // Collectives on host memory (flags, metrics, serialised bytes). NCCL moves device memory only, so on a CUDA group

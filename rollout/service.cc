@@ -67,7 +67,28 @@ void AddSamples(const std::vector<Sample>& samples, int64_t prompt_offset, align
   }
 }
 
+constexpr size_t kMaxManifestBytes = 64 << 20;
+
+absl::Status ManifestTooLarge(const alignd::v1::WeightManifest& manifest) {
+  return absl::ResourceExhaustedError(absl::StrCat("manifest: ", manifest.ByteSizeLong(), " bytes (",
+                                                   manifest.tensors_size(), " tensors) exceed the limit of ",
+                                                   kMaxManifestBytes));
+}
+
 }  // namespace
+
+absl::Status RolloutService::CheckAnnouncement(const alignd::v1::WeightManifest& manifest) const {
+  if (manifest.ByteSizeLong() > kMaxManifestBytes) return ManifestTooLarge(manifest);
+  uint64_t total = 0;
+  for (uint64_t b : manifest.bucket_bytes()) {
+    if (b > options_.max_update_bytes - std::min(total, options_.max_update_bytes)) {
+      return absl::ResourceExhaustedError(absl::StrCat("manifest: its buckets exceed the limit of ",
+                                                       options_.max_update_bytes, " bytes"));
+    }
+    total += b;
+  }
+  return CheckAnnouncedUpdate(*engine_, manifest, options_.adapters);
+}
 
 absl::StatusOr<int64_t> RolloutService::CheckGenerate(const alignd::v1::GenerateRequest& request,
                                                       SamplingParams* params) const {
@@ -76,6 +97,7 @@ absl::StatusOr<int64_t> RolloutService::CheckGenerate(const alignd::v1::Generate
   }
   *params = FromProto(request.sampling(), options_.default_max_new_tokens);
   const int64_t count = std::max(request.prompts_size(), request.prompt_token_ids_size());
+  if (count == 0) return absl::InvalidArgumentError("prompts: the request has none");
   const int64_t rows = count * params->n;
   if (rows > options_.max_request_rows) {
     return absl::InvalidArgumentError(absl::StrCat("prompts x n = ", rows, " exceeds the limit of ",
@@ -115,7 +137,6 @@ grpc::Status RolloutService::GenerateStream(grpc::ServerContext* context, const 
   SamplingParams params;
   absl::StatusOr<int64_t> count = CheckGenerate(*request, &params);
   if (!count.ok()) return ToGrpcStatus(count.status());
-  if (*count == 0) return ToGrpcStatus(absl::InvalidArgumentError("prompts: the request has none"));
   // Each part is generated as its own call (its samples carry the weight version that made them); the prompt
   // indices are the request's.
   const int64_t part = std::max<int64_t>(1, options_.stream_part_prompts);
@@ -140,6 +161,9 @@ grpc::Status RolloutService::UpdateWeights(grpc::ServerContext* context,
           "UpdateWeights without inline buckets needs a collective group, and none is attached to this server; "
           "send the bytes with UpdateWeightsStream"));
     }
+    // Everything that can be checked before the bytes is checked first: a bad announcement must not take the
+    // broadcast that the next good one is waiting for.
+    if (absl::Status checked = CheckAnnouncement(request->manifest()); !checked.ok()) return ToGrpcStatus(checked);
     absl::MutexLock lock(&collective_mu_);
     absl::StatusOr<PackedWeights> received = options_.collective->Receive();
     if (!received.ok()) return ToGrpcStatus(received.status());
@@ -152,6 +176,7 @@ grpc::Status RolloutService::UpdateWeights(grpc::ServerContext* context,
     if (status.ok()) response->set_version(engine_->weight_version());
     return ToGrpcStatus(status);
   }
+  if (request->manifest().ByteSizeLong() > kMaxManifestBytes) return ToGrpcStatus(ManifestTooLarge(request->manifest()));
   uint64_t total = 0;
   for (const std::string& b : request->buckets()) total += b.size();
   if (total > options_.max_update_bytes) {

@@ -10,7 +10,8 @@
 // Options::max_request_rows (oversized: split the request), or any engine validation error; NOT_FOUND for an
 // adapter that is not loaded.
 // UpdateWeights: the manifest plus inline buckets; or, with no buckets, the bytes come from Options::collective
-// (the announced manifest must equal the one received there: ABORTED otherwise, nothing applied); with no buckets
+// (the announced manifest is checked first, as far as it can be without the bytes, and must then equal the one
+// received there: ABORTED otherwise, nothing applied); with no buckets
 // and no collective, FAILED_PRECONDITION (use UpdateWeightsStream). UpdateWeightsStream: the first chunk must carry the manifest.
 // Both: ApplyWeightUpdate's codes (INVALID_ARGUMENT for a bad manifest or chunk, DATA_LOSS for a checksum mismatch
 // or missing bytes, FAILED_PRECONDITION for a stale version), RESOURCE_EXHAUSTED over Options::max_update_bytes.
@@ -61,6 +62,8 @@ class RolloutService final : public alignd::v1::Rollout::Service {
                        alignd::v1::RolloutInfo* response) override;
 
  private:
+  // An UpdateWeights announcement's checks, before any byte is received (RESOURCE_EXHAUSTED past the limits).
+  absl::Status CheckAnnouncement(const alignd::v1::WeightManifest& manifest) const;
   // The request's checks; returns its prompt count and fills `params`.
   absl::StatusOr<int64_t> CheckGenerate(const alignd::v1::GenerateRequest& request, SamplingParams* params) const;
   // Samples for prompts [begin, end) of the request (prompt_index relative to begin).

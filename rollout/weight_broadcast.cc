@@ -24,7 +24,7 @@
 namespace alignd::rollout {
 
 struct WeightBroadcastGroup::Impl {
-  c10::intrusive_ptr<c10d::TCPStore> store;
+  c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::Backend> group;
   c10::Device collective_device = c10::kCPU;  // where the group's collectives read and write (NCCL: the GPU)
   bool shared = false;
@@ -66,7 +66,7 @@ struct Member {
 };
 
 // Every member writes "<process> <device>" under its rank and reads everyone's (the store's get waits for a key).
-absl::StatusOr<std::vector<Member>> ExchangeMembers(c10d::TCPStore& store, int rank, int world, const Member& self) {
+absl::StatusOr<std::vector<Member>> ExchangeMembers(c10d::Store& store, int rank, int world, const Member& self) {
   try {
     const std::string prefix = "alignd/weights/member/";
     const std::string mine = absl::StrCat(self.process, " ", self.device);
@@ -272,7 +272,7 @@ absl::StatusOr<std::unique_ptr<WeightBroadcastGroup>> WeightBroadcastGroup::Crea
   return std::unique_ptr<WeightBroadcastGroup>(new WeightBroadcastGroup(std::move(options), std::move(impl)));
 }
 
-uint16_t WeightBroadcastGroup::port() const { return impl_->store->getPort(); }
+uint16_t WeightBroadcastGroup::port() const { return StorePort(impl_->store); }
 
 absl::Status WeightBroadcastGroup::Join() {
   std::string identity;

@@ -30,6 +30,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "rollout/store_endpoint.h"
 #include "rollout/weight_update.h"
 
 namespace alignd::rollout {
@@ -37,12 +38,16 @@ namespace alignd::rollout {
 class WeightBroadcastGroup : public WeightSource {
  public:
   struct Options {
-    std::string host = "127.0.0.1";  // where rank 0's rendezvous store listens
+    // The job's rendezvous store over gRPC (learner rank 0's worker; group "weights"). Empty address: a TCPStore
+    // that rank 0 serves on host:port.
+    StoreEndpoint store;
+    std::string host = "127.0.0.1";  // where rank 0's TCPStore listens
     uint16_t port = 0;               // rank 0: 0 lets the OS choose (see port()); other ranks: rank 0's port
     int rank = 0;                    // 0 sends; 1..world_size-1 receive
     int world_size = 2;              // >= 2
     absl::Duration timeout = absl::Seconds(60);  // rendezvous and each collective
     c10::Device device = c10::kCPU;  // this member's device; every member's must be of one kind
+    std::string local_host;          // this member's own address for Gloo (empty: as process_group.h says)
     // kAuto: as above. kShared forces sharing (a CPU group in one process takes the sender's tensors; tests use it);
     // Join fails with FAILED_PRECONDITION when a receiver can reach neither the sender's process nor its GPU.
     enum class Transport { kAuto, kShared } transport = Transport::kAuto;
@@ -53,7 +58,7 @@ class WeightBroadcastGroup : public WeightSource {
   static absl::StatusOr<std::unique_ptr<WeightBroadcastGroup>> Create(Options options);
   ~WeightBroadcastGroup() override;
 
-  // The store's port (the chosen one when Options::port was 0).
+  // The TCPStore's port (the chosen one when Options::port was 0); 0 over gRPC.
   uint16_t port() const;
   int rank() const { return options_.rank; }
 

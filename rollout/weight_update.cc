@@ -406,6 +406,12 @@ absl::Status Swap(Engine& engine, const alignd::v1::WeightManifest& manifest, co
 
 }  // namespace
 
+absl::Status CheckAnnouncedUpdate(const Engine& engine, const alignd::v1::WeightManifest& manifest,
+                                  const AdapterTargets* adapters) {
+  const std::vector<uint64_t> sizes(manifest.bucket_bytes().begin(), manifest.bucket_bytes().end());
+  return CheckUpdate(engine, manifest, sizes, adapters).status();
+}
+
 absl::Status ApplyWeightUpdate(Engine& engine, const alignd::v1::WeightManifest& manifest,
                                const std::vector<std::string>& buckets, const AdapterTargets* adapters,
                                absl::string_view buckets_checksum) {

@@ -138,6 +138,10 @@ using AdapterTargets = std::map<std::string, NamedTensors>;
 absl::Status ApplyWeightUpdate(Engine& engine, const alignd::v1::WeightManifest& manifest,
                                const std::vector<std::string>& buckets, const AdapterTargets* adapters = nullptr,
                                absl::string_view buckets_checksum = {});
+// The checks ApplyWeightUpdate makes before any byte is needed (the manifest, its adapter, its version), for an
+// announcement whose bytes are still to come: a caller that fails them never starts receiving.
+absl::Status CheckAnnouncedUpdate(const Engine& engine, const alignd::v1::WeightManifest& manifest,
+                                  const AdapterTargets* adapters = nullptr);
 // The same for what a WeightSource delivered: its host buckets as above, or its device buckets, checked the same way
 // (the checksum computed on their device) and copied device to device into the engine's tensors.
 absl::Status ApplyWeightUpdate(Engine& engine, const PackedWeights& weights, const AdapterTargets* adapters = nullptr);

@@ -12,7 +12,7 @@
 namespace alignd::worker {
 
 struct LearnerGroup::Impl {
-  c10::intrusive_ptr<c10d::TCPStore> store;
+  c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::Backend> group;
 };
 
@@ -75,7 +75,7 @@ absl::StatusOr<std::unique_ptr<LearnerGroup>> LearnerGroup::Create(Options optio
   const rollout::GroupOptions group_options = rollout::ToGroupOptions(options);
   auto impl = std::make_unique<Impl>();
   ASSIGN_OR_RETURN(impl->store, rollout::OpenStore(group_options, /*min_world=*/1, "learner group"));
-  if (options.rank == 0 && options.on_listening) options.on_listening(impl->store->getPort());
+  if (options.rank == 0 && options.on_listening) options.on_listening(rollout::StorePort(impl->store));
   ASSIGN_OR_RETURN(impl->group, rollout::JoinGroup(impl->store, group_options, "learner group"));
   try {
     // A rank's mesh can be complete before its peers' are; without this, a rank that returns and closes its group at
@@ -89,7 +89,7 @@ absl::StatusOr<std::unique_ptr<LearnerGroup>> LearnerGroup::Create(Options optio
   return std::unique_ptr<LearnerGroup>(new LearnerGroup(std::move(options), std::move(impl)));
 }
 
-uint16_t LearnerGroup::port() const { return impl_ ? impl_->store->getPort() : options_.port; }
+uint16_t LearnerGroup::port() const { return impl_ ? rollout::StorePort(impl_->store) : options_.port; }
 
 absl::Status LearnerGroup::AllReduceMeanGradients(const std::vector<torch::Tensor>& params) {
   if (!impl_ || params.empty()) return absl::OkStatus();

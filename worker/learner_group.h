@@ -21,18 +21,24 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "rollout/store_endpoint.h"
 
 namespace alignd::worker {
 
 class LearnerGroup {
  public:
   struct Options {
-    // Rank 0's TCPStore host. A loopback address puts every rank's Gloo endpoint on loopback; any other host makes
-    // each rank use its own hostname's address (Gloo's default device).
+    // The job's rendezvous store over gRPC (learner rank 0's worker; group "learners"). Empty address: a TCPStore
+    // that rank 0 serves on host:port.
+    rollout::StoreEndpoint store;
+    // Rank 0's TCPStore host.
     std::string host = "127.0.0.1";
     uint16_t port = 0;               // rank 0: listens on exactly this port (0: the OS picks, see port()); others: rank 0's
     int rank = 0;                    // in [0, world_size)
     int world_size = 1;              // >= 1; 1 = a group of one (no store, every op is a no-op)
+    // This rank's own address, which Gloo binds to. Empty: loopback when the store's host is a loopback address, the
+    // machine's hostname otherwise (Gloo's default device).
+    std::string local_host;
     absl::Duration timeout = absl::Minutes(10);  // rendezvous and each collective
     // Rank 0 only, optional: called with the store's port once it listens and before Create waits for the other ranks,
     // so that a rank 0 started with port 0 can tell the others where to connect.
@@ -49,7 +55,7 @@ class LearnerGroup {
 
   int rank() const { return options_.rank; }
   int world_size() const { return options_.world_size; }
-  // The store's port (the chosen one when Options::port was 0); Options::port in a group of one.
+  // The TCPStore's port (the chosen one when Options::port was 0); Options::port in a group of one; 0 over gRPC.
   uint16_t port() const;
 
   // Replaces each tensor's .grad() by its mean over the ranks, reduced in flat buckets of about 25 MB per dtype (as

@@ -25,6 +25,7 @@
 #include "common/file_util.h"
 #include "common/grpc_status.h"
 #include "common/hf_model.h"
+#include "common/job_credential.h"
 #include "common/status.h"
 #include "common/compute_threads.h"
 #include "common/threads.h"
@@ -35,6 +36,7 @@
 #include "reward/reward_service.h"
 #include "rollout/engine.h"
 #include "rollout/service.h"
+#include "rollout/store_table.h"
 #include "rollout/weight_broadcast.h"
 #include "rollout/weight_update.h"
 #include "worker/learner_group.h"
@@ -52,42 +54,6 @@ constexpr int kMaxMessageBytes = 256 << 20;
 // gang is formed, a moment before this node has its service up).
 constexpr absl::Duration kServiceWait = absl::Seconds(30);
 
-// A port on `host` that nothing listens on right now (the OS picks it; it is free again once this returns).
-// Whether `port` on loopback can be bound now (then released).
-bool CanBind(uint16_t port, uint16_t* bound) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return false;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(port);
-  socklen_t len = sizeof(addr);
-  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-                  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
-  close(fd);
-  if (ok) *bound = ntohs(addr.sin_port);
-  return ok;
-}
-
-// A port for a rendezvous store that this worker opens later, when an assignment makes it learner rank 0. The port is
-// released in between, so it is drawn below the kernel's ephemeral range (ip_local_port_range): a port there is never
-// handed out for another process's "port 0" (a gRPC server's, a connection's source), which is how a learner's store
-// once found its port taken by a peer worker's server. Port 0's choice only when nothing below the range binds.
-absl::StatusOr<uint16_t> PickFreePort() {
-  int low = 32768;
-  std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
-  if (int lo = 0, hi = 0; range >> lo >> hi && lo > 1024) low = lo;
-  static thread_local std::mt19937 rng(std::random_device{}());
-  const int first = std::min(10000, low / 2);
-  uint16_t port = 0;
-  for (int attempt = 0; attempt < 64 && low - 1 > first; ++attempt) {
-    const auto candidate = static_cast<uint16_t>(std::uniform_int_distribution<int>(first, low - 1)(rng));
-    if (CanBind(candidate, &port)) return port;
-  }
-  if (CanBind(0, &port)) return port;
-  return absl::UnavailableError("cannot bind a free port");
-}
-
 absl::StatusOr<std::pair<std::string, uint16_t>> SplitHostPort(const std::string& target, const std::string& what) {
   const size_t colon = target.rfind(':');
   uint32_t port = 0;
@@ -97,31 +63,37 @@ absl::StatusOr<std::pair<std::string, uint16_t>> SplitHostPort(const std::string
   return std::make_pair(coordinator::HostOf(target), static_cast<uint16_t>(port));
 }
 
+// Who a call to this node's servers was admitted as: the job (and attempt) it may reach.
+using Admit = std::function<absl::StatusOr<JobIdentity>(const grpc::ServerContext&)>;
+
 // The service a node runs for its current job, handed to gRPC handlers that may outlive the job's turn.
 template <typename Job>
 class Slot {
  public:
-  void Set(std::shared_ptr<Job> job) {
+  void Set(const JobIdentity& id, std::shared_ptr<Job> job) {
     absl::MutexLock lock(&mu_);
+    id_ = id;
     job_ = std::move(job);
   }
-  void Clear() { Set(nullptr); }
-  // The current job, waiting up to `wait` for one.
-  std::shared_ptr<Job> Wait(absl::Duration wait) {
+  void Clear() { Set({}, nullptr); }
+  // The service of job `id`, waiting up to `wait` for it (a gang's members may call a moment before this node has
+  // its service up); null if it is not up by then.
+  std::shared_ptr<Job> Wait(const JobIdentity& id, absl::Duration wait) {
     absl::MutexLock lock(&mu_);
-    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return job_ != nullptr; };
+    auto ready = [this, &id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return job_ != nullptr && id_ == id; };
     mu_.AwaitWithTimeout(absl::Condition(&ready), wait);
-    return job_;
+    return ready() ? job_ : nullptr;
   }
 
  private:
   absl::Mutex mu_;
+  JobIdentity id_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<Job> job_ ABSL_GUARDED_BY(mu_);
 };
 
-grpc::Status NoJob(const char* service) {
-  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                      absl::StrCat("this worker serves no ", service, " job now"));
+grpc::Status NotUp(const char* service, const JobIdentity& id) {
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE, absl::StrCat("the ", service, " service of job ", id.job_id,
+                                                                  " attempt ", id.attempt, " is not up on this worker"));
 }
 
 // Members in construction order; destroyed in reverse (the service before what it refers to).
@@ -138,41 +110,99 @@ struct RewardJob {
   std::unique_ptr<reward::RewardService> service;
 };
 
+// Each handler admits the caller first (UNAUTHENTICATED, PERMISSION_DENIED, or UNAVAILABLE on an idle worker, all at
+// once), then waits for its job's service.
 class RolloutRouter final : public v1::Rollout::Service {
  public:
+  explicit RolloutRouter(Admit admit) : admit_(std::move(admit)) {}
   Slot<RolloutJob> slot;
   grpc::Status Generate(grpc::ServerContext* c, const v1::GenerateRequest* q, v1::GenerateResponse* r) override {
-    auto job = slot.Wait(kServiceWait);
-    return job ? job->service->Generate(c, q, r) : NoJob("rollout");
+    return Route(*c, kServiceWait, [&](RolloutJob& job) { return job.service->Generate(c, q, r); });
   }
   grpc::Status GenerateStream(grpc::ServerContext* c, const v1::GenerateRequest* q,
                               grpc::ServerWriter<v1::GenerateResponse>* w) override {
-    auto job = slot.Wait(kServiceWait);
-    return job ? job->service->GenerateStream(c, q, w) : NoJob("rollout");
+    return Route(*c, kServiceWait, [&](RolloutJob& job) { return job.service->GenerateStream(c, q, w); });
   }
   grpc::Status UpdateWeights(grpc::ServerContext* c, const v1::UpdateWeightsRequest* q,
                              v1::UpdateWeightsResponse* r) override {
-    auto job = slot.Wait(kServiceWait);
-    return job ? job->service->UpdateWeights(c, q, r) : NoJob("rollout");
+    return Route(*c, kServiceWait, [&](RolloutJob& job) { return job.service->UpdateWeights(c, q, r); });
   }
   grpc::Status UpdateWeightsStream(grpc::ServerContext* c, grpc::ServerReader<v1::WeightChunk>* q,
                                    v1::UpdateWeightsResponse* r) override {
-    auto job = slot.Wait(kServiceWait);
-    return job ? job->service->UpdateWeightsStream(c, q, r) : NoJob("rollout");
+    return Route(*c, kServiceWait, [&](RolloutJob& job) { return job.service->UpdateWeightsStream(c, q, r); });
   }
   grpc::Status GetInfo(grpc::ServerContext* c, const v1::GetInfoRequest* q, v1::RolloutInfo* r) override {
-    auto job = slot.Wait(absl::ZeroDuration());
-    return job ? job->service->GetInfo(c, q, r) : NoJob("rollout");
+    return Route(*c, absl::ZeroDuration(), [&](RolloutJob& job) { return job.service->GetInfo(c, q, r); });
   }
+
+ private:
+  template <typename Fn>
+  grpc::Status Route(const grpc::ServerContext& c, absl::Duration wait, Fn fn) {
+    absl::StatusOr<JobIdentity> id = admit_(c);
+    if (!id.ok()) return ToGrpcStatus(id.status());
+    auto job = slot.Wait(*id, wait);
+    return job ? fn(*job) : NotUp("rollout", *id);
+  }
+  Admit admit_;
 };
 
 class RewardRouter final : public v1::Reward::Service {
  public:
+  explicit RewardRouter(Admit admit) : admit_(std::move(admit)) {}
   Slot<RewardJob> slot;
   grpc::Status Score(grpc::ServerContext* c, const v1::ScoreRequest* q, v1::ScoreResponse* r) override {
-    auto job = slot.Wait(kServiceWait);
-    return job ? job->service->Score(c, q, r) : NoJob("reward");
+    absl::StatusOr<JobIdentity> id = admit_(*c);
+    if (!id.ok()) return ToGrpcStatus(id.status());
+    auto job = slot.Wait(*id, kServiceWait);
+    return job ? job->service->Score(c, q, r) : NotUp("reward", *id);
   }
+
+ private:
+  Admit admit_;
+};
+
+// The rendezvous stores this node hosts for the jobs it is learner rank 0 of.
+class RendezvousRouter final : public v1::Rendezvous::Service {
+ public:
+  explicit RendezvousRouter(Admit admit) : admit_(std::move(admit)) {}
+
+  std::shared_ptr<rollout::StoreTable> Open(const JobIdentity& id) {
+    auto table = std::make_shared<rollout::StoreTable>();
+    absl::MutexLock lock(&mu_);
+    tables_[Key(id)] = table;
+    return table;
+  }
+  void Close(const JobIdentity& id) {
+    std::shared_ptr<rollout::StoreTable> table;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = tables_.find(Key(id));
+      if (it == tables_.end()) return;
+      table = std::move(it->second);
+      tables_.erase(it);
+    }
+    table->Close();
+  }
+
+  grpc::Status Store(grpc::ServerContext* c, const v1::StoreRequest* q, v1::StoreResponse* r) override {
+    absl::StatusOr<JobIdentity> id = admit_(*c);
+    if (!id.ok()) return ToGrpcStatus(id.status());
+    std::shared_ptr<rollout::StoreTable> table;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = tables_.find(Key(*id));
+      if (it != tables_.end()) table = it->second;
+    }
+    // Not open yet: this node holds the job but has not started it; the caller retries.
+    if (!table) return NotUp("rendezvous", *id);
+    return ToGrpcStatus(table->Apply(*q, r, absl::FromChrono(c->deadline())));
+  }
+
+ private:
+  static std::string Key(const JobIdentity& id) { return absl::StrCat(id.attempt, "/", id.job_id); }
+  Admit admit_;
+  absl::Mutex mu_;
+  std::map<std::string, std::shared_ptr<rollout::StoreTable>> tables_ ABSL_GUARDED_BY(mu_);
 };
 
 // One of the job's reward parts, computed by the learner's own reward code (worker/rewards.h) so that a reward
@@ -229,8 +259,9 @@ bool Retryable(const absl::Status& s) {
 struct WorkerNode::Impl {
   NodeOptions options;
   std::string address;
-  RolloutRouter rollout_router;
-  RewardRouter reward_router;
+  RolloutRouter rollout_router{[this](const grpc::ServerContext& c) { return AdmitCall(c); }};
+  RewardRouter reward_router{[this](const grpc::ServerContext& c) { return AdmitCall(c); }};
+  RendezvousRouter rendezvous_router{[this](const grpc::ServerContext& c) { return AdmitCall(c); }};
   std::unique_ptr<grpc::Server> server;
   std::unique_ptr<v1::WorkerService::Stub> stub;
 
@@ -240,12 +271,50 @@ struct WorkerNode::Impl {
 
   absl::Mutex mu;
   std::string worker_id ABSL_GUARDED_BY(mu);
+  std::string credential_key ABSL_GUARDED_BY(mu);  // the coordinator's, from the last registration
   std::deque<v1::WorkerMessage> outbox ABSL_GUARDED_BY(mu);
   std::deque<v1::Assignment> pending ABSL_GUARDED_BY(mu);
   std::shared_ptr<Task> current ABSL_GUARDED_BY(mu);
   grpc::ClientContext* stream_context ABSL_GUARDED_BY(mu) = nullptr;
 
   std::thread control, executor;
+
+  // ---- who may call this node's servers ----
+
+  // The job a call may reach. UNAUTHENTICATED without a job credential (or this node's own worker token), or with
+  // one that does not verify; UNAVAILABLE when this node holds no assignment; PERMISSION_DENIED for a credential of
+  // another job or attempt than the ones it holds. The worker token reaches the running (or next) job.
+  absl::StatusOr<JobIdentity> AdmitCall(const grpc::ServerContext& context) {
+    auto it = context.client_metadata().find("authorization");
+    const absl::string_view authorization =
+        it == context.client_metadata().end() ? absl::string_view() : absl::string_view(it->second.data(), it->second.size());
+    const absl::string_view bearer = BearerToken(authorization);
+    if (bearer.empty()) {
+      return absl::UnauthenticatedError("no credentials: calls to a worker carry their job's credential "
+                                        "(authorization: Bearer ...)");
+    }
+    absl::MutexLock lock(&mu);
+    std::vector<JobIdentity> held;
+    if (current) held.push_back(IdentityOf(current->assignment));
+    for (const v1::Assignment& a : pending) held.push_back(IdentityOf(a));
+    const bool worker_token = !options.token.empty() && SecretsEqual(bearer, options.token);
+    JobIdentity id;
+    if (!worker_token) {
+      absl::StatusOr<JobIdentity> verified = VerifyJobCredential(credential_key, bearer);
+      if (!verified.ok()) return verified.status();
+      id = *std::move(verified);
+    }
+    if (held.empty()) return absl::UnavailableError("this worker serves no job now");
+    if (worker_token) return held.front();
+    for (const JobIdentity& h : held) {
+      if (h == id) return id;
+    }
+    return absl::PermissionDeniedError(absl::StrCat("the credential is for job ", id.job_id, " attempt ", id.attempt,
+                                                    "; this worker serves job ", held.front().job_id, " attempt ",
+                                                    held.front().attempt));
+  }
+
+  static JobIdentity IdentityOf(const v1::Assignment& a) { return {a.job_id(), a.attempt()}; }
 
   void Send(v1::WorkerMessage message) {
     absl::MutexLock lock(&mu);
@@ -266,8 +335,6 @@ struct WorkerNode::Impl {
       info->set_memory_bytes(static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
                              static_cast<uint64_t>(sysconf(_SC_PAGESIZE)));
       info->set_address(address);
-      info->set_group_port(options.group_port);
-      info->set_broadcast_port(options.broadcast_port);
       v1::RegisterWorkerResponse registered;
       {
         grpc::ClientContext context;
@@ -284,6 +351,7 @@ struct WorkerNode::Impl {
       {
         absl::MutexLock lock(&mu);
         worker_id = registered.worker_id();
+        credential_key = registered.credential_key();
       }
       LOG(INFO) << "worker " << address << " registered as " << registered.worker_id();
       RunStream(registered.lease_id());
@@ -466,17 +534,28 @@ struct WorkerNode::Impl {
       std::error_code ec;
       std::filesystem::remove_all(JoinPath(spec.output_dir, "checkpoints"), ec);
     }
+    // Learner rank 0's worker hosts the gang's rendezvous store while the job runs here.
+    const JobIdentity id = IdentityOf(a);
+    std::shared_ptr<void> store_open;
+    if (leader && !a.store_address().empty()) {
+      rendezvous_router.Open(id);
+      store_open.reset(static_cast<void*>(nullptr), [this, id](void*) { rendezvous_router.Close(id); });
+    }
     std::unique_ptr<LearnerGroup> group;
     if (a.world_size() > 1) {
-      if (a.rendezvous().empty()) {
-        return absl::InvalidArgumentError("the assignment names no rendezvous for the learners' group (learner "
-                                          "rank 0's worker registered no group_port)");
-      }
-      ASSIGN_OR_RETURN(auto hp, SplitHostPort(a.rendezvous(), "rendezvous"));
       LearnerGroup::Options go;
+      if (!a.store_address().empty()) {
+        go.store = Endpoint(a, "learners");
+      } else {
+        if (a.rendezvous().empty()) {
+          return absl::InvalidArgumentError("the assignment names no rendezvous for the learners' group");
+        }
+        ASSIGN_OR_RETURN(auto hp, SplitHostPort(a.rendezvous(), "rendezvous"));
+        go.host = hp.first;
+        go.port = hp.second;
+      }
+      go.local_host = options.advertise_host;
       go.device = JobDevice(spec);
-      go.host = hp.first;
-      go.port = hp.second;
       go.rank = static_cast<int>(a.rank());
       go.world_size = static_cast<int>(a.world_size());
       ASSIGN_OR_RETURN(group, LearnerGroup::Create(go));
@@ -485,8 +564,12 @@ struct WorkerNode::Impl {
     remote.rollout_addresses.assign(a.rollout_addresses().begin(), a.rollout_addresses().end());
     remote.reward_addresses.assign(a.reward_addresses().begin(), a.reward_addresses().end());
     remote.broadcast_rendezvous = a.broadcast_rendezvous();
+    remote.store_address = a.store_address();
+    remote.credential = a.job_credential();
+    remote.channel = options.peer_credentials;
+    remote.local_host = options.advertise_host;
     remote.device = JobDevice(spec);
-    if (!remote.rollout_addresses.empty() && remote.broadcast_rendezvous.empty()) {
+    if (!remote.rollout_addresses.empty() && remote.broadcast_rendezvous.empty() && remote.store_address.empty()) {
       return absl::InvalidArgumentError("the assignment names rollout workers but no broadcast rendezvous");
     }
     TrainOptions o;
@@ -520,6 +603,11 @@ struct WorkerNode::Impl {
     return absl::OkStatus();
   }
 
+  // The job's rendezvous store on learner rank 0's worker, as group `group`.
+  rollout::StoreEndpoint Endpoint(const v1::Assignment& a, const std::string& group) const {
+    return {a.store_address(), group, a.job_credential(), options.peer_credentials};
+  }
+
   // The device of a job on this node: the node's own GPU for a cuda job (the coordinator matched the kinds).
   c10::Device JobDevice(const JobSpec& spec) const {
     return spec.device == "cuda" && options.torch_device.is_cuda() ? options.torch_device : c10::Device(c10::kCPU);
@@ -545,12 +633,17 @@ struct WorkerNode::Impl {
     eo.tokenizer = std::shared_ptr<const Tokenizer>(std::move(loaded.tokenizer));
     eo.chat_template = spec.data.chat_template;
     ASSIGN_OR_RETURN(job->engine, rollout::Engine::Create(eo));
-    if (!a.broadcast_rendezvous().empty()) {
-      ASSIGN_OR_RETURN(auto hp, SplitHostPort(a.broadcast_rendezvous(), "broadcast rendezvous"));
+    if (!a.store_address().empty() || !a.broadcast_rendezvous().empty()) {
       rollout::WeightBroadcastGroup::Options go;
+      if (!a.store_address().empty()) {
+        go.store = Endpoint(a, "weights");
+      } else {
+        ASSIGN_OR_RETURN(auto hp, SplitHostPort(a.broadcast_rendezvous(), "broadcast rendezvous"));
+        go.host = hp.first;
+        go.port = hp.second;
+      }
+      go.local_host = options.advertise_host;
       go.device = JobDevice(spec);
-      go.host = hp.first;
-      go.port = hp.second;
       go.rank = static_cast<int>(a.rank()) + 1;
       go.world_size = static_cast<int>(a.world_size()) + 1;
       go.timeout = absl::Minutes(2);
@@ -565,7 +658,7 @@ struct WorkerNode::Impl {
     so.collective = job->group.get();
     so.adapters = &job->adapters;
     job->service = std::make_unique<rollout::RolloutService>(job->engine.get(), so);
-    rollout_router.slot.Set(job);
+    rollout_router.slot.Set(IdentityOf(a), job);
     LOG(INFO) << "worker " << address << ": serving rollout for " << a.job_id();
     task.stop.WaitForNotification();
     rollout_router.slot.Clear();
@@ -590,7 +683,7 @@ struct WorkerNode::Impl {
     auto job = std::make_shared<RewardJob>();
     ASSIGN_OR_RETURN(job->core, reward::RewardCore::Create(std::move(co)));
     job->service = std::make_unique<reward::RewardService>(job->core.get());
-    reward_router.slot.Set(job);
+    reward_router.slot.Set(IdentityOf(task.assignment), job);
     LOG(INFO) << "worker " << address << ": serving rewards for " << task.assignment.job_id();
     task.stop.WaitForNotification();
     reward_router.slot.Clear();
@@ -607,23 +700,18 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(NodeOptions option
   for (v1::Role r : options.roles) {
     if (r == v1::ROLE_UNSPECIFIED) return absl::InvalidArgumentError("roles: unspecified role");
   }
-  if (options.group_port == 0) {
-    ASSIGN_OR_RETURN(options.group_port, PickFreePort());
-  }
-  if (options.broadcast_port == 0) {
-    do {
-      ASSIGN_OR_RETURN(options.broadcast_port, PickFreePort());
-    } while (options.broadcast_port == options.group_port);
-  }
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(options.listen,
+                           options.server_credentials ? options.server_credentials : grpc::InsecureServerCredentials(),
+                           &port);
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.SetMaxSendMessageSize(kMaxMessageBytes);
   builder.RegisterService(&impl->rollout_router);
   builder.RegisterService(&impl->reward_router);
+  builder.RegisterService(&impl->rendezvous_router);
   impl->server = builder.BuildAndStart();
   if (!impl->server || port == 0) {
     return absl::UnavailableError(absl::StrCat("worker: cannot listen on ", options.listen));

@@ -1,8 +1,7 @@
 // A worker process's runtime: `alignd worker` and each worker inside `alignd local`.
 //
-// The node registers with the coordinator (its roles, device, the address of its own gRPC server and two ports it
-// keeps for rendezvous stores), holds its lease with heartbeats on the control stream, and runs the assignments
-// that arrive there, one at a time:
+// The node registers with the coordinator (its roles, device and the address of its own gRPC server), holds its lease
+// with heartbeats on the control stream, and runs the assignments that arrive there, one at a time:
 //   learner  RunTraining (worker/trainer.h) as rank `rank` of the job's learners, resuming from the job's latest
 //            checkpoint; rank 0 reports progress and checkpoints, and the job's success once final/ is written.
 //            PPO/GRPO/RLOO: rank 0 generates on the rollout workers and scores on the reward servers
@@ -11,6 +10,15 @@
 //            forms, and serves alignd.v1.Rollout on the node's server until the job ends.
 //   reward   serves alignd.v1.Reward with the job's scorers (ppo.rule_rewards and ppo.reward_model, each reported
 //            as a part) until the job ends.
+// Learner rank 0's node also serves the gang's rendezvous store (alignd.v1.Rendezvous) while the job runs, for the
+// learners' process group and the weight-broadcast group.
+//
+// Who may call the node's server: every call carries the job credential of the assignment (common/job_credential.h),
+// checked with the key the coordinator gave at registration, or the node's own worker token. Without one, or with one
+// that does not verify: UNAUTHENTICATED. With a valid one while the node holds no assignment: UNAVAILABLE, at once.
+// With one of another job, or another attempt of the same job: PERMISSION_DENIED. With TLS (server_credentials), peers
+// verify each other's certificates as the options say.
+//
 // A cancellation (the job was cancelled, finished, or its gang is restarting) stops the running assignment; a
 // failure is reported as retryable unless it is a configuration error (INVALID_ARGUMENT, NOT_FOUND). A failure
 // that may come from a lost peer is reported after a short grace period, so that the coordinator learns first which
@@ -33,6 +41,7 @@
 
 namespace grpc {
 class ChannelCredentials;
+class ServerCredentials;
 }  // namespace grpc
 
 namespace alignd::worker {
@@ -48,14 +57,15 @@ struct NodeOptions {
   // Where this node's jobs put their models and batches: the CPU, or the GPU of a `device: cuda` worker. The
   // coordinator only gives a node jobs of its own device kind.
   c10::Device torch_device = c10::kCPU;
-  // The node's own server (Rollout, Reward). Port 0 picks a free one.
+  // The node's own server (Rollout, Reward, Rendezvous). Port 0 picks a free one.
   std::string listen = "127.0.0.1:0";
-  // The host other workers reach this node at (its registered address is advertise_host:bound port).
+  // Its credentials; null: plaintext. With TLS, set peer_credentials to match (the gang's members call each other).
+  std::shared_ptr<grpc::ServerCredentials> server_credentials;
+  // Channel credentials for calls to other workers' servers; null: plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> peer_credentials;
+  // The host other workers reach this node at (its registered address is advertise_host:bound port); also the
+  // address its Gloo endpoints bind to.
   std::string advertise_host = "127.0.0.1";
-  // Ports kept for the learners' and the weight-broadcast rendezvous stores when this node is learner rank 0;
-  // 0 picks free ones at start.
-  uint16_t group_port = 0;
-  uint16_t broadcast_port = 0;
   absl::Duration heartbeat = absl::Milliseconds(500);
   // Intra-op threads for jobs whose spec leaves `threads` at 0; 0 = the cores available.
   int threads = 0;

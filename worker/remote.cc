@@ -23,16 +23,19 @@ namespace {
 
 constexpr int kMaxMessageBytes = 256 << 20;
 
-std::shared_ptr<grpc::Channel> Connect(const std::string& address) {
+std::shared_ptr<grpc::Channel> Connect(const RemoteServices& services, const std::string& address) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(address, services.channel ? services.channel : grpc::InsecureChannelCredentials(),
+                                   args);
 }
 
-void SetDeadline(grpc::ClientContext* context, absl::Duration timeout) {
+// A call's deadline and the job's credential.
+void Prepare(grpc::ClientContext* context, const RemoteServices& services) {
   context->set_deadline(std::chrono::system_clock::now() +
-                        std::chrono::milliseconds(absl::ToInt64Milliseconds(timeout)));
+                        std::chrono::milliseconds(absl::ToInt64Milliseconds(services.rpc_timeout)));
+  if (!services.credential.empty()) context->AddMetadata("authorization", absl::StrCat("Bearer ", services.credential));
 }
 
 absl::Status Named(const grpc::Status& status, const std::string& what, const std::string& address) {
@@ -76,7 +79,7 @@ absl::StatusOr<std::unique_ptr<RemoteGenerator>> RemoteGenerator::Create(const R
   if (services.rollout_addresses.empty()) return absl::InvalidArgumentError("no rollout worker addresses");
   auto impl = std::make_unique<Impl>();
   impl->services = services;
-  for (const std::string& a : services.rollout_addresses) impl->stubs.push_back(v1::Rollout::NewStub(Connect(a)));
+  for (const std::string& a : services.rollout_addresses) impl->stubs.push_back(v1::Rollout::NewStub(Connect(services, a)));
   return std::unique_ptr<RemoteGenerator>(new RemoteGenerator(std::move(impl)));
 }
 
@@ -102,7 +105,7 @@ absl::StatusOr<std::vector<rollout::Sample>> RemoteGenerator::Generate(
     sp->set_n(static_cast<uint32_t>(params.n));
     sp->set_seed(params.seed + static_cast<uint64_t>(c) * 0x9E3779B97F4A7C15ULL);
     grpc::ClientContext context;
-    SetDeadline(&context, impl_->services.rpc_timeout);
+    Prepare(&context, impl_->services);
     v1::GenerateResponse response;
     grpc::Status s = impl_->stubs[c]->Generate(&context, request, &response);
     if (!s.ok()) return Named(s, "Generate", impl_->services.rollout_addresses[c]);
@@ -143,7 +146,7 @@ class RemoteRewardFunction : public RewardFunction {
  public:
   RemoteRewardFunction(const RemoteServices& services, int64_t max_items)
       : services_(services), max_items_(static_cast<size_t>(max_items)) {
-    for (const std::string& a : services.reward_addresses) stubs_.push_back(v1::Reward::NewStub(Connect(a)));
+    for (const std::string& a : services.reward_addresses) stubs_.push_back(v1::Reward::NewStub(Connect(services, a)));
   }
 
   absl::StatusOr<ScoredBatch> Score(const std::vector<const Record*>& prompts,
@@ -169,7 +172,7 @@ class RemoteRewardFunction : public RewardFunction {
           item->set_kind(prompts[i]->ExtraString("kind").value_or(""));
         }
         grpc::ClientContext context;
-        SetDeadline(&context, services_.rpc_timeout);
+        Prepare(&context, services_);
         v1::ScoreResponse response;
         grpc::Status s = stubs_[server]->Score(&context, request, &response);
         if (!s.ok()) return Named(s, "Score", services_.reward_addresses[server]);
@@ -216,20 +219,25 @@ WeightPublisher::~WeightPublisher() = default;
 
 absl::StatusOr<std::unique_ptr<WeightPublisher>> WeightPublisher::Create(const RemoteServices& services) {
   if (services.rollout_addresses.empty()) return absl::InvalidArgumentError("no rollout worker addresses");
-  const std::string& rv = services.broadcast_rendezvous;
-  const size_t colon = rv.rfind(':');
-  uint32_t port = 0;
-  if (colon == std::string::npos || !absl::SimpleAtoi(rv.substr(colon + 1), &port) || port == 0 || port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat("broadcast rendezvous \"", rv, "\" is not host:port"));
-  }
   auto impl = std::make_unique<Impl>();
   impl->services = services;
-  for (const std::string& a : services.rollout_addresses) impl->stubs.push_back(v1::Rollout::NewStub(Connect(a)));
+  for (const std::string& a : services.rollout_addresses) impl->stubs.push_back(v1::Rollout::NewStub(Connect(services, a)));
   rollout::WeightBroadcastGroup::Options o;
   o.device = services.device;
-  o.host = rv.substr(0, colon);
-  if (o.host.size() > 2 && o.host.front() == '[') o.host = o.host.substr(1, o.host.size() - 2);
-  o.port = static_cast<uint16_t>(port);
+  o.local_host = services.local_host;
+  if (!services.store_address.empty()) {
+    o.store = {services.store_address, "weights", services.credential, services.channel};
+  } else {
+    const std::string& rv = services.broadcast_rendezvous;
+    const size_t colon = rv.rfind(':');
+    uint32_t port = 0;
+    if (colon == std::string::npos || !absl::SimpleAtoi(rv.substr(colon + 1), &port) || port == 0 || port > 65535) {
+      return absl::InvalidArgumentError(absl::StrCat("broadcast rendezvous \"", rv, "\" is not host:port"));
+    }
+    o.host = rv.substr(0, colon);
+    if (o.host.size() > 2 && o.host.front() == '[') o.host = o.host.substr(1, o.host.size() - 2);
+    o.port = static_cast<uint16_t>(port);
+  }
   o.rank = 0;
   o.world_size = static_cast<int>(services.rollout_addresses.size()) + 1;
   o.timeout = services.join_timeout;
@@ -261,7 +269,7 @@ absl::StatusOr<WeightPublisher::Stats> WeightPublisher::Publish(
   std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
   for (size_t i = 0; i < impl_->stubs.size(); ++i) {
     contexts.push_back(std::make_unique<grpc::ClientContext>());
-    SetDeadline(contexts.back().get(), impl_->services.rpc_timeout);
+    Prepare(contexts.back().get(), impl_->services);
   }
   for (size_t i = 0; i < impl_->stubs.size(); ++i) {
     announced.push_back(std::async(std::launch::async, [&, i]() -> absl::Status {

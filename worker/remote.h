@@ -20,6 +20,10 @@
 #include "rollout/engine.h"
 #include "worker/rewards.h"
 
+namespace grpc {
+class ChannelCredentials;
+}  // namespace grpc
+
 namespace alignd::v1 {
 class Rollout;
 }  // namespace alignd::v1
@@ -33,7 +37,14 @@ inline constexpr char kJobAdapter[] = "job";
 struct RemoteServices {
   std::vector<std::string> rollout_addresses;  // host:port, by rollout rank
   std::vector<std::string> reward_addresses;   // host:port, by reward rank
-  std::string broadcast_rendezvous;            // host:port of the weight-broadcast store (hosted by learner rank 0)
+  std::string broadcast_rendezvous;            // host:port of the weight-broadcast TCPStore (hosted by learner rank 0)
+  // host:port of the job's rendezvous store over gRPC (learner rank 0's worker); when set, the broadcast group forms
+  // over it (group "weights") instead of broadcast_rendezvous.
+  std::string store_address;
+  // The job's credential, shown on every call to the gang's servers ("authorization: Bearer ..."); empty: none.
+  std::string credential;
+  std::shared_ptr<grpc::ChannelCredentials> channel;  // for the gang's servers; null: plaintext
+  std::string local_host;                             // this worker's own address, for Gloo (see process_group.h)
   absl::Duration rpc_timeout = absl::Minutes(5);  // deadline of each Generate / Score / UpdateWeights call
   absl::Duration join_timeout = absl::Minutes(2);  // forming the broadcast group
   c10::Device device = c10::kCPU;  // the learner's device: CUDA makes the broadcast group NCCL

@@ -11,16 +11,21 @@
 #include <cmath>
 #include <fcntl.h>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
 #include <thread>
 
+#include <grpcpp/grpcpp.h>
+
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/job_credential.h"
 #include "common/synth.h"
 #include "coordinator/job_client.h"
+#include "proto/alignd.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -32,6 +37,9 @@ namespace {
 using json = nlohmann::json;
 const std::string kAlignd = std::string(ALIGND_BINARY_DIR) + "/cli/alignd";
 const std::string kAlignctl = std::string(ALIGND_BINARY_DIR) + "/cli/alignctl";
+// The tokens of a secured cluster (SecuredClusterTest).
+const std::string kAdminToken = "admin-token-0123456789";
+const std::string kWorkerToken = "worker-token-0123456789";
 
 // A child process whose output goes to a log file.
 class Process {
@@ -115,11 +123,22 @@ class ClusterTest : public ::testing::Test {
     ASSERT_EQ(init.Wait(), 0) << init.Log();
     ASSERT_TRUE(PathExists(root_ + "/policy/config.json")) << init.Log();
 
+    if (Tls()) ASSERT_NO_FATAL_FAILURE(MakeCertificates());
+    if (Secured()) {
+      ASSERT_TRUE(WriteFileAtomic(root_ + "/tokens", absl::StrCat(kAdminToken, " admin admin\n", kWorkerToken,
+                                                            " workers worker\n")).ok());
+    }
     StartCoordinator("0");
     ASSERT_FALSE(port_.empty()) << coordinator_->Log();
     address_ = "127.0.0.1:" + port_;
     coordinator::JobClient::Options co;
     co.address = address_;
+    if (Secured()) co.token = kAdminToken;
+    if (Tls()) {
+      co.tls_ca_file = root_ + "/tls/ca.pem";
+      co.tls_cert_file = root_ + "/tls/client.pem";
+      co.tls_key_file = root_ + "/tls/client.key";
+    }
     co.timeout = absl::Seconds(10);
     auto client = coordinator::JobClient::Connect(co);
     ASSERT_TRUE(client.ok()) << client.status();
@@ -128,22 +147,53 @@ class ClusterTest : public ::testing::Test {
     WaitForWorkers(4);
   }
 
+  // With tokens: the coordinator reads a tokens file, workers show the worker token, the client the admin's.
+  virtual bool Secured() const { return false; }
+  // With TLS everywhere: the coordinator serves mutual TLS, and each worker's own server serves TLS and requires the
+  // certificates of peers (and their job's credential).
+  virtual bool Tls() const { return false; }
+
+  // A CA, a certificate for the coordinator and each worker (all on 127.0.0.1; server and client use), and one for
+  // the test's client; with openssl, in root_/tls.
+  void MakeCertificates() {
+    const std::string script = absl::StrCat(
+        "set -e; mkdir -p ", root_, "/tls; cd ", root_, "/tls;",
+        "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=ca >/dev/null 2>&1;",
+        "leaf() { openssl req -newkey rsa:2048 -nodes -keyout $1.key -out $1.csr -subj /CN=$1 >/dev/null 2>&1;",
+        "  printf \"$2\" > $1.ext;",
+        "  openssl x509 -req -in $1.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out $1.pem -days 2 "
+        "-extfile $1.ext >/dev/null 2>&1; };",
+        "leaf node 'subjectAltName=IP:127.0.0.1\\nextendedKeyUsage=serverAuth,clientAuth\\n';",
+        "leaf client 'extendedKeyUsage=clientAuth\\n';");
+    ASSERT_EQ(system(script.c_str()), 0) << "openssl could not make the test's certificates";
+  }
+
   // Starts `alignd coordinator` on `port` ("0": any free one) with the test's database, logging to its own file;
   // sets port_ to the port it listens on.
   void StartCoordinator(const std::string& port) {
-    coordinator_ = std::make_unique<Process>(
-        std::vector<std::string>{"coordinator", "--listen=127.0.0.1:" + port, "--db=" + root_ + "/jobs.db",
-                                 "--lease-ttl-ms=3000"},
-        absl::StrCat(root_, "/coordinator-", ++coordinators_, ".log"));
+    std::vector<std::string> args{"coordinator", "--listen=127.0.0.1:" + port, "--db=" + root_ + "/jobs.db",
+                                  "--lease-ttl-ms=3000"};
+    if (Secured()) args.push_back("--auth-tokens=" + root_ + "/tokens");
+    if (Tls()) {
+      for (std::string a : {"--tls-cert=node.pem", "--tls-key=node.key", "--tls-client-ca=ca.pem"}) {
+        args.push_back(a.replace(a.find('=') + 1, 0, root_ + "/tls/"));
+      }
+    }
+    coordinator_ = std::make_unique<Process>(args, absl::StrCat(root_, "/coordinator-", ++coordinators_, ".log"));
     coordinator_->Start();
     port_ = coordinator_->WaitFor("listening on port ([0-9]+)");
   }
 
   void StartWorker(const std::string& role) {
     const int n = static_cast<int>(workers_.size());
-    workers_.push_back(std::make_unique<Process>(
-        std::vector<std::string>{"worker", "--coordinator=" + address_, "--roles=" + role, "--threads=1"},
-        absl::StrCat(root_, "/worker-", n, "-", role, ".log")));
+    std::vector<std::string> args{"worker", "--coordinator=" + address_, "--roles=" + role, "--threads=1"};
+    if (Secured()) args.push_back("--token=" + kWorkerToken);
+    if (Tls()) {
+      for (std::string a : {"--tls-ca=ca.pem", "--tls-cert=node.pem", "--tls-key=node.key"}) {
+        args.push_back(a.replace(a.find('=') + 1, 0, root_ + "/tls/"));
+      }
+    }
+    workers_.push_back(std::make_unique<Process>(args, absl::StrCat(root_, "/worker-", n, "-", role, ".log")));
     roles_.push_back(role);
     workers_.back()->Start();
   }
@@ -384,6 +434,230 @@ TEST_F(ClusterTest, PpoJobCompletesAndSurvivesKilledWorkers) {
   ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString() << Logs();
   EXPECT_GE(done.attempt(), 2u);
   ExpectSameLosses("coordinator_killed", plain);
+}
+
+// A cluster with tokens. The workers' own servers (Rollout, Reward, Rendezvous) admit only the job's own members,
+// however the caller got to their ports.
+class SecuredClusterTest : public ClusterTest {
+ protected:
+  bool Secured() const override { return true; }
+};
+
+// Calls `method` of a stub of `Service` at `address` with `credential` ("" sends none) over `creds` (null:
+// plaintext); returns the status and how long the answer took.
+template <typename Service, typename Request, typename Response>
+std::pair<grpc::StatusCode, absl::Duration> CallWorker(
+    const std::string& address, const std::string& credential,
+    grpc::Status (Service::Stub::*method)(grpc::ClientContext*, const Request&, Response*), const Request& request,
+    std::shared_ptr<grpc::ChannelCredentials> creds = nullptr) {
+  // One channel per worker and credentials, so that timings exclude connecting.
+  static std::map<std::pair<std::string, void*>, std::shared_ptr<grpc::Channel>> channels;
+  auto& channel = channels[{address, creds.get()}];
+  if (!channel) channel = grpc::CreateChannel(address, creds ? creds : grpc::InsecureChannelCredentials());
+  auto stub = Service::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  if (!credential.empty()) context.AddMetadata("authorization", "Bearer " + credential);
+  Response response;
+  const absl::Time start = absl::Now();
+  grpc::Status status = ((*stub).*method)(&context, request, &response);
+  return {status.error_code(), absl::Now() - start};
+}
+
+TEST_F(SecuredClusterTest, WorkerServersAdmitOnlyTheirJobsMembers) {
+  auto submitted = client_->Submit(Spec("guarded"), "guarded");
+  ASSERT_TRUE(submitted.ok()) << submitted.status();
+  const std::string id = submitted->id();
+  ASSERT_TRUE(WaitStep(id, 2)) << Logs();
+  auto job = client_->Get(id);
+  ASSERT_TRUE(job.ok()) << job.status();
+  const uint32_t attempt = job->attempt();
+
+  // The gang's servers, from the coordinator's list.
+  std::string rollout, reward;
+  std::vector<std::string> learners;
+  auto listed = client_->ListWorkers();
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  for (const v1::WorkerStatus& w : listed->workers()) {
+    if (w.job_id() != id) continue;
+    if (w.assigned_role() == v1::ROLE_ROLLOUT) rollout = w.worker().address();
+    if (w.assigned_role() == v1::ROLE_REWARD) reward = w.worker().address();
+    if (w.assigned_role() == v1::ROLE_LEARNER) learners.push_back(w.worker().address());
+  }
+  ASSERT_FALSE(rollout.empty());
+  ASSERT_FALSE(reward.empty());
+  ASSERT_EQ(learners.size(), 2u);
+
+  // Whoever holds the worker token can mint credentials: registering as a worker hands out the key. (As a CUDA
+  // worker, which this CPU job's scheduler never places anything on.)
+  std::string key;
+  {
+    auto stub = v1::WorkerService::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    context.AddMetadata("authorization", "Bearer " + kWorkerToken);
+    v1::RegisterWorkerRequest request;
+    request.mutable_worker()->add_roles(v1::ROLE_REWARD);
+    request.mutable_worker()->set_device(v1::DEVICE_KIND_CUDA);
+    request.mutable_worker()->set_address("127.0.0.1:1");
+    v1::RegisterWorkerResponse response;
+    ASSERT_TRUE(stub->Register(&context, request, &response).ok());
+    key = response.credential_key();
+    ASSERT_EQ(key.size(), 32u);
+  }
+  const std::string own = MintJobCredential(key, id, attempt);
+  const std::string other_job = MintJobCredential(key, "j-999999", 1);
+  const std::string other_attempt = MintJobCredential(key, id, attempt + 1);
+  const std::string forged = own.substr(0, own.size() - 4) + "0000";
+
+  v1::GetInfoRequest info;
+  v1::GenerateRequest generate;
+  generate.add_prompts("What is 2 + 2?");
+  generate.mutable_sampling()->set_max_new_tokens(4);
+  v1::UpdateWeightsRequest update;  // an empty manifest
+  v1::ScoreRequest score;
+  v1::ScoreItem* item = score.add_items();
+  item->set_prompt("What is 2 + 2?");
+  item->set_response("4");
+  v1::StoreRequest store;
+  store.set_group("learners");
+  store.set_op(v1::STORE_OP_CHECK);
+  store.add_keys("x");
+  using Code = grpc::StatusCode;
+  auto expect_each = [&](const std::string& credential, Code code, const std::string& what) {
+    EXPECT_EQ(CallWorker<v1::Rollout>(rollout, credential, &v1::Rollout::Stub::GetInfo, info).first, code) << what;
+    EXPECT_EQ(CallWorker<v1::Rollout>(rollout, credential, &v1::Rollout::Stub::Generate, generate).first, code) << what;
+    EXPECT_EQ(CallWorker<v1::Rollout>(rollout, credential, &v1::Rollout::Stub::UpdateWeights, update).first, code)
+        << what;
+    EXPECT_EQ(CallWorker<v1::Reward>(reward, credential, &v1::Reward::Stub::Score, score).first, code) << what;
+    for (const std::string& learner : learners) {
+      EXPECT_EQ(CallWorker<v1::Rendezvous>(learner, credential, &v1::Rendezvous::Stub::Store, store).first, code)
+          << what;
+    }
+  };
+  expect_each("", Code::UNAUTHENTICATED, "no credential");
+  expect_each(forged, Code::UNAUTHENTICATED, "a forged credential");
+  expect_each(kAdminToken, Code::UNAUTHENTICATED, "a user's token");
+  expect_each(other_job, Code::PERMISSION_DENIED, "another job's credential");
+  expect_each(other_attempt, Code::PERMISSION_DENIED, "another attempt's credential");
+
+  // The job's own credential, and the worker token, get served.
+  EXPECT_EQ(CallWorker<v1::Rollout>(rollout, own, &v1::Rollout::Stub::GetInfo, info).first, Code::OK);
+  EXPECT_EQ(CallWorker<v1::Rollout>(rollout, kWorkerToken, &v1::Rollout::Stub::GetInfo, info).first, Code::OK);
+  EXPECT_EQ(CallWorker<v1::Rollout>(rollout, own, &v1::Rollout::Stub::Generate, generate).first, Code::OK);
+  EXPECT_EQ(CallWorker<v1::Reward>(reward, own, &v1::Reward::Stub::Score, score).first, Code::OK);
+
+  // Bad input from a member is refused at once, and takes nothing from the job: an announcement that cannot be
+  // applied must not consume the broadcast the learner's next version arrives on.
+  auto bad_update = [&](v1::UpdateWeightsRequest r, Code code, const std::string& what) {
+    auto [got, took] = CallWorker<v1::Rollout>(rollout, own, &v1::Rollout::Stub::UpdateWeights, r);
+    EXPECT_EQ(got, code) << what;
+    EXPECT_LT(took, absl::Seconds(1)) << what;
+  };
+  bad_update(update, Code::INVALID_ARGUMENT, "an empty manifest");
+  v1::UpdateWeightsRequest stale;
+  v1::TensorEntry* t = stale.mutable_manifest()->add_tensors();
+  t->set_name("lm_head.weight");
+  t->set_dtype("F32");
+  t->add_shape(1);
+  t->set_nbytes(4);
+  stale.mutable_manifest()->add_bucket_bytes(4);
+  stale.mutable_manifest()->set_checksum_algorithm("xxh3-128");
+  stale.mutable_manifest()->set_checksum(std::string(32, '0'));
+  stale.mutable_manifest()->set_version(1);
+  bad_update(stale, Code::FAILED_PRECONDITION, "a version not above the worker's");
+  v1::UpdateWeightsRequest md5 = stale;
+  md5.mutable_manifest()->set_version(1000000);
+  md5.mutable_manifest()->set_checksum_algorithm("md5");
+  bad_update(md5, Code::INVALID_ARGUMENT, "an unknown checksum algorithm");
+  v1::UpdateWeightsRequest huge = stale;
+  huge.mutable_manifest()->set_version(1000000);
+  huge.mutable_manifest()->set_bucket_bytes(0, uint64_t{1} << 40);
+  bad_update(huge, Code::RESOURCE_EXHAUSTED, "an oversized update");
+  v1::GenerateRequest empty;
+  EXPECT_EQ(CallWorker<v1::Rollout>(rollout, own, &v1::Rollout::Stub::Generate, empty).first, Code::INVALID_ARGUMENT);
+  v1::GenerateRequest both = generate;
+  both.add_prompt_token_ids()->add_ids(1);
+  EXPECT_EQ(CallWorker<v1::Rollout>(rollout, own, &v1::Rollout::Stub::Generate, both).first, Code::INVALID_ARGUMENT);
+  v1::GenerateRequest out_of_vocab;
+  out_of_vocab.add_prompt_token_ids()->add_ids(1 << 30);
+  EXPECT_EQ(CallWorker<v1::Rollout>(rollout, own, &v1::Rollout::Stub::Generate, out_of_vocab).first,
+            Code::INVALID_ARGUMENT);
+  EXPECT_EQ(CallWorker<v1::Reward>(reward, own, &v1::Reward::Stub::Score, v1::ScoreRequest()).first,
+            Code::INVALID_ARGUMENT);
+
+  // The job completes on its first attempt: none of the above disturbed it.
+  v1::Job done = WaitDone(id);
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString() << Logs();
+  EXPECT_EQ(done.attempt(), attempt);
+
+  // Idle workers answer UNAVAILABLE at once (they once held Generate, Score and UpdateWeights until the deadline).
+  auto expect_idle = [&](Code code, absl::Duration took, const std::string& what) {
+    EXPECT_EQ(code, Code::UNAVAILABLE) << what;
+    EXPECT_LT(took, absl::Milliseconds(100)) << what;
+  };
+  // The workers learn that the job ended a moment after the coordinator does (its cancel message); until then they
+  // still serve it.
+  for (absl::Time end = absl::Now() + absl::Seconds(20); absl::Now() < end;) {
+    if (CallWorker<v1::Rollout>(rollout, own, &v1::Rollout::Stub::GetInfo, info).first == Code::UNAVAILABLE &&
+        CallWorker<v1::Reward>(reward, own, &v1::Reward::Stub::Score, score).first == Code::UNAVAILABLE) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  auto [g, gt] = CallWorker<v1::Rollout>(rollout, own, &v1::Rollout::Stub::Generate, generate);
+  auto [u, ut] = CallWorker<v1::Rollout>(rollout, own, &v1::Rollout::Stub::UpdateWeights, stale);
+  auto [s, st] = CallWorker<v1::Reward>(reward, own, &v1::Reward::Stub::Score, score);
+  std::cout << "idle worker answers: Generate " << absl::FormatDuration(gt) << ", UpdateWeights "
+            << absl::FormatDuration(ut) << ", Score " << absl::FormatDuration(st) << std::endl;
+  expect_idle(g, gt, "Generate");
+  expect_idle(u, ut, "UpdateWeights");
+  expect_idle(s, st, "Score");
+  EXPECT_EQ(CallWorker<v1::Rollout>(rollout, "", &v1::Rollout::Stub::Generate, generate).first, Code::UNAUTHENTICATED);
+}
+
+// The same cluster with TLS on every link: the coordinator's (mutual) and the workers' own servers, which require a
+// certificate from the cluster's CA besides the job's credential. The job runs over it, and strangers get nowhere.
+class TlsClusterTest : public ClusterTest {
+ protected:
+  bool Secured() const override { return true; }
+  bool Tls() const override { return true; }
+};
+
+TEST_F(TlsClusterTest, JobsRunOverTlsAndWorkersRequirePeerCertificates) {
+  auto submitted = client_->Submit(Spec("tls"), "tls");
+  ASSERT_TRUE(submitted.ok()) << submitted.status();
+  const std::string id = submitted->id();
+  ASSERT_TRUE(WaitStep(id, 2)) << Logs();
+  std::string rollout;
+  auto listed = client_->ListWorkers();
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  for (const v1::WorkerStatus& w : listed->workers()) {
+    if (w.job_id() == id && w.assigned_role() == v1::ROLE_ROLLOUT) rollout = w.worker().address();
+  }
+  ASSERT_FALSE(rollout.empty());
+  const std::string ca = ReadFile(root_ + "/tls/ca.pem").value();
+  grpc::SslCredentialsOptions no_cert;
+  no_cert.pem_root_certs = ca;
+  grpc::SslCredentialsOptions with_cert = no_cert;
+  with_cert.pem_cert_chain = ReadFile(root_ + "/tls/client.pem").value();
+  with_cert.pem_private_key = ReadFile(root_ + "/tls/client.key").value();
+  v1::GetInfoRequest info;
+  using Code = grpc::StatusCode;
+  // Plaintext, and TLS without a client certificate, never reach the handler.
+  EXPECT_EQ(CallWorker<v1::Rollout>(rollout, kWorkerToken, &v1::Rollout::Stub::GetInfo, info).first, Code::UNAVAILABLE);
+  EXPECT_EQ(CallWorker<v1::Rollout>(rollout, kWorkerToken, &v1::Rollout::Stub::GetInfo, info,
+                                    grpc::SslCredentials(no_cert)).first,
+            Code::UNAVAILABLE);
+  // A certificate of the cluster's CA gets as far as the credential check.
+  auto tls = grpc::SslCredentials(with_cert);
+  EXPECT_EQ(CallWorker<v1::Rollout>(rollout, "", &v1::Rollout::Stub::GetInfo, info, tls).first, Code::UNAUTHENTICATED);
+  EXPECT_EQ(CallWorker<v1::Rollout>(rollout, kWorkerToken, &v1::Rollout::Stub::GetInfo, info, tls).first, Code::OK);
+
+  v1::Job done = WaitDone(id);
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString() << Logs();
+  EXPECT_EQ(done.attempt(), 1u);
+  EXPECT_EQ(MaxMetric("tls", "weights/version"), 8.0);  // every step's weights reached the rollout worker
 }
 
 }  // namespace
