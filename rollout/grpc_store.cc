@@ -33,14 +33,14 @@ GrpcStore::GrpcStore(const StoreEndpoint& endpoint, const std::chrono::milliseco
     : GrpcStore(endpoint,
                 alignd::v1::Rendezvous::NewStub(grpc::CreateChannel(
                     endpoint.address, endpoint.channel ? endpoint.channel : grpc::InsecureChannelCredentials())),
-                timeout) {}
+                std::make_shared<std::atomic<bool>>(false), timeout) {}
 
 GrpcStore::GrpcStore(const StoreEndpoint& endpoint, std::shared_ptr<alignd::v1::Rendezvous::Stub> stub,
-                     const std::chrono::milliseconds& timeout)
-    : c10d::Store(timeout), endpoint_(endpoint), stub_(std::move(stub)) {}
+                     std::shared_ptr<std::atomic<bool>> reached, const std::chrono::milliseconds& timeout)
+    : c10d::Store(timeout), endpoint_(endpoint), stub_(std::move(stub)), reached_(std::move(reached)) {}
 
 c10::intrusive_ptr<c10d::Store> GrpcStore::clone() {
-  return c10::make_intrusive<GrpcStore>(endpoint_, stub_, timeout_);
+  return c10::make_intrusive<GrpcStore>(endpoint_, stub_, reached_, timeout_);
 }
 
 StoreResponse GrpcStore::Call(StoreRequest request, std::chrono::milliseconds wait) {
@@ -54,9 +54,14 @@ StoreResponse GrpcStore::Call(StoreRequest request, std::chrono::milliseconds wa
     context.AddMetadata("authorization", absl::StrCat("Bearer ", endpoint_.credential));
     StoreResponse response;
     grpc::Status status = stub_->Store(&context, request, &response);
-    if (status.ok()) return response;
-    // UNAVAILABLE: the host is not serving this job's store yet (or not up); it will, within the timeout.
-    if (status.error_code() == grpc::StatusCode::UNAVAILABLE && std::chrono::system_clock::now() + backoff < give_up) {
+    if (status.ok()) {
+      reached_->store(true);
+      return response;
+    }
+    // UNAVAILABLE before the first answer: the host is not serving this job's store yet (or not up); it will, within
+    // the timeout.
+    if (status.error_code() == grpc::StatusCode::UNAVAILABLE && !reached_->load() &&
+        std::chrono::system_clock::now() + backoff < give_up) {
       std::this_thread::sleep_for(backoff);
       backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
       continue;

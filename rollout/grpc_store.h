@@ -2,14 +2,17 @@
 // that forming a gang's process groups passes the same credential check as every other call to a worker, and over
 // TLS when the cluster has it. Internal to the process groups (rollout/process_group.cc): it exposes c10d types.
 //
-// Each operation is one unary call with a deadline (the store's timeout for GET and WAIT, plus a margin). UNAVAILABLE
-// (the host is not up yet, or its job has not started) is retried with backoff until the store's timeout; every
-// other failure, and a timeout, throws c10::DistStoreError with the server's message.
+// Each operation is one unary call with a deadline (the store's timeout for GET and WAIT, plus a margin). Until the
+// store has answered once, UNAVAILABLE (the host is not up yet, or has not started the job) is retried with backoff
+// until the store's timeout; afterwards it means the host ended the job or went away, and fails at once (a
+// background caller such as a communicator's monitor must not hang on a store that is gone). Every other failure,
+// and a timeout, throws c10::DistStoreError with the server's message.
 #ifndef ALIGND_ROLLOUT_GRPC_STORE_H_
 #define ALIGND_ROLLOUT_GRPC_STORE_H_
 
 #include <torch/csrc/distributed/c10d/Store.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -25,7 +28,7 @@ class GrpcStore : public c10d::Store {
   GrpcStore(const StoreEndpoint& endpoint, const std::chrono::milliseconds& timeout);
   // Shares `stub` (clone()).
   GrpcStore(const StoreEndpoint& endpoint, std::shared_ptr<alignd::v1::Rendezvous::Stub> stub,
-            const std::chrono::milliseconds& timeout);
+            std::shared_ptr<std::atomic<bool>> reached, const std::chrono::milliseconds& timeout);
 
   c10::intrusive_ptr<c10d::Store> clone() override;
   void set(const std::string& key, const std::vector<uint8_t>& value) override;
@@ -44,6 +47,7 @@ class GrpcStore : public c10d::Store {
 
   StoreEndpoint endpoint_;
   std::shared_ptr<alignd::v1::Rendezvous::Stub> stub_;
+  std::shared_ptr<std::atomic<bool>> reached_;  // the store has answered (shared with clones)
 };
 
 }  // namespace alignd::rollout

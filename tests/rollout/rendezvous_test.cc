@@ -167,7 +167,9 @@ class GrpcStoreTest : public ::testing::Test {
     ASSERT_NE(port, 0);
     address_ = absl::StrCat("127.0.0.1:", port);
   }
-  void TearDown() override { server_->Shutdown(std::chrono::system_clock::now()); }
+  void TearDown() override {
+    if (server_) server_->Shutdown(std::chrono::system_clock::now());
+  }
 
   StoreEndpoint Endpoint(const std::string& credential, const std::string& group = "weights") const {
     return {address_, group, credential, nullptr};
@@ -203,6 +205,18 @@ TEST_F(GrpcStoreTest, WaitsForTheTableToOpenThenActsAsAStore) {
   } catch (const c10::DistStoreError& e) {
     EXPECT_THAT(e.what(), HasSubstr("deadline"));
   }
+}
+
+TEST_F(GrpcStoreTest, FailsAtOnceWhenTheHostGoesAwayAfterAnswering) {
+  service_.Open();
+  GrpcStore store(Endpoint("secret-credential"), std::chrono::milliseconds(20000));
+  store.set("k", std::vector<uint8_t>{'v'});
+  auto clone = store.clone();
+  server_->Shutdown(std::chrono::system_clock::now());
+  server_.reset();
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_THROW(clone->check({"k"}), c10::DistStoreError);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(5000));
 }
 
 TEST_F(GrpcStoreTest, ACallerWithoutTheCredentialGetsNothing) {
