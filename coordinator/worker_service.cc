@@ -58,6 +58,13 @@ absl::Status WorkerServiceImpl::Apply(const std::string& worker_id, const v1::Wo
     case v1::WorkerMessage::kResult: {
       const v1::JobResult& result = message.result();
       ASSIGN_OR_RETURN(JobRecord job, jobs_->GetJob(kWorkerAdmin, result.job_id()));
+      if (result.attempt() != 0 && result.attempt() != job.attempt) {
+        // A member of a gang that was replaced (a cancel still on its way, a partition that healed): its word on an
+        // attempt that is over must neither end the job nor stop the gang that runs it now.
+        LOG(INFO) << worker_id << " reported on " << job.id << " attempt " << result.attempt() << ", which is over (now "
+                  << job.attempt << "); ignored";
+        return absl::OkStatus();
+      }
       if (result.succeeded()) {
         if (job.state == v1::JOB_STATE_SCHEDULED) RETURN_IF_ERROR(IgnoreRace(jobs_->MarkRunning(job.id).status()));
         RETURN_IF_ERROR(IgnoreRace(jobs_->MarkSucceeded(job.id).status()));

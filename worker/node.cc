@@ -490,6 +490,7 @@ struct WorkerNode::Impl {
       if (a.role() != v1::ROLE_LEARNER || a.rank() != 0) return;  // rank 0 alone reports the job's success
       v1::WorkerMessage m;
       m.mutable_result()->set_job_id(a.job_id());
+      m.mutable_result()->set_attempt(a.attempt());
       m.mutable_result()->set_succeeded(true);
       Send(std::move(m));
       return;
@@ -501,6 +502,7 @@ struct WorkerNode::Impl {
     if (retryable && task.stop.WaitForNotificationWithTimeout(options.peer_failure_grace)) return;
     v1::WorkerMessage m;
     m.mutable_result()->set_job_id(a.job_id());
+    m.mutable_result()->set_attempt(a.attempt());
     m.mutable_result()->set_succeeded(false);
     m.mutable_result()->set_message(std::string(status.message()));
     m.mutable_result()->set_retryable(retryable);

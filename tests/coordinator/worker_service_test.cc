@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/job_credential.h"
 #include "coordinator/coordinator_server.h"
 #include "coordinator/job_client.h"
 #include "gmock/gmock.h"
@@ -78,6 +79,12 @@ TEST_F(WorkerServiceTest, AssignmentProgressAndResultDriveTheJob) {
   EXPECT_EQ(incoming.assignment().job_id(), job->id());
   EXPECT_EQ(incoming.assignment().role(), v1::ROLE_LEARNER);
   EXPECT_EQ(incoming.assignment().world_size(), 1u);
+  // The gang's store is this worker's server, and the job's credential verifies with the key it registered with.
+  EXPECT_EQ(incoming.assignment().store_address(), "127.0.0.1:9000");
+  auto identity = VerifyJobCredential(registered.credential_key(), incoming.assignment().job_credential());
+  ASSERT_TRUE(identity.ok()) << identity.status();
+  EXPECT_EQ(identity->job_id, job->id());
+  EXPECT_EQ(identity->attempt, incoming.assignment().attempt());
 
   v1::WorkerMessage progress;
   progress.set_lease_id(registered.lease_id());
@@ -85,9 +92,18 @@ TEST_F(WorkerServiceTest, AssignmentProgressAndResultDriveTheJob) {
   progress.mutable_progress()->set_step(1);
   (*progress.mutable_progress()->mutable_metrics())["train/loss"] = 2.5;
   ASSERT_TRUE(stream->Write(progress));
+  // A failure reported for another attempt (a replaced gang's member) is ignored.
+  v1::WorkerMessage stale;
+  stale.set_lease_id(registered.lease_id());
+  stale.mutable_result()->set_job_id(job->id());
+  stale.mutable_result()->set_attempt(incoming.assignment().attempt() + 1);
+  stale.mutable_result()->set_succeeded(false);
+  stale.mutable_result()->set_retryable(false);
+  ASSERT_TRUE(stream->Write(stale));
   v1::WorkerMessage result;
   result.set_lease_id(registered.lease_id());
   result.mutable_result()->set_job_id(job->id());
+  result.mutable_result()->set_attempt(incoming.assignment().attempt());
   result.mutable_result()->set_succeeded(true);
   ASSERT_TRUE(stream->Write(result));
   ASSERT_TRUE(stream->WritesDone());
