@@ -91,9 +91,9 @@ class Slot {
   std::shared_ptr<Job> job_ ABSL_GUARDED_BY(mu_);
 };
 
-grpc::Status NotUp(const char* service, const JobIdentity& id) {
-  return grpc::Status(grpc::StatusCode::UNAVAILABLE, absl::StrCat("the ", service, " service of job ", id.job_id,
-                                                                  " attempt ", id.attempt, " is not up on this worker"));
+absl::Status NotUp(const char* service, const JobIdentity& id) {
+  return absl::UnavailableError(
+      absl::StrCat("the ", service, " service of job ", id.job_id, " attempt ", id.attempt, " is not up on this worker"));
 }
 
 // Members in construction order; destroyed in reverse (the service before what it refers to).
@@ -109,6 +109,21 @@ struct RewardJob {
   std::unique_ptr<reward::RewardCore> core;
   std::unique_ptr<reward::RewardService> service;
 };
+
+// Admits the call, then waits up to `wait` for its job's service in `slot`, admitting it again every 100 ms: a job
+// that ends meanwhile (or a node that turns idle) answers at once rather than at the end of the wait.
+template <typename Job>
+absl::StatusOr<std::shared_ptr<Job>> AwaitService(const grpc::ServerContext& c, const Admit& admit, Slot<Job>& slot,
+                                                  absl::Duration wait, const char* service) {
+  const absl::Time end = absl::Now() + wait;
+  while (true) {
+    ASSIGN_OR_RETURN(JobIdentity id, admit(c));
+    if (auto job = slot.Wait(id, std::min(absl::Milliseconds(100), std::max(absl::ZeroDuration(), end - absl::Now())))) {
+      return job;
+    }
+    if (absl::Now() >= end || c.IsCancelled()) return NotUp(service, id);
+  }
+}
 
 // Each handler admits the caller first (UNAUTHENTICATED, PERMISSION_DENIED, or UNAVAILABLE on an idle worker, all at
 // once), then waits for its job's service.
@@ -138,10 +153,8 @@ class RolloutRouter final : public v1::Rollout::Service {
  private:
   template <typename Fn>
   grpc::Status Route(const grpc::ServerContext& c, absl::Duration wait, Fn fn) {
-    absl::StatusOr<JobIdentity> id = admit_(c);
-    if (!id.ok()) return ToGrpcStatus(id.status());
-    auto job = slot.Wait(*id, wait);
-    return job ? fn(*job) : NotUp("rollout", *id);
+    absl::StatusOr<std::shared_ptr<RolloutJob>> job = AwaitService(c, admit_, slot, wait, "rollout");
+    return job.ok() ? fn(**job) : ToGrpcStatus(job.status());
   }
   Admit admit_;
 };
@@ -151,10 +164,8 @@ class RewardRouter final : public v1::Reward::Service {
   explicit RewardRouter(Admit admit) : admit_(std::move(admit)) {}
   Slot<RewardJob> slot;
   grpc::Status Score(grpc::ServerContext* c, const v1::ScoreRequest* q, v1::ScoreResponse* r) override {
-    absl::StatusOr<JobIdentity> id = admit_(*c);
-    if (!id.ok()) return ToGrpcStatus(id.status());
-    auto job = slot.Wait(*id, kServiceWait);
-    return job ? job->service->Score(c, q, r) : NotUp("reward", *id);
+    absl::StatusOr<std::shared_ptr<RewardJob>> job = AwaitService(*c, admit_, slot, kServiceWait, "reward");
+    return job.ok() ? (*job)->service->Score(c, q, r) : ToGrpcStatus(job.status());
   }
 
  private:
@@ -194,7 +205,7 @@ class RendezvousRouter final : public v1::Rendezvous::Service {
       if (it != tables_.end()) table = it->second;
     }
     // Not open yet: this node holds the job but has not started it; the caller retries.
-    if (!table) return NotUp("rendezvous", *id);
+    if (!table) return ToGrpcStatus(NotUp("rendezvous", *id));
     return ToGrpcStatus(table->Apply(*q, r, absl::FromChrono(c->deadline())));
   }
 

@@ -599,7 +599,7 @@ TEST_F(SecuredClusterTest, WorkerServersAdmitOnlyTheirJobsMembers) {
   // The workers learn that the job ended a moment after the coordinator does (its cancel message); until then they
   // still serve it.
   for (absl::Time end = absl::Now() + absl::Seconds(20); absl::Now() < end;) {
-    if (CallWorker<v1::Rollout>(rollout, own, &v1::Rollout::Stub::GetInfo, info).first == Code::UNAVAILABLE &&
+    if (CallWorker<v1::Rollout>(rollout, own, &v1::Rollout::Stub::Generate, generate).first == Code::UNAVAILABLE &&
         CallWorker<v1::Reward>(reward, own, &v1::Reward::Stub::Score, score).first == Code::UNAVAILABLE) {
       break;
     }
