@@ -58,9 +58,12 @@ StoreResponse GrpcStore::Call(StoreRequest request, std::chrono::milliseconds wa
       reached_->store(true);
       return response;
     }
-    // UNAVAILABLE before the first answer: the host is not serving this job's store yet (or not up); it will, within
-    // the timeout.
-    if (status.error_code() == grpc::StatusCode::UNAVAILABLE && !reached_->load() &&
+    // Before the first answer, UNAVAILABLE (the host is not up, or has not started the job) and PERMISSION_DENIED (the
+    // host is still finishing another job or attempt, and this attempt's assignment is on its way to it) are retried:
+    // the store will be there within the timeout, or the job is over.
+    const bool not_yet = status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                         status.error_code() == grpc::StatusCode::PERMISSION_DENIED;
+    if (not_yet && !reached_->load() &&
         std::chrono::system_clock::now() + backoff < give_up) {
       std::this_thread::sleep_for(backoff);
       backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));

@@ -3,8 +3,9 @@
 // TLS when the cluster has it. Internal to the process groups (rollout/process_group.cc): it exposes c10d types.
 //
 // Each operation is one unary call with a deadline (the store's timeout for GET and WAIT, plus a margin). Until the
-// store has answered once, UNAVAILABLE (the host is not up yet, or has not started the job) is retried with backoff
-// until the store's timeout; afterwards it means the host ended the job or went away, and fails at once (a
+// store has answered once, UNAVAILABLE (the host is not up yet, or has not started the job) and PERMISSION_DENIED (it
+// is still finishing an earlier job, and this one's assignment is on its way) are retried with backoff until the
+// store's timeout; afterwards it means the host ended the job or went away, and fails at once (a
 // background caller such as a communicator's monitor must not hang on a store that is gone). Every other failure,
 // and a timeout, throws c10::DistStoreError with the server's message.
 #ifndef ALIGND_ROLLOUT_GRPC_STORE_H_

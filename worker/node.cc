@@ -15,6 +15,7 @@
 #include <random>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -184,15 +185,12 @@ class RendezvousRouter final : public v1::Rendezvous::Service {
     return table;
   }
   void Close(const JobIdentity& id) {
-    std::shared_ptr<rollout::StoreTable> table;
-    {
-      absl::MutexLock lock(&mu_);
-      auto it = tables_.find(Key(id));
-      if (it == tables_.end()) return;
-      table = std::move(it->second);
-      tables_.erase(it);
-    }
-    table->Close();
+    CloseIf([&](const std::string& key) { return key == Key(id); });
+  }
+  // Every attempt's store of `job_id` (all jobs' when empty): their waits end at once, so that a member blocked in the
+  // rendezvous of a cancelled attempt leaves now rather than at its timeout.
+  void CloseJob(const std::string& job_id) {
+    CloseIf([&](const std::string& key) { return job_id.empty() || absl::EndsWith(key, absl::StrCat("/", job_id)); });
   }
 
   grpc::Status Store(grpc::ServerContext* c, const v1::StoreRequest* q, v1::StoreResponse* r) override {
@@ -211,6 +209,22 @@ class RendezvousRouter final : public v1::Rendezvous::Service {
 
  private:
   static std::string Key(const JobIdentity& id) { return absl::StrCat(id.attempt, "/", id.job_id); }
+  template <typename Pred>
+  void CloseIf(Pred pred) {
+    std::vector<std::shared_ptr<rollout::StoreTable>> closing;
+    {
+      absl::MutexLock lock(&mu_);
+      for (auto it = tables_.begin(); it != tables_.end();) {
+        if (pred(it->first)) {
+          closing.push_back(std::move(it->second));
+          it = tables_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (auto& table : closing) table->Close();
+  }
   Admit admit_;
   absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<rollout::StoreTable>> tables_ ABSL_GUARDED_BY(mu_);
@@ -319,6 +333,15 @@ struct WorkerNode::Impl {
     if (worker_token) return held.front();
     for (const JobIdentity& h : held) {
       if (h == id) return id;
+    }
+    for (const JobIdentity& h : held) {
+      // A later attempt of a job this node holds: its assignment is still on the way here (the gang's other members
+      // got theirs first). The caller retries.
+      if (h.job_id == id.job_id && h.attempt < id.attempt) {
+        return absl::UnavailableError(absl::StrCat("job ", id.job_id, " attempt ", id.attempt,
+                                                   " has not reached this worker yet (it holds attempt ", h.attempt,
+                                                   ")"));
+      }
     }
     return absl::PermissionDeniedError(absl::StrCat("the credential is for job ", id.job_id, " attempt ", id.attempt,
                                                     "; this worker serves job ", held.front().job_id, " attempt ",
@@ -462,12 +485,16 @@ struct WorkerNode::Impl {
       LOG(INFO) << "worker " << address << ": cancelling " << job_id;
       current->Cancel();
     }
+    rendezvous_router.CloseJob(job_id);
   }
 
   void CancelAll() {
-    absl::MutexLock lock(&mu);
-    pending.clear();
-    if (current) current->Cancel();
+    {
+      absl::MutexLock lock(&mu);
+      pending.clear();
+      if (current) current->Cancel();
+    }
+    rendezvous_router.CloseJob("");
   }
 
   void ExecutorLoop() {

@@ -41,6 +41,11 @@ void Prepare(grpc::ClientContext* context, const RemoteServices& services) {
 absl::Status Named(const grpc::Status& status, const std::string& what, const std::string& address) {
   absl::Status s = FromGrpcStatus(status);
   if (s.ok()) return s;
+  // This job's own credential refused: the peer has moved on to another job or attempt (or its assignment has not
+  // reached it): the gang has changed, which a restart mends. Not a configuration error.
+  if (s.code() == absl::StatusCode::kPermissionDenied || s.code() == absl::StatusCode::kUnauthenticated) {
+    return absl::UnavailableError(absl::StrCat(what, " on ", address, " refused this job's credential: ", s.message()));
+  }
   return absl::Status(s.code(), absl::StrCat(what, " on ", address, ": ", s.message()));
 }
 
