@@ -37,6 +37,9 @@ int ServeWorker(const Args& args, std::ostream& out, std::ostream& err, absl::No
   flags.String("listen", "127.0.0.1:0", "address of this worker's own Rollout/Reward server (port 0: any free)");
   flags.String("advertise-host", "127.0.0.1", "host that other workers reach this worker at");
   flags.Int("threads", 0, "intra-op threads for jobs that do not set `threads` (0: the cores available)");
+  flags.Int("collective-timeout-ms", 0,
+            "bound on each rendezvous and collective of a job's learner and weight-broadcast groups, so a member "
+            "whose peer dropped off the network is free again after it (0: 10 min learners, 2 min broadcast)");
   if (auto code = ParseFlags(flags, args,
                              "Registers with the coordinator and runs the learner, rollout or reward assignments it "
                              "sends, until SIGINT/SIGTERM.",
@@ -58,6 +61,11 @@ int ServeWorker(const Args& args, std::ostream& out, std::ostream& err, absl::No
   o.listen = flags.GetString("listen");
   o.advertise_host = flags.GetString("advertise-host");
   o.threads = static_cast<int>(flags.GetInt("threads"));
+  if (flags.GetInt("collective-timeout-ms") < 0) {
+    err << "error: --collective-timeout-ms must be >= 0\n";
+    return 2;
+  }
+  o.collective_timeout = absl::Milliseconds(flags.GetInt("collective-timeout-ms"));
   const std::string ca = flags.GetString("tls-ca"), cert = flags.GetString("tls-cert"), key = flags.GetString("tls-key");
   if (cert.empty() != key.empty()) {
     return ReportError(absl::InvalidArgumentError("--tls-cert and --tls-key go together"), err);

@@ -522,7 +522,11 @@ struct WorkerNode::Impl {
 
   void Finish(Task& task, const absl::Status& status) {
     const v1::Assignment& a = task.assignment;
-    if (task.cancelled) return;  // the coordinator stopped it: nothing to say
+    if (task.cancelled) {  // the coordinator stopped it: nothing to report, but say when this node was free again
+      LOG(INFO) << "worker " << address << ": " << a.job_id() << " attempt " << a.attempt() << " ended after its cancel"
+                << (status.ok() ? std::string() : absl::StrCat(": ", status.ToString()));
+      return;
+    }
     if (status.ok()) {
       LOG(INFO) << "worker " << address << ": " << a.job_id() << " done";
       if (a.role() != v1::ROLE_LEARNER || a.rank() != 0) return;  // rank 0 alone reports the job's success
@@ -598,6 +602,7 @@ struct WorkerNode::Impl {
       go.device = JobDevice(spec);
       go.rank = static_cast<int>(a.rank());
       go.world_size = static_cast<int>(a.world_size());
+      if (options.collective_timeout > absl::ZeroDuration()) go.timeout = options.collective_timeout;
       ASSIGN_OR_RETURN(group, LearnerGroup::Create(go));
     }
     RemoteServices remote;
@@ -609,6 +614,7 @@ struct WorkerNode::Impl {
     remote.channel = options.peer_credentials;
     remote.local_host = options.advertise_host;
     remote.device = JobDevice(spec);
+    if (options.collective_timeout > absl::ZeroDuration()) remote.join_timeout = options.collective_timeout;
     if (!remote.rollout_addresses.empty() && remote.broadcast_rendezvous.empty() && remote.store_address.empty()) {
       return absl::InvalidArgumentError("the assignment names rollout workers but no broadcast rendezvous");
     }
@@ -686,7 +692,7 @@ struct WorkerNode::Impl {
       go.device = JobDevice(spec);
       go.rank = static_cast<int>(a.rank()) + 1;
       go.world_size = static_cast<int>(a.world_size()) + 1;
-      go.timeout = absl::Minutes(2);
+      go.timeout = options.collective_timeout > absl::ZeroDuration() ? options.collective_timeout : absl::Minutes(2);
       ASSIGN_OR_RETURN(job->group, rollout::WeightBroadcastGroup::Create(go));
       RETURN_IF_ERROR(job->group->Join());
       LOG(INFO) << "worker " << address << ": weights for " << a.job_id() << " arrive over "

@@ -71,6 +71,11 @@ struct NodeOptions {
   int threads = 0;
   // Grace period before reporting a failure that may come from a lost peer.
   absl::Duration peer_failure_grace = absl::Seconds(2);
+  // Bound on the rendezvous and on each collective of a job's groups (the learners' group, the weight broadcast, on
+  // both sides). A cancel does not interrupt a collective, so this is how long a member whose peer vanished from
+  // the network (no connection reset) stays in the old gang before taking its next assignment. Zero: the groups'
+  // own defaults (10 minutes for the learners, 2 minutes for the weight broadcast).
+  absl::Duration collective_timeout = absl::ZeroDuration();
 };
 
 class WorkerNode {

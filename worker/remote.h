@@ -46,7 +46,7 @@ struct RemoteServices {
   std::shared_ptr<grpc::ChannelCredentials> channel;  // for the gang's servers; null: plaintext
   std::string local_host;                             // this worker's own address, for Gloo (see process_group.h)
   absl::Duration rpc_timeout = absl::Minutes(5);  // deadline of each Generate / Score / UpdateWeights call
-  absl::Duration join_timeout = absl::Minutes(2);  // forming the broadcast group
+  absl::Duration join_timeout = absl::Minutes(2);  // forming the broadcast group, and each of its collectives
   c10::Device device = c10::kCPU;  // the learner's device: CUDA makes the broadcast group NCCL
 };
 
