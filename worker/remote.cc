@@ -295,8 +295,20 @@ absl::StatusOr<WeightPublisher::Stats> WeightPublisher::Publish(
     for (auto& c : contexts) c->TryCancel();  // a lost peer: do not wait for the others' deadlines
   }
   absl::Status first = sent;
-  for (auto& f : announced) {
-    absl::Status s = f.get();
+  // Send returns once Gloo has handed the bytes to the kernel, so a worker cut off the network mid-transfer leaves no
+  // error here, only an unanswered UpdateWeights. A live worker answers within one collective timeout of the send
+  // (its receive is bounded by it); past that it is lost, rather than waited for until the RPC's deadline.
+  const auto answer_by = std::chrono::steady_clock::now() +
+                         std::chrono::milliseconds(absl::ToInt64Milliseconds(impl_->services.join_timeout));
+  for (size_t i = 0; i < announced.size(); ++i) {
+    const bool late = sent.ok() && announced[i].wait_until(answer_by) != std::future_status::ready;
+    if (late) contexts[i]->TryCancel();
+    absl::Status s = announced[i].get();
+    if (late) {
+      s = absl::UnavailableError(absl::StrCat("UpdateWeights on ", impl_->services.rollout_addresses[i],
+                                              ": no answer within ", absl::FormatDuration(impl_->services.join_timeout),
+                                              " of sending version ", version));
+    }
     if (first.ok() && !s.ok()) first = s;
   }
   RETURN_IF_ERROR(first);

@@ -89,7 +89,8 @@ class WeightPublisher {
 
   // Packs `tensors` (by the names the rollout model knows them) as `version` and sends them; returns once every
   // rollout worker has verified and swapped them in. The workers' status codes otherwise (FAILED_PRECONDITION for
-  // a version not above theirs, DATA_LOSS for a checksum mismatch, UNAVAILABLE for a lost peer).
+  // a version not above theirs, DATA_LOSS for a checksum mismatch, UNAVAILABLE for a lost peer, among them one that
+  // has not answered within RemoteServices::join_timeout of the send).
   // `adapter` non-empty: the tensors are that adapter's (manifest.adapter), which the workers hold by that name.
   absl::StatusOr<Stats> Publish(const std::vector<std::pair<std::string, torch::Tensor>>& tensors, uint64_t version,
                                 const std::string& adapter = "");
