@@ -190,10 +190,12 @@ class Network:
             return 0
         return int(m.group(1)) * {"": 1, "K": 1000, "M": 1000000}[m.group(2)]
 
-    def reachable(self, from_name, address, port, timeout=1.0):
-        """Whether a TCP connection from `from_name`'s namespace to address:port succeeds."""
-        code = ("import socket,sys\ns=socket.socket();s.settimeout(%r)\n"
-                "try:\n s.connect((%r,%d));sys.exit(0)\nexcept OSError:\n sys.exit(1)") % (timeout, address, port)
+    def reachable(self, from_name, address, port, timeout=10.0):
+        """Whether a TCP connection from `from_name`'s namespace to address:port succeeds within `timeout` (a port
+        just brought up may take a moment: the neighbour entry is resolved again)."""
+        code = ("import socket,sys,time\nend=time.time()+%r\nwhile True:\n"
+                " try:\n  socket.create_connection((%r,%d),timeout=1).close();sys.exit(0)\n"
+                " except OSError:\n  if time.time()>end: sys.exit(1)\n  time.sleep(0.2)") % (timeout, address, port)
         return run(["ip", "netns", "exec", self.ns(from_name), sys.executable, "-c", code], check_rc=False,
                    timeout=timeout + 10).returncode == 0
 
@@ -516,7 +518,7 @@ def scenario_heal(c, net, jobs, partitioned):
     for host in partitioned:
         net.link(host, up=True)
     check(all(net.reachable(h, COORD_IP, c.port) for h in partitioned),
-          f"healed: {', '.join(partitioned)} reach the coordinator again")
+          f"healed: {', '.join(partitioned)} reach the coordinator again (within 10s of their ports coming up)")
     have = c.wait_registered(partitioned, timeout=REGISTER_TIMEOUT)
     check(have is not None, f"healed: {', '.join(partitioned)} registered again within {REGISTER_TIMEOUT}s")
     # Two jobs at once take every worker, the healed ones too.
