@@ -588,7 +588,16 @@ def main():
         print(f"netns_fault_test: FAILED: cannot create a network namespace (`ip netns add` says: {r.stdout.strip()}); "
               "this test needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN) and is not skipped without it")
         return 1
+    # Scenario 2 slows a switch port with tc's token bucket filter (sch_tbf); try it on a veth in the probe namespace.
+    shaped = run(["ip", "-n", probe, "link", "add", "a", "type", "veth", "peer", "name", "b"], check_rc=False)
+    if shaped.returncode == 0:
+        shaped = run(["ip", "netns", "exec", probe, "tc", "qdisc", "add", "dev", "a", "root", "tbf", "rate", "1mbit",
+                      "burst", "4kb", "limit", "64kb"], check_rc=False)
     subprocess.run(["ip", "netns", "del", probe])
+    if shaped.returncode != 0:
+        print(f"netns_fault_test: FAILED: cannot shape a veth with tc tbf ({shaped.stdout.strip()}); scenario 2 needs "
+              "the kernel's veth and sch_tbf")
+        return 1
     remove_leftovers()
     run_dir = tempfile.mkdtemp(prefix="alignd-netns-", dir=os.environ.get("TMPDIR", "/tmp"))
     log(f"run folder {run_dir}")
