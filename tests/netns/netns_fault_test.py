@@ -589,9 +589,9 @@ def main():
               "this test needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN) and is not skipped without it")
         return 1
     # Scenario 2 slows a switch port with tc's token bucket filter (sch_tbf); try it on a veth in the probe namespace.
-    shaped = run(["ip", "-n", probe, "link", "add", "a", "type", "veth", "peer", "name", "b"], check_rc=False)
+    shaped = run(["ip", "-n", probe, "link", "add", "name", "va", "type", "veth", "peer", "name", "vb"], check_rc=False)
     if shaped.returncode == 0:
-        shaped = run(["ip", "netns", "exec", probe, "tc", "qdisc", "add", "dev", "a", "root", "tbf", "rate", "1mbit",
+        shaped = run(["ip", "netns", "exec", probe, "tc", "qdisc", "add", "dev", "va", "root", "tbf", "rate", "1mbit",
                       "burst", "4kb", "limit", "64kb"], check_rc=False)
     subprocess.run(["ip", "netns", "del", probe])
     if shaped.returncode != 0:
