@@ -16,7 +16,9 @@
 // Who may call the node's server: every call carries the job credential of the assignment (common/job_credential.h),
 // checked with the key the coordinator gave at registration, or the node's own worker token. Without one, or with one
 // that does not verify: UNAUTHENTICATED. With a valid one while the node holds no assignment: UNAVAILABLE, at once.
-// With one of another job, or another attempt of the same job: PERMISSION_DENIED. With TLS (server_credentials), peers
+// With one of another job, or of an earlier attempt of the job it holds: PERMISSION_DENIED. With one of a later attempt
+// of the job it holds: UNAVAILABLE (that assignment is on its way here; the caller retries). Gang members retry
+// UNAVAILABLE and PERMISSION_DENIED from a peer that has not answered them yet (worker/remote.h, rollout/grpc_store.h). With TLS (server_credentials), peers
 // verify each other's certificates as the options say.
 //
 // A cancellation (the job was cancelled, finished, or its gang is restarting) stops the running assignment; a

@@ -3,7 +3,9 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <future>
 #include <iterator>
@@ -11,6 +13,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/grpc_status.h"
 #include "common/status.h"
 #include "proto/alignd.grpc.pb.h"
@@ -68,6 +71,27 @@ absl::Status RunParallel(size_t n, const std::function<absl::Status(size_t)>& fn
   return first;
 }
 
+// Runs `call` (one RPC, with a fresh context each time). Until the peer has answered once, UNAVAILABLE and
+// PERMISSION_DENIED mean that its assignment has not reached it yet (a gang's members receive theirs moments apart, and
+// a worker may still be leaving its previous job) and are retried with backoff for up to `window`; afterwards they
+// are failures.
+grpc::Status CallPeer(std::atomic<bool>& answered, absl::Duration window, const std::function<grpc::Status()>& call) {
+  const absl::Time end = absl::Now() + window;
+  absl::Duration backoff = absl::Milliseconds(20);
+  while (true) {
+    grpc::Status s = call();
+    if (s.ok()) {
+      answered = true;
+      return s;
+    }
+    const bool early = !answered && (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                                     s.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+    if (!early || absl::Now() + backoff >= end) return s;
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(1));
+  }
+}
+
 }  // namespace
 
 // ---- RemoteGenerator ----
@@ -75,6 +99,7 @@ absl::Status RunParallel(size_t n, const std::function<absl::Status(size_t)>& fn
 struct RemoteGenerator::Impl {
   RemoteServices services;
   std::vector<std::unique_ptr<v1::Rollout::Stub>> stubs;
+  std::deque<std::atomic<bool>> answered;  // by stub
 };
 
 RemoteGenerator::RemoteGenerator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -85,6 +110,7 @@ absl::StatusOr<std::unique_ptr<RemoteGenerator>> RemoteGenerator::Create(const R
   auto impl = std::make_unique<Impl>();
   impl->services = services;
   for (const std::string& a : services.rollout_addresses) impl->stubs.push_back(v1::Rollout::NewStub(Connect(services, a)));
+  impl->answered.resize(impl->stubs.size());
   return std::unique_ptr<RemoteGenerator>(new RemoteGenerator(std::move(impl)));
 }
 
@@ -109,10 +135,13 @@ absl::StatusOr<std::vector<rollout::Sample>> RemoteGenerator::Generate(
     for (const std::string& s : params.stop_strings) sp->add_stop_strings(s);
     sp->set_n(static_cast<uint32_t>(params.n));
     sp->set_seed(params.seed + static_cast<uint64_t>(c) * 0x9E3779B97F4A7C15ULL);
-    grpc::ClientContext context;
-    Prepare(&context, impl_->services);
     v1::GenerateResponse response;
-    grpc::Status s = impl_->stubs[c]->Generate(&context, request, &response);
+    grpc::Status s = CallPeer(impl_->answered[c], impl_->services.arrival_window, [&] {
+      grpc::ClientContext context;
+      Prepare(&context, impl_->services);
+      response.Clear();
+      return impl_->stubs[c]->Generate(&context, request, &response);
+    });
     if (!s.ok()) return Named(s, "Generate", impl_->services.rollout_addresses[c]);
     for (const v1::Sample& p : response.samples()) {
       if (p.prompt_index() >= end - begin || p.logprobs_size() != p.token_ids_size()) {
@@ -152,6 +181,7 @@ class RemoteRewardFunction : public RewardFunction {
   RemoteRewardFunction(const RemoteServices& services, int64_t max_items)
       : services_(services), max_items_(static_cast<size_t>(max_items)) {
     for (const std::string& a : services.reward_addresses) stubs_.push_back(v1::Reward::NewStub(Connect(services, a)));
+    answered_.resize(stubs_.size());
   }
 
   absl::StatusOr<ScoredBatch> Score(const std::vector<const Record*>& prompts,
@@ -176,10 +206,13 @@ class RemoteRewardFunction : public RewardFunction {
           item->set_reference(prompts[i]->ExtraString("reference").value_or(""));
           item->set_kind(prompts[i]->ExtraString("kind").value_or(""));
         }
-        grpc::ClientContext context;
-        Prepare(&context, services_);
         v1::ScoreResponse response;
-        grpc::Status s = stubs_[server]->Score(&context, request, &response);
+        grpc::Status s = CallPeer(answered_[server], services_.arrival_window, [&] {
+          grpc::ClientContext context;
+          Prepare(&context, services_);
+          response.Clear();
+          return stubs_[server]->Score(&context, request, &response);
+        });
         if (!s.ok()) return Named(s, "Score", services_.reward_addresses[server]);
         if (static_cast<size_t>(response.scores_size()) != end - begin) {
           return absl::DataLossError(absl::StrCat("Score on ", services_.reward_addresses[server], ": ",
@@ -200,6 +233,7 @@ class RemoteRewardFunction : public RewardFunction {
   RemoteServices services_;
   size_t max_items_;
   std::vector<std::unique_ptr<v1::Reward::Stub>> stubs_;
+  std::deque<std::atomic<bool>> answered_;  // by stub
 };
 
 }  // namespace

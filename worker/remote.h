@@ -46,6 +46,9 @@ struct RemoteServices {
   std::shared_ptr<grpc::ChannelCredentials> channel;  // for the gang's servers; null: plaintext
   std::string local_host;                             // this worker's own address, for Gloo (see process_group.h)
   absl::Duration rpc_timeout = absl::Minutes(5);  // deadline of each Generate / Score / UpdateWeights call
+  // How long a rollout or reward server that has not answered yet may refuse as not (yet) assigned to this job
+  // (UNAVAILABLE, PERMISSION_DENIED): its assignment may reach it a moment after this learner's. Retried until then.
+  absl::Duration arrival_window = absl::Seconds(30);
   absl::Duration join_timeout = absl::Minutes(2);  // forming the broadcast group, and each of its collectives
   c10::Device device = c10::kCPU;  // the learner's device: CUDA makes the broadcast group NCCL
 };

@@ -507,7 +507,8 @@ TEST_F(SecuredClusterTest, WorkerServersAdmitOnlyTheirJobsMembers) {
   }
   const std::string own = MintJobCredential(key, id, attempt);
   const std::string other_job = MintJobCredential(key, "j-999999", 1);
-  const std::string other_attempt = MintJobCredential(key, id, attempt + 1);
+  const std::string earlier_attempt = MintJobCredential(key, id, attempt - 1);
+  const std::string later_attempt = MintJobCredential(key, id, attempt + 1);
   const std::string forged = own.substr(0, own.size() - 4) + "0000";
 
   v1::GetInfoRequest info;
@@ -539,7 +540,9 @@ TEST_F(SecuredClusterTest, WorkerServersAdmitOnlyTheirJobsMembers) {
   expect_each(forged, Code::UNAUTHENTICATED, "a forged credential");
   expect_each(kAdminToken, Code::UNAUTHENTICATED, "a user's token");
   expect_each(other_job, Code::PERMISSION_DENIED, "another job's credential");
-  expect_each(other_attempt, Code::PERMISSION_DENIED, "another attempt's credential");
+  expect_each(earlier_attempt, Code::PERMISSION_DENIED, "an earlier attempt's credential");
+  // A later attempt's members may call before this worker has its assignment: "not yet", which they retry.
+  expect_each(later_attempt, Code::UNAVAILABLE, "a later attempt's credential");
 
   // The job's own credential, and the worker token, get served.
   EXPECT_EQ(CallWorker<v1::Rollout>(rollout, own, &v1::Rollout::Stub::GetInfo, info).first, Code::OK);

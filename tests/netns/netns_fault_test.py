@@ -5,7 +5,8 @@ The test makes its own hosts: one network namespace per host (the coordinator an
 whose other end is a port of a bridge in a "switch" namespace it also makes. Addresses come from 10.213.7.0/24 and
 exist only inside those namespaces; nothing is sent anywhere else. Every process runs in its host's namespace, so
 gRPC, the learners' Gloo group and the weight broadcast all cross a real (non-loopback) interface. The coordinator
-serves TLS with bearer tokens (required off loopback), from a CA the test makes with openssl.
+serves TLS with bearer tokens (required off loopback), and so do the workers' own servers, which also require the
+peers' certificates; the CA and certificates are made by the test with openssl.
 
 Scenarios, each on a PPO job (2 learners, 1 rollout worker, 1 reward server, checkpoints every 2 steps), with spare
 workers so that a restarted gang can be placed:
@@ -234,7 +235,8 @@ class Cluster:
     def start_worker(self, host, role):
         address = self.net.addr(host)
         p, path = self.spawn(host, [self.alignd, "worker", f"--coordinator={COORD_IP}:{self.port}",
-                                    f"--token={self.worker_token}", f"--tls-ca={run_dir}/ca.pem", f"--roles={role}",
+                                    f"--token={self.worker_token}", f"--tls-ca={run_dir}/ca.pem",
+                                    f"--tls-cert={run_dir}/node.pem", f"--tls-key={run_dir}/node.key", f"--roles={role}",
                                     f"--listen={address}:0", f"--advertise-host={address}", "--threads=1",
                                     f"--collective-timeout-ms={COLLECTIVE_TIMEOUT_MS}"], f"worker-{host}.log")
         self.workers[host] = (p, path, role)
@@ -612,6 +614,16 @@ def main():
         run(["openssl", "x509", "-req", "-in", f"{run_dir}/server.csr", "-CA", f"{run_dir}/ca.pem", "-CAkey",
              f"{run_dir}/ca.key", "-CAcreateserial", "-out", f"{run_dir}/server.pem", "-days", "2", "-extfile",
              f"{run_dir}/server.ext"])
+        # The workers' certificate (one for all: it names every address of the subnet): their own servers serve TLS
+        # and require the peers' certificates, as alignd worker does whenever the cluster runs TLS off loopback.
+        run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{run_dir}/node.key", "-out",
+             f"{run_dir}/node.csr", "-subj", "/CN=alignd-netns-worker"])
+        with open(f"{run_dir}/node.ext", "w") as f:
+            sans = ",".join(f"IP:{SUBNET}.{i}" for i in range(1, 64))
+            f.write(f"subjectAltName={sans}\nextendedKeyUsage=serverAuth,clientAuth\n")
+        run(["openssl", "x509", "-req", "-in", f"{run_dir}/node.csr", "-CA", f"{run_dir}/ca.pem", "-CAkey",
+             f"{run_dir}/ca.key", "-CAcreateserial", "-out", f"{run_dir}/node.pem", "-days", "2", "-extfile",
+             f"{run_dir}/node.ext"])
         # A tiny model and data that alignd makes itself.
         alignd, alignctl = os.path.join(build, "cli/alignd"), os.path.join(build, "cli/alignctl")
         run([alignd, "init", "--out", f"{run_dir}/policy", "--hidden_size", "32", "--layers", "2", "--heads", "4",
