@@ -6,6 +6,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/bpe_nfc.h"
 #include "common/bpe_pretokenizer.h"
 #include "common/file_util.h"
@@ -468,6 +469,33 @@ TEST(MalformedTokenizerJson, BadJson) {
   absl::Status s = TokenizerFromJson("{\"model\": ").status();
   ExpectInvalid(s, "tokenizer.json: not valid JSON");
   ExpectInvalid(TokenizerFromJson("[1, 2]").status(), "tokenizer.json: expected a JSON object");
+}
+
+TEST(MalformedTokenizerJson, DeepNestingIsRefusedBeforeParsing) {
+  // A million nested arrays as model.type used to overflow the stack while the message quoted them, and 20000 nested
+  // normalizer Sequences while reading them.
+  const int levels = 1'000'000;
+  std::string deep_type = absl::StrCat(R"({"model": {"type": )", std::string(levels, '['), std::string(levels, ']'),
+                                       R"(, "vocab": {}, "merges": []}, "pre_tokenizer": {"type": "ByteLevel"}})");
+  ExpectInvalid(TokenizerFromJson(deep_type).status(),
+                "tokenizer.json: JSON nests arrays and objects deeper than 64 levels (at byte 81)");
+  std::string sequences = R"({"model": {"type": "BPE", "vocab": {}, "merges": []}, "normalizer": )";
+  for (int i = 0; i < 20000; ++i) sequences += R"({"type": "Sequence", "normalizers": [)";
+  sequences += "null";
+  for (int i = 0; i < 20000; ++i) sequences += "]}";
+  sequences += R"(, "pre_tokenizer": {"type": "ByteLevel"}})";
+  ExpectInvalid(TokenizerFromJson(sequences).status(), "tokenizer.json: JSON nests");
+  ExpectInvalid(TokenizerFromJson(ByteVocabJson().dump(), absl::StrCat(std::string(65, '['), std::string(65, ']')))
+                    .status(),
+                "tokenizer_config.json: JSON nests");
+}
+
+TEST(MalformedTokenizerJson, MessagesClipTheValuesTheyQuote) {
+  Json j = ByteVocabJson();
+  j["model"]["type"] = std::string(10000, 'x');
+  absl::Status s = LoadStatus(j);
+  ExpectInvalid(s, "tokenizer.json: model.type: \"xxxx");
+  EXPECT_LT(s.message().size(), 200u) << s;
 }
 
 TEST(MalformedTokenizerJson, UnknownModelType) {
