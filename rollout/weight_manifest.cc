@@ -1,6 +1,7 @@
 #include "rollout/weight_manifest.h"
 
 #include <algorithm>
+#include <limits>
 #include <set>
 #include <utility>
 
@@ -60,10 +61,19 @@ absl::Status ValidateManifest(const alignd::v1::WeightManifest& manifest) {
     if (!names.insert(t.name()).second) return absl::InvalidArgumentError(absl::StrCat(where, " repeats"));
     absl::StatusOr<size_t> type_size = FloatDtypeSize(t.dtype());
     if (!type_size.ok()) return Annotate(type_size.status(), where);
+    // Left to right as safetensors does; a product past 64 bits used to wrap, so that a shape of 2^62 x 4 had 0 bytes.
     uint64_t numel = 1;
     for (int64_t d : t.shape()) {
       if (d < 0) return absl::InvalidArgumentError(absl::StrCat(where, ": negative dimension"));
+      if (d != 0 && numel > std::numeric_limits<uint64_t>::max() / static_cast<uint64_t>(d)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ": shape ", ShapeString(Shape(t)), " x ", t.dtype(), " overflows 64 bits"));
+      }
       numel *= static_cast<uint64_t>(d);
+    }
+    if (numel > std::numeric_limits<uint64_t>::max() / *type_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": shape ", ShapeString(Shape(t)), " x ", t.dtype(), " overflows 64 bits"));
     }
     if (numel * *type_size != t.nbytes()) {
       return absl::InvalidArgumentError(absl::StrCat(where, ": nbytes ", t.nbytes(), " != shape ",
@@ -109,11 +119,16 @@ absl::Status CheckManifestAgainst(const alignd::v1::WeightManifest& manifest, co
 
 absl::StatusOr<WeightAssembler> WeightAssembler::Start(alignd::v1::WeightManifest manifest, uint64_t max_total_bytes) {
   RETURN_IF_ERROR(ValidateManifest(manifest));
+  // Summed without wrapping: buckets of 2^63 bytes each used to add up to 0 and pass, and reserving them threw.
   uint64_t total = 0;
-  for (uint64_t b : manifest.bucket_bytes()) total += b;
-  if (total > max_total_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat("weights: ", total, " bytes exceed the limit of ",
-                                                     max_total_bytes));
+  for (int i = 0; i < manifest.bucket_bytes_size(); ++i) {
+    const uint64_t b = manifest.bucket_bytes(i);
+    if (b > max_total_bytes - total) {
+      return absl::ResourceExhaustedError(absl::StrCat("weights: bucket ", i, " of ", b,
+                                                       " bytes takes the total past the limit of ", max_total_bytes,
+                                                       " bytes"));
+    }
+    total += b;
   }
   WeightAssembler a;
   a.manifest_ = std::move(manifest);

@@ -38,7 +38,7 @@ inline constexpr char kChecksumWordSum[] = "wsum64x2";
 inline constexpr const char* kDefaultChecksum = kChecksumXxh3;
 
 // Checks the manifest alone: version >= 1, at least one tensor, every tensor's bucket exists, its nbytes equals
-// shape x dtype size (F32, F16, BF16 or F64), [offset, offset + nbytes) lies inside its bucket, tensors of a bucket
+// shape x dtype size (F32, F16, BF16 or F64; a product past 64 bits is an error), [offset, offset + nbytes) lies inside its bucket, tensors of a bucket
 // do not overlap, names do not repeat, the checksum algorithm is known and the checksum has its length in hex digits.
 // INVALID_ARGUMENT naming the tensor or field otherwise.
 absl::Status ValidateManifest(const alignd::v1::WeightManifest& manifest);
@@ -52,7 +52,8 @@ absl::Status CheckManifestAgainst(const alignd::v1::WeightManifest& manifest, co
 // chunk starts where the previous one of its bucket ended); buckets may interleave.
 class WeightAssembler {
  public:
-  // ValidateManifest's errors; RESOURCE_EXHAUSTED when the buckets add up to more than `max_total_bytes`.
+  // ValidateManifest's errors; RESOURCE_EXHAUSTED when the buckets add up to more than `max_total_bytes` (summed
+  // without wrapping), before anything is allocated.
   static absl::StatusOr<WeightAssembler> Start(alignd::v1::WeightManifest manifest, uint64_t max_total_bytes);
 
   // INVALID_ARGUMENT for an unknown bucket, an offset other than the bucket's received bytes, or data past the

@@ -37,6 +37,9 @@ void Run(const uint8_t* data, size_t size) {
     return;
   }
   for (const v1::TensorEntry& t : manifest.tensors()) {
+    uint64_t nbytes = t.dtype() == "F32" ? 4 : t.dtype() == "F64" ? 8 : 2;
+    for (int64_t d : t.shape()) FUZZ_CHECK(!__builtin_mul_overflow(nbytes, static_cast<uint64_t>(d), &nbytes), t.name());
+    FUZZ_CHECK(nbytes == t.nbytes(), t.name() << ": " << nbytes << " bytes, manifest says " << t.nbytes());
     FUZZ_CHECK(t.bucket() < static_cast<uint32_t>(manifest.bucket_bytes_size()), t.name());
     const uint64_t bucket = manifest.bucket_bytes(static_cast<int>(t.bucket()));
     FUZZ_CHECK(t.offset() <= bucket && t.nbytes() <= bucket - t.offset(), t.name());
