@@ -498,6 +498,17 @@ TEST(MalformedTokenizerJson, MessagesClipTheValuesTheyQuote) {
   EXPECT_LT(s.message().size(), 200u) << s;
 }
 
+TEST(MalformedTokenizerJson, TemplateIdsMustBeKnownTokens) {
+  // Found by fuzzing: a template id that neither the vocab nor added_tokens holds was encoded as it was, past
+  // vocab_size(), where it would index past the model's embedding table.
+  Json j = Llama3StyleJson();
+  j["post_processor"]["processors"][1]["special_tokens"]["<|begin_of_text|>"]["ids"] = {302};
+  ExpectInvalid(LoadStatus(j),
+                "tokenizer.json: post_processor: special token id 302 is neither in model.vocab nor in added_tokens");
+  j["post_processor"]["processors"][1]["special_tokens"]["<|begin_of_text|>"]["ids"] = {262};  // a vocab token
+  EXPECT_THAT(Load(j)->Encode("123", true), ElementsAre(262, 256));
+}
+
 TEST(MalformedTokenizerJson, UnknownModelType) {
   Json j = ByteVocabJson();
   j["model"]["type"] = "Unigram";
