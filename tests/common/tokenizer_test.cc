@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/bpe_model.h"
 #include "common/bpe_nfc.h"
 #include "common/bpe_pretokenizer.h"
 #include "common/file_util.h"
@@ -260,6 +261,20 @@ TEST(HandWrittenTokenizer, MergesAsPairsEqualMergesAsStrings) {
   auto t = Load(j);
   EXPECT_THAT(t->Encode("hello world"), ElementsAre(11, 16));
   EXPECT_THAT(t->Encode("lll"), ElementsAre(9, 2));
+}
+
+TEST(HandWrittenTokenizer, SparseIdsCostOnlyTheirTokens) {
+  // The largest id allowed once made a table of 2^24 strings (512 MiB) for a vocab of a few tokens.
+  Json j = HelloJson();
+  j["model"]["vocab"]["x"] = bpe::kMaxTokenId;
+  auto t = Load(j);
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->vocab_size(), bpe::kMaxTokenId + 1);
+  EXPECT_EQ(t->IdToToken(bpe::kMaxTokenId), "x");
+  EXPECT_EQ(t->IdToToken(bpe::kMaxTokenId - 1), std::nullopt);
+  EXPECT_EQ(t->IdToToken(17), std::nullopt);
+  EXPECT_THAT(t->Encode("hello x"), ElementsAre(11, 4, bpe::kMaxTokenId));
+  EXPECT_EQ(t->Decode({11, 4, 17, bpe::kMaxTokenId}), "hello x");
 }
 
 TEST(HandWrittenTokenizer, UnkTokenReplacesUnknownCharacters) {
