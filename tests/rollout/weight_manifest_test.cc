@@ -1,5 +1,5 @@
-// The manifest checks and stream reassembly of rollout/weight_manifest.h on hand-made manifests, among them the ones
-// that fuzzing (tests/fuzz/weight_manifest_fuzzer.cc) showed wrapping 64-bit arithmetic.
+// The manifest checks and stream reassembly of rollout/weight_manifest.h on hand-made manifests, among them the two
+// whose 64-bit arithmetic wrapped (found while writing tests/fuzz/weight_manifest_fuzzer.cc).
 #include "rollout/weight_manifest.h"
 
 #include <ATen/ops/zeros.h>
