@@ -2,6 +2,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/json_depth.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"
 
@@ -18,9 +19,17 @@ absl::Status Invalid(absl::string_view field, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(kTokenizerFile, ": ", field, ": ", what));
 }
 
-std::string Quoted(const Json& value) { return value.dump(); }
+// A value as JSON text for a message, clipped: it may be anything the file holds.
+std::string Quoted(const Json& value) {
+  constexpr size_t kMax = 100;
+  std::string text = value.dump();
+  if (text.size() > kMax) text = absl::StrCat(text.substr(0, kMax), "...");
+  return text;
+}
 
 absl::StatusOr<Json> ParseJson(absl::string_view file, absl::string_view text) {
+  // Deeper nesting would overflow the stack in Quoted's dump or in the readers of nested Sequences below.
+  if (absl::Status depth = CheckJsonDepth(text); !depth.ok()) return Annotate(depth, file);
   try {
     Json root = Json::parse(text.begin(), text.end());
     if (!root.is_object()) return absl::InvalidArgumentError(absl::StrCat(file, ": expected a JSON object"));

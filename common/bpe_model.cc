@@ -30,12 +30,12 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
     }
     limit = std::max(limit, id + 1);
   }
-  model->id_to_token_.resize(limit);
-  model->has_id_.assign(limit, false);
+  model->id_limit_ = limit;
+  model->id_to_token_.reserve(vocab.size());
   for (const auto& [token, id] : vocab) {
     // Two tokens with one id: keep the smaller string so that the choice does not depend on hash order.
-    if (!model->has_id_[id] || token < model->id_to_token_[id]) model->id_to_token_[id] = token;
-    model->has_id_[id] = true;
+    auto [it, inserted] = model->id_to_token_.try_emplace(id, token);
+    if (!inserted && token < it->second) it->second = token;
   }
   model->vocab_ = std::move(vocab);
   model->merges_.reserve(merges.size());
@@ -52,7 +52,7 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
     model->merges_.try_emplace(PairKey(model->vocab_.at(left), model->vocab_.at(right)),
                                static_cast<int32_t>(rank), model->vocab_.at(merged));
   }
-  if (options.unk_id && (*options.unk_id < 0 || *options.unk_id >= limit || !model->has_id_[*options.unk_id])) {
+  if (options.unk_id && (*options.unk_id < 0 || *options.unk_id >= limit || !model->id_to_token_.contains(*options.unk_id))) {
     return absl::InvalidArgumentError(absl::StrCat("unk_token: id ", *options.unk_id, " is not in the vocab"));
   }
   model->options_ = options;
@@ -161,8 +161,8 @@ std::optional<int32_t> BpeModel::TokenToId(absl::string_view token) const {
 }
 
 const std::string* BpeModel::IdToToken(int32_t id) const {
-  if (id < 0 || id >= id_limit() || !has_id_[id]) return nullptr;
-  return &id_to_token_[id];
+  auto it = id_to_token_.find(id);
+  return it == id_to_token_.end() ? nullptr : &it->second;
 }
 
 }  // namespace bpe

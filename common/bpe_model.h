@@ -48,7 +48,7 @@ class BpeModel {
   // nullptr when no token has `id`.
   const std::string* IdToToken(int32_t id) const;
   // Largest id in the vocab plus one (0 for an empty vocab).
-  int32_t id_limit() const { return static_cast<int32_t>(id_to_token_.size()); }
+  int32_t id_limit() const { return id_limit_; }
 
  private:
   struct CacheShard {
@@ -63,8 +63,10 @@ class BpeModel {
   void Merge(absl::string_view word, std::vector<int32_t>* ids) const;
 
   absl::flat_hash_map<std::string, int32_t> vocab_;
-  std::vector<std::string> id_to_token_;
-  std::vector<bool> has_id_;
+  // A map, not a table indexed by id: ids may be sparse, and a vocab of one token with id 2^24 - 1 must not cost a
+  // table of 2^24 strings (512 MiB).
+  absl::flat_hash_map<int32_t, std::string> id_to_token_;
+  int32_t id_limit_ = 0;
   // (left id << 32 | right id) -> (rank, merged id).
   absl::flat_hash_map<uint64_t, std::pair<int32_t, int32_t>> merges_;
   Options options_;

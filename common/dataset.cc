@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
+#include "common/json_depth.h"
 #include "common/status.h"
 
 namespace alignd {
@@ -236,6 +237,8 @@ absl::StatusOr<Dataset> ParseJsonl(absl::string_view contents, absl::string_view
     auto error = [&](absl::string_view message) {
       return absl::InvalidArgumentError(absl::StrCat(source, ":", line_number, ": ", message));
     };
+    // Deeper nesting would overflow the stack when a record copies or writes its extra keys.
+    if (absl::Status depth = CheckJsonDepth(line); !depth.ok()) return error(depth.message());
     Json object;
     try {
       object = Json::parse(line.begin(), line.end());

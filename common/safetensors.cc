@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
+#include "common/json_depth.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"
 
@@ -287,6 +288,8 @@ absl::StatusOr<File> File::Parse(std::string bytes, absl::string_view source) {
   if (size_t nul = header_text.find('\0'); nul != absl::string_view::npos) {
     return fail(absl::InvalidArgumentError(absl::StrCat("header has a NUL byte at offset ", nul)));
   }
+  // Deeper nesting would overflow the stack in the recursive dump of an offending value for its message.
+  if (absl::Status depth = CheckJsonDepth(header_text); !depth.ok()) return fail(Annotate(depth, "header"));
   absl::StatusOr<Json> header = ParseHeaderJson(header_text);
   if (!header.ok()) return fail(header.status());
 

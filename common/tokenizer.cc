@@ -136,6 +136,15 @@ absl::Status BpeTokenizer::SetSpecialIds(const bpe::TokenizerConfigSpec& config,
   ASSIGN_OR_RETURN(eos_id_, ConfigTokenId(config.eos_token, "eos_token"));
   ASSIGN_OR_RETURN(pad_id_, ConfigTokenId(config.pad_token, "pad_token"));
   if (single_template) {
+    // An id the model does not know would index past the embedding table when encoded.
+    for (const std::vector<int32_t>* ids : {&single_template->prefix, &single_template->suffix}) {
+      for (int32_t id : *ids) {
+        if (!IdToToken(id)) {
+          return absl::InvalidArgumentError(absl::StrCat(kTokenizerFile, ": post_processor: special token id ", id,
+                                                         " is neither in model.vocab nor in added_tokens"));
+        }
+      }
+    }
     prefix_ids_ = single_template->prefix;
     suffix_ids_ = single_template->suffix;
     // Without a tokenizer_config.json, the token the template starts with is the BOS token (Llama-3).

@@ -39,8 +39,6 @@ absl::StatusOr<torch::ScalarType> FloatType(const std::string& name) {
 
 size_t TypeSize(torch::ScalarType t) { return c10::elementSize(t); }
 
-std::string ShapeString(const std::vector<int64_t>& shape) { return absl::StrCat("[", absl::StrJoin(shape, ", "), "]"); }
-
 std::vector<int64_t> Shape(const alignd::v1::TensorEntry& t) { return {t.shape().begin(), t.shape().end()}; }
 
 absl::StatusOr<std::string> DtypeOf(torch::ScalarType t) {
@@ -246,62 +244,6 @@ std::string BucketsChecksum(const std::vector<std::string>& buckets, absl::strin
   return sum.HexDigest();
 }
 
-absl::Status ValidateManifest(const alignd::v1::WeightManifest& manifest) {
-  if (manifest.version() < 1) return absl::InvalidArgumentError("manifest: version must be >= 1");
-  if (manifest.tensors_size() == 0) return absl::InvalidArgumentError("manifest: no tensors");
-  const std::string& algorithm = manifest.checksum_algorithm();
-  if (!algorithm.empty() && algorithm != kChecksumSha256 && algorithm != kChecksumXxh3 &&
-      algorithm != kChecksumWordSum) {
-    return absl::InvalidArgumentError(absl::StrCat("manifest: checksum_algorithm \"", algorithm, "\" is not one of \"",
-                                                   kChecksumXxh3, "\", \"", kChecksumWordSum, "\", \"", kChecksumSha256,
-                                                   "\""));
-  }
-  const size_t digits = algorithm == kChecksumXxh3 || algorithm == kChecksumWordSum ? 32 : 64;
-  if (manifest.checksum().size() != digits || !std::all_of(manifest.checksum().begin(), manifest.checksum().end(),
-                                                           [](char c) { return absl::ascii_isxdigit(c); })) {
-    return absl::InvalidArgumentError(absl::StrCat("manifest: checksum must be ", digits, " hex digits (",
-                                                   algorithm.empty() ? kChecksumSha256 : algorithm, ")"));
-  }
-  std::set<std::string> names;
-  std::map<uint32_t, std::vector<std::pair<uint64_t, uint64_t>>> ranges;  // bucket -> [begin, end)
-  for (const alignd::v1::TensorEntry& t : manifest.tensors()) {
-    std::string where = absl::StrCat("manifest: tensor \"", t.name(), "\"");
-    if (t.name().empty()) return absl::InvalidArgumentError("manifest: a tensor has no name");
-    if (!names.insert(t.name()).second) return absl::InvalidArgumentError(absl::StrCat(where, " repeats"));
-    absl::StatusOr<torch::ScalarType> type = FloatType(t.dtype());
-    if (!type.ok()) return Annotate(type.status(), where);
-    uint64_t numel = 1;
-    for (int64_t d : t.shape()) {
-      if (d < 0) return absl::InvalidArgumentError(absl::StrCat(where, ": negative dimension"));
-      numel *= static_cast<uint64_t>(d);
-    }
-    if (numel * TypeSize(*type) != t.nbytes()) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": nbytes ", t.nbytes(), " != shape ",
-                                                     ShapeString(Shape(t)), " x ", t.dtype()));
-    }
-    if (t.bucket() >= static_cast<uint32_t>(manifest.bucket_bytes_size())) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": bucket ", t.bucket(), " does not exist (",
-                                                     manifest.bucket_bytes_size(), " buckets)"));
-    }
-    uint64_t size = manifest.bucket_bytes(static_cast<int>(t.bucket()));
-    if (t.offset() > size || t.nbytes() > size - t.offset()) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": bytes [", t.offset(), ", ", t.offset() + t.nbytes(),
-                                                     ") lie outside bucket ", t.bucket(), " of ", size, " bytes"));
-    }
-    ranges[t.bucket()].push_back({t.offset(), t.offset() + t.nbytes()});
-  }
-  for (auto& [bucket, r] : ranges) {
-    std::sort(r.begin(), r.end());
-    for (size_t i = 1; i < r.size(); ++i) {
-      if (r[i].first < r[i - 1].second) {
-        return absl::InvalidArgumentError(absl::StrCat("manifest: tensors overlap in bucket ", bucket, " at byte ",
-                                                       r[i].first));
-      }
-    }
-  }
-  return absl::OkStatus();
-}
-
 namespace {
 NamedTensors ParametersOf(CausalLMImpl& model) {
   NamedTensors params;
@@ -309,21 +251,6 @@ NamedTensors ParametersOf(CausalLMImpl& model) {
   return params;
 }
 }  // namespace
-
-absl::Status CheckManifestAgainst(const alignd::v1::WeightManifest& manifest, const NamedTensors& targets) {
-  for (const alignd::v1::TensorEntry& t : manifest.tensors()) {
-    auto it = targets.find(t.name());
-    if (it == targets.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("manifest: unknown tensor \"", t.name(), "\""));
-    }
-    if (it->second.sizes().vec() != Shape(t)) {
-      return absl::InvalidArgumentError(absl::StrCat("manifest: tensor \"", t.name(), "\" has shape ",
-                                                     ShapeString(Shape(t)), ", the model's is ",
-                                                     ShapeString(it->second.sizes().vec())));
-    }
-  }
-  return absl::OkStatus();
-}
 
 absl::Status CheckManifestAgainstModel(const alignd::v1::WeightManifest& manifest, CausalLMImpl& model) {
   return CheckManifestAgainst(manifest, ParametersOf(model));
@@ -464,48 +391,6 @@ absl::Status ApplyWeightUpdate(Engine& engine, const PackedWeights& weights, con
       targets.at(t.name()).copy_(bytes.view(type).view(Shape(t)));
     }
   });
-}
-
-absl::StatusOr<WeightAssembler> WeightAssembler::Start(alignd::v1::WeightManifest manifest, uint64_t max_total_bytes) {
-  RETURN_IF_ERROR(ValidateManifest(manifest));
-  uint64_t total = 0;
-  for (uint64_t b : manifest.bucket_bytes()) total += b;
-  if (total > max_total_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat("weights: ", total, " bytes exceed the limit of ",
-                                                     max_total_bytes));
-  }
-  WeightAssembler a;
-  a.manifest_ = std::move(manifest);
-  a.buckets_.resize(a.manifest_.bucket_bytes_size());
-  for (int i = 0; i < a.manifest_.bucket_bytes_size(); ++i) a.buckets_[i].reserve(a.manifest_.bucket_bytes(i));
-  return a;
-}
-
-absl::Status WeightAssembler::Add(uint32_t bucket, uint64_t offset, absl::string_view data) {
-  if (bucket >= buckets_.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("weights: chunk for bucket ", bucket, " of ", buckets_.size()));
-  }
-  std::string& b = buckets_[bucket];
-  if (offset != b.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("weights: chunk for bucket ", bucket, " starts at ", offset,
-                                                   ", expected ", b.size()));
-  }
-  if (data.size() > manifest_.bucket_bytes(static_cast<int>(bucket)) - b.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("weights: chunk runs past the end of bucket ", bucket, " (",
-                                                   manifest_.bucket_bytes(static_cast<int>(bucket)), " bytes)"));
-  }
-  b.append(data.data(), data.size());
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::vector<std::string>> WeightAssembler::Finish() {
-  for (size_t i = 0; i < buckets_.size(); ++i) {
-    if (buckets_[i].size() != manifest_.bucket_bytes(static_cast<int>(i))) {
-      return absl::DataLossError(absl::StrCat("weights: bucket ", i, " ended after ", buckets_[i].size(), " of ",
-                                              manifest_.bucket_bytes(static_cast<int>(i)), " bytes"));
-    }
-  }
-  return std::move(buckets_);
 }
 
 }  // namespace alignd::rollout

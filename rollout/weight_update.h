@@ -2,7 +2,7 @@
 // offsets into flat buckets, and a checksum over the buckets: XXH3-128, or SHA-256) plus the bucket bytes, however
 // they travelled (inline in the RPC, a chunked gRPC stream, or a c10d broadcast). Everything is verified before
 // anything is applied, and the swap happens between Generate calls through Engine::UpdateWeights, so no batch mixes
-// versions.
+// versions. The manifest's own checks and the stream's reassembly are rollout/weight_manifest.h.
 //
 // Free of gRPC; thread-compatible (WeightAssembler) and thread-safe (the free functions).
 #ifndef ALIGND_ROLLOUT_WEIGHT_UPDATE_H_
@@ -20,6 +20,7 @@
 #include "common/transformer.h"
 #include "proto/alignd.pb.h"
 #include "rollout/engine.h"
+#include "rollout/weight_manifest.h"
 
 struct evp_md_ctx_st;  // OpenSSL's EVP_MD_CTX
 
@@ -60,19 +61,6 @@ class WeightSource {
   virtual absl::StatusOr<PackedWeights> Receive() = 0;
 };
 
-// The checksum algorithms a manifest may name (WeightManifest.checksum_algorithm). XXH3-128 is what PackWeights
-// writes: the checksum guards against corruption and mix-ups, not forgery (the bytes travel unauthenticated
-// either way), and SHA-256 ran at ~1 GB/s here, slower than the loopback copy it checked (bench/weight_sync_bench).
-inline constexpr char kChecksumXxh3[] = "xxh3-128";
-inline constexpr char kChecksumSha256[] = "sha256";
-// The word sum, for buckets that stay on a GPU, where neither hash runs: the buckets concatenated (zero-padded to a
-// multiple of 4 bytes) as little-endian 32-bit words w_i, i from 0, and the digest the two sums modulo 2^64
-//   A = sum w_i * (i + 1),  B = sum w_i * (((i * 0x9E3779B1) mod 2^31) + 1)
-// as 16 + 16 hex digits. Any one changed word changes A; moved or swapped words change A or B. Like XXH3 it guards
-// against corruption and mix-ups, not forgery; unlike it, it is a few exact integer reductions that give the same
-// bits on any device (DeviceBucketsChecksum) and on the host (Checksum).
-inline constexpr char kChecksumWordSum[] = "wsum64x2";
-inline constexpr const char* kDefaultChecksum = kChecksumXxh3;
 
 // Lower-case hex digest of the buckets concatenated in order; `algorithm` as in a manifest ("" = "sha256").
 // Call only with an algorithm ValidateManifest accepts.
@@ -103,20 +91,9 @@ class Checksum {
 // computed on their device; only the two sums come back. Equals Checksum(kChecksumWordSum) fed the same bytes.
 std::string DeviceBucketsChecksum(const std::vector<at::Tensor>& buckets);
 
-// Checks the manifest alone: version >= 1, at least one tensor, every tensor's bucket exists, its nbytes equals
-// shape x dtype size (F32, F16, BF16 or F64), [offset, offset + nbytes) lies inside its bucket, tensors of a bucket
-// do not overlap, names do not repeat, the checksum algorithm is known and the checksum has its length in hex digits.
-// INVALID_ARGUMENT naming the tensor or field otherwise.
-absl::Status ValidateManifest(const alignd::v1::WeightManifest& manifest);
-
 // Checks the manifest against a model: every name is one of its parameters and has its shape (a manifest may carry
 // a subset of the parameters). INVALID_ARGUMENT naming the tensor otherwise.
 absl::Status CheckManifestAgainstModel(const alignd::v1::WeightManifest& manifest, CausalLMImpl& model);
-
-// Tensors that a manifest may name, by name: a model's parameters, or a PEFT adapter's (under their saved names).
-using NamedTensors = std::map<std::string, at::Tensor>;
-// The same checks against `targets`.
-absl::Status CheckManifestAgainst(const alignd::v1::WeightManifest& manifest, const NamedTensors& targets);
 
 // Copies the tensors out of `buckets` into the model's parameters (converted to the parameter's dtype). Call only
 // after ValidateManifest and CheckManifestAgainstModel passed and the buckets have the manifest's sizes.
@@ -145,27 +122,6 @@ absl::Status CheckAnnouncedUpdate(const Engine& engine, const alignd::v1::Weight
 // The same for what a WeightSource delivered: its host buckets as above, or its device buckets, checked the same way
 // (the checksum computed on their device) and copied device to device into the engine's tensors.
 absl::Status ApplyWeightUpdate(Engine& engine, const PackedWeights& weights, const AdapterTargets* adapters = nullptr);
-
-// Reassembles buckets from chunks of a stream. Chunks of one bucket must arrive in order and without gaps (each
-// chunk starts where the previous one of its bucket ended); buckets may interleave.
-class WeightAssembler {
- public:
-  // ValidateManifest's errors; RESOURCE_EXHAUSTED when the buckets add up to more than `max_total_bytes`.
-  static absl::StatusOr<WeightAssembler> Start(alignd::v1::WeightManifest manifest, uint64_t max_total_bytes);
-
-  // INVALID_ARGUMENT for an unknown bucket, an offset other than the bucket's received bytes, or data past the
-  // bucket's end.
-  absl::Status Add(uint32_t bucket, uint64_t offset, absl::string_view data);
-  // DATA_LOSS naming the bucket when one is incomplete. Leaves the assembler empty.
-  absl::StatusOr<std::vector<std::string>> Finish();
-
-  const alignd::v1::WeightManifest& manifest() const { return manifest_; }
-
- private:
-  WeightAssembler() = default;
-  alignd::v1::WeightManifest manifest_;
-  std::vector<std::string> buckets_;  // received bytes so far, each reserved to its full size
-};
 
 }  // namespace alignd::rollout
 

@@ -137,6 +137,16 @@ TEST(DatasetErrors, InvalidJson) {
   EXPECT_THAT(ErrorOf("not json"), StartsWith("data/train.jsonl:1: invalid JSON: "));
 }
 
+TEST(DatasetErrors, DeepNestingIsRefusedBeforeParsing) {
+  // A million nested arrays in an extra key used to overflow the stack when the record copied them.
+  const int levels = 1'000'000;
+  EXPECT_EQ(ErrorOf(absl::StrCat("{\"text\": \"a\"}\n{\"text\": \"b\", \"x\": ", std::string(levels, '['),
+                                 std::string(levels, ']'), "}\n")),
+            "data/train.jsonl:2: JSON nests arrays and objects deeper than 64 levels (at byte 82)");
+  EXPECT_EQ(ErrorOf(absl::StrCat("{\"text\": \"a\", \"x\": ", std::string(63, '['), std::string(63, ']'), "}")),
+            "parsed OK");
+}
+
 TEST(DatasetErrors, LineMustBeAnObject) {
   EXPECT_EQ(ErrorOf("[1, 2]"), "data/train.jsonl:1: expected a JSON object, got array");
   EXPECT_EQ(ErrorOf("\"text\""), "data/train.jsonl:1: expected a JSON object, got string");

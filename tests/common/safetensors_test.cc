@@ -276,6 +276,16 @@ TEST_F(SafetensorsTest, RejectsInvalidJson) {
   ExpectBadHeader(std::string("{}\0\0", 4), 0, {"NUL byte at offset 2"});
 }
 
+TEST_F(SafetensorsTest, RejectsDeeplyNestedHeader) {
+  // A million nested arrays as data_offsets used to overflow the stack while the message quoted them.
+  const int levels = 1'000'000;
+  ExpectBadEntry(absl::StrCat(R"({"dtype": "U8", "shape": [1], "data_offsets": )", std::string(levels, '['),
+                              std::string(levels, ']'), "}"),
+                 1, {"header: JSON nests arrays and objects deeper than 64 levels (at byte 120)"});
+  ExpectBadHeader(absl::StrCat(R"({"__metadata__": {"k": )", std::string(65, '['), std::string(65, ']'), "}}"), 0,
+                  {"deeper than 64 levels"});
+}
+
 TEST_F(SafetensorsTest, RejectsEntryThatIsNotAnObject) {
   ExpectBadEntry("[1, 2]", 0, {R"(tensor "a.weight")", "not an object (got array)"});
 }

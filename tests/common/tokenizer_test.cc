@@ -6,6 +6,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "common/bpe_model.h"
 #include "common/bpe_nfc.h"
 #include "common/bpe_pretokenizer.h"
 #include "common/file_util.h"
@@ -261,6 +263,20 @@ TEST(HandWrittenTokenizer, MergesAsPairsEqualMergesAsStrings) {
   EXPECT_THAT(t->Encode("lll"), ElementsAre(9, 2));
 }
 
+TEST(HandWrittenTokenizer, SparseIdsCostOnlyTheirTokens) {
+  // The largest id allowed once made a table of 2^24 strings (512 MiB) for a vocab of a few tokens.
+  Json j = HelloJson();
+  j["model"]["vocab"]["x"] = bpe::kMaxTokenId;
+  auto t = Load(j);
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->vocab_size(), bpe::kMaxTokenId + 1);
+  EXPECT_EQ(t->IdToToken(bpe::kMaxTokenId), "x");
+  EXPECT_EQ(t->IdToToken(bpe::kMaxTokenId - 1), std::nullopt);
+  EXPECT_EQ(t->IdToToken(17), std::nullopt);
+  EXPECT_THAT(t->Encode("hello x"), ElementsAre(11, 4, bpe::kMaxTokenId));
+  EXPECT_EQ(t->Decode({11, 4, 17, bpe::kMaxTokenId}), "hello x");
+}
+
 TEST(HandWrittenTokenizer, UnkTokenReplacesUnknownCharacters) {
   Json j = HelloJson();
   j["model"]["vocab"]["<unk>"] = 17;
@@ -468,6 +484,44 @@ TEST(MalformedTokenizerJson, BadJson) {
   absl::Status s = TokenizerFromJson("{\"model\": ").status();
   ExpectInvalid(s, "tokenizer.json: not valid JSON");
   ExpectInvalid(TokenizerFromJson("[1, 2]").status(), "tokenizer.json: expected a JSON object");
+}
+
+TEST(MalformedTokenizerJson, DeepNestingIsRefusedBeforeParsing) {
+  // A million nested arrays as model.type used to overflow the stack while the message quoted them, and 20000 nested
+  // normalizer Sequences while reading them.
+  const int levels = 1'000'000;
+  std::string deep_type = absl::StrCat(R"({"model": {"type": )", std::string(levels, '['), std::string(levels, ']'),
+                                       R"(, "vocab": {}, "merges": []}, "pre_tokenizer": {"type": "ByteLevel"}})");
+  ExpectInvalid(TokenizerFromJson(deep_type).status(),
+                "tokenizer.json: JSON nests arrays and objects deeper than 64 levels (at byte 81)");
+  std::string sequences = R"({"model": {"type": "BPE", "vocab": {}, "merges": []}, "normalizer": )";
+  for (int i = 0; i < 20000; ++i) sequences += R"({"type": "Sequence", "normalizers": [)";
+  sequences += "null";
+  for (int i = 0; i < 20000; ++i) sequences += "]}";
+  sequences += R"(, "pre_tokenizer": {"type": "ByteLevel"}})";
+  ExpectInvalid(TokenizerFromJson(sequences).status(), "tokenizer.json: JSON nests");
+  ExpectInvalid(TokenizerFromJson(ByteVocabJson().dump(), absl::StrCat(std::string(65, '['), std::string(65, ']')))
+                    .status(),
+                "tokenizer_config.json: JSON nests");
+}
+
+TEST(MalformedTokenizerJson, MessagesClipTheValuesTheyQuote) {
+  Json j = ByteVocabJson();
+  j["model"]["type"] = std::string(10000, 'x');
+  absl::Status s = LoadStatus(j);
+  ExpectInvalid(s, "tokenizer.json: model.type: \"xxxx");
+  EXPECT_LT(s.message().size(), 200u) << s;
+}
+
+TEST(MalformedTokenizerJson, TemplateIdsMustBeKnownTokens) {
+  // Found by fuzzing: a template id that neither the vocab nor added_tokens holds was encoded as it was, past
+  // vocab_size(), where it would index past the model's embedding table.
+  Json j = Llama3StyleJson();
+  j["post_processor"]["processors"][1]["special_tokens"]["<|begin_of_text|>"]["ids"] = {302};
+  ExpectInvalid(LoadStatus(j),
+                "tokenizer.json: post_processor: special token id 302 is neither in model.vocab nor in added_tokens");
+  j["post_processor"]["processors"][1]["special_tokens"]["<|begin_of_text|>"]["ids"] = {262};  // a vocab token
+  EXPECT_THAT(Load(j)->Encode("123", true), ElementsAre(262, 256));
 }
 
 TEST(MalformedTokenizerJson, UnknownModelType) {
