@@ -1,22 +1,16 @@
 #include "worker/node.h"
 
 #include <ATen/Parallel.h>
-#include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <deque>
 #include <filesystem>
-#include <fstream>
-#include <random>
 #include <thread>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
@@ -30,7 +24,6 @@
 #include "common/status.h"
 #include "common/compute_threads.h"
 #include "common/threads.h"
-#include "coordinator/address.h"
 #include "coordinator/job_validation.h"
 #include "proto/alignd.grpc.pb.h"
 #include "reward/reward_core.h"
@@ -54,15 +47,6 @@ constexpr int kMaxMessageBytes = 256 << 20;
 // How long a call to the node's services waits for the job that will serve it (the learner may call as soon as the
 // gang is formed, a moment before this node has its service up).
 constexpr absl::Duration kServiceWait = absl::Seconds(30);
-
-absl::StatusOr<std::pair<std::string, uint16_t>> SplitHostPort(const std::string& target, const std::string& what) {
-  const size_t colon = target.rfind(':');
-  uint32_t port = 0;
-  if (colon == std::string::npos || !absl::SimpleAtoi(target.substr(colon + 1), &port) || port == 0 || port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat(what, " \"", target, "\" is not host:port"));
-  }
-  return std::make_pair(coordinator::HostOf(target), static_cast<uint16_t>(port));
-}
 
 // Who a call to this node's servers was admitted as: the job (and attempt) it may reach.
 using Admit = std::function<absl::StatusOr<JobIdentity>(const grpc::ServerContext&)>;
@@ -587,17 +571,11 @@ struct WorkerNode::Impl {
     }
     std::unique_ptr<LearnerGroup> group;
     if (a.world_size() > 1) {
-      LearnerGroup::Options go;
-      if (!a.store_address().empty()) {
-        go.store = Endpoint(a, "learners");
-      } else {
-        if (a.rendezvous().empty()) {
-          return absl::InvalidArgumentError("the assignment names no rendezvous for the learners' group");
-        }
-        ASSIGN_OR_RETURN(auto hp, SplitHostPort(a.rendezvous(), "rendezvous"));
-        go.host = hp.first;
-        go.port = hp.second;
+      if (a.store_address().empty()) {
+        return absl::InvalidArgumentError("the assignment names no rendezvous store for the learners' group");
       }
+      LearnerGroup::Options go;
+      go.store = Endpoint(a, "learners");
       go.local_host = options.advertise_host;
       go.device = JobDevice(spec);
       go.rank = static_cast<int>(a.rank());
@@ -608,15 +586,14 @@ struct WorkerNode::Impl {
     RemoteServices remote;
     remote.rollout_addresses.assign(a.rollout_addresses().begin(), a.rollout_addresses().end());
     remote.reward_addresses.assign(a.reward_addresses().begin(), a.reward_addresses().end());
-    remote.broadcast_rendezvous = a.broadcast_rendezvous();
     remote.store_address = a.store_address();
     remote.credential = a.job_credential();
     remote.channel = options.peer_credentials;
     remote.local_host = options.advertise_host;
     remote.device = JobDevice(spec);
     if (options.collective_timeout > absl::ZeroDuration()) remote.join_timeout = options.collective_timeout;
-    if (!remote.rollout_addresses.empty() && remote.broadcast_rendezvous.empty() && remote.store_address.empty()) {
-      return absl::InvalidArgumentError("the assignment names rollout workers but no broadcast rendezvous");
+    if (!remote.rollout_addresses.empty() && remote.store_address.empty()) {
+      return absl::InvalidArgumentError("the assignment names rollout workers but no rendezvous store");
     }
     TrainOptions o;
     o.resume = !fresh;
@@ -679,15 +656,9 @@ struct WorkerNode::Impl {
     eo.tokenizer = std::shared_ptr<const Tokenizer>(std::move(loaded.tokenizer));
     eo.chat_template = spec.data.chat_template;
     ASSIGN_OR_RETURN(job->engine, rollout::Engine::Create(eo));
-    if (!a.store_address().empty() || !a.broadcast_rendezvous().empty()) {
+    if (!a.store_address().empty()) {
       rollout::WeightBroadcastGroup::Options go;
-      if (!a.store_address().empty()) {
-        go.store = Endpoint(a, "weights");
-      } else {
-        ASSIGN_OR_RETURN(auto hp, SplitHostPort(a.broadcast_rendezvous(), "broadcast rendezvous"));
-        go.host = hp.first;
-        go.port = hp.second;
-      }
+      go.store = Endpoint(a, "weights");
       go.local_host = options.advertise_host;
       go.device = JobDevice(spec);
       go.rank = static_cast<int>(a.rank()) + 1;

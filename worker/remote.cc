@@ -11,7 +11,6 @@
 #include <iterator>
 #include <map>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
@@ -264,19 +263,8 @@ absl::StatusOr<std::unique_ptr<WeightPublisher>> WeightPublisher::Create(const R
   rollout::WeightBroadcastGroup::Options o;
   o.device = services.device;
   o.local_host = services.local_host;
-  if (!services.store_address.empty()) {
-    o.store = {services.store_address, "weights", services.credential, services.channel};
-  } else {
-    const std::string& rv = services.broadcast_rendezvous;
-    const size_t colon = rv.rfind(':');
-    uint32_t port = 0;
-    if (colon == std::string::npos || !absl::SimpleAtoi(rv.substr(colon + 1), &port) || port == 0 || port > 65535) {
-      return absl::InvalidArgumentError(absl::StrCat("broadcast rendezvous \"", rv, "\" is not host:port"));
-    }
-    o.host = rv.substr(0, colon);
-    if (o.host.size() > 2 && o.host.front() == '[') o.host = o.host.substr(1, o.host.size() - 2);
-    o.port = static_cast<uint16_t>(port);
-  }
+  if (services.store_address.empty()) return absl::InvalidArgumentError("no rendezvous store address");
+  o.store = {services.store_address, "weights", services.credential, services.channel};
   o.rank = 0;
   o.world_size = static_cast<int>(services.rollout_addresses.size()) + 1;
   o.timeout = services.join_timeout;

@@ -37,9 +37,8 @@ inline constexpr char kJobAdapter[] = "job";
 struct RemoteServices {
   std::vector<std::string> rollout_addresses;  // host:port, by rollout rank
   std::vector<std::string> reward_addresses;   // host:port, by reward rank
-  std::string broadcast_rendezvous;            // host:port of the weight-broadcast TCPStore (hosted by learner rank 0)
-  // host:port of the job's rendezvous store over gRPC (learner rank 0's worker); when set, the broadcast group forms
-  // over it (group "weights") instead of broadcast_rendezvous.
+  // host:port of the job's rendezvous store over gRPC (learner rank 0's worker); the broadcast group forms over it
+  // (group "weights").
   std::string store_address;
   // The job's credential, shown on every call to the gang's servers ("authorization: Bearer ..."); empty: none.
   std::string credential;
@@ -85,7 +84,7 @@ class WeightPublisher {
     uint64_t bytes = 0;   // bucket bytes sent
     double seconds = 0;   // announcement + broadcast + every worker's verified swap
   };
-  // Blocks until the group is formed (RemoteServices::join_timeout). INVALID_ARGUMENT for a bad rendezvous;
+  // Blocks until the group is formed (RemoteServices::join_timeout). INVALID_ARGUMENT without a rendezvous store address;
   // UNAVAILABLE when the group cannot be formed.
   static absl::StatusOr<std::unique_ptr<WeightPublisher>> Create(const RemoteServices& services);
   ~WeightPublisher();
