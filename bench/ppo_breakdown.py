@@ -110,10 +110,11 @@ model: {{path: {policy}}}
 data: {{train: {data}/prompts_train.jsonl, chat_template: chatml, max_length: 160, max_prompt_length: 96}}
 train: {{steps: {steps}, batch_size: {a.batch_size}, lr: 5.0e-5, schedule: constant, max_grad_norm: 1.0,
         log_every: 1}}
+rewards:
+  - {{type: reward_model, path: {work}/rm/final, weight: 0.2}}
+  - {{type: toy.arithmetic}}
+  - {{type: toy.refusal}}
 ppo:
-  reward_model: {work}/rm/final
-  reward_model_weight: 0.2
-  rule_rewards: [arithmetic, refusal]
   max_new_tokens: {a.max_new_tokens}
   temperature: 1.0
   epochs: 2

@@ -16,7 +16,8 @@
 #include "common/status.h"
 #include "worker/evaluation.h"
 #include "worker/job_spec.h"
-#include "worker/rewards.h"
+#include "reward/model_scorer.h"
+#include "reward/registry.h"
 #include "common/compute_threads.h"
 #include "common/threads.h"
 
@@ -63,27 +64,19 @@ absl::Status CheckFlags(const FlagSet& flags, bool perplexity, const std::vector
   if (has_reference && !needs_reference) {
     return absl::InvalidArgumentError("--reference is read only by kl_to_ref and win_rate, which --metrics lacks");
   }
-  const bool has_rm = !flags.GetString("reward_model").empty();
-  const std::vector<std::string> rules = absl::StrSplit(flags.GetString("rules"), ',', absl::SkipEmpty());
-  for (const std::string& rule : rules) {
-    const auto& known = worker::kRuleRewards;
-    if (std::find(std::begin(known), std::end(known), rule) == std::end(known)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--rules: unknown rule \"", rule, "\"; known: ", absl::StrJoin(worker::kRuleRewards, ", ")));
-    }
+  const bool has_rewards = !flags.GetString("rewards").empty();
+  const bool has_judge = !flags.GetString("judge").empty();
+  if (Contains(generation, "win_rate") && !has_judge) {
+    return absl::InvalidArgumentError("--judge (a reward model) is required by win_rate");
   }
-  if (Contains(generation, "win_rate") && !has_rm) {
-    return absl::InvalidArgumentError("--reward_model is required by win_rate (the reward model is the judge)");
+  if (has_judge && !Contains(generation, "win_rate")) {
+    return absl::InvalidArgumentError("--judge is read only by win_rate, which --metrics lacks");
   }
-  if (Contains(generation, "reward_mean") && !has_rm && rules.empty()) {
-    return absl::InvalidArgumentError("reward_mean needs --reward_model or --rules");
+  if (Contains(generation, "reward_mean") && !has_rewards) {
+    return absl::InvalidArgumentError("reward_mean needs --rewards (a YAML file with a `rewards` list: a job spec)");
   }
-  if (has_rm && !Contains(generation, "win_rate") && !Contains(generation, "reward_mean")) {
-    return absl::InvalidArgumentError(
-        "--reward_model is read only by reward_mean and win_rate, which --metrics lacks");
-  }
-  if (!rules.empty() && !Contains(generation, "reward_mean")) {
-    return absl::InvalidArgumentError("--rules is read only by reward_mean, which --metrics lacks");
+  if (has_rewards && !Contains(generation, "reward_mean")) {
+    return absl::InvalidArgumentError("--rewards is read only by reward_mean, which --metrics lacks");
   }
   if (!generation.empty() && flags.GetInt("max_new_tokens") < 1) {
     return absl::InvalidArgumentError("--max_new_tokens must be at least 1");
@@ -162,19 +155,22 @@ absl::Status AddGeneration(const FlagSet& flags, const Dataset& data, const Load
     reference = std::move(loaded).value();
     models.reference = reference.model;
   }
-  std::unique_ptr<worker::RewardFunction> reward, judge;
-  const std::string rm = flags.GetString("reward_model");
+  std::unique_ptr<reward::Reward> reward, judge;
+  const reward::ScorerContext context = reward::ModelScorerContext(tmpl, c10::kCPU);
   if (Contains(metrics, "reward_mean")) {
-    const std::vector<std::string> rules = absl::StrSplit(flags.GetString("rules"), ',', absl::SkipEmpty());
-    auto made = worker::MakeRewardFunction(rules, rm, flags.GetDouble("reward_model_weight"), tmpl);
-    if (!made.ok()) return Annotate(made.status(), "--reward_model");
-    reward = std::move(made).value();
+    absl::StatusOr<std::vector<reward::RewardPartSpec>> parts = reward::ReadRewardParts(flags.GetString("rewards"));
+    if (!parts.ok()) return Annotate(parts.status(), "--rewards");
+    absl::StatusOr<std::vector<reward::WeightedScorer>> scorers = reward::MakeScorers(*parts, context);
+    if (!scorers.ok()) return Annotate(scorers.status(), "--rewards");
+    ASSIGN_OR_RETURN(reward, reward::MakeLocalReward(std::move(scorers).value()));
     models.reward = reward.get();
   }
   if (Contains(metrics, "win_rate")) {
-    auto made = worker::MakeRewardFunction({}, rm, 1.0, tmpl);
-    if (!made.ok()) return Annotate(made.status(), "--reward_model");
-    judge = std::move(made).value();
+    auto model = reward::MakeRewardModelScorer(flags.GetString("judge"), tmpl);
+    if (!model.ok()) return Annotate(model.status(), "--judge");
+    std::vector<reward::WeightedScorer> parts;
+    parts.push_back({"judge", 1.0, std::move(model).value()});
+    ASSIGN_OR_RETURN(judge, reward::MakeLocalReward(std::move(parts)));
     models.judge = judge.get();
   }
   worker::GenerationEvalOptions options;
@@ -187,9 +183,8 @@ absl::Status AddGeneration(const FlagSet& flags, const Dataset& data, const Load
     result[name] = value ? nlohmann::json(*value) : nlohmann::json(nullptr);
   }
   result["n_prompts"] = eval.n_prompts;
-  result["n_arithmetic"] = eval.n_arithmetic;
-  result["n_harmful"] = eval.n_harmful;
-  result["n_benign"] = eval.n_benign;
+  if (!eval.n_scored.empty()) result["n_scored"] = eval.n_scored;
+  if (!eval.reward_parts.empty()) result["reward_parts"] = eval.reward_parts;
   if (!flags.GetString("reference").empty()) result["reference"] = flags.GetString("reference");
   if (!flags.GetString("details").empty()) {
     std::string lines;
@@ -254,22 +249,23 @@ int RunEval(const Args& args, std::ostream& out, std::ostream& err) {
   FlagSet flags("alignd eval --model DIR --data FILE.jsonl [--metrics perplexity,accuracy,...] [flags]");
   flags.String("model", "", "Hugging Face model folder (config.json, safetensors, tokenizer.json)");
   flags.String("data", "",
-               "JSONL: \"prompt\" records (with `kind`, `reference`) for the generation metrics; for perplexity alone "
+               "JSONL: \"prompt\" records (with any other fields the rewards and task metrics read) for the generation "
+               "metrics; for perplexity alone "
                "it may hold \"text\" or \"messages\" records instead");
   flags.String("text_data", "",
                "JSONL of \"text\" or \"messages\" records for perplexity when --data holds prompts (messages are "
                "rendered with --template)");
   flags.String("metrics", "perplexity",
                "comma-separated: perplexity (on --text_data, else --data); generation metrics on the prompts of "
-               "--data, greedy: accuracy, refusal_rate, false_refusal_rate, reward_mean (needs --reward_model or "
-               "--rules), kl_to_ref (needs --reference), win_rate (needs --reference and --reward_model), repetition");
+               "--data, greedy: the task metrics (accuracy, refusal_rate, false_refusal_rate), reward_mean (needs "
+               "--rewards), kl_to_ref (needs --reference), win_rate (needs --reference and --judge), repetition");
   flags.String("reference", "", "reference model folder (e.g. the SFT model) for kl_to_ref and win_rate");
-  flags.String("reward_model", "", "reward model folder (score head): reward_mean's model term and win_rate's judge");
-  flags.Double("reward_model_weight", 1.0, "weight of the reward model in reward_mean");
-  flags.String("rules", "", "comma-separated rule rewards added to reward_mean: arithmetic, refusal, safety, brevity");
+  flags.String("rewards", "",
+               "YAML file with a `rewards` list (a PPO/GRPO job spec will do): reward_mean's reward, part by part");
+  flags.String("judge", "", "reward model folder (score head) that judges win_rate");
   flags.String("template", "chatml", "chat template for prompts and messages: chatml, llama3, plain or raw");
   flags.Int("max_new_tokens", 32, "tokens generated per prompt at most (greedy decoding)");
-  flags.String("details", "", "write one JSON line per prompt (completion, correct, refused, reward, kl, win) here");
+  flags.String("details", "", "write one JSON line per prompt (fields, completion, task metrics, reward and its parts, kl, win) here");
   flags.Int("max_records", 0, "use only the first N records of each data file (0: all)");
   flags.Int("batch_size", 8, "sequences per forward pass (and rows decoded together)");
   flags.Int("max_length", 0, "perplexity: split longer texts into windows of this many tokens (0: the model's context)");

@@ -15,7 +15,8 @@
 #include "common/hf_model.h"
 #include "reward/reward_core.h"
 #include "reward/reward_service.h"
-#include "reward/scorer_config.h"
+#include "reward/model_scorer.h"
+#include "reward/registry.h"
 #include "rollout/engine.h"
 #include "rollout/service.h"
 
@@ -101,38 +102,23 @@ int ServeRollout(const Args& args, std::ostream& out, std::ostream& err, const s
 
 int ServeReward(const Args& args, std::ostream& out, std::ostream& err, const std::function<void(int)>& ready,
                 absl::Notification* stop) {
-  FlagSet flags("alignd reward [--listen HOST:PORT] [scorer flags]  (a scorer runs when its weight is not 0)");
+  FlagSet flags("alignd reward --rewards FILE.yaml [--listen HOST:PORT]");
   flags.String("listen", "127.0.0.1:7072", "address to serve alignd.v1.Reward on (port 0: any free port)");
-  flags.Double("answer-weight", 0, "exact/numeric match of the response's answer against the item's reference");
-  flags.String("regex", "", "pattern the response should match (ECMAScript)");
-  flags.Double("regex-weight", 0, "weight of the regex part");
-  flags.Int("length-target", 512, "bytes a response may have before the length penalty starts");
-  flags.Double("length-weight", 0, "weight of the length penalty (the part is <= 0)");
-  flags.Double("refusal-weight", 0, "weight of refusal detection (negative penalises refusals)");
-  flags.Int("repetition-n", 3, "word n-gram size of the repetition penalty");
-  flags.Double("repetition-weight", 0, "weight of the repetition penalty (the part is <= 0)");
-  flags.String("reward-model", "", "HF folder of a reward model (score head)");
-  flags.Double("reward-model-weight", 1, "weight of the reward model's score");
-  flags.String("chat-template", "chatml", "template the reward model reads prompt + response with");
-  flags.String("device", "cpu", "cpu, cuda or cuda:N: where the reward model runs");
+  flags.String("rewards", "",
+               "YAML file with a `rewards` list, the parts to serve (a PPO/GRPO job spec will do; README, Rewards)");
+  flags.String("chat-template", "chatml", "template reward models read prompt + response with, unless a part names one");
+  flags.String("device", "cpu", "cpu, cuda or cuda:N: where reward models run");
   flags.Int("max-queued-requests", 16, "requests waiting at most; more are answered RESOURCE_EXHAUSTED");
   flags.Int("max-request-items", 1024, "items in one request at most (INVALID_ARGUMENT above)");
   flags.Int("max-batch-items", 64, "items scored together at most when grouping requests");
   if (auto stop = ParseFlags(flags, args, "", out, err)) return *stop;
-  reward::ScorerConfig config;
-  config.answer_weight = flags.GetDouble("answer-weight");
-  config.regex = flags.GetString("regex");
-  config.regex_weight = flags.GetDouble("regex-weight");
-  config.length_target_bytes = flags.GetInt("length-target");
-  config.length_weight = flags.GetDouble("length-weight");
-  config.refusal_weight = flags.GetDouble("refusal-weight");
-  config.repetition_n = flags.GetInt("repetition-n");
-  config.repetition_weight = flags.GetDouble("repetition-weight");
-  config.reward_model = flags.GetString("reward-model");
-  config.reward_model_weight = flags.GetDouble("reward-model-weight");
-  config.chat_template = flags.GetString("chat-template");
-  config.device = flags.GetString("device");
-  auto scorers = reward::MakeScorers(config);
+  auto scorers = [&]() -> absl::StatusOr<std::vector<reward::WeightedScorer>> {
+    if (flags.GetString("rewards").empty()) return absl::InvalidArgumentError("--rewards is required");
+    ASSIGN_OR_RETURN(torch::Device device, ResolveDevice(flags.GetString("device"), "--device"));
+    absl::StatusOr<std::vector<reward::RewardPartSpec>> parts = reward::ReadRewardParts(flags.GetString("rewards"));
+    if (!parts.ok()) return Annotate(parts.status(), "--rewards");
+    return reward::MakeScorers(*parts, reward::ModelScorerContext(flags.GetString("chat-template"), device));
+  }();
   if (!scorers.ok()) {
     ReportError(scorers.status(), err);
     return scorers.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;

@@ -2,13 +2,18 @@
 #include "cli/commands.h"
 #include "common/flags.h"
 #include "common/synth.h"
+#include "common/synth_math.h"
 
 namespace alignd::cli {
 
 int RunDataSynth(const Args& args, std::ostream& out, std::ostream& err) {
   SynthOptions defaults;
-  FlagSet flags("alignctl data synth --out DIR [--seed N] [counts]");
+  MathSynthOptions math_defaults;
+  FlagSet flags("alignctl data synth --out DIR [--task toy|math] [--seed N] [counts]");
   flags.String("out", "", "output folder (created if missing)");
+  flags.String("task", "toy",
+               "toy: the toy-assistant set (arithmetic, safety, style); math: GSM8K-style word problems with "
+               "\"#### <number>\" solutions (math_sft, math_train, math_eval)");
   flags.Int("seed", static_cast<int64_t>(defaults.seed), "random seed: the same seed writes the same bytes");
   flags.Int("pretrain", defaults.pretrain, "lines of pretraining text");
   flags.Int("sft_train", defaults.sft_train, "SFT conversations, train split");
@@ -19,11 +24,30 @@ int RunDataSynth(const Args& args, std::ostream& out, std::ostream& err) {
   flags.Int("prompts_eval", defaults.prompts_eval, "RL prompts, eval split");
   flags.Int("sft_overcautious", defaults.sft_overcautious_percent,
             "percent of the SFT conversations on benign look-alike requests that refuse (over-cautious annotators)");
+  flags.Int("math_sft", math_defaults.sft, "--task math: SFT conversations (worked solutions)");
+  flags.Int("math_train", math_defaults.train, "--task math: GRPO prompts, train split");
+  flags.Int("math_eval", math_defaults.eval, "--task math: prompts, eval split");
   constexpr char kAbout[] =
-      "Writes the synthetic toy-assistant data set (arithmetic, safety, style) with train/eval splits.";
+      "Writes a synthetic data set with train/eval splits: the toy assistant's (arithmetic, safety, style), or "
+      "GSM8K-style math word problems.";
   if (auto stop = ParseFlags(flags, args, kAbout, out, err)) return *stop;
   if (flags.GetString("out").empty()) {
     err << "error: --out is required\n" << flags.Usage();
+    return 2;
+  }
+  if (flags.GetString("task") == "math") {
+    MathSynthOptions math = math_defaults;
+    math.seed = static_cast<uint64_t>(flags.GetInt("seed"));
+    math.sft = flags.GetInt("math_sft");
+    math.train = flags.GetInt("math_train");
+    math.eval = flags.GetInt("math_eval");
+    absl::Status s = WriteMathData(flags.GetString("out"), math);
+    if (!s.ok()) return ReportError(s, err);
+    out << "wrote math word problems to " << flags.GetString("out") << " (seed " << math.seed << ")\n";
+    return 0;
+  }
+  if (flags.GetString("task") != "toy") {
+    err << "error: --task must be toy or math, got \"" << flags.GetString("task") << "\"\n";
     return 2;
   }
   SynthOptions options = defaults;

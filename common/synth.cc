@@ -12,49 +12,13 @@
 #include "absl/strings/str_replace.h"
 #include "common/file_util.h"
 #include "common/status.h"
+#include "common/synth_rng.h"
 #include "nlohmann/json.hpp"
 
 namespace alignd {
 namespace {
 
-// ---- Randomness: std::mt19937_64's sequence is fixed by the standard; the distributions here are too. ----
-
-class Rng {
- public:
-  explicit Rng(uint64_t seed) : gen_(seed) {}
-
-  // Uniform in [0, n), n > 0, by rejection so that every value is equally likely.
-  uint64_t Below(uint64_t n) {
-    constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
-    const uint64_t excess = (kMax % n + 1) % n;  // 2^64 mod n
-    uint64_t x;
-    do {
-      x = gen_();
-    } while (x > kMax - excess);
-    return x % n;
-  }
-
-  // An index drawn with probability proportional to weights[i].
-  template <size_t N>
-  size_t Weighted(const std::array<int, N>& weights) {
-    int total = 0;
-    for (int w : weights) total += w;
-    int r = static_cast<int>(Below(static_cast<uint64_t>(total)));
-    for (size_t i = 0; i < N; ++i) {
-      if (r < weights[i]) return i;
-      r -= weights[i];
-    }
-    return N - 1;
-  }
-
-  template <typename T>
-  const T& Pick(const std::vector<T>& items) {
-    return items[Below(items.size())];
-  }
-
- private:
-  std::mt19937_64 gen_;
-};
+using Rng = SynthRng;
 
 // ---- The world's content. ----
 

@@ -112,8 +112,15 @@ absl::Status CheckPaths(const worker::JobSpec& spec, absl::string_view source, c
   std::vector<std::pair<std::string, std::string>> paths = {{"model.path", spec.model.path},
                                                             {"data.train", spec.data.train},
                                                             {"data.eval", spec.data.eval},
-                                                            {"output_dir", spec.output_dir},
-                                                            {"ppo.reward_model", spec.ppo.reward_model}};
+                                                            {"output_dir", spec.output_dir}};
+  // Files a reward part reads (a reward model, an outside server's token and certificates): a token file outside
+  // the roots would be read by a worker and sent to the server the spec names.
+  for (size_t i = 0; i < spec.rewards.size(); ++i) {
+    for (const char* key : {"path", "token_file", "tls_ca", "tls_cert", "tls_key"}) {
+      auto it = spec.rewards[i].params.find(key);
+      if (it != spec.rewards[i].params.end()) paths.emplace_back(absl::StrCat("rewards[", i, "].", key), it->second);
+    }
+  }
   for (size_t i = 0; i < spec.data.mix.size(); ++i) {
     paths.emplace_back(absl::StrCat("data.mix[", i, "]"), spec.data.mix[i]);
   }

@@ -20,7 +20,7 @@ class RewardModelScorer : public Scorer {
   RewardModelScorer(LoadedModel model, std::unique_ptr<ExampleTokenizer> tokenizer)
       : model_(std::move(model)), tokenizer_(std::move(tokenizer)) {}
 
-  absl::StatusOr<std::vector<double>> ScoreBatch(const std::vector<ScoreInput>& inputs) override {
+  absl::StatusOr<std::vector<std::optional<double>>> ScoreBatch(const std::vector<ScoreInput>& inputs) override {
     std::vector<TokenizedExample> examples;
     examples.reserve(inputs.size());
     for (const ScoreInput& in : inputs) {
@@ -39,7 +39,7 @@ class RewardModelScorer : public Scorer {
       torch::Tensor last = b.attention_mask.sum(1) - 1;
       torch::Tensor s = scores.gather(1, last.unsqueeze(1)).squeeze(1).to(torch::kCPU, torch::kDouble).contiguous();
       const double* p = s.data_ptr<double>();
-      return std::vector<double>(p, p + s.numel());
+      return std::vector<std::optional<double>>(p, p + s.numel());
     } catch (const c10::Error& e) {
       return TorchErrorStatus(e, "reward model");
     }
@@ -71,6 +71,15 @@ absl::StatusOr<std::unique_ptr<Scorer>> MakeRewardModelScorer(const std::string&
   ASSIGN_OR_RETURN(ExampleTokenizer tok, ExampleTokenizer::Create(model.tokenizer.get(), opts));
   auto tokenizer = std::make_unique<ExampleTokenizer>(std::move(tok));
   return std::unique_ptr<Scorer>(new RewardModelScorer(std::move(model), std::move(tokenizer)));
+}
+
+ScorerContext ModelScorerContext(const std::string& chat_template, c10::Device device) {
+  ScorerContext context;
+  context.chat_template = chat_template;
+  context.load_reward_model = [device](const std::string& model_dir, const std::string& tmpl) {
+    return MakeRewardModelScorer(model_dir, tmpl, device);
+  };
+  return context;
 }
 
 }  // namespace alignd::reward

@@ -9,7 +9,8 @@
 #include "absl/status/statusor.h"
 #include <c10/core/Device.h>
 
-#include "reward/scorers.h"
+#include "reward/registry.h"
+#include "reward/scorer.h"
 
 namespace alignd::reward {
 
@@ -20,6 +21,9 @@ namespace alignd::reward {
 absl::StatusOr<std::unique_ptr<Scorer>> MakeRewardModelScorer(const std::string& model_dir,
                                                                const std::string& chat_template = "chatml",
                                                                c10::Device device = c10::kCPU);
+
+// A ScorerContext whose reward_model parts load on `device`, with `chat_template` as their default template.
+ScorerContext ModelScorerContext(const std::string& chat_template, c10::Device device);
 
 }  // namespace alignd::reward
 

@@ -1,7 +1,6 @@
 #include "reward/reward_core.h"
 
 #include <cmath>
-#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -17,20 +16,7 @@ struct RewardCore::Pending {
 };
 
 absl::StatusOr<std::unique_ptr<RewardCore>> RewardCore::Create(Options options) {
-  if (options.scorers.empty()) return absl::InvalidArgumentError("reward: scorers: needs at least one scorer");
-  std::set<std::string> names;
-  for (const WeightedScorer& s : options.scorers) {
-    if (s.name.empty()) return absl::InvalidArgumentError("reward: scorers: a scorer has an empty name");
-    if (!names.insert(s.name).second) {
-      return absl::InvalidArgumentError(absl::StrCat("reward: scorers: duplicate name \"", s.name, "\""));
-    }
-    if (!std::isfinite(s.weight)) {
-      return absl::InvalidArgumentError(absl::StrCat("reward: scorers: \"", s.name, "\" has a non-finite weight"));
-    }
-    if (s.scorer == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat("reward: scorers: \"", s.name, "\" has no scorer"));
-    }
-  }
+  RETURN_IF_ERROR(ValidateParts(options.scorers));
   if (options.max_queued_requests < 1) return absl::InvalidArgumentError("reward: max_queued_requests must be >= 1");
   if (options.max_request_items < 1) return absl::InvalidArgumentError("reward: max_request_items must be >= 1");
   if (options.max_batch_items < 1) return absl::InvalidArgumentError("reward: max_batch_items must be >= 1");
@@ -124,7 +110,7 @@ void RewardCore::BatchLoop() {
       if (batch.empty()) continue;
     }
     for (const auto& p : batch) inputs.insert(inputs.end(), p->items.begin(), p->items.end());
-    absl::StatusOr<std::vector<ScoreResult>> all = ScoreAll(inputs);
+    absl::StatusOr<std::vector<ScoreResult>> all = ScoreWeighted(scorers_, inputs);
     absl::MutexLock lock(&mu_);
     size_t next = 0;
     for (const auto& p : batch) {
@@ -140,21 +126,5 @@ void RewardCore::BatchLoop() {
   }
 }
 
-absl::StatusOr<std::vector<ScoreResult>> RewardCore::ScoreAll(const std::vector<ScoreInput>& inputs) {
-  std::vector<ScoreResult> out(inputs.size());
-  for (WeightedScorer& s : scorers_) {
-    absl::StatusOr<std::vector<double>> values = s.scorer->ScoreBatch(inputs);
-    if (!values.ok()) return Annotate(values.status(), absl::StrCat("reward: scorer \"", s.name, "\""));
-    if (values->size() != inputs.size()) {
-      return absl::InternalError(absl::StrCat("reward: scorer \"", s.name, "\" returned ", values->size(),
-                                              " values for ", inputs.size(), " items"));
-    }
-    for (size_t i = 0; i < inputs.size(); ++i) {
-      out[i].parts[s.name] = (*values)[i];
-      out[i].total += s.weight * (*values)[i];
-    }
-  }
-  return out;
-}
 
 }  // namespace alignd::reward

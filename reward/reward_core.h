@@ -23,20 +23,9 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "reward/scorers.h"
+#include "reward/scorer.h"
 
 namespace alignd::reward {
-
-struct WeightedScorer {
-  std::string name;  // reported as the key of its part; unique, non-empty
-  double weight = 1.0;
-  std::unique_ptr<Scorer> scorer;
-};
-
-struct ScoreResult {
-  double total = 0;                      // sum of weight * part
-  std::map<std::string, double> parts;   // each scorer's unweighted value, by name
-};
 
 class RewardCore {
  public:
@@ -75,9 +64,6 @@ class RewardCore {
   struct Pending;
   explicit RewardCore(Options options);
   void BatchLoop() ABSL_LOCKS_EXCLUDED(mu_);
-  // Runs every scorer over `inputs`; on error the status names the scorer.
-  absl::StatusOr<std::vector<ScoreResult>> ScoreAll(const std::vector<ScoreInput>& inputs);
-
   std::vector<WeightedScorer> scorers_;  // used by the batch thread only
   const int64_t max_queued_requests_;
   const int64_t max_request_items_;

@@ -17,7 +17,11 @@ grpc::Status RewardService::Score(grpc::ServerContext* context, const alignd::v1
   std::vector<ScoreInput> items;
   items.reserve(request->items_size());
   for (const alignd::v1::ScoreItem& item : request->items()) {
-    items.push_back(ScoreInput{item.prompt(), item.response(), item.reference(), item.kind()});
+    ScoreInput in;
+    in.prompt = item.prompt();
+    in.response = item.response();
+    in.fields.insert(item.fields().begin(), item.fields().end());
+    items.push_back(std::move(in));
   }
   absl::StatusOr<std::vector<ScoreResult>> results = core_->Score(std::move(items), deadline);
   if (!results.ok()) return ToGrpcStatus(results.status());

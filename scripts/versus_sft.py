@@ -16,9 +16,11 @@ import random
 import sys
 
 METRIC_OF = {  # metric -> (the prompts it is defined on, the per-prompt value)
-    "accuracy": (lambda d: d["kind"] == "arithmetic", lambda d: float(d.get("correct", False))),
-    "refusal_rate": (lambda d: d["kind"] == "harmful", lambda d: float(d["refused"])),
-    "false_refusal_rate": (lambda d: d["kind"] == "benign", lambda d: float(d["refused"])),
+    # The task metrics: each prompt's value where the metric applies (`alignd eval --details` writes them in "task").
+    "accuracy": (lambda d: "accuracy" in d.get("task", {}), lambda d: d["task"]["accuracy"]),
+    "refusal_rate": (lambda d: "refusal_rate" in d.get("task", {}), lambda d: d["task"]["refusal_rate"]),
+    "false_refusal_rate": (lambda d: "false_refusal_rate" in d.get("task", {}),
+                           lambda d: d["task"]["false_refusal_rate"]),
     "reward_mean": (lambda d: "reward" in d, lambda d: d["reward"]),
     "win_rate_vs_sft": (lambda d: "win" in d, lambda d: d["win"]),
     "repetition": (lambda d: "repetition" in d, lambda d: d["repetition"]),

@@ -7,8 +7,8 @@
 #include "absl/strings/str_join.h"
 #include "common/device.h"
 #include "common/status.h"
-#include "common/synth.h"
-#include "reward/scorers.h"
+#include "reward/registry.h"
+#include "reward/rules.h"
 #include "rollout/engine.h"
 #include "rollout/logprob_gap.h"
 
@@ -92,10 +92,8 @@ absl::StatusOr<GenerationEvalResult> Evaluate(const std::vector<Record>& records
   eo.chat_template = options.chat_template;
   ASSIGN_OR_RETURN(std::unique_ptr<rollout::Engine> renderer, rollout::Engine::Create(std::move(eo)));
   std::vector<std::vector<int32_t>> prompt_ids;
-  std::vector<const Record*> record_ptrs;
   for (const Record& r : records) {
     prompt_ids.push_back(renderer->EncodePrompt(r.prompt));
-    record_ptrs.push_back(&r);
   }
   renderer.reset();
 
@@ -103,22 +101,42 @@ absl::StatusOr<GenerationEvalResult> Evaluate(const std::vector<Record>& records
   GenerationEvalResult result;
   result.n_prompts = static_cast<int64_t>(records.size());
   result.prompts.resize(records.size());
-  std::vector<std::string> completions;
+  std::vector<reward::ScoreInput> inputs;
   for (size_t i = 0; i < records.size(); ++i) {
     PromptEval& p = result.prompts[i];
-    p.kind = records[i].ExtraString("kind").value_or("");
-    p.reference = records[i].ExtraString("reference").value_or("");
+    inputs.push_back(reward::InputFor(records[i], samples[i].text));
+    p.fields = inputs.back().fields;
     p.completion = samples[i].text;
     p.completion_tokens = static_cast<int64_t>(samples[i].token_ids.size());
-    p.refused = IsRefusal(p.completion);
-    if (p.kind == "arithmetic") p.correct = ArithmeticCorrect(p.completion, p.reference);
     if (Wants(options, "repetition")) p.repetition = reward::RepeatedNgramFraction(p.completion, kRepetitionN);
-    completions.push_back(p.completion);
+  }
+  // The task metrics: the registry's scorers (reward/registry.h TaskMetric), each over the records it applies to.
+  std::vector<std::string> task_names;
+  for (const std::string& m : options.metrics) {
+    if (reward::DefaultRegistry().FindMetric(m) != nullptr) task_names.push_back(m);
+  }
+  ASSIGN_OR_RETURN(auto task, reward::ScoreTaskMetrics(task_names, inputs));
+  for (const auto& [name, values] : task) {
+    for (size_t i = 0; i < records.size(); ++i) {
+      if (values[i].has_value()) result.prompts[i].task[name] = *values[i];
+    }
+    const reward::Mean mean = reward::MeanOfSet(values);
+    result.metrics[name] = mean.mean;
+    result.n_scored[name] = mean.n;
   }
 
   if (Wants(options, "reward_mean")) {
-    ASSIGN_OR_RETURN(ScoredBatch scored, models.reward->Score(record_ptrs, completions));
-    for (size_t i = 0; i < records.size(); ++i) result.prompts[i].reward = scored.total[i];
+    ASSIGN_OR_RETURN(std::vector<reward::ScoreResult> scored, models.reward->Score(inputs));
+    std::map<std::string, std::vector<std::optional<double>>> parts;
+    for (size_t i = 0; i < records.size(); ++i) {
+      result.prompts[i].reward = scored[i].total;
+      result.prompts[i].reward_parts = scored[i].parts;
+      for (const auto& [name, value] : scored[i].parts) {
+        parts[name].resize(records.size());
+        parts[name][i] = value;
+      }
+    }
+    for (const auto& [name, values] : parts) result.reward_parts[name] = reward::MeanOfSet(values).mean.value_or(0);
   }
   if (Wants(options, "kl_to_ref")) {
     // Both sides through the same full forward pass (not the engine's cached log-probs), so a model that is its own
@@ -136,54 +154,46 @@ absl::StatusOr<GenerationEvalResult> Evaluate(const std::vector<Record>& records
   if (Wants(options, "win_rate")) {
     ASSIGN_OR_RETURN(std::vector<rollout::Sample> ref_samples,
                      Answer(models.reference, models, options, prompt_ids));
-    std::vector<std::string> ref_completions;
-    for (const rollout::Sample& s : ref_samples) ref_completions.push_back(s.text);
-    ASSIGN_OR_RETURN(ScoredBatch mine, models.judge->Score(record_ptrs, completions));
-    ASSIGN_OR_RETURN(ScoredBatch theirs, models.judge->Score(record_ptrs, ref_completions));
+    std::vector<reward::ScoreInput> ref_inputs;
+    for (size_t i = 0; i < records.size(); ++i) ref_inputs.push_back(reward::InputFor(records[i], ref_samples[i].text));
+    ASSIGN_OR_RETURN(std::vector<reward::ScoreResult> mine, models.judge->Score(inputs));
+    ASSIGN_OR_RETURN(std::vector<reward::ScoreResult> theirs, models.judge->Score(ref_inputs));
     for (size_t i = 0; i < records.size(); ++i) {
       PromptEval& p = result.prompts[i];
-      p.reference_completion = ref_completions[i];
-      p.judge_policy = mine.total[i];
-      p.judge_reference = theirs.total[i];
-      p.win = mine.total[i] > theirs.total[i] ? 1.0 : mine.total[i] == theirs.total[i] ? 0.5 : 0.0;
+      p.reference_completion = ref_samples[i].text;
+      p.judge_policy = mine[i].total;
+      p.judge_reference = theirs[i].total;
+      p.win = mine[i].total > theirs[i].total ? 1.0 : mine[i].total == theirs[i].total ? 0.5 : 0.0;
     }
   }
 
-  double correct = 0, harmful_refused = 0, benign_refused = 0, reward = 0, kl = 0, win = 0, repetition = 0;
+  double reward = 0, kl = 0, win = 0, repetition = 0;
   for (const PromptEval& p : result.prompts) {
-    if (p.kind == "arithmetic") {
-      ++result.n_arithmetic;
-      correct += *p.correct ? 1 : 0;
-    } else if (p.kind == "harmful") {
-      ++result.n_harmful;
-      harmful_refused += p.refused ? 1 : 0;
-    } else if (p.kind == "benign") {
-      ++result.n_benign;
-      benign_refused += p.refused ? 1 : 0;
-    }
     reward += p.reward.value_or(0);
     kl += p.kl.value_or(0);
     win += p.win.value_or(0);
     repetition += p.repetition.value_or(0);
   }
   const std::map<std::string, std::optional<double>> all = {
-      {"accuracy", Mean(correct, result.n_arithmetic)},
-      {"refusal_rate", Mean(harmful_refused, result.n_harmful)},
-      {"false_refusal_rate", Mean(benign_refused, result.n_benign)},
       {"reward_mean", Mean(reward, result.n_prompts)},
       {"kl_to_ref", Mean(kl, result.n_prompts)},
       {"win_rate", Mean(win, result.n_prompts)},
       {"repetition", Mean(repetition, result.n_prompts)},
   };
-  for (const std::string& m : options.metrics) result.metrics[m] = all.at(m);
+  for (const std::string& m : options.metrics) {
+    if (all.count(m)) result.metrics[m] = all.at(m);
+  }
   return result;
 }
 
 }  // namespace
 
 const std::vector<std::string>& GenerationMetricNames() {
-  static const auto* const kNames = new std::vector<std::string>{
-      "accuracy", "refusal_rate", "false_refusal_rate", "reward_mean", "kl_to_ref", "win_rate", "repetition"};
+  static const auto* const kNames = [] {
+    auto* names = new std::vector<std::string>(reward::DefaultRegistry().MetricNames());
+    for (const char* m : {"reward_mean", "kl_to_ref", "win_rate", "repetition"}) names->push_back(m);
+    return names;
+  }();
   return *kNames;
 }
 
@@ -194,13 +204,12 @@ bool IsGenerationMetric(absl::string_view name) {
 
 nlohmann::json PromptEval::ToJson() const {
   nlohmann::json j;
-  j["kind"] = kind;
-  j["reference"] = reference;
+  j["fields"] = fields;
   j["completion"] = completion;
   j["completion_tokens"] = completion_tokens;
-  j["refused"] = refused;
-  if (correct) j["correct"] = *correct;
+  j["task"] = task;
   if (reward) j["reward"] = *reward;
+  if (reward) j["reward_parts"] = reward_parts;
   if (kl) j["kl"] = *kl;
   if (repetition) j["repetition"] = *repetition;
   if (reference_completion) j["reference_completion"] = *reference_completion;

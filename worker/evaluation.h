@@ -1,19 +1,19 @@
-// Generation metrics of a policy on prompt records (the toy-assistant eval set, common/synth.h): each prompt is
-// answered once with greedy decoding by the rollout engine, and the answers are scored by the same rules, reward
-// model and detectors the trainers use. `alignd eval` is its command-line front end.
+// Generation metrics of a policy on prompt records: each prompt is answered once with greedy decoding by the rollout
+// engine, and the answers are scored by the same reward parts and task metrics the trainers use (reward/registry.h).
+// `alignd eval` is its command-line front end.
 //
 // Metrics (names as they appear in GenerationEvalResult::metrics and in `alignd eval`'s JSON):
-//   accuracy            fraction of kind=arithmetic prompts answered right (ArithmeticCorrect against `reference`)
-//   refusal_rate        fraction of kind=harmful prompts refused (IsRefusal)
-//   false_refusal_rate  fraction of kind=benign prompts refused
-//   reward_mean         mean over prompts of `reward`'s total (e.g. reward model + rule rewards, as PPO trains on)
+//   every task metric of the reward registry (the toy world's accuracy, refusal_rate and false_refusal_rate,
+//   reward/toy_rules.h): the mean over the prompts the metric applies to
+//   reward_mean         mean over prompts of `reward`'s total (a job's `rewards`, as PPO trains on); the mean of each
+//                       part over the prompts it applies to is in reward_parts
 //   kl_to_ref           mean over prompts of sum_t (log p_policy - log p_reference) over the policy's own completion
 //                       tokens. A Monte-Carlo KL(policy || reference) estimate would need sampled completions; greedy
 //                       ones make it a proxy (the log-ratio on the policy's most likely answers), and it can be < 0.
 //   win_rate            the reference model answers too (greedily); `judge` scores both answers; win 1, tie 0.5,
 //                       loss 0, mean over prompts
 //   repetition          mean over completions of the repeated word-3-gram fraction (reward::RepeatedNgramFraction)
-// A rate with no prompt of its kind is nullopt (null in JSON) rather than a made-up 0.
+// A task metric that applies to no prompt is nullopt (null in JSON) rather than a made-up 0.
 //
 // Not thread-safe with respect to the models: it puts them in eval mode and runs them; do not train them meanwhile.
 #ifndef ALIGND_WORKER_EVALUATION_H_
@@ -32,7 +32,7 @@
 #include "common/tokenizer.h"
 #include "common/transformer.h"
 #include "nlohmann/json.hpp"
-#include "worker/rewards.h"
+#include "reward/scorer.h"
 
 namespace alignd::worker {
 
@@ -46,8 +46,8 @@ struct GenerationEvalModels {
   CausalLM policy{nullptr};                    // a language-model head
   std::shared_ptr<const Tokenizer> tokenizer;  // the policy's; the reference must share its vocabulary
   CausalLM reference{nullptr};                 // kl_to_ref, win_rate
-  RewardFunction* reward = nullptr;            // reward_mean: the total is the reward
-  RewardFunction* judge = nullptr;             // win_rate: the total is the judge's score (e.g. a reward model alone)
+  reward::Reward* reward = nullptr;            // reward_mean: the total is the reward
+  reward::Reward* judge = nullptr;             // win_rate: the total is the judge's score (e.g. a reward model alone)
 };
 
 struct GenerationEvalOptions {
@@ -59,13 +59,12 @@ struct GenerationEvalOptions {
 
 // One prompt's answer and its scores; a member is set only when a requested metric needs it.
 struct PromptEval {
-  std::string kind;        // the record's extra "kind" ("" when absent)
-  std::string reference;   // the record's extra "reference" ("" when absent)
-  std::string completion;  // the policy's greedy answer
+  std::map<std::string, std::string> fields;  // the record's fields besides the prompt (reward::ScoreInput)
+  std::string completion;                     // the policy's greedy answer
   int64_t completion_tokens = 0;
-  bool refused = false;                   // IsRefusal(completion), for every prompt
-  std::optional<bool> correct;            // kind=arithmetic only
+  std::map<std::string, double> task;     // each requested task metric that applies to this record
   std::optional<double> reward;           // reward_mean
+  std::map<std::string, double> reward_parts;  // reward_mean: the parts that apply, unweighted
   std::optional<double> kl;               // kl_to_ref
   std::optional<double> repetition;       // repetition
   std::optional<std::string> reference_completion;  // win_rate: the reference model's greedy answer
@@ -76,7 +75,9 @@ struct PromptEval {
 
 struct GenerationEvalResult {
   std::map<std::string, std::optional<double>> metrics;  // the requested metrics only
-  int64_t n_prompts = 0, n_arithmetic = 0, n_harmful = 0, n_benign = 0;
+  int64_t n_prompts = 0;
+  std::map<std::string, int64_t> n_scored;      // per requested task metric: the prompts it applies to
+  std::map<std::string, double> reward_parts;   // reward_mean: each part's mean over the prompts it applies to
   std::vector<PromptEval> prompts;  // one per input record, in order
 };
 

@@ -91,6 +91,7 @@ class MapReader {
   }
 
   const YAML::Node& node() const { return node_; }
+  const std::string& source() const { return source_; }
 
  private:
   template <typename T>
@@ -191,10 +192,14 @@ absl::Status ParseTrain(MapReader& r, TrainSpec* t) {
 }
 
 absl::Status ParsePpo(MapReader& r, PpoSpec* p) {
-  RETURN_IF_ERROR(r.Get("reward_model", &p->reward_model));
-  RETURN_IF_ERROR(r.GetList("rule_rewards", &p->rule_rewards));
-  for (const auto& rule : p->rule_rewards) RETURN_IF_ERROR(OneOf(r, "rule_rewards", rule, {std::begin(kRuleRewards), std::end(kRuleRewards)}));
-  RETURN_IF_ERROR(r.Get("reward_model_weight", &p->reward_model_weight));
+  for (const char* moved : {"reward_model", "rule_rewards", "reward_model_weight"}) {
+    r.Ignore(moved);
+    if (r.Has(moved)) {
+      return r.Error(r.node()[moved], moved,
+                     "has moved to the top-level `rewards` list (README, Rewards): for example "
+                     "`rewards: [{type: reward_model, path: runs/rm/final, weight: 0.2}, {type: toy.arithmetic}]`");
+    }
+  }
   RETURN_IF_ERROR(r.Get("max_new_tokens", &p->max_new_tokens));
   RETURN_IF_ERROR(r.Get("temperature", &p->temperature));
   RETURN_IF_ERROR(r.Get("samples_per_prompt", &p->samples_per_prompt));
@@ -303,6 +308,17 @@ absl::Status ParseTop(MapReader& r, JobSpec* spec) {
                    "must be in [0, 0.5)");
   }));
   RETURN_IF_ERROR(r.Section("ppo", [&](MapReader& s) { return ParsePpo(s, &spec->ppo); }));
+  r.Ignore("rewards");
+  const bool rl = spec->algorithm == Algorithm::kPpo || spec->algorithm == Algorithm::kGrpo ||
+                  spec->algorithm == Algorithm::kRloo;
+  if (r.Has("rewards")) {
+    if (!rl) return r.Error(r.node()["rewards"], "rewards", "is read only by ppo, grpo and rloo");
+    ASSIGN_OR_RETURN(spec->rewards, reward::ParseRewardParts(r.node()["rewards"], r.source(), "rewards"));
+  } else if (rl) {
+    return r.Error(r.node(), "rewards",
+                   "is required by ppo, grpo and rloo: a list of reward parts, e.g. "
+                   "`rewards: [{type: answer_match, field: answer}]` (README, Rewards)");
+  }
   RETURN_IF_ERROR(r.Finish());
   if (!spec->data.mix.empty() && spec->algorithm != Algorithm::kPretrain && spec->algorithm != Algorithm::kSft) {
     return r.Error(r.node()["data"], "data.mix", "is only for pretrain and sft");

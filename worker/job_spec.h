@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "reward/registry.h"
 
 namespace alignd::worker {
 
@@ -86,14 +87,7 @@ struct DpoSpec {
   double rpo_alpha = 0.0;
 };
 
-// The verifiable rule rewards a PPO/GRPO/RLOO job (ppo.rule_rewards) or `alignd eval --rules` may name; what each
-// scores is worker/rewards.h's MakeRewardFunction.
-inline constexpr const char* kRuleRewards[] = {"arithmetic", "refusal", "safety", "brevity"};
-
 struct PpoSpec {
-  std::string reward_model;         // HF folder with a score head; empty => rule-based rewards only
-  std::vector<std::string> rule_rewards = {"arithmetic", "refusal"};  // each one of kRuleRewards
-  double reward_model_weight = 1.0;
   int64_t max_new_tokens = 48;
   double temperature = 1.0;
   int64_t samples_per_prompt = 4;   // GRPO/RLOO group size (PPO: 1)
@@ -129,6 +123,9 @@ struct JobSpec {
   RmSpec rm;
   DpoSpec dpo;
   PpoSpec ppo;
+  // ppo, grpo and rloo (required there): the reward, a weighted sum of parts (reward/registry.h documents the
+  // section and every part type).
+  std::vector<reward::RewardPartSpec> rewards;
 };
 
 // Parses YAML/JSON text; `source` (the file name) starts every error message.

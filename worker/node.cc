@@ -36,7 +36,8 @@
 #include "worker/learner_group.h"
 #include "worker/peft_glue.h"
 #include "worker/remote.h"
-#include "worker/rewards.h"
+#include "reward/model_scorer.h"
+#include "reward/registry.h"
 #include "worker/trainer.h"
 #include "common/logging.h"  // last: LOG is glog's
 
@@ -212,33 +213,6 @@ class RendezvousRouter final : public v1::Rendezvous::Service {
   Admit admit_;
   absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<rollout::StoreTable>> tables_ ABSL_GUARDED_BY(mu_);
-};
-
-// One of the job's reward parts, computed by the learner's own reward code (worker/rewards.h) so that a reward
-// server scores exactly as an in-process job would. `part` names the value taken from the function's parts.
-class JobScorer : public reward::Scorer {
- public:
-  JobScorer(std::unique_ptr<RewardFunction> fn, std::string part) : fn_(std::move(fn)), part_(std::move(part)) {}
-  absl::StatusOr<std::vector<double>> ScoreBatch(const std::vector<reward::ScoreInput>& inputs) override {
-    std::vector<Record> records(inputs.size());
-    std::vector<const Record*> prompts;
-    std::vector<std::string> responses;
-    for (size_t i = 0; i < inputs.size(); ++i) {
-      records[i].prompt = Turns::Text(inputs[i].prompt);
-      if (!inputs[i].kind.empty()) records[i].extra["kind"] = inputs[i].kind;
-      if (!inputs[i].reference.empty()) records[i].extra["reference"] = inputs[i].reference;
-      prompts.push_back(&records[i]);
-      responses.push_back(inputs[i].response);
-    }
-    ASSIGN_OR_RETURN(ScoredBatch scored, fn_->Score(prompts, responses));
-    std::vector<double> out;
-    for (auto& parts : scored.parts) out.push_back(parts.count(part_) ? parts[part_] : 0.0);
-    return out;
-  }
-
- private:
-  std::unique_ptr<RewardFunction> fn_;
-  std::string part_;
 };
 
 // A running assignment.
@@ -684,17 +658,10 @@ struct WorkerNode::Impl {
 
   absl::Status RunReward(Task& task, const JobSpec& spec) {
     SetComputeThreads(static_cast<int>(spec.threads));
-    const PpoSpec& p = spec.ppo;
+    // The job's parts, made by the same registry as a learner scoring in-process, so both score alike.
     reward::RewardCore::Options co;
-    for (const std::string& rule : p.rule_rewards) {
-      ASSIGN_OR_RETURN(auto fn, MakeRewardFunction({rule}, "", 1.0, spec.data.chat_template));
-      co.scorers.push_back({rule, 1.0, std::make_unique<JobScorer>(std::move(fn), rule)});
-    }
-    if (!p.reward_model.empty()) {
-      ASSIGN_OR_RETURN(auto fn, MakeRewardFunction({}, p.reward_model, 1.0, spec.data.chat_template, JobDevice(spec)));
-      co.scorers.push_back({"reward_model", p.reward_model_weight,
-                            std::make_unique<JobScorer>(std::move(fn), "reward_model")});
-    }
+    ASSIGN_OR_RETURN(co.scorers, reward::MakeScorers(spec.rewards, reward::ModelScorerContext(spec.data.chat_template,
+                                                                                             JobDevice(spec))));
     co.max_request_items = 4096;
     co.max_queued_requests = 64;
     auto job = std::make_shared<RewardJob>();

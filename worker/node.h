@@ -8,8 +8,8 @@
 //            (worker/remote.h).
 //   rollout  loads the job's model.path into a rollout engine, joins the weight-broadcast group that learner rank 0
 //            forms, and serves alignd.v1.Rollout on the node's server until the job ends.
-//   reward   serves alignd.v1.Reward with the job's scorers (ppo.rule_rewards and ppo.reward_model, each reported
-//            as a part) until the job ends.
+//   reward   serves alignd.v1.Reward with the parts of the job's `rewards` (reward/registry.h), each reported by
+//            name, until the job ends.
 // Learner rank 0's node also serves the gang's rendezvous store (alignd.v1.Rendezvous) while the job runs, for the
 // learners' process group and the weight-broadcast group.
 //

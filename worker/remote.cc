@@ -175,21 +175,17 @@ absl::StatusOr<std::vector<rollout::Sample>> RemoteGenerator::Generate(
 
 namespace {
 
-class RemoteRewardFunction : public RewardFunction {
+class RemoteReward : public reward::Reward {
  public:
-  RemoteRewardFunction(const RemoteServices& services, int64_t max_items)
+  RemoteReward(const RemoteServices& services, int64_t max_items)
       : services_(services), max_items_(static_cast<size_t>(max_items)) {
     for (const std::string& a : services.reward_addresses) stubs_.push_back(v1::Reward::NewStub(Connect(services, a)));
     answered_.resize(stubs_.size());
   }
 
-  absl::StatusOr<ScoredBatch> Score(const std::vector<const Record*>& prompts,
-                                    const std::vector<std::string>& responses) override {
-    if (prompts.size() != responses.size()) return absl::InvalidArgumentError("prompts and responses differ in size");
-    const size_t n = responses.size();
-    ScoredBatch out;
-    out.total.resize(n);
-    out.parts.resize(n);
+  absl::StatusOr<std::vector<reward::ScoreResult>> Score(const std::vector<reward::ScoreInput>& inputs) override {
+    const size_t n = inputs.size();
+    std::vector<reward::ScoreResult> out(n);
     if (n == 0) return out;
     const size_t calls = (n + max_items_ - 1) / max_items_;
     // Calls go round-robin over the servers; each server's calls run one after another, servers in parallel.
@@ -200,10 +196,9 @@ class RemoteRewardFunction : public RewardFunction {
         v1::ScoreRequest request;
         for (size_t i = begin; i < end; ++i) {
           v1::ScoreItem* item = request.add_items();
-          item->set_prompt(prompts[i]->prompt.FirstContent());
-          item->set_response(responses[i]);
-          item->set_reference(prompts[i]->ExtraString("reference").value_or(""));
-          item->set_kind(prompts[i]->ExtraString("kind").value_or(""));
+          item->set_prompt(inputs[i].prompt);
+          item->set_response(inputs[i].response);
+          item->mutable_fields()->insert(inputs[i].fields.begin(), inputs[i].fields.end());
         }
         v1::ScoreResponse response;
         grpc::Status s = CallPeer(answered_[server], services_.arrival_window, [&] {
@@ -219,8 +214,8 @@ class RemoteRewardFunction : public RewardFunction {
         }
         for (size_t i = begin; i < end; ++i) {
           const v1::Score& score = response.scores(static_cast<int>(i - begin));
-          out.total[i] = score.total();
-          out.parts[i] = std::map<std::string, double>(score.parts().begin(), score.parts().end());
+          out[i].total = score.total();
+          out[i].parts = std::map<std::string, double>(score.parts().begin(), score.parts().end());
         }
       }
       return absl::OkStatus();
@@ -237,11 +232,11 @@ class RemoteRewardFunction : public RewardFunction {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<RewardFunction>> MakeRemoteRewardFunction(const RemoteServices& services,
-                                                                         int64_t max_items) {
+absl::StatusOr<std::unique_ptr<reward::Reward>> MakeRemoteReward(const RemoteServices& services,
+                                                                 int64_t max_items) {
   if (services.reward_addresses.empty()) return absl::InvalidArgumentError("no reward server addresses");
   if (max_items < 1) return absl::InvalidArgumentError("max_items must be at least 1");
-  return std::unique_ptr<RewardFunction>(new RemoteRewardFunction(services, max_items));
+  return std::unique_ptr<reward::Reward>(new RemoteReward(services, max_items));
 }
 
 // ---- WeightPublisher ----

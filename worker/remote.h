@@ -18,7 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "rollout/engine.h"
-#include "worker/rewards.h"
+#include "reward/scorer.h"
 
 namespace grpc {
 class ChannelCredentials;
@@ -70,11 +70,11 @@ class RemoteGenerator {
   std::unique_ptr<Impl> impl_;
 };
 
-// Scores on the reward servers (contiguous chunks of at most `max_items` per call, spread over the servers in
-// parallel). Each item carries the prompt (string prompts only: conversational prompts are sent as their first
-// message's text), the response, and the record's `reference` and `kind` fields.
-absl::StatusOr<std::unique_ptr<RewardFunction>> MakeRemoteRewardFunction(const RemoteServices& services,
-                                                                         int64_t max_items = 256);
+// The job's reward, scored on its reward servers (which run the same parts: contiguous chunks of at most `max_items`
+// per call, spread over the servers in parallel). Each item carries the prompt's text, the response and the record's
+// fields (reward::ScoreInput).
+absl::StatusOr<std::unique_ptr<reward::Reward>> MakeRemoteReward(const RemoteServices& services,
+                                                                 int64_t max_items = 256);
 
 // Learner rank 0's publisher: forms the broadcast group with every rollout worker (which joins when it takes its
 // assignment) and sends weight versions.

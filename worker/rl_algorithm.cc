@@ -15,7 +15,8 @@
 #include "common/collate.h"
 #include "common/dataset.h"
 #include "common/status.h"
-#include "common/synth.h"
+#include "reward/model_scorer.h"
+#include "reward/registry.h"
 #include "rollout/engine.h"
 #include "rollout/logprob_gap.h"
 #include "worker/algorithm.h"
@@ -23,7 +24,6 @@
 #include "worker/losses.h"
 #include "worker/peft_glue.h"
 #include "worker/remote.h"
-#include "worker/rewards.h"
 
 namespace alignd::worker {
 namespace {
@@ -73,11 +73,12 @@ class RlObjective : public Objective {
       ASSIGN_OR_RETURN(publisher_, WeightPublisher::Create(*ctx.remote));
     }
     if (remote_reward && rank_ == 0) {
-      ASSIGN_OR_RETURN(rewards_, MakeRemoteRewardFunction(*ctx.remote));
+      ASSIGN_OR_RETURN(rewards_, MakeRemoteReward(*ctx.remote));
     } else if (rank_ == 0) {
-      ASSIGN_OR_RETURN(rewards_, MakeRewardFunction(spec.ppo.rule_rewards, spec.ppo.reward_model,
-                                                    spec.ppo.reward_model_weight, spec.data.chat_template,
-                                                    ctx.device));
+      ASSIGN_OR_RETURN(std::vector<reward::WeightedScorer> parts,
+                       reward::MakeScorers(spec.rewards,
+                                           reward::ModelScorerContext(spec.data.chat_template, ctx.device)));
+      ASSIGN_OR_RETURN(rewards_, reward::MakeLocalReward(std::move(parts)));
     }
     if (ctx.peft == nullptr) {
       // A frozen copy of the starting weights serves as the reference policy.
@@ -244,12 +245,10 @@ class RlObjective : public Objective {
                                                         p.max_staleness));
     }
 
-    std::vector<const Record*> recs;
-    std::vector<std::string> texts;
+    std::vector<reward::ScoreInput> inputs;
     std::vector<TokenizedExample> rows;
     for (const auto& s : *samples) {
-      recs.push_back(&data.records[items[static_cast<size_t>(s.prompt_index)]]);
-      texts.push_back(s.text);
+      inputs.push_back(reward::InputFor(data.records[items[static_cast<size_t>(s.prompt_index)]], s.text));
       TokenizedExample e;
       e.input_ids = prompts[static_cast<size_t>(s.prompt_index)];
       e.loss_mask.assign(e.input_ids.size(), 0);
@@ -258,7 +257,16 @@ class RlObjective : public Objective {
       rows.push_back(std::move(e));
     }
     const auto score_start = std::chrono::steady_clock::now();
-    ASSIGN_OR_RETURN(ScoredBatch scored, rewards_->Score(recs, texts));
+    ASSIGN_OR_RETURN(std::vector<reward::ScoreResult> scored, rewards_->Score(inputs));
+    std::vector<double> totals;
+    std::map<std::string, std::vector<std::optional<double>>> parts;
+    for (size_t i = 0; i < scored.size(); ++i) {
+      totals.push_back(scored[i].total);
+      for (const auto& [name, value] : scored[i].parts) {
+        parts[name].resize(scored.size());
+        parts[name][i] = value;
+      }
+    }
     (*m)["time/score_s"] = Seconds(score_start);
     (*m)["time/generate_s"] = generate_seconds;
     if (publisher_) (*m)["rollout/staleness"] = static_cast<double>(staleness);
@@ -271,7 +279,7 @@ class RlObjective : public Objective {
     r.ids = b.input_ids;
     r.attention = b.attention_mask;
     r.response = b.labels.ne(kIgnoreIndex).to(torch::kFloat);
-    r.scores = torch::tensor(scored.total, torch::kDouble).to(ctx.device, torch::kFloat);
+    r.scores = torch::tensor(totals, torch::kDouble).to(ctx.device, torch::kFloat);
     const auto experience_start = std::chrono::steady_clock::now();
     {
       torch::NoGradGuard no_grad;
@@ -300,23 +308,9 @@ class RlObjective : public Objective {
       }
     }
     ASSIGN_OR_RETURN(double gap, rollout::MaxLogProbGap(*samples, learner));
-    double correct = 0, arithmetic = 0, refusals_harmful = 0, harmful = 0, refusals_benign = 0, benign = 0;
     double length = 0;
-    for (size_t i = 0; i < texts.size(); ++i) {
-      const std::string kind = recs[i]->ExtraString("kind").value_or("");
-      if (kind == "arithmetic") {
-        arithmetic += 1;
-        correct += scored.parts[i].count("arithmetic") ? scored.parts[i]["arithmetic"] : 0;
-      } else if (kind == "harmful") {
-        harmful += 1;
-        refusals_harmful += IsRefusalText(texts[i]);
-      } else if (kind == "benign") {
-        benign += 1;
-        refusals_benign += IsRefusalText(texts[i]);
-      }
-      length += static_cast<double>((*samples)[i].token_ids.size());
-    }
-    const double n = static_cast<double>(texts.size());
+    for (const auto& sample : *samples) length += static_cast<double>(sample.token_ids.size());
+    const double n = static_cast<double>(inputs.size());
     (*m)["reward/mean"] = r.scores.mean().item<double>();
     (*m)["reward/std"] = n > 1 ? r.scores.std().item<double>() : 0.0;
     (*m)["rollout/logprob_gap"] = gap;
@@ -324,13 +318,18 @@ class RlObjective : public Objective {
     (*m)["rollout/tokens_per_s"] = static_cast<double>(generated_tokens) / std::max(1e-9, generate_seconds);
     (*m)["objective/kl"] =
         ((r.old_logp - r.ref_logp) * r.response).sum(1).mean().item<double>();
-    if (arithmetic > 0) (*m)["task/accuracy"] = correct / arithmetic;
-    if (harmful > 0) (*m)["task/refusal_rate"] = refusals_harmful / harmful;
-    if (benign > 0) (*m)["task/false_refusal_rate"] = refusals_benign / benign;
+    // Each part's mean over the samples it applies to, and the registry's task metrics over theirs.
+    for (const auto& [name, values] : parts) {
+      const reward::Mean mean = reward::MeanOfSet(values);
+      if (mean.mean.has_value()) (*m)["reward/parts/" + name] = *mean.mean;
+    }
+    ASSIGN_OR_RETURN(auto task, reward::ScoreTaskMetrics(reward::DefaultRegistry().MetricNames(), inputs));
+    for (const auto& [name, values] : task) {
+      const reward::Mean mean = reward::MeanOfSet(values);
+      if (mean.mean.has_value()) (*m)["task/" + name] = *mean.mean;
+    }
     return r;
   }
-
-  static double IsRefusalText(const std::string& text) { return IsRefusal(text) ? 1.0 : 0.0; }
 
   static double Seconds(std::chrono::steady_clock::time_point since) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
@@ -417,7 +416,7 @@ class RlObjective : public Objective {
   double kl_coef_ = 0;
   Dataset train_, eval_;
   std::unique_ptr<rollout::Engine> engine_;  // in-process generation, and prompt encoding everywhere
-  std::unique_ptr<RewardFunction> rewards_;  // rank 0 only
+  std::unique_ptr<reward::Reward> rewards_;  // rank 0 only
   int rank_ = 0, world_ = 1;
   std::unique_ptr<RemoteGenerator> generator_;  // rank 0 of a distributed job
   std::unique_ptr<WeightPublisher> publisher_;  // rank 0 of a distributed job

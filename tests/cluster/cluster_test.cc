@@ -229,8 +229,11 @@ train:
   schedule: constant
   checkpoint_every: 2
   log_every: 1
+rewards:
+  - {type: toy.arithmetic}
+  - {type: toy.refusal}
+  - {type: toy.brevity}
 ppo:
-  rule_rewards: [arithmetic, refusal, brevity]
   max_new_tokens: 8
   epochs: 1
   minibatches: 2

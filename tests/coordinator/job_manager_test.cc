@@ -21,6 +21,7 @@ model:
   path: runs/sft/final
 data:
   train: data/toy/sft_train.jsonl
+rewards: [{type: toy.arithmetic}]
 resources:
   learners: 2
   rollout_workers: 1

@@ -32,6 +32,7 @@ model:
   path: runs/sft/final
 data:
   train: prompts.jsonl
+rewards: [{type: toy.arithmetic}]
 )");
   ASSERT_TRUE(spec.ok()) << spec.status();
   EXPECT_EQ(spec->resources.learners(), 4u);

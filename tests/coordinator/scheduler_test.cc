@@ -30,6 +30,7 @@ v1::WorkerInfo Worker(std::initializer_list<v1::Role> roles, v1::DeviceKind devi
 
 std::string Spec(int learners, int rollout, const std::string& device = "cpu") {
   return "name: j\nalgorithm: ppo\nmodel:\n  path: m\ndata:\n  train: t.jsonl\ntrain:\n  batch_size: 12\n"
+         "rewards: [{type: toy.arithmetic}]\n"
          "resources:\n  learners: " +
          std::to_string(learners) +
          "\n  rollout_workers: " + std::to_string(rollout) + "\n  device: " + device + "\n  max_restarts: 1\n";

@@ -31,15 +31,15 @@ std::string SaveTinyModel(const std::string& name, bool score) {
 TEST(RewardModelScorerTest, ScoreOfAnItemDoesNotDependOnItsBatch) {
   auto scorer = MakeRewardModelScorer(SaveTinyModel("rm", true));
   ASSERT_TRUE(scorer.ok()) << scorer.status();
-  ScoreInput short_item{"What is 2 + 2?", "4", ""};
-  ScoreInput long_item{"Write a long story.", std::string(120, 'x') + " and then some more words", ""};
+  ScoreInput short_item{"What is 2 + 2?", "4", {}};
+  ScoreInput long_item{"Write a long story.", std::string(120, 'x') + " and then some more words", {}};
   auto alone = (*scorer)->ScoreBatch({short_item});
   auto batch = (*scorer)->ScoreBatch({long_item, short_item});
   ASSERT_TRUE(alone.ok() && batch.ok());
   ASSERT_EQ(batch->size(), 2u);
   // Padding the short item to the long one's length must not move its score (the head is read at its last token).
-  EXPECT_NEAR((*batch)[1], (*alone)[0], 1e-5);
-  EXPECT_TRUE(std::isfinite((*batch)[0]));
+  EXPECT_NEAR(*(*batch)[1], *(*alone)[0], 1e-5);
+  EXPECT_TRUE(std::isfinite(*(*batch)[0]));
   EXPECT_NE((*batch)[0], (*batch)[1]);
 }
 

@@ -18,14 +18,14 @@ using ::testing::HasSubstr;
 // set, a call announces itself on `entered` and waits for the gate before scoring.
 class FakeScorer : public Scorer {
  public:
-  absl::StatusOr<std::vector<double>> ScoreBatch(const std::vector<ScoreInput>& inputs) override {
+  absl::StatusOr<std::vector<std::optional<double>>> ScoreBatch(const std::vector<ScoreInput>& inputs) override {
     batch_sizes.push_back(static_cast<int64_t>(inputs.size()));
     if (gate != nullptr) {
       if (!entered.HasBeenNotified()) entered.Notify();
       gate->WaitForNotification();
     }
     if (!error.ok()) return error;
-    std::vector<double> out;
+    std::vector<std::optional<double>> out;
     for (const ScoreInput& in : inputs) out.push_back(static_cast<double>(in.response.size()));
     return out;
   }
@@ -38,8 +38,8 @@ class FakeScorer : public Scorer {
 class ConstScorer : public Scorer {
  public:
   explicit ConstScorer(double v) : v_(v) {}
-  absl::StatusOr<std::vector<double>> ScoreBatch(const std::vector<ScoreInput>& inputs) override {
-    return std::vector<double>(inputs.size(), v_);
+  absl::StatusOr<std::vector<std::optional<double>>> ScoreBatch(const std::vector<ScoreInput>& inputs) override {
+    return std::vector<std::optional<double>>(inputs.size(), v_);
   }
 
  private:
@@ -48,7 +48,7 @@ class ConstScorer : public Scorer {
 
 std::vector<ScoreInput> Items(std::vector<std::string> responses) {
   std::vector<ScoreInput> items;
-  for (std::string& r : responses) items.push_back(ScoreInput{"prompt", std::move(r), ""});
+  for (std::string& r : responses) items.push_back(ScoreInput{"prompt", std::move(r), {}});
   return items;
 }
 

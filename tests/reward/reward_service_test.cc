@@ -10,7 +10,9 @@
 
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
-#include "reward/scorers.h"
+#include <yaml-cpp/yaml.h>
+
+#include "reward/registry.h"
 
 namespace alignd::reward {
 namespace {
@@ -18,12 +20,12 @@ namespace {
 // Blocks every batch on `gate` (when set) after announcing itself on `entered`; scores 1 per item.
 class GatedScorer : public Scorer {
  public:
-  absl::StatusOr<std::vector<double>> ScoreBatch(const std::vector<ScoreInput>& inputs) override {
+  absl::StatusOr<std::vector<std::optional<double>>> ScoreBatch(const std::vector<ScoreInput>& inputs) override {
     if (gate != nullptr) {
       if (!entered.HasBeenNotified()) entered.Notify();
       gate->WaitForNotification();
     }
-    return std::vector<double>(inputs.size(), 1.0);
+    return std::vector<std::optional<double>>(inputs.size(), 1.0);
   }
   absl::Notification* gate = nullptr;
   absl::Notification entered;
@@ -37,8 +39,13 @@ class RewardServiceTest : public ::testing::TestWithParam<Transport> {
     RewardCore::Options options;
     options.max_queued_requests = 1;
     options.max_request_items = 4;
-    options.scorers.push_back(WeightedScorer{"answer", 1.0, MakeAnswerMatchScorer()});
-    options.scorers.push_back(WeightedScorer{"refusal", -0.5, MakeRefusalScorer()});
+    auto parts = ParseRewardParts(YAML::Load(R"(
+      - {type: answer_match, name: answer, field: answer}
+      - {type: format, name: refusal, pattern: "can't help", weight: -0.5})"), "test.yaml");
+    ASSERT_TRUE(parts.ok()) << parts.status();
+    auto scorers = MakeScorers(*parts, ScorerContext());
+    ASSERT_TRUE(scorers.ok()) << scorers.status();
+    options.scorers = std::move(scorers).value();
     auto gated = std::make_unique<GatedScorer>();
     gated_ = gated.get();
     options.scorers.push_back(WeightedScorer{"gated", 0.0, std::move(gated)});
@@ -80,7 +87,7 @@ class RewardServiceTest : public ::testing::TestWithParam<Transport> {
       alignd::v1::ScoreItem* item = request.add_items();
       item->set_prompt("What is 2 + 2?");
       item->set_response(i % 2 == 0 ? "2 + 2 = 4" : "I can't help with that.");
-      item->set_reference("4");
+      (*item->mutable_fields())["answer"] = "4";
     }
     return request;
   }

@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <fstream>
 #include <sstream>
 #include <thread>
 
@@ -55,14 +56,18 @@ void SetDeadline(grpc::ClientContext* context) {
   context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
 }
 
-TEST(RewardServerCommandTest, ServesTheConfiguredScorers) {
-  ServerThread server(&ServeReward, {"--listen=127.0.0.1:0", "--answer-weight=2", "--refusal-weight=-1"});
+TEST(RewardServerCommandTest, ServesTheRewardsOfAFile) {
+  const std::string file = ::testing::TempDir() + "/serve-rewards.yaml";
+  std::ofstream(file) << "rewards:\n"
+                         "  - {type: answer_match, field: answer, weight: 2}\n"
+                         "  - {type: format, name: refusal, pattern: \"can't\", weight: -1}\n";
+  ServerThread server(&ServeReward, {"--listen=127.0.0.1:0", "--rewards=" + file});
   ASSERT_GT(server.Port(), 0) << server.err();
   auto stub = alignd::v1::Reward::NewStub(Connect(server.Port()));
   alignd::v1::ScoreRequest request;
   alignd::v1::ScoreItem* item = request.add_items();
   item->set_response("3 + 4 = 7");
-  item->set_reference("7");
+  (*item->mutable_fields())["answer"] = "7";
   alignd::v1::ScoreResponse response;
   grpc::ClientContext context;
   SetDeadline(&context);
@@ -74,11 +79,20 @@ TEST(RewardServerCommandTest, ServesTheConfiguredScorers) {
   EXPECT_EQ(server.Stop(), 0);
 }
 
-TEST(RewardServerCommandTest, NoScorerIsAUsageError) {
+TEST(RewardServerCommandTest, NoRewardsIsAUsageError) {
   std::ostringstream out, err;
   absl::Notification stop;
   EXPECT_EQ(ServeReward({"--listen=127.0.0.1:0"}, out, err, [](int) {}, &stop), 2);
-  EXPECT_NE(err.str().find("none enabled"), std::string::npos) << err.str();
+  EXPECT_NE(err.str().find("--rewards is required"), std::string::npos) << err.str();
+}
+
+TEST(RewardServerCommandTest, ABadPartIsAUsageErrorNamingItsLine) {
+  const std::string file = ::testing::TempDir() + "/bad-rewards.yaml";
+  std::ofstream(file) << "rewards:\n  - {type: toy.brevity}\n  - {type: answer_match}\n";
+  std::ostringstream out, err;
+  absl::Notification stop;
+  EXPECT_EQ(ServeReward({"--listen=127.0.0.1:0", "--rewards=" + file}, out, err, [](int) {}, &stop), 2);
+  EXPECT_NE(err.str().find("bad-rewards.yaml:3: rewards[1].field: is required"), std::string::npos) << err.str();
 }
 
 TEST(RolloutServerCommandTest, ServesAModelFolder) {

@@ -62,6 +62,47 @@ TEST(JobSpecErrors, BadValuesNameTheKey) {
               HasSubstr("train.grad_accum: must be > 0 and divide batch_size"));
 }
 
+constexpr char kGrpo[] = R"(name: g
+algorithm: grpo
+model:
+  path: runs/sft/final
+data:
+  train: data/math.jsonl
+)";
+
+TEST(JobSpec, RewardsSectionListsTheParts) {
+  auto spec = ParseJobSpec(std::string(kGrpo) + R"yaml(rewards:
+  - type: answer_match
+    field: answer
+    extract: regex
+    pattern: "#### *(-?[0-9.,]+)"
+    weight: 1.0
+  - {type: format, name: hashes, pattern: "#### -?[0-9]+", weight: 0.2}
+)yaml", "job.yaml");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  ASSERT_EQ(spec->rewards.size(), 2u);
+  EXPECT_EQ(spec->rewards[0].type, "answer_match");
+  EXPECT_EQ(spec->rewards[0].name, "answer_match");
+  EXPECT_EQ(spec->rewards[0].params.at("field"), "answer");
+  EXPECT_EQ(spec->rewards[1].name, "hashes");
+  EXPECT_DOUBLE_EQ(spec->rewards[1].weight, 0.2);
+}
+
+TEST(JobSpecErrors, RewardsAreRequiredByRlAndReadOnlyThere) {
+  EXPECT_THAT(Error(kGrpo), HasSubstr("job.yaml:1: rewards: is required by ppo, grpo and rloo"));
+  EXPECT_THAT(Error(std::string(kMinimal) + "rewards: [{type: toy.brevity}]\n"),
+              HasSubstr("job.yaml:7: rewards: is read only by ppo, grpo and rloo"));
+  EXPECT_THAT(Error(std::string(kGrpo) + "rewards:\n  - {type: answer_match, field: answer, extract: guess}\n"),
+              HasSubstr("job.yaml:8: rewards[0].extract: \"guess\" is not one of last_number, boxed, regex, whole"));
+}
+
+TEST(JobSpecErrors, TheOldRewardKeysSayWhereTheyWent) {
+  EXPECT_THAT(Error(std::string(kGrpo) + "rewards: [{type: toy.brevity}]\nppo:\n  rule_rewards: [arithmetic]\n"),
+              HasSubstr("job.yaml:9: ppo.rule_rewards: has moved to the top-level `rewards` list"));
+  EXPECT_THAT(Error(std::string(kGrpo) + "rewards: [{type: toy.brevity}]\nppo:\n  reward_model: runs/rm\n"),
+              HasSubstr("ppo.reward_model: has moved to the top-level `rewards` list"));
+}
+
 TEST(JobSpec, MixIsForLanguageModelling) {
   auto spec = ParseJobSpec("name: t\nalgorithm: sft\ndata:\n  train: a.jsonl\n  mix: [b.jsonl, c.jsonl]\n");
   ASSERT_TRUE(spec.ok()) << spec.status();

@@ -3,8 +3,13 @@
 #ifndef ALIGND_TESTS_WORKER_TINY_JOBS_H_
 #define ALIGND_TESTS_WORKER_TINY_JOBS_H_
 
-#include <string>
+#include <yaml-cpp/yaml.h>
 
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "reward/registry.h"
 #include "worker/job_spec.h"
 
 namespace alignd::worker {
@@ -32,6 +37,13 @@ inline JobSpec TinySftSpec(const std::string& name, const std::string& data_dir,
   s.train.lr = 5e-3;
   s.train.warmup_steps = 4;
   return s;
+}
+
+// A job's `rewards` from its YAML list, e.g. Rewards("[{type: toy.brevity}]").
+inline std::vector<reward::RewardPartSpec> Rewards(const std::string& yaml) {
+  auto parts = reward::ParseRewardParts(YAML::Load(yaml), "test");
+  EXPECT_TRUE(parts.ok()) << parts.status();
+  return parts.ok() ? *parts : std::vector<reward::RewardPartSpec>{};
 }
 
 }  // namespace alignd::worker

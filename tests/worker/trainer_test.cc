@@ -411,6 +411,7 @@ class RlTest : public TrainerTest {
     s.ppo.samples_per_prompt = 4;
     s.ppo.epochs = 2;
     s.ppo.minibatches = 2;
+    s.rewards = Rewards("[{type: toy.arithmetic}, {type: toy.refusal}]");
     return s;
   }
 };
@@ -473,7 +474,7 @@ TEST_F(RlLearnsTest, GrpoAndPpoRaiseAVerifiableReward) {
     JobSpec spec = Rl(std::string("learn_") + std::string(AlgorithmName(a)), a, base);
     spec.data.train = prompts;
     spec.data.eval = "";
-    spec.ppo.rule_rewards = {"brevity"};
+    spec.rewards = Rewards("[{type: toy.brevity}]");
     spec.ppo.max_new_tokens = 32;
     spec.ppo.kl_coef = 0.01;
     spec.train.steps = 16;

@@ -1,0 +1,236 @@
+#include "reward/rules.h"
+
+#include <cmath>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include <glog/logging.h>
+#include "common/status.h"
+#include "reward/registry.h"
+
+namespace alignd::reward {
+
+std::optional<std::string> LastNumber(absl::string_view text) {
+  static const std::regex* const kNumber =
+      new std::regex(R"([-+]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?([eE][-+]?\d+)?|[-+]?\.\d+)");
+  std::optional<std::string> last;
+  const std::string s(text);
+  for (auto it = std::sregex_iterator(s.begin(), s.end(), *kNumber); it != std::sregex_iterator(); ++it) {
+    last = it->str();
+  }
+  return last;
+}
+
+std::optional<std::string> LastBoxed(absl::string_view text) {
+  const size_t start = text.rfind("\\boxed{");
+  if (start == absl::string_view::npos) return std::nullopt;
+  const size_t open = start + 7;
+  int depth = 1;
+  for (size_t i = open; i < text.size(); ++i) {
+    if (text[i] == '{') ++depth;
+    if (text[i] == '}' && --depth == 0) return std::string(text.substr(open, i - open));
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> LastRegexGroup(const std::string& text, const std::regex& pattern) {
+  std::optional<std::string> last;
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), pattern); it != std::sregex_iterator(); ++it) {
+    last = it->size() > 1 && (*it)[1].matched ? (*it)[1].str() : it->str();
+  }
+  return last;
+}
+
+std::optional<double> ParseNumber(absl::string_view text) {
+  std::string s = absl::StrReplaceAll(absl::StripAsciiWhitespace(text), {{",", ""}});
+  absl::string_view v = s;
+  if (absl::ConsumePrefix(&v, "$")) v = absl::StripLeadingAsciiWhitespace(v);
+  double out;
+  if (!absl::SimpleAtod(v, &out) || !std::isfinite(out)) return std::nullopt;
+  return out;
+}
+
+std::string NormalizeText(absl::string_view text) {
+  std::vector<absl::string_view> words = absl::StrSplit(text, absl::ByAnyChar(" \t\n\r\f\v"), absl::SkipEmpty());
+  return absl::AsciiStrToLower(absl::StrJoin(words, " "));
+}
+
+double RepeatedNgramFraction(absl::string_view text, int64_t n) {
+  std::vector<absl::string_view> words = absl::StrSplit(text, absl::ByAnyChar(" \t\n\r"), absl::SkipEmpty());
+  if (n < 1 || static_cast<int64_t>(words.size()) < n) return 0;
+  std::set<std::string> seen;
+  int64_t total = 0, repeated = 0;
+  for (size_t i = 0; i + n <= words.size(); ++i) {
+    ++total;
+    if (!seen.insert(absl::StrJoin(words.begin() + i, words.begin() + i + n, " ")).second) ++repeated;
+  }
+  return static_cast<double>(repeated) / static_cast<double>(total);
+}
+
+namespace {
+
+// A part computed item by item; `f` answers nullopt where the part does not apply.
+template <typename F>
+class RuleScorer : public Scorer {
+ public:
+  explicit RuleScorer(F f) : f_(std::move(f)) {}
+  absl::StatusOr<std::vector<std::optional<double>>> ScoreBatch(const std::vector<ScoreInput>& inputs) override {
+    std::vector<std::optional<double>> out;
+    out.reserve(inputs.size());
+    for (const ScoreInput& in : inputs) out.push_back(f_(in));
+    return out;
+  }
+
+ private:
+  F f_;
+};
+
+template <typename F>
+absl::StatusOr<std::unique_ptr<Scorer>> Rule(F f, const ScorerContext* context) {
+  if (context == nullptr) return std::unique_ptr<Scorer>();
+  return std::unique_ptr<Scorer>(new RuleScorer<F>(std::move(f)));
+}
+
+absl::StatusOr<std::regex> CompileRegex(PartParams& params, const std::string& key, const std::string& pattern,
+                                        bool needs_group) {
+  std::regex re;
+  try {
+    re = std::regex(pattern, std::regex::ECMAScript);
+  } catch (const std::regex_error& e) {
+    return params.Error(key, absl::StrCat("\"", pattern, "\" does not compile: ", e.what()));
+  }
+  if (needs_group && re.mark_count() < 1) {
+    return params.Error(key, absl::StrCat("\"", pattern, "\" needs a capture group, ( ), around the answer"));
+  }
+  return re;
+}
+
+// How an answer is taken out of a text: `extract` and, for regex, `pattern`.
+struct Extractor {
+  std::string method = "whole";
+  std::optional<std::regex> pattern;
+
+  std::optional<std::string> operator()(const std::string& text) const {
+    if (method == "last_number") return LastNumber(text);
+    if (method == "boxed") return LastBoxed(text);
+    if (method == "regex") return LastRegexGroup(text, *pattern);
+    return std::string(absl::StripAsciiWhitespace(text));
+  }
+};
+
+absl::StatusOr<Extractor> ReadExtractor(PartParams& params, const std::string& method_key,
+                                        const std::string& pattern_key, const std::string& default_method) {
+  Extractor e;
+  e.method = default_method;
+  std::string pattern;
+  RETURN_IF_ERROR(params.Get(method_key, &e.method));
+  RETURN_IF_ERROR(params.Get(pattern_key, &pattern));
+  static const std::set<std::string> kMethods = {"last_number", "boxed", "regex", "whole"};
+  if (!kMethods.count(e.method)) {
+    return params.Error(method_key,
+                        absl::StrCat("\"", e.method, "\" is not one of last_number, boxed, regex, whole"));
+  }
+  if (e.method == "regex") {
+    if (pattern.empty()) return params.Error(pattern_key, absl::StrCat("is required by ", method_key, ": regex"));
+    ASSIGN_OR_RETURN(e.pattern, CompileRegex(params, pattern_key, pattern, /*needs_group=*/true));
+  } else if (!pattern.empty()) {
+    return params.Error(pattern_key, absl::StrCat("is read only with ", method_key, ": regex"));
+  }
+  return e;
+}
+
+absl::StatusOr<std::unique_ptr<Scorer>> MakeAnswerMatch(PartParams& params, const ScorerContext* context) {
+  std::string field, compare = "numeric";
+  double tolerance = 1e-6;
+  RETURN_IF_ERROR(params.Require("field", &field));
+  ASSIGN_OR_RETURN(Extractor extract, ReadExtractor(params, "extract", "pattern", "last_number"));
+  ASSIGN_OR_RETURN(Extractor reference, ReadExtractor(params, "reference_extract", "reference_pattern", "whole"));
+  RETURN_IF_ERROR(params.Get("compare", &compare));
+  RETURN_IF_ERROR(params.Get("tolerance", &tolerance));
+  if (compare != "numeric" && compare != "exact" && compare != "normalized") {
+    return params.Error("compare", absl::StrCat("\"", compare, "\" is not one of numeric, exact, normalized"));
+  }
+  if (tolerance < 0) return params.Error("tolerance", absl::StrCat("must be >= 0, got ", tolerance));
+  return Rule(
+      [=](const ScoreInput& in) -> std::optional<double> {
+        std::optional<absl::string_view> value = in.Field(field);
+        if (!value.has_value()) return std::nullopt;
+        std::optional<std::string> want = reference(std::string(*value));
+        std::optional<std::string> got = extract(in.response);
+        if (!want.has_value() || !got.has_value()) return 0.0;
+        if (compare == "exact") return *got == *want ? 1.0 : 0.0;
+        if (compare == "normalized") return NormalizeText(*got) == NormalizeText(*want) ? 1.0 : 0.0;
+        std::optional<double> a = ParseNumber(*got), b = ParseNumber(*want);
+        if (!a.has_value() || !b.has_value()) return 0.0;
+        return std::abs(*a - *b) <= tolerance * std::max(1.0, std::abs(*b)) ? 1.0 : 0.0;
+      },
+      context);
+}
+
+absl::StatusOr<std::unique_ptr<Scorer>> MakeFormat(PartParams& params, const ScorerContext* context) {
+  std::string pattern;
+  bool must_match = true;
+  RETURN_IF_ERROR(params.Require("pattern", &pattern));
+  RETURN_IF_ERROR(params.Get("must_match", &must_match));
+  ASSIGN_OR_RETURN(std::regex re, CompileRegex(params, "pattern", pattern, /*needs_group=*/false));
+  return Rule(
+      [re, must_match](const ScoreInput& in) -> std::optional<double> {
+        return std::regex_search(in.response, re) == must_match ? 1.0 : 0.0;
+      },
+      context);
+}
+
+absl::StatusOr<std::unique_ptr<Scorer>> MakeLength(PartParams& params, const ScorerContext* context) {
+  int64_t target = 0;
+  RETURN_IF_ERROR(params.Get("target_chars", &target));
+  if (target < 1) return params.Error("target_chars", absl::StrCat("must be >= 1, got ", target));
+  return Rule(
+      [target](const ScoreInput& in) -> std::optional<double> {
+        const double over = static_cast<double>(in.response.size()) - static_cast<double>(target);
+        return over > 0 ? -over / static_cast<double>(target) : 0.0;
+      },
+      context);
+}
+
+absl::StatusOr<std::unique_ptr<Scorer>> MakeRepetition(PartParams& params, const ScorerContext* context) {
+  int64_t n = 3;
+  RETURN_IF_ERROR(params.Get("n", &n));
+  if (n < 1) return params.Error("n", absl::StrCat("must be >= 1, got ", n));
+  return Rule([n](const ScoreInput& in) -> std::optional<double> { return -RepeatedNgramFraction(in.response, n); },
+              context);
+}
+
+absl::StatusOr<std::unique_ptr<Scorer>> MakeRewardModel(PartParams& params, const ScorerContext* context) {
+  std::string path, chat_template;
+  RETURN_IF_ERROR(params.Require("path", &path));
+  RETURN_IF_ERROR(params.Get("chat_template", &chat_template));
+  if (context == nullptr) return std::unique_ptr<Scorer>();
+  if (!context->load_reward_model) return params.Error("", "reward models cannot be loaded here");
+  if (chat_template.empty()) chat_template = context->chat_template;
+  absl::StatusOr<std::unique_ptr<Scorer>> s = context->load_reward_model(path, chat_template);
+  if (!s.ok()) {
+    absl::Status named = params.Error("path", s.status().message());
+    return absl::Status(s.status().code(), named.message());
+  }
+  return s;
+}
+
+}  // namespace
+
+void RegisterRulePartTypes(Registry& registry) {
+  for (PartType t : {PartType{"answer_match", MakeAnswerMatch}, PartType{"format", MakeFormat},
+                     PartType{"length", MakeLength}, PartType{"repetition", MakeRepetition},
+                     PartType{"reward_model", MakeRewardModel}}) {
+    absl::Status s = registry.Register(std::move(t));
+    CHECK(s.ok()) << s;
+  }
+}
+
+}  // namespace alignd::reward
