@@ -7,14 +7,14 @@
 //       field: answer              the record's field holding the right answer (required)
 //       extract: last_number       how the response's answer is found: last_number, boxed (the last \boxed{...}),
 //                                  regex (`pattern`'s first capture group, last match), or whole (the trimmed text)
-//       pattern: "#### *(\S+)"     extract: regex only; ECMAScript syntax, with at least one capture group
+//       pattern: "#### *(\S+)"     extract: regex only, with at least one capture group
 //       reference_extract: whole   the same choices, applied to the field's value (default whole)
 //       reference_pattern: ...     reference_extract: regex only
 //       compare: numeric           numeric (|a - b| <= tolerance * max(1, |b|); commas and a leading $ are ignored),
 //                                  exact, or normalized (case and runs of whitespace ignored). Default numeric.
 //       tolerance: 1e-6
 //     1 when they match, 0 when not (also when nothing is extracted); does not apply to a record without `field`.
-//   format         1 when `pattern` (ECMAScript regex, searched anywhere; anchor it with ^ and $) matches the
+//   format         1 when `pattern` (searched anywhere; anchor it with ^ and $) matches the
 //                  response and `must_match` is true (the default), or does not match and `must_match` is false; else 0
 //   length         -max(0, characters - target_chars) / target_chars: 0 up to the target, -1 at twice it
 //       target_chars: 200
@@ -33,6 +33,9 @@
 //       part: ""                   one of the server's parts instead of its total
 //       max_items: 256             items per call
 //   toy.arithmetic, toy.refusal, toy.safety, toy.brevity   the toy assistant world's rules (reward/toy_rules.h)
+//
+// Patterns are RE2 syntax (Python's `re` without backreferences and lookaround), at most 1024 bytes; RE2 matches in
+// time linear in the text, so no pattern in a spec can hang or crash a worker.
 //
 // Parsing is strict, like the rest of the spec: an unknown type or key, a wrong type or a bad value (a pattern that
 // does not compile) is INVALID_ARGUMENT naming the file, line and key (`job.yaml:14: rewards[1].pattern: ...`).

@@ -1,5 +1,7 @@
 #include "reward/rules.h"
 
+#include <re2/re2.h>
+
 #include <cmath>
 #include <set>
 #include <utility>
@@ -17,15 +19,44 @@
 
 namespace alignd::reward {
 
-std::optional<std::string> LastNumber(absl::string_view text) {
-  static const std::regex* const kNumber =
-      new std::regex(R"([-+]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?([eE][-+]?\d+)?|[-+]?\.\d+)");
+namespace {
+
+// Patterns are users' (a job spec's): RE2 matches in time linear in the text, and bounds the memory a pattern takes,
+// so no pattern can hang or crash a worker. Longer patterns are refused before compiling.
+constexpr size_t kMaxPatternBytes = 1024;
+
+std::optional<std::string> LastGroup(const std::string& text, const RE2& re) {
   std::optional<std::string> last;
-  const std::string s(text);
-  for (auto it = std::sregex_iterator(s.begin(), s.end(), *kNumber); it != std::sregex_iterator(); ++it) {
-    last = it->str();
+  re2::StringPiece match[2];
+  const int groups = std::min(2, re.NumberOfCapturingGroups() + 1);
+  size_t pos = 0;
+  while (pos <= text.size() && re.Match(text, pos, text.size(), RE2::UNANCHORED, match, groups)) {
+    last = groups > 1 && match[1].data() != nullptr ? std::string(match[1]) : std::string(match[0]);
+    const size_t start = static_cast<size_t>(match[0].data() - text.data());
+    pos = match[0].empty() ? start + 1 : start + match[0].size();
   }
   return last;
+}
+
+absl::StatusOr<std::shared_ptr<const RE2>> Compile(const std::string& pattern) {
+  if (pattern.size() > kMaxPatternBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("is ", pattern.size(), " bytes; patterns are limited to ",
+                                                   kMaxPatternBytes));
+  }
+  RE2::Options options;
+  options.set_log_errors(false);
+  options.set_max_mem(8 << 20);
+  auto re = std::make_shared<const RE2>(pattern, options);
+  if (!re->ok()) return absl::InvalidArgumentError(absl::StrCat("\"", pattern, "\" does not compile: ", re->error()));
+  return re;
+}
+
+}  // namespace
+
+std::optional<std::string> LastNumber(absl::string_view text) {
+  static const RE2* const kNumber =
+      new RE2(R"(([-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|[-+]?\.\d+))");
+  return LastGroup(std::string(text), *kNumber);
 }
 
 std::optional<std::string> LastBoxed(absl::string_view text) {
@@ -40,12 +71,10 @@ std::optional<std::string> LastBoxed(absl::string_view text) {
   return std::nullopt;
 }
 
-std::optional<std::string> LastRegexGroup(const std::string& text, const std::regex& pattern) {
-  std::optional<std::string> last;
-  for (auto it = std::sregex_iterator(text.begin(), text.end(), pattern); it != std::sregex_iterator(); ++it) {
-    last = it->size() > 1 && (*it)[1].matched ? (*it)[1].str() : it->str();
-  }
-  return last;
+absl::StatusOr<std::optional<std::string>> LastRegexGroup(const std::string& text, const std::string& pattern) {
+  ASSIGN_OR_RETURN(std::shared_ptr<const RE2> re, Compile(pattern));
+  if (re->NumberOfCapturingGroups() < 1) return absl::InvalidArgumentError("needs a capture group");
+  return LastGroup(text, *re);
 }
 
 std::optional<double> ParseNumber(absl::string_view text) {
@@ -98,15 +127,11 @@ absl::StatusOr<std::unique_ptr<Scorer>> Rule(F f, const ScorerContext* context) 
   return std::unique_ptr<Scorer>(new RuleScorer<F>(std::move(f)));
 }
 
-absl::StatusOr<std::regex> CompileRegex(PartParams& params, const std::string& key, const std::string& pattern,
-                                        bool needs_group) {
-  std::regex re;
-  try {
-    re = std::regex(pattern, std::regex::ECMAScript);
-  } catch (const std::regex_error& e) {
-    return params.Error(key, absl::StrCat("\"", pattern, "\" does not compile: ", e.what()));
-  }
-  if (needs_group && re.mark_count() < 1) {
+absl::StatusOr<std::shared_ptr<const RE2>> CompileRegex(PartParams& params, const std::string& key,
+                                                        const std::string& pattern, bool needs_group) {
+  absl::StatusOr<std::shared_ptr<const RE2>> re = Compile(pattern);
+  if (!re.ok()) return params.Error(key, re.status().message());
+  if (needs_group && (*re)->NumberOfCapturingGroups() < 1) {
     return params.Error(key, absl::StrCat("\"", pattern, "\" needs a capture group, ( ), around the answer"));
   }
   return re;
@@ -115,12 +140,12 @@ absl::StatusOr<std::regex> CompileRegex(PartParams& params, const std::string& k
 // How an answer is taken out of a text: `extract` and, for regex, `pattern`.
 struct Extractor {
   std::string method = "whole";
-  std::optional<std::regex> pattern;
+  std::shared_ptr<const RE2> pattern;
 
   std::optional<std::string> operator()(const std::string& text) const {
     if (method == "last_number") return LastNumber(text);
     if (method == "boxed") return LastBoxed(text);
-    if (method == "regex") return LastRegexGroup(text, *pattern);
+    if (method == "regex") return LastGroup(text, *pattern);
     return std::string(absl::StripAsciiWhitespace(text));
   }
 };
@@ -179,10 +204,10 @@ absl::StatusOr<std::unique_ptr<Scorer>> MakeFormat(PartParams& params, const Sco
   bool must_match = true;
   RETURN_IF_ERROR(params.Require("pattern", &pattern));
   RETURN_IF_ERROR(params.Get("must_match", &must_match));
-  ASSIGN_OR_RETURN(std::regex re, CompileRegex(params, "pattern", pattern, /*needs_group=*/false));
+  ASSIGN_OR_RETURN(std::shared_ptr<const RE2> re, CompileRegex(params, "pattern", pattern, /*needs_group=*/false));
   return Rule(
       [re, must_match](const ScoreInput& in) -> std::optional<double> {
-        return std::regex_search(in.response, re) == must_match ? 1.0 : 0.0;
+        return RE2::PartialMatch(in.response, *re) == must_match ? 1.0 : 0.0;
       },
       context);
 }

@@ -6,9 +6,10 @@
 
 #include <cstdint>
 #include <optional>
-#include <regex>
+#include <memory>
 #include <string>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
 namespace alignd::reward {
@@ -18,8 +19,10 @@ namespace alignd::reward {
 std::optional<std::string> LastNumber(absl::string_view text);
 // The contents of the last \boxed{...} (braces inside balanced); nullopt when there is none or it is not closed.
 std::optional<std::string> LastBoxed(absl::string_view text);
-// The first capture group of `pattern`'s last match (its whole match when the group did not take part).
-std::optional<std::string> LastRegexGroup(const std::string& text, const std::regex& pattern);
+// The first capture group of the last match of `pattern` (RE2 syntax; INVALID_ARGUMENT when it does not compile or
+// has no capture group), or of the whole match when the group did not take part. For tests; the answer_match part
+// compiles its pattern once.
+absl::StatusOr<std::optional<std::string>> LastRegexGroup(const std::string& text, const std::string& pattern);
 // `text` as a number: thousands commas, a leading $ and surrounding spaces ignored; nullopt when it is not one.
 std::optional<double> ParseNumber(absl::string_view text);
 // Lower-cased, with runs of whitespace made one space, and trimmed.

@@ -118,6 +118,21 @@ TEST(FormatTest, MustAndMustNotMatch) {
   EXPECT_EQ(Score(*must_not, In("Sure")), 1.0);
 }
 
+// A pattern that backtracking engines take exponential time (or their whole stack) on: RE2 answers at once.
+TEST(FormatTest, PathologicalPatternsNeitherHangNorCrash) {
+  auto s = One(R"y(rewards: [{type: format, pattern: "^(a+)+$"}])y");
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(Score(*s, In(std::string(100000, 'a') + "b")), 0.0);
+  EXPECT_EQ(Score(*s, In(std::string(100000, 'a'))), 1.0);
+  auto group = LastRegexGroup(std::string(50000, 'x') + "#### 7", "#### (\\d+)");
+  ASSERT_TRUE(group.ok());
+  EXPECT_EQ(*group, "7");
+  EXPECT_THAT(std::string(Parse("rewards: [{type: format, pattern: \"" + std::string(2000, 'a') + "\"}]")
+                              .status()
+                              .message()),
+              HasSubstr("rewards[0].pattern: is 2000 bytes; patterns are limited to 1024"));
+}
+
 TEST(LengthAndRepetitionTest, Penalties) {
   auto length = One("rewards: [{type: length, target_chars: 10}]");
   ASSERT_NE(length, nullptr);
