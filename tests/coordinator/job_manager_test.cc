@@ -152,6 +152,21 @@ TEST_P(JobManagerTest, ProgressRunsTheJobAndRecordsStepAndMetrics) {
   EXPECT_EQ(manager_->ReportProgress(job.id, 8, {}).status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
+TEST_P(JobManagerTest, TotalStepsComesFromTheSpecAndReachesTheWire) {
+  JobRecord job = Submit();  // train.steps: 10
+  EXPECT_EQ(job.total_steps, 10u);
+  EXPECT_EQ(ToProto(*manager_->GetJob(kAlice, job.id)).total_steps(), 10u);
+  EXPECT_EQ(ToProto(manager_->ListJobs(kAlice, {}, 10, "")->jobs.at(0)).total_steps(), 10u);
+  // The default train.steps counts too.
+  auto defaulted = manager_->SubmitJob(kAlice, "name: d\ndata:\n  train: t.jsonl\n", "");
+  ASSERT_TRUE(defaulted.ok()) << defaulted.status();
+  EXPECT_EQ(defaulted->total_steps, 100u);
+  // Later transitions keep it.
+  Run(job.id);
+  ASSERT_TRUE(manager_->ReportProgress(job.id, 3, {}).ok());
+  EXPECT_EQ(manager_->MarkSucceeded(job.id)->total_steps, 10u);
+}
+
 TEST_P(JobManagerTest, ConfigErrorFailsAtOnce) {
   JobRecord job = Submit();
   Run(job.id);

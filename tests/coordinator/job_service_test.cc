@@ -273,6 +273,7 @@ TEST(CoordinatorServerTest, JobsSurviveARestartOnTheSameDatabase) {
   ASSERT_TRUE(server.ok()) << server.status();
   JobClient client(v1::JobService::NewStub((*server)->InProcessChannel()), "", absl::Seconds(10));
   EXPECT_EQ(client.Get(id)->state(), v1::JOB_STATE_PENDING);
+  EXPECT_EQ(client.Get(id)->total_steps(), 100u);  // kSpec leaves train.steps at its default
   EXPECT_EQ(client.Submit(kSpec, "req-1")->id(), id);
   EXPECT_EQ(client.List({}, 0, "")->jobs_size(), 1);
 }
