@@ -220,7 +220,10 @@ absl::StatusOr<JobRecord> JobManager::Transition(const std::string& id, std::vec
   job.attempt += attempt_delta;
   job.message = message;
   job.updated_unix_ms = options_.now_ms();
-  RETURN_IF_ERROR(store_->UpdateJob(job, EventRecord{id, job.updated_unix_ms, to, job.attempt, message}));
+  EventRecord event{id, job.updated_unix_ms, to, job.attempt, message};
+  // A job ends at the step it reached, so the final event says how far it got.
+  if (IsTerminal(to)) event.step = job.step;
+  RETURN_IF_ERROR(store_->UpdateJob(job, event));
   ++version_;
   return job;
 }
