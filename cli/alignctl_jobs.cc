@@ -1,5 +1,5 @@
 // alignctl's job commands: submit, status, list, cancel, watch, logs. Each RPC carries a deadline (--timeout; watch and
-// submit --wait: --wait_timeout) and the bearer token (--token / ALIGND_TOKEN). Exit codes: 0 success, 1 the call
+// submit --wait: --wait-timeout) and the bearer token (--token / ALIGND_TOKEN). Exit codes: 0 success, 1 the call
 // failed (the status code and message are printed), 2 usage error, 3 the watched job ended FAILED or CANCELLED.
 #include <unistd.h>
 
@@ -306,7 +306,7 @@ int RunLogs(const Args& args, std::ostream& out, std::ostream& err) {
 }
 
 int RunSubmit(const Args& args, std::ostream& out, std::ostream& err) {
-  FlagSet flags("alignctl submit SPEC.yaml [--request_id ID] [flags]\n"
+  FlagSet flags("alignctl submit SPEC.yaml [--request-id ID] [flags]\n"
                 "Prints the job id alone on the first line. Exit codes: 0 submitted, 1 rejected or failed, 2 usage.");
   DeclareConnectionFlags(flags);
   flags.String("request_id", "", "idempotency key: resubmitting with the same key returns the same job "

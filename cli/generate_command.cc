@@ -128,7 +128,7 @@ absl::StatusOr<Json> Generate(const FlagSet& flags) {
     prompts.push_back(engine->EncodePrompt(r.turns));
     if (static_cast<int64_t>(prompts.back().size()) + params.max_new_tokens > context) {
       return absl::InvalidArgumentError(absl::StrCat(prompts_path, ":", r.line, ": the prompt has ",
-                                                     prompts.back().size(), " tokens; with --max_new_tokens ",
+                                                     prompts.back().size(), " tokens; with --max-new-tokens ",
                                                      params.max_new_tokens, " it exceeds the model context of ",
                                                      context, " tokens"));
     }
@@ -162,18 +162,6 @@ absl::StatusOr<Json> Generate(const FlagSet& flags) {
   return summary;
 }
 
-// "--max-new-tokens=5" -> "--max_new_tokens=5": the spelling, mapped onto FlagSet's underscore names.
-Args NormaliseFlagNames(const Args& args) {
-  Args out = args;
-  for (std::string& arg : out) {
-    if (arg == "--") break;
-    if (arg.size() <= 2 || arg.compare(0, 2, "--") != 0) continue;
-    const size_t end = std::min(arg.find('='), arg.size());
-    std::replace(arg.begin() + 2, arg.begin() + static_cast<std::ptrdiff_t>(end), '-', '_');
-  }
-  return out;
-}
-
 }  // namespace
 
 int RunGenerate(const Args& args, std::ostream& out, std::ostream& err) {
@@ -193,14 +181,13 @@ int RunGenerate(const Args& args, std::ostream& out, std::ostream& err) {
   flags.Int("batch_size", 8, "rows (prompts x n) decoded together");
   flags.String("device", "cpu", "cpu, cuda or cuda:N");
   flags.Int("threads", AvailableCores(), "intra-op threads (default: the cores available)");
-  absl::Status parsed = flags.Parse(NormaliseFlagNames(args));
+  absl::Status parsed = flags.Parse(args);
   if (!parsed.ok()) {
     err << "error: " << parsed.message() << "\n" << flags.Usage();
     return 2;
   }
   if (flags.help_requested()) {
     out << "Samples completions for each prompt and writes them with their token ids and log-probs as JSONL.\n"
-        << "Flag names may also be spelled with dashes (--max-new-tokens).\n"
         << flags.Usage();
     return 0;
   }

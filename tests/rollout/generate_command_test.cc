@@ -180,7 +180,7 @@ TEST_F(GenerateCommand, UsageErrorsExitTwo) {
   EXPECT_THAT(r.err, HasSubstr("--adapter"));
   r = Call(RunGenerate, {"--help"});
   EXPECT_EQ(r.code, 0);
-  EXPECT_THAT(r.out, HasSubstr("--max_new_tokens"));
+  EXPECT_THAT(r.out, HasSubstr("--max-new-tokens"));
   EXPECT_FALSE(fs::exists(Path("x.jsonl")));
 }
 
