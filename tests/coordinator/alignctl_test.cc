@@ -191,6 +191,16 @@ TEST_F(AlignctlTest, GlobalFlagsGoBeforeOrAfterTheCommand) {
   EXPECT_THAT(underscores.out, HasSubstr("submitted by alice"));
 }
 
+TEST_F(AlignctlTest, StatusShowsStepsOutOfTheSpecsTotal) {
+  std::ofstream(spec_) << kSpec << "train:\n  steps: 40\n";
+  const std::string id = Submit();
+  Outcome json = As(kAliceToken, RunStatus, {id, "--output=json"});
+  ASSERT_EQ(json.code, 0) << json.err;
+  EXPECT_EQ(nlohmann::json::parse(json.out)["total_steps"], 40);
+  EXPECT_EQ(nlohmann::json::parse(json.out)["step"], 0);
+  EXPECT_THAT(As(kAliceToken, RunStatus, {id}).out, HasSubstr("progress:  step 0/40 ["));
+}
+
 TEST_F(AlignctlTest, JobsSurviveACoordinatorRestart) {
   const std::string id = Submit();
   ASSERT_EQ(coordinator_->Stop(), 0);
@@ -198,6 +208,7 @@ TEST_F(AlignctlTest, JobsSurviveACoordinatorRestart) {
   Outcome o = As(kAliceToken, RunStatus, {id, "--output=json"});
   ASSERT_EQ(o.code, 0) << o.err;
   EXPECT_EQ(nlohmann::json::parse(o.out)["id"], id);
+  EXPECT_EQ(nlohmann::json::parse(o.out)["total_steps"], 100);  // kSpec leaves train.steps at its default
 }
 
 // Error paths: the status code and message, exit 1; usage errors exit 2.
