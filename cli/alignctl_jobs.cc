@@ -1,5 +1,5 @@
 // alignctl's job commands: submit, status, list, cancel, watch, logs. Each RPC carries a deadline (--timeout; watch and
-// submit --wait: --wait_timeout) and the bearer token (--token / ALIGND_TOKEN). Exit codes: 0 success, 1 the call
+// submit --wait: --wait-timeout) and the bearer token (--token / ALIGND_TOKEN). Exit codes: 0 success, 1 the call
 // failed (the status code and message are printed), 2 usage error, 3 the watched job ended FAILED or CANCELLED.
 #include <unistd.h>
 
@@ -95,6 +95,8 @@ nlohmann::json JobJson(const v1::Job& job) {
           {"state", StateName(job.state())},
           {"attempt", job.attempt()},
           {"max_restarts", job.max_restarts()},
+          {"step", job.step()},
+          {"total_steps", job.total_steps()},
           {"owner", job.owner()},
           {"message", job.message()},
           {"resources",
@@ -108,6 +110,16 @@ nlohmann::json JobJson(const v1::Job& job) {
           {"updated_unix_ms", job.updated_unix_ms()}};
 }
 
+// `step` of `total` as "step 120/400 [######--------------]  30%"; without a total, "step 120".
+std::string ProgressBar(uint64_t step, uint64_t total) {
+  if (total == 0) return absl::StrCat("step ", step);
+  constexpr int kWidth = 20;
+  const double done = std::min(1.0, static_cast<double>(step) / static_cast<double>(total));
+  const int filled = static_cast<int>(done * kWidth + 0.5);
+  return absl::StrFormat("step %d/%d [%s%s] %3.0f%%", step, total, std::string(filled, '#'),
+                         std::string(kWidth - filled, '-'), 100 * done);
+}
+
 void PrintJob(const v1::Job& job, const std::string& output, std::ostream& out) {
   if (output == "json") {
     out << JobJson(job).dump() << "\n";
@@ -117,6 +129,7 @@ void PrintJob(const v1::Job& job, const std::string& output, std::ostream& out) 
       << "name:      " << job.name() << "\n"
       << "state:     " << StateName(job.state()) << "\n"
       << "attempt:   " << job.attempt() << " (max restarts " << job.max_restarts() << ")\n"
+      << "progress:  " << ProgressBar(job.step(), job.total_steps()) << "\n"
       << "owner:     " << job.owner() << "\n"
       << "resources: " << job.resources().learners() << " learners, " << job.resources().rollout_workers()
       << " rollout workers, " << job.resources().reward_servers() << " reward servers ("
@@ -158,16 +171,6 @@ bool KeyMetric(const std::string& name) {
   return std::find(std::begin(kKeys), std::end(kKeys), name) != std::end(kKeys);
 }
 
-// `steps` (> 0) as "step 120/400 [######--------------]  30%"; without a total, "step 120".
-std::string ProgressBar(uint64_t step, uint64_t total) {
-  if (total == 0) return absl::StrCat("step ", step);
-  constexpr int kWidth = 20;
-  const double done = std::min(1.0, static_cast<double>(step) / static_cast<double>(total));
-  const int filled = static_cast<int>(done * kWidth + 0.5);
-  return absl::StrFormat("step %d/%d [%s%s] %3.0f%%", step, total, std::string(filled, '#'),
-                         std::string(kWidth - filled, '-'), 100 * done);
-}
-
 struct WatchMode {
   bool json = false;
   bool past_only = false;  // the events so far, then stop (alignctl logs without --follow)
@@ -180,7 +183,11 @@ int WatchJob(JobClient& client, const std::string& id, absl::Duration timeout, c
              std::ostream& out, std::ostream& err) {
   uint64_t total = 0;  // the spec's train.steps, for the bar
   if (auto job = client.Get(id); job.ok()) {
-    if (auto spec = coordinator::ValidateJobSpec(job->spec_yaml()); spec.ok()) total = spec->spec.train.steps;
+    total = job->total_steps();
+    // An older coordinator does not fill total_steps: read it from the spec.
+    if (total == 0) {
+      if (auto spec = coordinator::ValidateJobSpec(job->spec_yaml()); spec.ok()) total = spec->spec.train.steps;
+    }
   }
   v1::JobState last = v1::JOB_STATE_UNSPECIFIED;
   bool bar_open = false;  // a live bar is on the current line
@@ -306,7 +313,7 @@ int RunLogs(const Args& args, std::ostream& out, std::ostream& err) {
 }
 
 int RunSubmit(const Args& args, std::ostream& out, std::ostream& err) {
-  FlagSet flags("alignctl submit SPEC.yaml [--request_id ID] [flags]\n"
+  FlagSet flags("alignctl submit SPEC.yaml [--request-id ID] [flags]\n"
                 "Prints the job id alone on the first line. Exit codes: 0 submitted, 1 rejected or failed, 2 usage.");
   DeclareConnectionFlags(flags);
   flags.String("request_id", "", "idempotency key: resubmitting with the same key returns the same job "

@@ -1,6 +1,7 @@
 // alignd: the server binary. The role is a subcommand, so one image serves every role.
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "cli/commands.h"
 #include "cli/serve_commands.h"
@@ -23,34 +24,21 @@ commands:
   worker    register with a coordinator and run learner/rollout/reward assignments (--coordinator --roles)
   local     a coordinator and workers in one process on loopback, SQLite under --dir (the embedded default)
   version   print alignd's and LibTorch's versions, CUDA/NCCL compiled in, and the devices found
+
+Flags may come before or after the command (alignd --threads=4 train --spec JOB.yaml), and are spelt with dashes
+(--batch-size); the underscore spelling (--batch_size) is accepted too.
 )";
 
 }  // namespace
 
 int main(int argc, char** argv) {
   alignd::PreferPassiveOpenMpWait(argv);  // first: it may re-execute the binary (see common/threads.h)
-  if (argc < 2) {
-    std::cerr << kUsage;
-    return 2;
-  }
-  std::string command = argv[1];
-  alignd::cli::Args args(argv + 2, argv + argc);
-  if (command == "--help" || command == "-h" || command == "help") {
-    std::cout << kUsage;
-    return 0;
-  }
-  if (command == "version" || command == "--version") {
-    return alignd::cli::RunVersion(args, std::cout, std::cerr);
-  }
-  if (command == "init") return alignd::cli::RunInit(args, std::cout, std::cerr);
-  if (command == "train") return alignd::cli::RunTrain(args, std::cout, std::cerr);
-  if (command == "eval") return alignd::cli::RunEval(args, std::cout, std::cerr);
-  if (command == "generate") return alignd::cli::RunGenerate(args, std::cout, std::cerr);
-  if (command == "coordinator") return alignd::cli::RunCoordinator(args, std::cout, std::cerr);
-  if (command == "rollout") return alignd::cli::RunRolloutServer(args, std::cout, std::cerr);
-  if (command == "reward") return alignd::cli::RunRewardServer(args, std::cout, std::cerr);
-  if (command == "worker") return alignd::cli::RunWorker(args, std::cout, std::cerr);
-  if (command == "local") return alignd::cli::RunLocal(args, std::cout, std::cerr);
-  std::cerr << "alignd: unknown command \"" << command << "\"\n\n" << kUsage;
-  return 2;
+  using namespace alignd::cli;
+  const std::vector<Subcommand> commands = {
+      {"version", RunVersion},          {"--version", RunVersion},      {"init", RunInit},
+      {"train", RunTrain},              {"eval", RunEval},              {"generate", RunGenerate},
+      {"coordinator", RunCoordinator},  {"rollout", RunRolloutServer},  {"reward", RunRewardServer},
+      {"worker", RunWorker},            {"local", RunLocal},
+  };
+  return RunSubcommand(Args(argv + 1, argv + argc), commands, "alignd", kUsage, std::cout, std::cerr);
 }

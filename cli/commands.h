@@ -63,6 +63,25 @@ int RunWatch(const Args& args, std::ostream& out, std::ostream& err);
 int RunLogs(const Args& args, std::ostream& out, std::ostream& err);
 int RunWorkers(const Args& args, std::ostream& out, std::ostream& err);
 
+// One subcommand of a binary: the words that name it ("list", "data synth") and what runs it.
+struct Subcommand {
+  std::string words;
+  std::function<int(const Args& args, std::ostream& out, std::ostream& err)> run;
+};
+
+// Runs the subcommand that `argv` (the arguments after the program name) names, with every other argument in order,
+// so that flags may come before the command as well as after it: `alignctl --coordinator=H:P list` runs `list` with
+// `--coordinator=H:P`, like `alignctl list --coordinator=H:P`. The command is the first run of arguments before any
+// "--" that spells one of `commands`; so a flag given before the command with a separate value must not have a
+// command's name as that value (`--flag=value` always works). Without a command: `usage` on `out` and 0 when the
+// arguments ask for help (--help, -h or help), else `usage` on `err` and 2, naming the first argument that is not a
+// flag as an unknown command. `program` prefixes that message.
+int RunSubcommand(const Args& argv, const std::vector<Subcommand>& commands, absl::string_view program,
+                  absl::string_view usage, std::ostream& out, std::ostream& err);
+
+// `alignctl ARGS...`: dispatches to the job commands and `data synth` (cli/alignctl.cc).
+int RunAlignctl(const Args& argv, std::ostream& out, std::ostream& err);
+
 // Parses `args` into `flags`. Returns the exit code when the command should stop: 2 after printing a usage error
 // (including any positional argument: alignd's subcommands take flags only), 0 after printing `description` and the
 // usage for --help; nullopt when the command should go on.

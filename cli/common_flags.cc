@@ -1,9 +1,12 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
 #include "cli/commands.h"
 #include "common/threads.h"
 
@@ -31,6 +34,41 @@ std::optional<int> ParseFlags(FlagSet& flags, const Args& args, absl::string_vie
     return 2;
   }
   return std::nullopt;
+}
+
+int RunSubcommand(const Args& argv, const std::vector<Subcommand>& commands, absl::string_view program,
+                  absl::string_view usage, std::ostream& out, std::ostream& err) {
+  const size_t end = std::find(argv.begin(), argv.end(), "--") - argv.begin();
+  for (size_t i = 0; i < end; ++i) {
+    for (const Subcommand& command : commands) {
+      const std::vector<std::string> words = absl::StrSplit(command.words, ' ');
+      if (i + words.size() > end || !std::equal(words.begin(), words.end(), argv.begin() + i)) continue;
+      Args rest(argv.begin(), argv.begin() + i);
+      rest.insert(rest.end(), argv.begin() + i + words.size(), argv.end());
+      return command.run(rest, out, err);
+    }
+  }
+  for (size_t i = 0; i < end; ++i) {
+    if (argv[i] == "--help" || argv[i] == "-h" || argv[i] == "help") {
+      out << usage;
+      return 0;
+    }
+  }
+  // Name the word meant as a command: the first that is not a flag, passing over what may be a flag's value.
+  std::optional<std::string> unknown;
+  for (size_t i = 0; i < end; ++i) {
+    if (absl::StartsWith(argv[i], "-")) continue;
+    const bool may_be_value = i > 0 && absl::StartsWith(argv[i - 1], "--") && !absl::StrContains(argv[i - 1], '=');
+    if (!unknown || !may_be_value) unknown = argv[i];
+    if (!may_be_value) break;
+  }
+  if (unknown) {
+    err << program << ": unknown command \"" << *unknown << "\"\n\n";
+  } else if (!argv.empty()) {
+    err << program << ": no command given\n\n";
+  }
+  err << usage;
+  return 2;
 }
 
 int AvailableCores() { return alignd::AvailableCores(); }

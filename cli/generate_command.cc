@@ -3,19 +3,23 @@
 
 #include <algorithm>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "cli/commands.h"
+#include "common/chat_template.h"
 #include "common/device.h"
 #include "common/dataset.h"
 #include "common/file_util.h"
 #include "common/flags.h"
 #include "common/peft.h"
 #include "common/hf_model.h"
+#include "common/model_chat_template.h"
 #include "common/status.h"
 #include "rollout/engine.h"
 #include "common/compute_threads.h"
@@ -90,13 +94,41 @@ absl::StatusOr<rollout::SamplingParams> ParamsFromFlags(const FlagSet& flags, co
   return params;
 }
 
-absl::StatusOr<Json> Generate(const FlagSet& flags) {
+// The template prompts are rendered with: --template when given, else the model's own when alignd renders it, else
+// raw text when the model has none. Says which on `err`. FAILED_PRECONDITION for a model template alignd cannot render.
+absl::StatusOr<std::string> ChooseTemplate(const FlagSet& flags, const std::string& model_dir, std::ostream& err) {
+  if (flags.IsSet("template")) {
+    err << "generate: prompts rendered with --template " << flags.GetString("template") << "\n";
+    return flags.GetString("template");
+  }
+  ASSIGN_OR_RETURN(std::optional<std::string> jinja, ReadModelChatTemplate(model_dir));
+  if (!jinja) {
+    err << "generate: prompts rendered as raw text (the model has no chat template)\n";
+    return std::string("raw");
+  }
+  std::optional<ChatTemplateMatch> match = MatchChatTemplate(*jinja);
+  if (!match) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        model_dir, ": the model's chat template is not one alignd renders; choose one with --template (",
+        absl::StrJoin(ChatTemplate::KnownNames(), ", "), ")"));
+  }
+  if (match->exact) {
+    err << "generate: prompts rendered with the model's chat template (" << match->name << ")\n";
+  } else {
+    err << "generate: prompts rendered as " << match->name << ", the format of the model's chat template (its other "
+        << "details, such as a default system message, are not applied; --template chooses another)\n";
+  }
+  return match->name;
+}
+
+absl::StatusOr<Json> Generate(const FlagSet& flags, std::ostream& err) {
   const std::string model_dir = flags.GetString("model"), prompts_path = flags.GetString("prompts"),
                     out_path = flags.GetString("out");
   ASSIGN_OR_RETURN(std::vector<PromptRecord> records, ReadPrompts(prompts_path));
   ASSIGN_OR_RETURN(torch::Device device, ResolveDevice(flags.GetString("device"), "--device"));
   LoadOptions load;
   load.device = device;
+  ASSIGN_OR_RETURN(std::string chat_template, ChooseTemplate(flags, model_dir, err));
   ASSIGN_OR_RETURN(LoadedModel loaded, LoadModelDir(model_dir, load));
   ASSIGN_OR_RETURN(rollout::SamplingParams params, ParamsFromFlags(flags, loaded.generation));
   // A PEFT adapter folder (LoRA or bottleneck adapters, as alignd train writes to adapter/ or PEFT saves) on the base.
@@ -111,7 +143,7 @@ absl::StatusOr<Json> Generate(const FlagSet& flags) {
   rollout::Engine::Options options;
   options.model = loaded.model;
   options.tokenizer = std::shared_ptr<const Tokenizer>(std::move(loaded.tokenizer));
-  options.chat_template = flags.GetString("template");
+  options.chat_template = chat_template;
   options.max_batch_rows = flags.GetInt("batch_size");
   ASSIGN_OR_RETURN(std::unique_ptr<rollout::Engine> engine, rollout::Engine::Create(std::move(options)));
   std::vector<int32_t> stops = engine->default_stop_token_ids();
@@ -128,7 +160,7 @@ absl::StatusOr<Json> Generate(const FlagSet& flags) {
     prompts.push_back(engine->EncodePrompt(r.turns));
     if (static_cast<int64_t>(prompts.back().size()) + params.max_new_tokens > context) {
       return absl::InvalidArgumentError(absl::StrCat(prompts_path, ":", r.line, ": the prompt has ",
-                                                     prompts.back().size(), " tokens; with --max_new_tokens ",
+                                                     prompts.back().size(), " tokens; with --max-new-tokens ",
                                                      params.max_new_tokens, " it exceeds the model context of ",
                                                      context, " tokens"));
     }
@@ -162,18 +194,6 @@ absl::StatusOr<Json> Generate(const FlagSet& flags) {
   return summary;
 }
 
-// "--max-new-tokens=5" -> "--max_new_tokens=5": the spelling, mapped onto FlagSet's underscore names.
-Args NormaliseFlagNames(const Args& args) {
-  Args out = args;
-  for (std::string& arg : out) {
-    if (arg == "--") break;
-    if (arg.size() <= 2 || arg.compare(0, 2, "--") != 0) continue;
-    const size_t end = std::min(arg.find('='), arg.size());
-    std::replace(arg.begin() + 2, arg.begin() + static_cast<std::ptrdiff_t>(end), '-', '_');
-  }
-  return out;
-}
-
 }  // namespace
 
 int RunGenerate(const Args& args, std::ostream& out, std::ostream& err) {
@@ -188,19 +208,21 @@ int RunGenerate(const Args& args, std::ostream& out, std::ostream& err) {
   flags.Int("top_k", 0, "sample among the k most likely tokens; 0 = off (unset: generation_config.json, then this)");
   flags.Int("n", 1, "samples per prompt");
   flags.Int("seed", 0, "random seed; the same seed gives the same samples");
-  flags.String("template", "chatml", "chat template for the prompts: chatml, llama3, plain or raw");
+  flags.String("template", "", "chat template for the prompts: chatml, llama3, plain or raw (default: the model's own "
+               "from its tokenizer_config.json, or raw text when it has none)");
   flags.String("adapter", "", "PEFT adapter folder (adapter_config.json + adapter_model.safetensors) applied to --model");
   flags.Int("batch_size", 8, "rows (prompts x n) decoded together");
   flags.String("device", "cpu", "cpu, cuda or cuda:N");
   flags.Int("threads", AvailableCores(), "intra-op threads (default: the cores available)");
-  absl::Status parsed = flags.Parse(NormaliseFlagNames(args));
+  absl::Status parsed = flags.Parse(args);
   if (!parsed.ok()) {
     err << "error: " << parsed.message() << "\n" << flags.Usage();
     return 2;
   }
   if (flags.help_requested()) {
     out << "Samples completions for each prompt and writes them with their token ids and log-probs as JSONL.\n"
-        << "Flag names may also be spelled with dashes (--max-new-tokens).\n"
+        << "Prompts are rendered with the model's chat template (raw text when it has none) unless --template "
+           "says otherwise; stderr says which.\n"
         << flags.Usage();
     return 0;
   }
@@ -215,7 +237,7 @@ int RunGenerate(const Args& args, std::ostream& out, std::ostream& err) {
     return 2;
   }
   SetComputeThreads(static_cast<int>(flags.GetInt("threads")));
-  auto summary = Generate(flags);
+  auto summary = Generate(flags, err);
   if (!summary.ok()) return ReportError(summary.status(), err);
   out << summary->dump() << "\n";
   return 0;

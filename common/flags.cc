@@ -23,6 +23,13 @@ constexpr size_t kBool = 3;
 
 bool IsHelp(absl::string_view arg) { return arg == "--help" || arg == "-h"; }
 
+// Flag names are kept, looked up and printed with dashes; `_` is accepted as another spelling of `-`.
+std::string Canonical(absl::string_view name) {
+  std::string canonical(name);
+  std::replace(canonical.begin(), canonical.end(), '_', '-');
+  return canonical;
+}
+
 // "-5" and "-.5" are negative numbers and "-" conventionally means stdin: positional, not misspelt flags.
 bool LooksLikeFlag(absl::string_view arg) {
   if (absl::StartsWith(arg, "--")) return true;
@@ -98,14 +105,21 @@ void FlagSet::Bool(std::string name, bool default_value, std::string help, std::
 }
 
 void FlagSet::Declare(std::string name, Value default_value, std::string help, std::string env_var) {
+  name = Canonical(name);
   CHECK(!name.empty() && name[0] != '-' && name.find('=') == std::string::npos)
       << "invalid flag name \"" << name << "\" in \"" << usage_ << "\"";
   CHECK(name != "help" && name != "h") << "--" << name << " is reserved in \"" << usage_ << "\"";
   CHECK(index_.count(name) == 0) << "flag --" << name << " declared twice in \"" << usage_ << "\"";
-  // --noX negates a boolean X, so X and noX cannot both be flags.
+  // --noX and --no-X negate a boolean X, so X and noX (or no-X) cannot both be flags.
   const bool is_bool = default_value.index() == kBool;
   const Flag* negated = Find(absl::StrCat("no", name));
-  const Flag* positive = absl::StartsWith(name, "no") ? Find(absl::string_view(name).substr(2)) : nullptr;
+  if (negated == nullptr) negated = Find(absl::StrCat("no-", name));
+  const Flag* positive = nullptr;
+  if (absl::StartsWith(name, "no-")) {
+    positive = Find(absl::string_view(name).substr(3));
+  } else if (absl::StartsWith(name, "no")) {
+    positive = Find(absl::string_view(name).substr(2));
+  }
   CHECK(!(is_bool && negated != nullptr) && !(positive != nullptr && positive->value.index() == kBool))
       << "flag --" << name << " clashes with the --no form of a boolean in \"" << usage_ << "\"";
   index_.emplace(name, flags_.size());
@@ -113,12 +127,12 @@ void FlagSet::Declare(std::string name, Value default_value, std::string help, s
 }
 
 FlagSet::Flag* FlagSet::Find(absl::string_view name) {
-  auto it = index_.find(name);
+  auto it = index_.find(Canonical(name));
   return it == index_.end() ? nullptr : &flags_[it->second];
 }
 
 const FlagSet::Flag& FlagSet::Lookup(absl::string_view name, size_t type_index) const {
-  auto it = index_.find(name);
+  auto it = index_.find(Canonical(name));
   CHECK(it != index_.end()) << "flag --" << name << " was not declared in \"" << usage_ << "\"";
   const Flag& flag = flags_[it->second];
   CHECK_EQ(flag.value.index(), type_index)
@@ -166,7 +180,7 @@ absl::Status FlagSet::Unknown(absl::string_view arg) const {
   const Flag* best = nullptr;
   size_t best_distance = 3;  // Suggest only names at most two edits away, and fewer than half their length.
   for (const Flag& flag : flags_) {
-    const size_t d = EditDistance(name, flag.name);
+    const size_t d = EditDistance(Canonical(name), flag.name);
     if (d < best_distance && 2 * d < flag.name.size()) {
       best = &flag;
       best_distance = d;
@@ -218,7 +232,10 @@ absl::Status FlagSet::Parse(const std::vector<std::string>& args) {
 
     Flag* flag = Find(name);
     if (flag == nullptr && absl::StartsWith(name, "no")) {
-      Flag* negated = Find(name.substr(2));
+      // --noverbose, --no-verbose and --no_verbose all negate --verbose.
+      absl::string_view positive = name.substr(2);
+      if (absl::StartsWith(positive, "-") || absl::StartsWith(positive, "_")) positive.remove_prefix(1);
+      Flag* negated = Find(positive);
       if (negated != nullptr && negated->value.index() == kBool) {
         if (value) return absl::InvalidArgumentError(absl::StrCat(source, " takes no value"));
         negated->value = false;
@@ -249,7 +266,7 @@ double FlagSet::GetDouble(absl::string_view name) const { return std::get<kDoubl
 bool FlagSet::GetBool(absl::string_view name) const { return std::get<kBool>(Lookup(name, kBool).value); }
 
 bool FlagSet::IsSet(absl::string_view name) const {
-  auto it = index_.find(name);
+  auto it = index_.find(Canonical(name));
   CHECK(it != index_.end()) << "flag --" << name << " was not declared in \"" << usage_ << "\"";
   return flags_[it->second].set;
 }

@@ -3,17 +3,21 @@
 //
 //   FlagSet flags("alignd eval --model DIR --data FILE.jsonl [flags]");
 //   flags.String("model", "", "model directory");
-//   flags.Int("batch_size", 8, "sequences per batch");
+//   flags.Int("batch-size", 8, "sequences per batch");
 //   flags.String("coordinator", "localhost:7070", "coordinator address", "ALIGND_COORDINATOR");
 //   RETURN_IF_ERROR(flags.Parse(args));
 //   if (flags.help_requested()) { std::cout << flags.Usage(); return 0; }
 //
-// Syntax: `--name=value` or `--name value`; booleans as `--name`, `--name=true|false|1|0`, or `--noname`. `--` ends
-// the flags; everything else that is not a flag (and everything after `--`) is positional. A repeated flag keeps its
-// last value. Precedence: command line, then the flag's environment variable (if declared and set), then the default.
+// Names are spelt with dashes (`--batch-size`), the spelling Usage() prints; `_` is accepted for `-` everywhere a
+// name appears (declaration, the command line, Get*/IsSet), so `--batch_size` and GetInt("batch_size") work too.
 //
-// Declaring a flag twice, or with a name that is empty, starts with '-', contains '=', or is "help"/"h", is a
-// programming error and CHECK-fails, as does a Get* with an undeclared name or the wrong type.
+// Syntax: `--name=value` or `--name value`; booleans as `--name`, `--name=true|false|1|0`, `--noname` or `--no-name`.
+// `--` ends the flags; everything else that is not a flag (and everything after `--`) is positional. A repeated flag
+// keeps its last value. Precedence: command line, then the flag's environment variable (if declared and set), then
+// the default.
+//
+// Declaring a flag twice (in either spelling), or with a name that is empty, starts with '-' or '_', contains '=', or
+// is "help"/"h", is a programming error and CHECK-fails, as does a Get* with an undeclared name or the wrong type.
 //
 // Not thread-safe; a FlagSet is built, parsed and read on one thread.
 #ifndef ALIGND_COMMON_FLAGS_H_

@@ -61,6 +61,7 @@ v1::Job ToProto(const JobRecord& job) {
   out.set_name(job.name);
   out.set_max_restarts(job.max_restarts);
   out.set_step(job.step);
+  out.set_total_steps(job.total_steps);
   return out;
 }
 
@@ -111,6 +112,7 @@ absl::StatusOr<JobRecord> JobManager::SubmitJob(const Principal& caller, const s
   job.spec_yaml = spec_yaml;
   job.state = v1::JOB_STATE_PENDING;
   job.max_restarts = spec.max_restarts;
+  job.total_steps = static_cast<uint64_t>(std::max<int64_t>(0, spec.spec.train.steps));
   job.resources = spec.resources;
   job.message = PendingMessage(spec.resources);
   job.created_unix_ms = now;
@@ -218,7 +220,10 @@ absl::StatusOr<JobRecord> JobManager::Transition(const std::string& id, std::vec
   job.attempt += attempt_delta;
   job.message = message;
   job.updated_unix_ms = options_.now_ms();
-  RETURN_IF_ERROR(store_->UpdateJob(job, EventRecord{id, job.updated_unix_ms, to, job.attempt, message}));
+  EventRecord event{id, job.updated_unix_ms, to, job.attempt, message};
+  // A job ends at the step it reached, so the final event says how far it got.
+  if (IsTerminal(to)) event.step = job.step;
+  RETURN_IF_ERROR(store_->UpdateJob(job, event));
   ++version_;
   return job;
 }

@@ -7,7 +7,9 @@
 //                  '----------------> (the same failure paths as RUNNING)
 //   any unfinished state -> CANCELLED
 //
-// `attempt` counts the times a job was scheduled (0 while it first waits). Every change appends an event.
+// `attempt` counts the times a job was scheduled (0 while it first waits). Every change appends an event; progress
+// events and the final one (SUCCEEDED, FAILED, CANCELLED) carry the step the job reached. A job's `total_steps` is its
+// spec's train.steps.
 // Thread-safe: every method may be called from any thread; read-modify-write sequences are serialised.
 #ifndef ALIGND_COORDINATOR_JOB_MANAGER_H_
 #define ALIGND_COORDINATOR_JOB_MANAGER_H_

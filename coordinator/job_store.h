@@ -31,6 +31,7 @@ struct JobRecord {
   int64_t created_unix_ms = 0;
   int64_t updated_unix_ms = 0;
   uint64_t step = 0;       // last reported training step
+  uint64_t total_steps = 0;  // the spec's train.steps (0 for a job stored before it was recorded)
 };
 
 struct EventRecord {

@@ -7,11 +7,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status.h"
+#include "coordinator/job_validation.h"
 
 namespace alignd::coordinator {
 namespace {
 
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 
 constexpr char kSchema[] = R"sql(
 CREATE TABLE IF NOT EXISTS jobs (
@@ -28,7 +29,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   resources BLOB NOT NULL,
   created_unix_ms INTEGER NOT NULL,
   updated_unix_ms INTEGER NOT NULL,
-  step INTEGER NOT NULL DEFAULT 0);
+  step INTEGER NOT NULL DEFAULT 0,
+  total_steps INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, seq);
 CREATE TABLE IF NOT EXISTS request_ids (
   owner TEXT NOT NULL,
@@ -49,7 +51,7 @@ CREATE INDEX IF NOT EXISTS events_by_job ON events(job_id, event_seq);
 
 constexpr char kJobColumns[] =
     "seq, id, owner, request_id, name, spec_yaml, state, attempt, max_restarts, message, resources, "
-    "created_unix_ms, updated_unix_ms, step";
+    "created_unix_ms, updated_unix_ms, step, total_steps";
 
 absl::Status SqliteError(sqlite3* db, absl::string_view what) {
   return absl::InternalError(absl::StrCat("sqlite: ", what, ": ", sqlite3_errmsg(db)));
@@ -139,6 +141,7 @@ JobRecord ReadJob(const Statement& s) {
   job.created_unix_ms = s.Int(11);
   job.updated_unix_ms = s.Int(12);
   job.step = s.Int(13);
+  job.total_steps = s.Int(14);
   return job;
 }
 
@@ -157,6 +160,29 @@ absl::Status InsertEvent(sqlite3* db, const std::string& job_id, const EventReco
   metrics.mutable_metrics()->insert(e.metrics.begin(), e.metrics.end());
   s.BindBlob(7, metrics.SerializeAsString());
   return s.Run();
+}
+
+// Sets each job's total_steps from its spec's train.steps. A spec that no longer validates keeps 0 (unknown).
+absl::Status BackfillTotalSteps(sqlite3* db) {
+  std::vector<std::pair<int64_t, int64_t>> totals;  // seq, train.steps
+  {
+    Statement s(db, "SELECT seq, spec_yaml FROM jobs");
+    RETURN_IF_ERROR(s.status());
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      auto spec = ValidateJobSpec(s.Text(1));
+      if (spec.ok() && spec->spec.train.steps > 0) totals.emplace_back(s.Int(0), spec->spec.train.steps);
+    }
+  }
+  for (const auto& [seq, total] : totals) {
+    Statement update(db, "UPDATE jobs SET total_steps = ? WHERE seq = ?");
+    RETURN_IF_ERROR(update.status());
+    update.Bind(1, total);
+    update.Bind(2, seq);
+    RETURN_IF_ERROR(update.Run());
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -200,6 +226,10 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
       RETURN_IF_ERROR(Exec(db, "ALTER TABLE jobs ADD COLUMN step INTEGER NOT NULL DEFAULT 0"));
       RETURN_IF_ERROR(Exec(db, "ALTER TABLE events ADD COLUMN step INTEGER NOT NULL DEFAULT 0"));
       RETURN_IF_ERROR(Exec(db, "ALTER TABLE events ADD COLUMN metrics BLOB NOT NULL DEFAULT x''"));
+    }
+    if (found == 1 || found == 2) {  // versions 1 and 2 had no total_steps: read it from each stored spec
+      RETURN_IF_ERROR(Exec(db, "ALTER TABLE jobs ADD COLUMN total_steps INTEGER NOT NULL DEFAULT 0"));
+      RETURN_IF_ERROR(BackfillTotalSteps(db));
     }
     RETURN_IF_ERROR(Exec(db, kSchema));
     return Exec(db, absl::StrCat("PRAGMA user_version=", kSchemaVersion).c_str());
@@ -252,7 +282,7 @@ absl::StatusOr<JobRecord> SqliteJobStore::CreateJob(const JobRecord& job, const 
     result.seq = next.Int(0);
     result.id = JobIdForSeq(result.seq);
     Statement insert(db_, &statements_, absl::StrCat("INSERT INTO jobs (", kJobColumns,
-                                       ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+                                       ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
     RETURN_IF_ERROR(insert.status());
     insert.Bind(1, result.seq);
     insert.Bind(2, result.id);
@@ -268,6 +298,7 @@ absl::StatusOr<JobRecord> SqliteJobStore::CreateJob(const JobRecord& job, const 
     insert.Bind(12, result.created_unix_ms);
     insert.Bind(13, result.updated_unix_ms);
     insert.Bind(14, static_cast<int64_t>(result.step));
+    insert.Bind(15, static_cast<int64_t>(result.total_steps));
     RETURN_IF_ERROR(insert.Run());
     if (!job.request_id.empty()) {
       Statement request(db_, &statements_, "INSERT INTO request_ids (owner, request_id, job_seq) VALUES (?, ?, ?)");

@@ -1,5 +1,6 @@
 // JobStore in one SQLite file in WAL mode, synchronous=FULL: a committed write survives `kill -9` of the process.
-// The schema is created on open; opening the same file again sees everything committed before. Thread-safe (one
+// The schema is created on open, or upgraded from an older version (jobs stored before total_steps was recorded
+// get it from their spec); opening the same file again sees everything committed before. Thread-safe (one
 // connection behind a mutex: the coordinator's write rate is a few per second).
 #ifndef ALIGND_COORDINATOR_SQLITE_JOB_STORE_H_
 #define ALIGND_COORDINATOR_SQLITE_JOB_STORE_H_

@@ -18,8 +18,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/chat_template.h"
 #include "common/file_util.h"
 #include "common/hf_model.h"
+#include "common/model_chat_template.h"
 #include "common/status.h"
 #include "common/compute_threads.h"
 #include "common/device.h"
@@ -431,7 +433,17 @@ class Run {
 
   absl::Status SaveModelTo(const std::string& dir) {
     if (peft_) return peft_->SaveAdapter(dir);
-    return SaveModelDir(dir, *ctx_.model, ctx_.tokenizer.get());
+    RETURN_IF_ERROR(SaveModelDir(dir, *ctx_.model, ctx_.tokenizer.get()));
+    return RecordChatTemplate(dir);
+  }
+
+  // A model trained on prompts and conversations rendered with data.chat_template names it in its
+  // tokenizer_config.json, so that `alignd generate` and Hugging Face's apply_chat_template render prompts as training
+  // did. Pretraining renders none, so its models keep the base's.
+  absl::Status RecordChatTemplate(const std::string& dir) {
+    if (spec_.algorithm == Algorithm::kPretrain || ctx_.tokenizer == nullptr) return absl::OkStatus();
+    ASSIGN_OR_RETURN(ChatTemplate chat_template, ChatTemplate::Create(spec_.data.chat_template));
+    return WriteModelChatTemplate(dir, chat_template.jinja());
   }
 
   // Rank 0 writes the checkpoint; then every rank meets in a collective (a barrier that also carries whether the
@@ -525,6 +537,7 @@ class Run {
     } else {
       RETURN_IF_ERROR(SaveModelDir(final_dir, *ctx_.model, ctx_.tokenizer.get()));
     }
+    RETURN_IF_ERROR(RecordChatTemplate(final_dir));
     return final_dir;
   }
 

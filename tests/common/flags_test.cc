@@ -91,6 +91,59 @@ TEST_F(FlagsTest, BooleanForms) {
   EXPECT_TRUE(flags_.IsSet("verbose"));
 }
 
+// Dashes are the spelling shown; underscores are accepted wherever a name appears.
+TEST(FlagSpelling, UnderscoreAndDashNameTheSameFlag) {
+  FlagSet flags("alignd reward [flags]");
+  flags.String("reward_model", "", "reward model folder");
+  flags.Int("batch-size", 8, "sequences per batch");
+  ASSERT_TRUE(flags.Parse({"--reward-model=/rm", "--batch_size", "4"}).ok());
+  EXPECT_EQ(flags.GetString("reward_model"), "/rm");
+  EXPECT_EQ(flags.GetString("reward-model"), "/rm");
+  EXPECT_EQ(flags.GetInt("batch_size"), 4);
+  EXPECT_TRUE(flags.IsSet("reward_model"));
+  EXPECT_TRUE(flags.IsSet("batch-size"));
+
+  ASSERT_TRUE(flags.Parse({"--reward_model", "/other", "--batch-size=2"}).ok());
+  EXPECT_EQ(flags.GetString("reward-model"), "/other");
+  EXPECT_EQ(flags.GetInt("batch-size"), 2);
+}
+
+TEST(FlagSpelling, UsagePrintsDashes) {
+  FlagSet flags("alignctl submit [flags]");
+  flags.String("request_id", "", "idempotency key");
+  flags.Bool("dry_run", false, "check only");
+  EXPECT_EQ(flags.Usage(),
+            "usage: alignctl submit [flags]\n"
+            "\n"
+            "flags:\n"
+            "  --request-id=STRING  idempotency key (default \"\")\n"
+            "  --[no]dry-run        check only (default false)\n"
+            "  -h, --help           show this help\n");
+}
+
+TEST(FlagSpelling, BooleansNegateInEverySpelling) {
+  FlagSet flags("alignd train [flags]");
+  flags.Bool("dry_run", true, "check only");
+  for (const char* arg : {"--nodry-run", "--no-dry-run", "--no_dry_run", "--nodry_run"}) {
+    ASSERT_TRUE(flags.Parse({arg}).ok()) << arg;
+    EXPECT_FALSE(flags.GetBool("dry-run")) << arg;
+  }
+  ASSERT_TRUE(flags.Parse({"--dry_run=false", "--dry-run"}).ok());
+  EXPECT_TRUE(flags.GetBool("dry_run"));
+}
+
+TEST(FlagSpelling, SuggestionsAndErrorsNameTheDashedFlag) {
+  FlagSet flags("alignd reward [flags]");
+  flags.String("reward_model", "", "reward model folder");
+  flags.Int("batch_size", 8, "sequences per batch");
+  absl::Status status = flags.Parse({"--reward_modle=x"});
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("did you mean --reward-model?"));
+  status = flags.Parse({"--batch_size=many"});
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr(R"(--batch_size: expected an integer, got "many")"));
+}
+
 TEST_F(FlagsTest, BooleanDoesNotTakeTheNextArgument) {
   ASSERT_TRUE(Parse({"--verbose", "false"}).ok());
   EXPECT_TRUE(flags_.GetBool("verbose"));
@@ -228,6 +281,14 @@ TEST_F(FlagsTest, RejectsBadEnvironmentValueNamingTheVariable) {
 using FlagsDeathTest = FlagsTest;
 
 TEST_F(FlagsDeathTest, DeclaringTwiceCrashes) { EXPECT_DEATH(flags_.Int("model", 1, ""), "declared twice"); }
+
+TEST(FlagSpellingDeathTest, DeclaringBothSpellingsCrashes) {
+  FlagSet flags("alignd reward [flags]");
+  flags.String("reward_model", "", "");
+  EXPECT_DEATH(flags.String("reward-model", "", ""), "declared twice");
+  flags.Bool("dry-run", false, "");
+  EXPECT_DEATH(flags.Bool("no_dry_run", false, ""), "clashes");
+}
 
 TEST_F(FlagsDeathTest, BadNamesCrash) {
   EXPECT_DEATH(flags_.Bool("help", false, ""), "reserved");

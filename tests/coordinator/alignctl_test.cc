@@ -172,6 +172,35 @@ TEST_F(AlignctlTest, EnvironmentVariablesGiveCoordinatorAndToken) {
   EXPECT_EQ(nlohmann::json::parse(o.out)["state"], "PENDING");
 }
 
+// `alignctl ARGS...` as the binary runs it: global flags before the command as well as after it, either spelling.
+TEST_F(AlignctlTest, GlobalFlagsGoBeforeOrAfterTheCommand) {
+  const std::string id = Submit();
+  const std::string coordinator = "--coordinator=" + coordinator_->address();
+  const std::string token = std::string("--token=") + kAliceToken;
+  Outcome before = Call(RunAlignctl, {coordinator, token, "--output=json", "list"});
+  ASSERT_EQ(before.code, 0) << before.err;
+  EXPECT_EQ(nlohmann::json::parse(before.out)["jobs"][0]["id"], id);
+  Outcome after = Call(RunAlignctl, {"list", coordinator, token, "--output=json"});
+  ASSERT_EQ(after.code, 0) << after.err;
+  EXPECT_EQ(after.out, before.out);
+  Outcome around = Call(RunAlignctl, {"--coordinator", coordinator_->address(), "status", id, token});
+  ASSERT_EQ(around.code, 0) << around.err;
+  EXPECT_THAT(around.out, HasSubstr("state:     PENDING"));
+  Outcome underscores = Call(RunAlignctl, {"logs", id, coordinator, token, "--wait_timeout=30"});
+  ASSERT_EQ(underscores.code, 0) << underscores.err;
+  EXPECT_THAT(underscores.out, HasSubstr("submitted by alice"));
+}
+
+TEST_F(AlignctlTest, StatusShowsStepsOutOfTheSpecsTotal) {
+  std::ofstream(spec_) << kSpec << "train:\n  steps: 40\n";
+  const std::string id = Submit();
+  Outcome json = As(kAliceToken, RunStatus, {id, "--output=json"});
+  ASSERT_EQ(json.code, 0) << json.err;
+  EXPECT_EQ(nlohmann::json::parse(json.out)["total_steps"], 40);
+  EXPECT_EQ(nlohmann::json::parse(json.out)["step"], 0);
+  EXPECT_THAT(As(kAliceToken, RunStatus, {id}).out, HasSubstr("progress:  step 0/40 ["));
+}
+
 TEST_F(AlignctlTest, JobsSurviveACoordinatorRestart) {
   const std::string id = Submit();
   ASSERT_EQ(coordinator_->Stop(), 0);
@@ -179,6 +208,7 @@ TEST_F(AlignctlTest, JobsSurviveACoordinatorRestart) {
   Outcome o = As(kAliceToken, RunStatus, {id, "--output=json"});
   ASSERT_EQ(o.code, 0) << o.err;
   EXPECT_EQ(nlohmann::json::parse(o.out)["id"], id);
+  EXPECT_EQ(nlohmann::json::parse(o.out)["total_steps"], 100);  // kSpec leaves train.steps at its default
 }
 
 // Error paths: the status code and message, exit 1; usage errors exit 2.
@@ -220,6 +250,9 @@ TEST_F(AlignctlTest, UsageErrorsExitTwo) {
   EXPECT_EQ(Call(RunList, {"--state=sleeping"}).code, 2);
   EXPECT_EQ(Call(RunList, {"--output=xml"}).code, 2);
   EXPECT_EQ(Call(RunCoordinator, {"--listen=127.0.0.1:0"}).code, 2);  // no --db
+  Outcome unknown = Call(RunAlignctl, {"--coordinator=127.0.0.1:1", "lst"});
+  EXPECT_EQ(unknown.code, 2);
+  EXPECT_THAT(unknown.err, StartsWith("alignctl: unknown command \"lst\"\n"));
   Outcome no_file = As(kAliceToken, RunSubmit, {dir_ + "/missing.yaml"});
   EXPECT_EQ(no_file.code, 1);
   EXPECT_THAT(no_file.err, StartsWith("error: NOT_FOUND: "));

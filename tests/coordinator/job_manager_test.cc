@@ -153,6 +153,49 @@ TEST_P(JobManagerTest, ProgressRunsTheJobAndRecordsStepAndMetrics) {
   EXPECT_EQ(manager_->ReportProgress(job.id, 8, {}).status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
+TEST_P(JobManagerTest, TotalStepsComesFromTheSpecAndReachesTheWire) {
+  JobRecord job = Submit();  // train.steps: 10
+  EXPECT_EQ(job.total_steps, 10u);
+  EXPECT_EQ(ToProto(*manager_->GetJob(kAlice, job.id)).total_steps(), 10u);
+  EXPECT_EQ(ToProto(manager_->ListJobs(kAlice, {}, 10, "")->jobs.at(0)).total_steps(), 10u);
+  // The default train.steps counts too.
+  auto defaulted = manager_->SubmitJob(kAlice, "name: d\ndata:\n  train: t.jsonl\n", "");
+  ASSERT_TRUE(defaulted.ok()) << defaulted.status();
+  EXPECT_EQ(defaulted->total_steps, 100u);
+  // Later transitions keep it.
+  Run(job.id);
+  ASSERT_TRUE(manager_->ReportProgress(job.id, 3, {}).ok());
+  EXPECT_EQ(manager_->MarkSucceeded(job.id)->total_steps, 10u);
+}
+
+// The final event carries the step the job reached, whichever way it ended.
+TEST_P(JobManagerTest, FinalEventCarriesTheStepReached) {
+  JobRecord succeeded = Submit();
+  JobRecord failed = Submit();
+  JobRecord cancelled = Submit();
+  for (const JobRecord* job : {&succeeded, &failed, &cancelled}) {
+    Run(job->id);
+    ASSERT_TRUE(manager_->ReportProgress(job->id, 12, {{"train/loss", 0.5}}).ok());
+  }
+  ASSERT_TRUE(manager_->MarkSucceeded(succeeded.id).ok());
+  ASSERT_TRUE(manager_->ReportFailure(failed.id, "diverged", /*retryable=*/false).ok());
+  ASSERT_TRUE(manager_->CancelJob(kAlice, cancelled.id).ok());
+  for (const auto& [id, state] : {std::pair{succeeded.id, v1::JOB_STATE_SUCCEEDED},
+                                  std::pair{failed.id, v1::JOB_STATE_FAILED},
+                                  std::pair{cancelled.id, v1::JOB_STATE_CANCELLED}}) {
+    auto events = manager_->ListEvents(kAlice, id);
+    ASSERT_TRUE(events.ok()) << events.status();
+    EXPECT_EQ(events->back().state, state) << id;
+    EXPECT_EQ(events->back().step, 12u) << id;
+    EXPECT_TRUE(events->back().metrics.empty()) << id;
+    EXPECT_EQ(ToProto(events->back()).step(), 12u) << id;
+  }
+  // State changes on the way carry no step: only progress and the end do.
+  auto events = manager_->ListEvents(kAlice, succeeded.id);
+  EXPECT_EQ((*events)[1].state, v1::JOB_STATE_SCHEDULED);
+  EXPECT_EQ((*events)[1].step, 0u);
+}
+
 TEST_P(JobManagerTest, ConfigErrorFailsAtOnce) {
   JobRecord job = Submit();
   Run(job.id);

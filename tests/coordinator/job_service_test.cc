@@ -217,6 +217,32 @@ TEST_P(JobServiceTest, WatchStreamsEveryEventUntilTheJobEnds) {
                                                v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED}));
 }
 
+// What an outside client reads: the job's total steps from its spec, and the step it ended at in the final event.
+TEST_P(JobServiceTest, JobsShowTotalStepsAndTheFinalEventTheStepReached) {
+  JobClient alice = Client(kAliceToken);
+  auto job = alice.Submit(std::string(kSpec) + "train:\n  steps: 12\n", "");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->total_steps(), 12u);
+  EXPECT_EQ(alice.Get(job->id())->total_steps(), 12u);
+  auto list = alice.List({}, 10, "");
+  ASSERT_TRUE(list.ok()) << list.status();
+  ASSERT_EQ(list->jobs_size(), 1);
+  EXPECT_EQ(list->jobs(0).total_steps(), 12u);
+
+  JobManager* manager = server_->manager();
+  ASSERT_TRUE(manager->MarkScheduled(job->id(), "placed").ok());
+  ASSERT_TRUE(manager->ReportProgress(job->id(), 12, {{"train/loss", 0.25}}).ok());
+  ASSERT_TRUE(manager->MarkSucceeded(job->id()).ok());
+  std::vector<v1::JobEvent> events;
+  ASSERT_TRUE(alice.Watch(job->id(), absl::Seconds(30), [&](const v1::JobEvent& e) { events.push_back(e); }).ok());
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(events.back().step(), 12u);
+  auto done = alice.Get(job->id());
+  EXPECT_EQ(done->step(), 12u);
+  EXPECT_EQ(done->total_steps(), 12u);
+}
+
 TEST_P(JobServiceTest, WatchOfAnotherUsersJobIsPermissionDenied) {
   auto job = Client(kAliceToken).Submit(kSpec, "");
   ASSERT_TRUE(job.ok());
@@ -273,6 +299,7 @@ TEST(CoordinatorServerTest, JobsSurviveARestartOnTheSameDatabase) {
   ASSERT_TRUE(server.ok()) << server.status();
   JobClient client(v1::JobService::NewStub((*server)->InProcessChannel()), "", absl::Seconds(10));
   EXPECT_EQ(client.Get(id)->state(), v1::JOB_STATE_PENDING);
+  EXPECT_EQ(client.Get(id)->total_steps(), 100u);  // kSpec leaves train.steps at its default
   EXPECT_EQ(client.Submit(kSpec, "req-1")->id(), id);
   EXPECT_EQ(client.List({}, 0, "")->jobs_size(), 1);
 }

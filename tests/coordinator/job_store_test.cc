@@ -1,7 +1,11 @@
 // The same contract tests run against MemoryJobStore and SqliteJobStore; SQLite adds re-open tests.
+#include <sqlite3.h>
+
+#include <cstdio>
 #include <fstream>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "coordinator/memory_job_store.h"
 #include "coordinator/sqlite_job_store.h"
@@ -24,6 +28,7 @@ JobRecord NewJob(const std::string& owner, const std::string& request_id, const 
   job.resources.set_device(v1::DEVICE_KIND_CUDA);
   job.created_unix_ms = 1000;
   job.updated_unix_ms = 1000;
+  job.total_steps = 400;
   return job;
 }
 
@@ -71,6 +76,7 @@ TEST_P(JobStoreTest, CreateAssignsSequentialIdsAndKeepsEveryField) {
   EXPECT_EQ(got->resources.learners(), 2u);
   EXPECT_EQ(got->resources.device(), v1::DEVICE_KIND_CUDA);
   EXPECT_EQ(got->created_unix_ms, 1000);
+  EXPECT_EQ(got->total_steps, 400u);
 }
 
 TEST_P(JobStoreTest, SameOwnerAndRequestIdReturnsTheFirstJob) {
@@ -169,6 +175,8 @@ TEST(SqliteJobStoreTest, ReopenLosesNothing) {
   ASSERT_TRUE(job.ok()) << job.status();
   EXPECT_EQ(job->state, v1::JOB_STATE_RUNNING);
   EXPECT_EQ(job->attempt, 1u);
+  EXPECT_EQ(job->total_steps, 400u);
+  EXPECT_EQ((*store)->ListJobs(JobQuery{})->at(0).total_steps, 400u);
   EXPECT_EQ((*store)->ListEvents("job-000001")->size(), 2u);
   // The request id survived too: the same key returns the same job, and the next id continues the sequence.
   bool created = true;
@@ -199,6 +207,54 @@ TEST(SqliteJobStoreTest, ProgressColumnsSurviveAReopen) {
   ASSERT_EQ(events->size(), 2u);
   EXPECT_EQ((*events)[1].step, 42u);
   EXPECT_EQ((*events)[1].metrics.at("train/loss"), 0.5);
+}
+
+// A database written by schema version 2 (no total_steps column), made by hand with that version's jobs table.
+void WriteVersion2Database(const std::string& path, const std::vector<std::string>& specs) {
+  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  std::string sql = R"sql(
+CREATE TABLE jobs (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, owner TEXT NOT NULL, request_id TEXT NOT NULL,
+  name TEXT NOT NULL, spec_yaml TEXT NOT NULL, state INTEGER NOT NULL, attempt INTEGER NOT NULL,
+  max_restarts INTEGER NOT NULL, message TEXT NOT NULL, resources BLOB NOT NULL, created_unix_ms INTEGER NOT NULL,
+  updated_unix_ms INTEGER NOT NULL, step INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE events (event_seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, unix_ms INTEGER NOT NULL,
+  state INTEGER NOT NULL, attempt INTEGER NOT NULL, message TEXT NOT NULL, step INTEGER NOT NULL DEFAULT 0,
+  metrics BLOB NOT NULL DEFAULT x'');
+PRAGMA user_version=2;
+)sql";
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const int seq = static_cast<int>(i) + 1;
+    char* quoted = sqlite3_mprintf("%Q", specs[i].c_str());
+    sql += "INSERT INTO jobs VALUES (" + std::to_string(seq) + ", '" + JobIdForSeq(seq) + "', 'alice', '', 'a', " +
+           quoted + ", 6, 1, 3, 'succeeded', x'', 1000, 2000, 7);\n";
+    sqlite3_free(quoted);
+  }
+  char* error = nullptr;
+  ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error), SQLITE_OK) << (error ? error : "");
+  sqlite3_close(db);
+}
+
+TEST(SqliteJobStoreTest, UpgradingFromVersion2ReadsTotalStepsFromEachSpec) {
+  const std::string path = DbPath("upgrade_v2");
+  WriteVersion2Database(path, {"name: a\ndata:\n  train: t.jsonl\ntrain:\n  steps: 12\n",
+                               "name: b\ndata:\n  train: t.jsonl\n",  // train.steps defaults to 100
+                               "not: [a valid spec"});
+  auto store = SqliteJobStore::Open(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto jobs = (*store)->ListJobs(JobQuery{});
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  ASSERT_EQ(jobs->size(), 3u);
+  EXPECT_EQ((*jobs)[0].total_steps, 12u);
+  EXPECT_EQ((*jobs)[0].step, 7u);
+  EXPECT_EQ((*jobs)[1].total_steps, 100u);
+  EXPECT_EQ((*jobs)[2].total_steps, 0u);  // unknown, rather than a failed open
+  // New jobs store theirs, next to the upgraded ones.
+  bool created = false;
+  auto next = (*store)->CreateJob(NewJob("alice", ""), Event(v1::JOB_STATE_PENDING, ""), &created);
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ((*store)->GetJob(next->id)->total_steps, 400u);
 }
 
 TEST(SqliteJobStoreTest, UsesWalMode) {

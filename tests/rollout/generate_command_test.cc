@@ -11,7 +11,9 @@
 #include "cli/commands.h"
 #include "tests/cli/cli_runner.h"
 #include "common/file_util.h"
+#include "common/chat_template.h"
 #include "common/hf_model.h"
+#include "common/model_chat_template.h"
 #include "common/peft.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -169,7 +171,71 @@ TEST_F(GenerateCommand, AdapterFolderIsAppliedToTheBase) {
   EXPECT_NE(ids("trained.jsonl"), ids("base.jsonl"));
 }
 
+// Which template renders the prompts, seen through the prompt length that a too-long request reports: "What is
+// 2 + 2?" is BOS + 14 byte tokens as raw text, and 33 tokens in ChatML (<|im_start|>user\n...<|im_end|>\n
+// <|im_start|>assistant\n).
+class GenerateTemplate : public GenerateCommand {
+ protected:
+  // A copy of the model whose tokenizer_config.json declares `jinja` (none when empty).
+  static std::string ModelWithTemplate(const std::string& name, const std::string& jinja) {
+    const std::string dir = Path(name);
+    fs::remove_all(dir);
+    fs::copy(Path("model"), dir, fs::copy_options::recursive);
+    if (!jinja.empty()) EXPECT_TRUE(WriteModelChatTemplate(dir, jinja).ok());
+    return dir;
+  }
+  // Runs generate on `model` with max_new_tokens so large that the first prompt does not fit.
+  static Outcome TooLong(const std::string& model, const Args& more = {}) {
+    return Call(RunGenerate, With({"--model", model, "--prompts", Path("prompts.jsonl"), "--out", Path("long.jsonl"),
+                                   "--max-new-tokens", "120"},
+                                  more));
+  }
+};
+
+TEST_F(GenerateTemplate, AModelWithoutATemplateGetsRawText) {
+  Outcome r = TooLong(Path("model"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("generate: prompts rendered as raw text (the model has no chat template)\n"));
+  EXPECT_THAT(r.err, HasSubstr("prompts.jsonl:1: the prompt has 15 tokens"));
+}
+
+TEST_F(GenerateTemplate, AModelsOwnTemplateIsUsed) {
+  Outcome r = TooLong(ModelWithTemplate("chatml_model", kChatMlJinja));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("generate: prompts rendered with the model's chat template (chatml)\n"));
+  EXPECT_THAT(r.err, HasSubstr("prompts.jsonl:1: the prompt has 33 tokens"));
+}
+
+TEST_F(GenerateTemplate, TheFlagOverridesTheModelsTemplate) {
+  Outcome raw = TooLong(ModelWithTemplate("chatml_model", kChatMlJinja), {"--template", "raw"});
+  EXPECT_THAT(raw.err, HasSubstr("generate: prompts rendered with --template raw\n"));
+  EXPECT_THAT(raw.err, HasSubstr("prompts.jsonl:1: the prompt has 15 tokens"));
+  Outcome chatml = TooLong(Path("model"), {"--template=chatml"});
+  EXPECT_THAT(chatml.err, HasSubstr("generate: prompts rendered with --template chatml\n"));
+  EXPECT_THAT(chatml.err, HasSubstr("prompts.jsonl:1: the prompt has 33 tokens"));
+}
+
+TEST_F(GenerateTemplate, ATemplateInChatMlFormatIsRenderedAsChatMl) {
+  const std::string qwen_like =
+      "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\n"
+      "You are a helpful assistant.<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + "
+      "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>"
+      "assistant\n' }}{% endif %}";
+  Outcome r = TooLong(ModelWithTemplate("qwen_like_model", qwen_like));
+  EXPECT_THAT(r.err, HasSubstr("generate: prompts rendered as chatml, the format of the model's chat template"));
+  EXPECT_THAT(r.err, HasSubstr("prompts.jsonl:1: the prompt has 33 tokens"));
+}
+
 // ---- Errors ----
+
+TEST_F(GenerateTemplate, ATemplateAligndCannotRenderIsFailedPrecondition) {
+  Outcome r = TooLong(ModelWithTemplate("mistral_like_model", "{{ bos_token }}{% for m in messages %}[INST] "
+                                                              "{{ m['content'] }} [/INST]{% endfor %}"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("error: FAILED_PRECONDITION: "));
+  EXPECT_THAT(r.err, HasSubstr("the model's chat template is not one alignd renders; choose one with --template"));
+  EXPECT_FALSE(fs::exists(Path("long.jsonl")));
+}
 
 TEST_F(GenerateCommand, UsageErrorsExitTwo) {
   Outcome r = Call(RunGenerate, {"--model", Path("model"), "--out", Path("x.jsonl")});
@@ -180,7 +246,7 @@ TEST_F(GenerateCommand, UsageErrorsExitTwo) {
   EXPECT_THAT(r.err, HasSubstr("--adapter"));
   r = Call(RunGenerate, {"--help"});
   EXPECT_EQ(r.code, 0);
-  EXPECT_THAT(r.out, HasSubstr("--max_new_tokens"));
+  EXPECT_THAT(r.out, HasSubstr("--max-new-tokens"));
   EXPECT_FALSE(fs::exists(Path("x.jsonl")));
 }
 
@@ -192,9 +258,10 @@ TEST_F(GenerateCommand, BadValuesAreReportedAndWriteNothing) {
   r = Call(RunGenerate, With(Base("bad.jsonl"), {"--template", "jinja"}));
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("jinja"));
-  r = Call(RunGenerate, With(Base("bad.jsonl"), {"--max_new_tokens", "92"}));
+  // The model has no chat template, so prompts are raw text: BOS + 19 bytes for line 4, the longest.
+  r = Call(RunGenerate, With(Base("bad.jsonl"), {"--max_new_tokens", "110"}));
   EXPECT_EQ(r.code, 1);
-  EXPECT_THAT(r.err, HasSubstr("prompts.jsonl:4: the prompt has"));
+  EXPECT_THAT(r.err, HasSubstr("prompts.jsonl:4: the prompt has 20 tokens"));
   EXPECT_THAT(r.err, HasSubstr("model context of 128"));
   ASSERT_TRUE(WriteFileAtomic(Path("text.jsonl"), "{\"text\": \"hello\"}\n").ok());
   r = Call(RunGenerate, {"--model", Path("model"), "--prompts", Path("text.jsonl"), "--out", Path("bad.jsonl")});

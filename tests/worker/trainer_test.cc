@@ -6,9 +6,11 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "common/chat_template.h"
 #include "common/file_util.h"
 #include "common/hf_model.h"
 #include "common/dataset.h"
+#include "common/model_chat_template.h"
 #include "common/synth.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -112,6 +114,27 @@ TEST_F(TrainerTest, SftLowersEvalLossAndWritesAnHfFolder) {
   EXPECT_TRUE(lines[0].contains("train/lr"));
   auto loaded = LoadModelDir(r->final_dir);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
+  // The folder names the chat template training rendered with, for generate and apply_chat_template.
+  EXPECT_EQ(ReadModelChatTemplate(r->final_dir).value(), std::string(kChatMlJinja));
+}
+
+TEST_F(TrainerTest, ModelsNameTheTemplateTheyWereTrainedWithButPretrainingNone) {
+  JobSpec llama3 = Sft("sft_llama3");
+  llama3.data.eval.clear();
+  llama3.data.chat_template = "llama3";
+  llama3.train.steps = 2;
+  auto r = RunTraining(llama3);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(ReadModelChatTemplate(r->final_dir).value(), std::string(kLlama3Jinja));
+
+  JobSpec pretrain = Sft("pretrain");
+  pretrain.algorithm = Algorithm::kPretrain;
+  pretrain.data.train = *data_ + "/pretrain.jsonl";
+  pretrain.data.eval.clear();
+  pretrain.train.steps = 2;
+  auto p = RunTraining(pretrain);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(ReadModelChatTemplate(p->final_dir).value(), std::nullopt);
 }
 
 // Runs `full` (6 steps, a checkpoint every 3) and the same job killed after step 4 and resumed; returns both runs'
