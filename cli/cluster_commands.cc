@@ -14,6 +14,7 @@
 #include "common/file_util.h"
 #include "common/device.h"
 #include "common/flags.h"
+#include "common/http_server.h"
 #include "common/status.h"
 #include "coordinator/address.h"
 #include "coordinator/coordinator_server.h"
@@ -35,6 +36,8 @@ int ServeWorker(const Args& args, std::ostream& out, std::ostream& err, absl::No
   flags.String("device", "cpu", "cpu, cuda or cuda:N: where this worker's jobs run (FAILED_PRECONDITION without a GPU)");
   flags.Int("device-count", 0, "GPUs this worker advertises (cuda; 0: 1)");
   flags.String("listen", "127.0.0.1:0", "address of this worker's own Rollout/Reward server (port 0: any free)");
+  flags.String("metrics-listen", "", "HOST:PORT to serve Prometheus metrics on, at /metrics (port 0: any free; "
+               "default: none)");
   flags.String("advertise-host", "127.0.0.1", "host that other workers reach this worker at");
   flags.Int("threads", 0, "intra-op threads for jobs that do not set `threads` (0: the cores available)");
   flags.Int("collective-timeout-ms", 0,
@@ -107,7 +110,10 @@ int ServeWorker(const Args& args, std::ostream& out, std::ostream& err, absl::No
   }
   auto node = worker::WorkerNode::Start(o);
   if (!node.ok()) return ReportError(node.status(), err);
+  auto metrics = StartMetricsServer(flags.GetString("metrics-listen"));
+  if (!metrics.ok()) return ReportError(metrics.status(), err);
   out << "worker serving on " << (*node)->address() << ", coordinator " << o.coordinator << std::endl;
+  if (*metrics) out << "metrics on http://" << (*metrics)->host() << ":" << (*metrics)->port() << "/metrics" << std::endl;
   stop->WaitForNotification();
   (*node)->Stop();
   return 0;
@@ -123,6 +129,8 @@ int ServeLocal(const Args& args, std::ostream& out, std::ostream& err, absl::Not
   flags.Int("threads", 0, "intra-op threads for jobs that do not set `threads` (0: the cores available)");
   flags.Int("lease-ttl-ms", 10000, "a worker silent for this long is dead and its job restarts");
   flags.String("device", "cpu", "cpu, cuda or cuda:N: every worker's device (cuda: they share that one GPU)");
+  flags.String("metrics-listen", "", "HOST:PORT to serve the process's Prometheus metrics on, at /metrics (port 0: "
+               "any free; default: none)");
   if (auto code = ParseFlags(flags, args,
                              "Runs a coordinator and workers in this one process on loopback, with SQLite under "
                              "--dir; alignctl talks to it like to any cluster. Stops on SIGINT/SIGTERM.",
@@ -178,6 +186,13 @@ int ServeLocal(const Args& args, std::ostream& out, std::ostream& err, absl::Not
     (*server)->Shutdown();
     return ReportError(started, err);
   }
+  auto metrics = StartMetricsServer(flags.GetString("metrics-listen"));
+  if (!metrics.ok()) {
+    nodes.clear();
+    (*server)->Shutdown();
+    return ReportError(metrics.status(), err);
+  }
+  if (*metrics) out << "metrics on http://" << (*metrics)->host() << ":" << (*metrics)->port() << "/metrics" << std::endl;
   out << "alignd local: coordinator on " << address << " (jobs in " << co.db_path << "); " << learners
       << " learner, " << rollout << " rollout, " << reward << " reward worker(s). Submit with: alignctl submit "
       << "SPEC.yaml --wait --coordinator=" << address << std::endl;

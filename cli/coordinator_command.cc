@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_split.h"
 #include "common/flags.h"
+#include "common/http_server.h"
 #include "coordinator/coordinator_server.h"
 
 namespace alignd::cli {
@@ -19,6 +20,8 @@ int ServeCoordinator(const Args& args, std::ostream& out, std::ostream& err, con
   flags.String("tls-key", "", "PEM private key of --tls-cert");
   flags.String("tls-client-ca", "", "PEM CA bundle: require client certificates that chain to it (mutual TLS)");
   flags.Int("lease-ttl-ms", 10000, "a worker that sends nothing for this long is dead and its job restarts");
+  flags.String("metrics-listen", "", "HOST:PORT to serve Prometheus metrics on, at /metrics (port 0: any free; "
+               "default: none)");
   if (auto stop = ParseFlags(flags, args, "", out, err)) return *stop;
   if (flags.GetString("db").empty()) {
     err << "error: --db is required\n" << flags.Usage();
@@ -46,7 +49,10 @@ int ServeCoordinator(const Args& args, std::ostream& out, std::ostream& err, con
   options.max_send_message_bytes = static_cast<int>(max_bytes);
   auto server = coordinator::CoordinatorServer::Create(options);
   if (!server.ok()) return ReportError(server.status(), err);
+  auto metrics = StartMetricsServer(flags.GetString("metrics-listen"));
+  if (!metrics.ok()) return ReportError(metrics.status(), err);
   out << "coordinator listening on port " << (*server)->port() << std::endl;
+  if (*metrics) out << "metrics on http://" << (*metrics)->host() << ":" << (*metrics)->port() << "/metrics" << std::endl;
   ready((*server)->port());
   stop->WaitForNotification();
   (*server)->Shutdown();

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/rpc_metrics.h"
 #include "common/status.h"
 #include "coordinator/address.h"
 #include "coordinator/job_service.h"
@@ -89,11 +90,14 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(Opt
   builder.SetMaxSendMessageSize(options.max_send_message_bytes);
   builder.RegisterService(server->job_service_.get());
   builder.RegisterService(server->worker_service_.get());
+  AddRpcMetrics(builder);
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
   }
   CoordinatorServer* self = server.get();
+  server->metrics_ = metrics::Registry::Default().AddCollector(
+      [self](std::vector<metrics::Sample>* out) { self->CollectMetrics(out); });
   server->ticker_ = std::thread([self, every = options.schedule_every] {
     while (!self->stop_ticking_.WaitForNotificationWithTimeout(every)) {
       auto tick = self->scheduler_->Tick();
@@ -108,7 +112,52 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(Opt
   return server;
 }
 
-CoordinatorServer::~CoordinatorServer() { Shutdown(absl::ZeroDuration()); }
+CoordinatorServer::~CoordinatorServer() {
+  metrics_.reset();
+  Shutdown(absl::ZeroDuration());
+}
+
+void CoordinatorServer::CollectMetrics(std::vector<metrics::Sample>* out) {
+  // Jobs by state, and the progress of the running ones.
+  std::map<v1::JobState, int64_t> by_state;
+  for (int s = v1::JOB_STATE_PENDING; s <= v1::JobState_MAX; ++s) {
+    if (v1::JobState_IsValid(s)) by_state[static_cast<v1::JobState>(s)] = 0;
+  }
+  JobQuery query;
+  query.limit = 1000;
+  while (true) {
+    absl::StatusOr<std::vector<JobRecord>> jobs = store_->ListJobs(query);
+    if (!jobs.ok()) {
+      LOG(WARNING) << "metrics: listing jobs: " << jobs.status();
+      return;
+    }
+    for (const JobRecord& j : *jobs) {
+      ++by_state[j.state];
+      if (j.state != v1::JOB_STATE_RUNNING) continue;
+      out->push_back({"alignd_job_step", "The last step a running job reported.", "gauge",
+                      {{"job", j.id}, {"name", j.name}}, static_cast<double>(j.step)});
+      out->push_back({"alignd_job_total_steps", "A running job's train.steps.", "gauge",
+                      {{"job", j.id}, {"name", j.name}}, static_cast<double>(j.total_steps)});
+    }
+    if (static_cast<int>(jobs->size()) < query.limit) break;
+    query.after_seq = jobs->back().seq;
+  }
+  for (const auto& [state, n] : by_state) {
+    out->push_back({"alignd_jobs", "Jobs in the store, by state.", "gauge", {{"state", v1::JobState_Name(state)}},
+                    static_cast<double>(n)});
+  }
+  // Workers and their leases.
+  const int64_t now_ms = absl::ToUnixMillis(absl::Now());
+  for (const WorkerRecord& w : workers_->List()) {
+    std::string roles;
+    for (int r : w.info.roles()) roles += (roles.empty() ? "" : ",") + v1::Role_Name(static_cast<v1::Role>(r));
+    const metrics::Labels labels = {{"worker", w.info.worker_id()}, {"roles", roles},
+                                    {"job", w.job_id.empty() ? "" : w.job_id}};
+    out->push_back({"alignd_worker_lease_remaining_seconds",
+                    "Seconds until a registered worker's lease lapses without a heartbeat.", "gauge", labels,
+                    static_cast<double>(w.lease_expires_ms - now_ms) / 1000.0});
+  }
+}
 
 std::shared_ptr<grpc::Channel> CoordinatorServer::InProcessChannel() {
   return server_->InProcessChannel(grpc::ChannelArguments());

@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "common/prometheus.h"
 #include "coordinator/auth.h"
 #include "coordinator/job_manager.h"
 #include "coordinator/job_store.h"
@@ -79,6 +80,8 @@ class CoordinatorServer {
 
  private:
   CoordinatorServer() = default;
+  // Prometheus gauges read at scrape time: jobs by state, running jobs' progress, worker leases.
+  void CollectMetrics(std::vector<metrics::Sample>* out);
 
   std::unique_ptr<JobStore> store_;
   std::unique_ptr<TokenAuthenticator> auth_;
@@ -91,6 +94,8 @@ class CoordinatorServer {
   absl::Notification stop_ticking_;
   std::thread ticker_;
   int port_ = 0;
+  // Last: removed (and any scrape running it finished) before what it reads is destroyed.
+  std::unique_ptr<metrics::Registry::CollectorHandle> metrics_;
 };
 
 }  // namespace alignd::coordinator

@@ -4,9 +4,20 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/prometheus.h"
 #include "common/status.h"
 
 namespace alignd::reward {
+namespace {
+
+// The Score requests waiting in this process's reward cores (summed over them).
+void TrackQueued(double delta) {
+  if (delta == 0) return;
+  metrics::Registry::Default().GaugeAdd("alignd_reward_queue_depth",
+                                        "Score requests waiting in this process's reward servers' queues.", {}, delta);
+}
+
+}  // namespace
 
 struct RewardCore::Pending {
   std::vector<ScoreInput> items;
@@ -40,6 +51,7 @@ RewardCore::~RewardCore() {
       p->result = absl::UnavailableError("reward: server is shutting down");
       p->done = true;
     }
+    TrackQueued(-static_cast<double>(queue_.size()));
     queue_.clear();
   }
   batch_thread_.join();
@@ -62,12 +74,14 @@ absl::StatusOr<std::vector<ScoreResult>> RewardCore::Score(std::vector<ScoreInpu
         absl::StrCat("reward: queue full (", max_queued_requests_, " requests waiting); retry later"));
   }
   queue_.push_back(pending);
+  TrackQueued(1);
   Pending* p = pending.get();
   if (!mu_.AwaitWithDeadline(absl::Condition(+[](Pending* p) { return p->done; }, p), deadline)) {
     // Still queued: leave the queue so that it is not scored for nobody. Being scored: its result is dropped.
     for (auto it = queue_.begin(); it != queue_.end(); ++it) {
       if (it->get() == p) {
         queue_.erase(it);
+        TrackQueued(-1);
         break;
       }
     }
@@ -97,6 +111,7 @@ void RewardCore::BatchLoop() {
         std::shared_ptr<Pending> p = queue_.front();
         if (p->deadline <= now) {  // its caller has given up (or is about to)
           queue_.pop_front();
+          TrackQueued(-1);
           p->result = absl::DeadlineExceededError("reward: deadline passed while queued");
           p->done = true;
           continue;
@@ -104,6 +119,7 @@ void RewardCore::BatchLoop() {
         int64_t size = static_cast<int64_t>(p->items.size());
         if (!batch.empty() && items + size > max_batch_items_) break;
         queue_.pop_front();
+        TrackQueued(-1);
         items += size;
         batch.push_back(std::move(p));
       }

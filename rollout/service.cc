@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "common/prometheus.h"
 #include "rollout/weight_update.h"
 
 namespace alignd::rollout {
@@ -109,16 +110,31 @@ absl::StatusOr<int64_t> RolloutService::CheckGenerate(const alignd::v1::Generate
 absl::StatusOr<std::vector<Sample>> RolloutService::GenerateRange(const alignd::v1::GenerateRequest& request,
                                                                   const SamplingParams& params, int64_t begin,
                                                                   int64_t end) {
+  // The requests waiting for or in generation (the engine runs one at a time), and the tokens generated.
+  metrics::Registry& registry = metrics::Registry::Default();
+  static constexpr char kQueued[] = "alignd_rollout_requests_in_flight";
+  static constexpr char kQueuedHelp[] = "Generate requests this process's rollout servers hold, waiting or generating.";
+  registry.GaugeAdd(kQueued, kQueuedHelp, {}, 1);
+  absl::StatusOr<std::vector<Sample>> samples;
   if (request.prompt_token_ids_size() > 0) {
     std::vector<std::vector<int32_t>> ids;
     for (int64_t i = begin; i < end; ++i) {
       const auto& p = request.prompt_token_ids(static_cast<int>(i)).ids();
       ids.emplace_back(p.begin(), p.end());
     }
-    return engine_->Generate(ids, params, nullptr, request.adapter());
+    samples = engine_->Generate(ids, params, nullptr, request.adapter());
+  } else {
+    std::vector<std::string> prompts(request.prompts().begin() + begin, request.prompts().begin() + end);
+    samples = engine_->GenerateText(prompts, params, nullptr, request.adapter());
   }
-  std::vector<std::string> prompts(request.prompts().begin() + begin, request.prompts().begin() + end);
-  return engine_->GenerateText(prompts, params, nullptr, request.adapter());
+  registry.GaugeAdd(kQueued, kQueuedHelp, {}, -1);
+  if (samples.ok()) {
+    double tokens = 0;
+    for (const Sample& s : *samples) tokens += static_cast<double>(s.token_ids.size());
+    registry.CounterAdd("alignd_rollout_generated_tokens_total", "Tokens the rollout servers of this process generated.",
+                        {}, tokens);
+  }
+  return samples;
 }
 
 grpc::Status RolloutService::Generate(grpc::ServerContext* context, const alignd::v1::GenerateRequest* request,

@@ -23,6 +23,8 @@
 #include "common/job_credential.h"
 #include "common/status.h"
 #include "common/compute_threads.h"
+#include "common/prometheus.h"
+#include "common/rpc_metrics.h"
 #include "common/threads.h"
 #include "coordinator/job_validation.h"
 #include "proto/alignd.grpc.pb.h"
@@ -214,6 +216,39 @@ class RendezvousRouter final : public v1::Rendezvous::Service {
   absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<rollout::StoreTable>> tables_ ABSL_GUARDED_BY(mu_);
 };
+
+// A learner step in Prometheus terms (common/prometheus.h): steps, tokens and weight syncs as counters and
+// histograms, and the last step's rates as gauges, labelled with the job.
+void RecordStepMetrics(const std::string& job_id, const Metrics& m) {
+  metrics::Registry& r = metrics::Registry::Default();
+  const metrics::Labels job = {{"job", job_id}};
+  auto get = [&m](const char* key) -> std::optional<double> {
+    auto it = m.find(key);
+    return it == m.end() ? std::nullopt : std::optional<double>(it->second);
+  };
+  r.CounterAdd("alignd_learner_steps_total", "Optimizer steps the learners of this process finished.", job);
+  if (auto s = get("time/step_s"); s && *s > 0) {
+    r.Observe("alignd_learner_step_seconds", "Wall time of a learner step.", job, *s);
+    r.GaugeSet("alignd_learner_steps_per_second", "1 / the last step's wall time.", job, 1.0 / *s);
+    if (auto tokens = get("train/tokens")) {
+      r.CounterAdd("alignd_learner_tokens_total", "Tokens the learners of this process trained on.", job, *tokens);
+      r.GaugeSet("alignd_learner_tokens_per_second", "Tokens trained on in the last step / its wall time.", job,
+                 *tokens / *s);
+    }
+  }
+  if (auto t = get("rollout/tokens_per_s")) {
+    r.GaugeSet("alignd_rollout_tokens_per_second", "Tokens per second of the last step's generation, as the learner "
+               "saw it (generated tokens / generation wall time).", job, *t);
+  }
+  if (auto sync = get("weights/sync_seconds")) {
+    r.Observe("alignd_weight_sync_seconds", "Wall time of publishing a weight version to the rollout workers.", job,
+              *sync);
+  }
+  if (auto bytes = get("weights/sync_bytes")) {
+    r.CounterAdd("alignd_weight_sync_bytes_total", "Bytes of weight versions sent to the rollout workers.", job,
+                 *bytes);
+  }
+}
 
 // A running assignment.
 struct Task {
@@ -577,6 +612,7 @@ struct WorkerNode::Impl {
     const std::string job_id = a.job_id();
     if (leader) {
       o.on_step = [this, job_id](int64_t step, const Metrics& metrics) {
+        RecordStepMetrics(job_id, metrics);
         v1::WorkerMessage m;
         v1::Progress* p = m.mutable_progress();
         p->set_job_id(job_id);
@@ -687,6 +723,7 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(NodeOptions option
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   grpc::ServerBuilder builder;
+  AddRpcMetrics(builder);
   int port = 0;
   builder.AddListeningPort(options.listen,
                            options.server_credentials ? options.server_credentials : grpc::InsecureServerCredentials(),

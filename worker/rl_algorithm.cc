@@ -173,6 +173,8 @@ class RlObjective : public Objective {
     }
     const double u = static_cast<double>(std::max<int64_t>(updates, 1));
     m["time/update_s"] = Seconds(update_start);
+    // The rollout batch's real tokens (prompt and response, all learners), each trained on `epochs` times.
+    m["train/tokens"] = r.attention.sum().item<double>() * static_cast<double>(p.epochs);
     m["policy/loss"] = pg_sum / u;
     m["policy/clipfrac"] = clip_sum / u;
     m["policy/approxkl"] = akl_sum / u;

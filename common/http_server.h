@@ -1,0 +1,57 @@
+// A small HTTP/1.1 server (cpp-httplib underneath) for the metrics endpoint and the coordinator's page: GET routes
+// with exact paths, served on their own threads until the server is destroyed.
+//
+// Thread safety: handlers run on the server's threads, several at once; they must be thread-safe.
+#ifndef ALIGND_COMMON_HTTP_SERVER_H_
+#define ALIGND_COMMON_HTTP_SERVER_H_
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace alignd {
+
+struct HttpRequest {
+  std::string path;
+  std::map<std::string, std::string> query;    // decoded
+  std::map<std::string, std::string> headers;  // lower-cased names
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string body;
+  std::map<std::string, std::string> headers;  // extra headers (Set-Cookie, ...)
+};
+
+using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
+
+class HttpServer {
+ public:
+  // Listens on `listen` (HOST:PORT, port 0: any free one) and serves `routes` (path -> handler; other paths 404).
+  // INVALID_ARGUMENT for a malformed address, UNAVAILABLE when it cannot bind.
+  static absl::StatusOr<std::unique_ptr<HttpServer>> Start(const std::string& listen,
+                                                           std::map<std::string, HttpHandler> routes);
+  ~HttpServer();  // stops listening and joins the server thread
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  int port() const;
+  const std::string& host() const;
+
+ private:
+  struct Impl;
+  explicit HttpServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Starts `--metrics-listen`: GET /metrics answers Registry::Default().Render(). An empty `listen` starts nothing
+// (nullptr). The bound address is logged as "metrics on http://HOST:PORT/metrics".
+absl::StatusOr<std::unique_ptr<HttpServer>> StartMetricsServer(const std::string& listen);
+
+}  // namespace alignd
+
+#endif  // ALIGND_COMMON_HTTP_SERVER_H_
