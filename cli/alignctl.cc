@@ -18,7 +18,8 @@ commands:
   list         list jobs (--state=PENDING,RUNNING; --output=json)
   cancel JOB   cancel an unfinished job
   watch JOB    print a job's events until it ends, progress as a bar with key metrics (submit --wait does the same)
-  logs JOB     print a job's events so far (--follow: until it ends): states, failures, restarts, progress, checkpoints
+  logs JOB     print a job's events so far (--follow: until it ends): states, failures, restarts, progress, checkpoints;
+               --plot=train/loss,reward/mean: a terminal chart of each metric over the steps instead
   workers      list registered workers, their roles and jobs (--output=json)
 
 Job commands take --coordinator=HOST:PORT (or ALIGND_COORDINATOR), --token (or ALIGND_TOKEN), --timeout=SECONDS and

@@ -17,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "cli/commands.h"
+#include "cli/plot.h"
 #include "common/file_util.h"
 #include "common/flags.h"
 #include "coordinator/job_client.h"
@@ -235,6 +236,45 @@ int WatchJob(JobClient& client, const std::string& id, absl::Duration timeout, c
   return kJobDidNotSucceed;
 }
 
+// `alignctl logs --plot`: one chart per metric in `names`, of the values the job's progress events carry so far. When
+// an attempt after a restart reports a step again, its value replaces the earlier one (as in metrics.jsonl).
+int PlotJob(JobClient& client, const std::string& id, absl::Duration timeout, const std::vector<std::string>& names,
+            const PlotOptions& options, std::ostream& out, std::ostream& err) {
+  std::map<std::string, std::map<int64_t, double>> series;
+  absl::Status status = client.Watch(
+      id, timeout,
+      [&](const v1::JobEvent& e) {
+        if (e.step() == 0) return;
+        for (const std::string& name : names) {
+          auto it = e.metrics().find(name);
+          if (it != e.metrics().end()) series[name][static_cast<int64_t>(e.step())] = it->second;
+        }
+      },
+      /*past_only=*/true);
+  if (!status.ok()) return ReportError(status, err);
+  for (size_t i = 0; i < names.size(); ++i) out << (i > 0 ? "\n" : "") << PlotMetric(names[i], series[names[i]], options);
+  return 0;
+}
+
+// --plot's metric names, or a usage error.
+absl::StatusOr<std::vector<std::string>> PlotNames(const FlagSet& flags) {
+  std::vector<std::string> names;
+  for (absl::string_view part : absl::StrSplit(flags.GetString("plot"), ',', absl::SkipWhitespace())) {
+    names.emplace_back(absl::StripAsciiWhitespace(part));
+  }
+  if (names.empty()) return absl::InvalidArgumentError("--plot: name at least one metric, e.g. train/loss,reward/mean");
+  if (flags.GetBool("follow")) {
+    return absl::InvalidArgumentError("--plot draws the steps so far and does not combine with --follow");
+  }
+  if (flags.GetString("output") == "json") {
+    return absl::InvalidArgumentError("--plot draws text; --output=json lists the events with all their metrics");
+  }
+  const int64_t width = flags.GetInt("plot-width"), height = flags.GetInt("plot-height");
+  if (width < 10 || width > 500) return absl::InvalidArgumentError("--plot-width must be in 10..500");
+  if (height < 2 || height > 200) return absl::InvalidArgumentError("--plot-height must be in 2..200");
+  return names;
+}
+
 WatchMode ModeFor(const FlagSet& flags, const std::ostream& out) {
   WatchMode mode;
   mode.json = flags.GetString("output") == "json";
@@ -297,15 +337,35 @@ int RunWatch(const Args& args, std::ostream& out, std::ostream& err) {
 }
 
 int RunLogs(const Args& args, std::ostream& out, std::ostream& err) {
-  FlagSet flags("alignctl logs JOB [--follow] [flags]\nPrints the job's events: state changes, failures and "
-                "restarts with their reasons, progress with metrics, checkpoints. Exit codes: 0 printed (with "
+  FlagSet flags("alignctl logs JOB [--follow | --plot train/loss,reward/mean] [flags]\nPrints the job's events: "
+                "state changes, failures and restarts with their reasons, progress with metrics, checkpoints; with "
+                "--plot, instead, a chart of each metric named over the steps so far. Exit codes: 0 printed (with "
                 "--follow: the job SUCCEEDED), 1 failed call, 2 usage, 3 (--follow) FAILED or CANCELLED.");
   DeclareConnectionFlags(flags);
   DeclareWaitTimeout(flags);
   flags.Bool("follow", false, "keep printing new events until the job ends");
+  flags.String("plot", "", "comma-separated metrics to chart over the steps (from the progress events)");
+  flags.Int("plot-width", 60, "--plot: columns of each chart");
+  flags.Int("plot-height", 12, "--plot: rows of each chart");
   if (int code = ParseFlags(flags, args, 1, out, err); code >= 0) return code;
+  std::vector<std::string> plot;
+  if (flags.IsSet("plot")) {
+    auto names = PlotNames(flags);
+    if (!names.ok()) {
+      ReportError(names.status(), err);
+      return 2;
+    }
+    plot = *std::move(names);
+  }
   auto client = Connect(flags);
   if (!client.ok()) return ReportError(client.status(), err);
+  if (!plot.empty()) {
+    PlotOptions options;
+    options.width = static_cast<int>(flags.GetInt("plot-width"));
+    options.height = static_cast<int>(flags.GetInt("plot-height"));
+    return PlotJob(**client, flags.positional()[0], absl::Seconds(flags.GetDouble("wait_timeout")), plot, options,
+                   out, err);
+  }
   WatchMode mode = ModeFor(flags, out);
   mode.past_only = !flags.GetBool("follow");
   mode.live = false;  // a log is a list of lines

@@ -54,7 +54,7 @@ int ServeUntilSignal(const std::function<int(absl::Notification* stop)>& serve);
 
 // alignctl job commands (cli/alignctl_jobs.cc), each with --coordinator/ALIGND_COORDINATOR, --token/ALIGND_TOKEN,
 // --timeout and --output=text|json: `submit SPEC [--wait]` (job id alone on the first line), `status JOB`, `list`, `cancel JOB`, `watch JOB`,
-// `logs JOB [--follow]`, `workers`.
+// `logs JOB [--follow | --plot METRIC,...]`, `workers`.
 int RunSubmit(const Args& args, std::ostream& out, std::ostream& err);
 int RunStatus(const Args& args, std::ostream& out, std::ostream& err);
 int RunList(const Args& args, std::ostream& out, std::ostream& err);

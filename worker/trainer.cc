@@ -25,6 +25,7 @@
 #include "common/status.h"
 #include "common/compute_threads.h"
 #include "common/device.h"
+#include "common/tfevents.h"
 #include "common/threads.h"
 #include "worker/algorithm.h"
 #include "worker/learner_group.h"
@@ -406,6 +407,13 @@ class Run {
     RETURN_IF_ERROR(WriteFileAtomic(path, kept));
     metrics_.open(path, std::ios::app);
     if (!metrics_) return absl::InternalError(absl::StrCat(path, ": cannot open for appending"));
+    // The same scalars for TensorBoard: a fresh run replaces tb/'s event files; a resumed one adds a file whose
+    // SessionLog START at resumed_from + 1 makes TensorBoard drop the older files' later steps, as above.
+    EventsWriter::Options tb;
+    tb.dir = JoinPath(spec_.output_dir, "tb");
+    tb.first_step = resumed_from + 1;
+    tb.fresh = resumed_from == 0;
+    ASSIGN_OR_RETURN(events_, EventsWriter::Create(tb));
     return WriteFileAtomic(JoinPath(spec_.output_dir, "spec.json"), SpecJson().dump(2));
   }
 
@@ -428,7 +436,7 @@ class Run {
     metrics_ << j.dump() << "\n";
     metrics_.flush();
     if (!metrics_) return absl::InternalError("cannot write metrics.jsonl");
-    return absl::OkStatus();
+    return events_->WriteScalars(step, m);
   }
 
   absl::Status SaveModelTo(const std::string& dir) {
@@ -558,6 +566,7 @@ class Run {
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   std::unique_ptr<Sampler> sampler_;
   std::ofstream metrics_;
+  std::unique_ptr<EventsWriter> events_;  // tb/, beside metrics_ (rank 0)
 };
 
 }  // namespace

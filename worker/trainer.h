@@ -5,6 +5,9 @@
 // The output folder holds:
 //   metrics.jsonl             one JSON object per logged step: {"step": N, "train/loss": ..., <algorithm metrics>}
 //                             and one per evaluation: {"step": N, "eval/...": ...}
+//   tb/                       the same scalars as TensorBoard event files (common/tfevents.h), one tag per key,
+//                             flushed each step; a resumed run adds a file, and TensorBoard drops the steps after
+//                             the checkpoint from the earlier ones, as metrics.jsonl drops their lines
 //   checkpoints/step-NNNNNN/  model (HF folder, or the PEFT adapter), optimizer.pt, rng.pt, trainer_state.json
 //   final/                    the final model as a Hugging Face folder (LoRA: merged into the base; bottleneck
 //                             adapters cannot be merged, so final/ holds the base and adapter/ the adapters)
@@ -22,7 +25,7 @@
 // trained tokens), and so are the step metrics (a count such as train/tokens becomes a weighted per-rank mean).
 // RL objectives (PPO, GRPO, RLOO) run the whole batch on every rank and only share the gradient average; rank 0's
 // metrics are logged. Every rank evaluates the whole eval set. Only rank 0 writes to the output folder (metrics,
-// spec.json, checkpoints, final/); with `resume` every rank restores the latest checkpoint there (a shared
+// tb/, spec.json, checkpoints, final/); with `resume` every rank restores the latest checkpoint there (a shared
 // filesystem), and the ranks meet after each checkpoint, so no rank runs ahead of one it may need. A failure on one
 // rank makes the others fail at their next collective (UNAVAILABLE, after the group's timeout at worst).
 #ifndef ALIGND_WORKER_TRAINER_H_

@@ -5,14 +5,18 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <map>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "cli/coordinator_command.h"
+#include "coordinator/job_manager.h"
+#include "coordinator/sqlite_job_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/cli/cli_runner.h"
@@ -89,6 +93,21 @@ class AlignctlTest : public ::testing::Test {
     return o.out.substr(0, o.out.find('\n'));
   }
 
+  // Stops the coordinator, stores `steps` as job `id`'s progress events (step 1, 2, ...) in its database, as its
+  // workers' reports would, and starts it again.
+  void RecordProgress(const std::string& id, const std::vector<std::map<std::string, double>>& steps) {
+    ASSERT_EQ(coordinator_->Stop(), 0);
+    {
+      auto store = coordinator::SqliteJobStore::Open(dir_ + "/jobs.db");
+      ASSERT_TRUE(store.ok()) << store.status();
+      auto jobs = coordinator::JobManager::Create(store->get(), {});
+      ASSERT_TRUE(jobs.ok()) << jobs.status();
+      ASSERT_TRUE((*jobs)->MarkScheduled(id, "placed by the test").ok());
+      for (size_t i = 0; i < steps.size(); ++i) ASSERT_TRUE((*jobs)->ReportProgress(id, i + 1, steps[i]).ok());
+    }
+    coordinator_ = std::make_unique<Coordinator>(dir_);
+  }
+
   std::string dir_, spec_;
   std::unique_ptr<Coordinator> coordinator_;
 };
@@ -150,6 +169,23 @@ TEST_F(AlignctlTest, LogsPrintsTheEventsSoFarAndFollowWaitsForTheEnd) {
   EXPECT_THAT(follow.out, HasSubstr("CANCELLED  attempt 0  cancelled by alice\n"));
   EXPECT_EQ(As(kBobToken, RunLogs, {id}).code, 1);  // someone else's job
   EXPECT_EQ(As(kAliceToken, RunLogs, {}).code, 2);
+}
+
+TEST_F(AlignctlTest, LogsPlotChartsEachMetricOfTheProgressEvents) {
+  const std::string id = Submit();
+  std::vector<std::map<std::string, double>> steps;
+  for (int s = 1; s <= 8; ++s) steps.push_back({{"train/loss", 3.0 - 0.25 * s}, {"reward/mean", 0.1 * s}});
+  ASSERT_NO_FATAL_FAILURE(RecordProgress(id, steps));
+  Outcome o = As(kAliceToken, RunLogs, {id, "--plot=train/loss, reward/mean,eval/loss", "--plot-width=20",
+                                        "--plot-height=5"});
+  ASSERT_EQ(o.code, 0) << o.err;
+  // A falling loss starts on the top row, a rising reward ends there in the last column; eval metrics are not in
+  // progress events.
+  EXPECT_THAT(o.out, StartsWith("train/loss  steps 1..8  (8 points)\n2.75 |*\n"));
+  EXPECT_THAT(o.out, HasSubstr("\nreward/mean  steps 1..8  (8 points)\n0.8 |" + std::string(19, ' ') + "*\n"));
+  EXPECT_THAT(o.out, HasSubstr("\n     1" + std::string(18, ' ') + "8\n"));
+  EXPECT_THAT(o.out, HasSubstr("\n\neval/loss: no points\n"));
+  EXPECT_THAT(o.out, Not(HasSubstr("submitted by alice")));  // charts instead of the event list
 }
 
 TEST_F(AlignctlTest, WorkersListsNoneOnAFreshCoordinator) {
@@ -253,6 +289,12 @@ TEST_F(AlignctlTest, UsageErrorsExitTwo) {
   Outcome unknown = Call(RunAlignctl, {"--coordinator=127.0.0.1:1", "lst"});
   EXPECT_EQ(unknown.code, 2);
   EXPECT_THAT(unknown.err, StartsWith("alignctl: unknown command \"lst\"\n"));
+  EXPECT_EQ(Call(RunLogs, {"job-000001", "--plot=train/loss", "--follow"}).code, 2);
+  EXPECT_EQ(Call(RunLogs, {"job-000001", "--plot=train/loss", "--output=json"}).code, 2);
+  EXPECT_EQ(Call(RunLogs, {"job-000001", "--plot=,"}).code, 2);
+  Outcome narrow = Call(RunLogs, {"job-000001", "--plot=train/loss", "--plot-width=3"});
+  EXPECT_EQ(narrow.code, 2);
+  EXPECT_THAT(narrow.err, HasSubstr("--plot-width must be in 10..500"));
   Outcome no_file = As(kAliceToken, RunSubmit, {dir_ + "/missing.yaml"});
   EXPECT_EQ(no_file.code, 1);
   EXPECT_THAT(no_file.err, StartsWith("error: NOT_FOUND: "));
