@@ -14,8 +14,21 @@
 #include "common/status.h"
 #include "proto/alignd.grpc.pb.h"
 #include "reward/registry.h"
+#include "reward/score_proto.h"
 
 namespace alignd::reward {
+
+v1::ScoreRequest ScoreRequestFor(const std::vector<ScoreInput>& inputs, size_t begin, size_t end) {
+  v1::ScoreRequest request;
+  for (size_t i = begin; i < end; ++i) {
+    v1::ScoreItem* item = request.add_items();
+    item->set_prompt(inputs[i].prompt);
+    item->set_response(inputs[i].response);
+    item->mutable_fields()->insert(inputs[i].fields.begin(), inputs[i].fields.end());
+  }
+  return request;
+}
+
 namespace {
 
 struct ServerOptions {
@@ -43,13 +56,7 @@ class ServerScorer : public Scorer {
     const size_t step = static_cast<size_t>(options_.max_items);
     for (size_t begin = 0; begin < inputs.size(); begin += step) {
       const size_t end = std::min(inputs.size(), begin + step);
-      v1::ScoreRequest request;
-      for (size_t i = begin; i < end; ++i) {
-        v1::ScoreItem* item = request.add_items();
-        item->set_prompt(inputs[i].prompt);
-        item->set_response(inputs[i].response);
-        item->mutable_fields()->insert(inputs[i].fields.begin(), inputs[i].fields.end());
-      }
+      const v1::ScoreRequest request = ScoreRequestFor(inputs, begin, end);
       v1::ScoreResponse response;
       grpc::Status s;
       for (int64_t attempt = 0;; ++attempt) {

@@ -16,6 +16,7 @@
 #include "common/grpc_status.h"
 #include "common/status.h"
 #include "proto/alignd.grpc.pb.h"
+#include "reward/score_proto.h"
 #include "rollout/weight_broadcast.h"
 #include "rollout/weight_update.h"
 #include "common/logging.h"  // last: LOG is glog's
@@ -193,13 +194,7 @@ class RemoteReward : public reward::Reward {
     RETURN_IF_ERROR(RunParallel(servers, [&](size_t server) -> absl::Status {
       for (size_t call = server; call < calls; call += servers) {
         const size_t begin = call * max_items_, end = std::min(n, begin + max_items_);
-        v1::ScoreRequest request;
-        for (size_t i = begin; i < end; ++i) {
-          v1::ScoreItem* item = request.add_items();
-          item->set_prompt(inputs[i].prompt);
-          item->set_response(inputs[i].response);
-          item->mutable_fields()->insert(inputs[i].fields.begin(), inputs[i].fields.end());
-        }
+        const v1::ScoreRequest request = reward::ScoreRequestFor(inputs, begin, end);
         v1::ScoreResponse response;
         grpc::Status s = CallPeer(answered_[server], services_.arrival_window, [&] {
           grpc::ClientContext context;

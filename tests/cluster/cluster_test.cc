@@ -208,7 +208,7 @@ class ClusterTest : public ::testing::Test {
     FAIL() << "workers did not register";
   }
 
-  std::string Spec(const std::string& name, const std::string& extra = "") const {
+  std::string Spec(const std::string& name, const std::string& extra = "", int steps = 8) const {
     return absl::StrCat(extra, R"(name: )", name, R"(
 algorithm: ppo
 output_dir: )", root_, "/runs/", name, R"(
@@ -222,7 +222,7 @@ data:
   max_length: 96
   max_prompt_length: 64
 train:
-  steps: 8
+  steps: )", steps, R"(
   batch_size: 8
   lr: 1.0e-3
   warmup_steps: 0
@@ -468,7 +468,10 @@ std::pair<grpc::StatusCode, absl::Duration> CallWorker(
 }
 
 TEST_F(SecuredClusterTest, WorkerServersAdmitOnlyTheirJobsMembers) {
-  auto submitted = client_->Submit(Spec("guarded"), "guarded");
+  // Long enough that the job is still running while every check below is made, on a loaded machine too: with 8 steps
+  // this test failed once in a loaded run (not reproduced in 4 more), and a job that ends first makes the workers
+  // answer "idle" instead.
+  auto submitted = client_->Submit(Spec("guarded", "", 30), "guarded");
   ASSERT_TRUE(submitted.ok()) << submitted.status();
   const std::string id = submitted->id();
   ASSERT_TRUE(WaitStep(id, 2)) << Logs();

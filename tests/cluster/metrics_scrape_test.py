@@ -13,7 +13,6 @@ every loop is bounded.
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,19 +21,10 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from proc_util import stop, wait_for_line  # noqa: E402
+
 STEPS = 6
-
-
-def wait_for_line(log, pattern, proc, seconds):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        m = re.search(pattern, open(log).read())
-        if m:
-            return m
-        if proc.poll() is not None:
-            sys.exit(f"exited early ({proc.returncode}):\n{open(log).read()[-3000:]}")
-        time.sleep(0.1)
-    sys.exit(f"no {pattern!r} within {seconds}s:\n{open(log).read()[-3000:]}")
 
 
 def scrape(url):
@@ -167,12 +157,7 @@ resources:
     finally:
         if job is not None and job.poll() is None:
             job.kill()
-        if local is not None and local.poll() is None:
-            local.send_signal(signal.SIGTERM)
-            try:
-                local.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                local.kill()
+        stop(local)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -13,36 +13,15 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from proc_util import stop, wait_for_line  # noqa: E402
+
 STEPS = 3
-
-
-def wait_for_line(proc_log, pattern, proc, seconds):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        text = open(proc_log).read()
-        m = re.search(pattern, text)
-        if m:
-            return m
-        if proc.poll() is not None:
-            sys.exit(f"exited early ({proc.returncode}):\n{text[-3000:]}")
-        time.sleep(0.1)
-    sys.exit(f"no line matching {pattern!r} within {seconds}s:\n{open(proc_log).read()[-3000:]}")
-
-
-def stop(proc):
-    if proc is not None and proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def main():
