@@ -20,39 +20,39 @@ absl::Status PartParams::Error(absl::string_view key, absl::string_view what) co
   return absl::InvalidArgumentError(absl::StrCat(spec_.where, key.empty() ? "" : ".", key, ": ", what));
 }
 
-absl::Status PartParams::Get(const std::string& key, std::string* out) {
+const std::string* PartParams::Read(const std::string& key) {
   read_.push_back(key);
   auto it = spec_.params.find(key);
-  if (it != spec_.params.end()) *out = it->second;
+  return it == spec_.params.end() ? nullptr : &it->second;
+}
+
+absl::Status PartParams::Get(const std::string& key, std::string* out) {
+  if (const std::string* text = Read(key)) *out = *text;
   return absl::OkStatus();
 }
 
-absl::Status PartParams::Get(const std::string& key, double* out) {
-  std::string text;
-  RETURN_IF_ERROR(Get(key, &text));
-  if (!spec_.params.count(key)) return absl::OkStatus();
-  double v;
-  if (!absl::SimpleAtod(text, &v) || !std::isfinite(v)) {
-    return Error(key, absl::StrCat("cannot read \"", text, "\" as a finite number"));
-  }
+template <typename T, typename Parse>
+absl::Status PartParams::GetParsed(const std::string& key, T* out, Parse parse, absl::string_view what) {
+  const std::string* text = Read(key);
+  if (text == nullptr) return absl::OkStatus();
+  T v;
+  if (!parse(*text, &v)) return Error(key, absl::StrCat("cannot read \"", *text, "\" as ", what));
   *out = v;
   return absl::OkStatus();
 }
 
+absl::Status PartParams::Get(const std::string& key, double* out) {
+  return GetParsed(
+      key, out, [](const std::string& t, double* v) { return absl::SimpleAtod(t, v) && std::isfinite(*v); },
+      "a finite number");
+}
+
 absl::Status PartParams::Get(const std::string& key, int64_t* out) {
-  std::string text;
-  RETURN_IF_ERROR(Get(key, &text));
-  if (!spec_.params.count(key)) return absl::OkStatus();
-  if (!absl::SimpleAtoi(text, out)) return Error(key, absl::StrCat("cannot read \"", text, "\" as an integer"));
-  return absl::OkStatus();
+  return GetParsed(key, out, [](const std::string& t, int64_t* v) { return absl::SimpleAtoi(t, v); }, "an integer");
 }
 
 absl::Status PartParams::Get(const std::string& key, bool* out) {
-  std::string text;
-  RETURN_IF_ERROR(Get(key, &text));
-  if (!spec_.params.count(key)) return absl::OkStatus();
-  if (!absl::SimpleAtob(text, out)) return Error(key, absl::StrCat("cannot read \"", text, "\" as true or false"));
-  return absl::OkStatus();
+  return GetParsed(key, out, [](const std::string& t, bool* v) { return absl::SimpleAtob(t, v); }, "true or false");
 }
 
 absl::Status PartParams::Require(const std::string& key, std::string* out) {

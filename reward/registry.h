@@ -89,6 +89,11 @@ class PartParams {
   absl::Status Error(absl::string_view key, absl::string_view what) const;
 
  private:
+  // The value of `key` (nullptr when absent), noting that it was read.
+  const std::string* Read(const std::string& key);
+  template <typename T, typename Parse>
+  absl::Status GetParsed(const std::string& key, T* out, Parse parse, absl::string_view what);
+
   const RewardPartSpec& spec_;
   std::vector<std::string> read_;
 };

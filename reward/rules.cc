@@ -1,8 +1,11 @@
 #include "reward/rules.h"
 
+#include <glog/logging.h>
 #include <re2/re2.h>
 
+#include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <set>
 #include <utility>
 #include <vector>
@@ -13,7 +16,6 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
-#include <glog/logging.h>
 #include "common/status.h"
 #include "reward/registry.h"
 
@@ -105,11 +107,9 @@ double RepeatedNgramFraction(absl::string_view text, int64_t n) {
 
 namespace {
 
-// A part computed item by item; `f` answers nullopt where the part does not apply.
-template <typename F>
-class RuleScorer : public Scorer {
+class ItemScorer : public Scorer {
  public:
-  explicit RuleScorer(F f) : f_(std::move(f)) {}
+  explicit ItemScorer(std::function<std::optional<double>(const ScoreInput&)> f) : f_(std::move(f)) {}
   absl::StatusOr<std::vector<std::optional<double>>> ScoreBatch(const std::vector<ScoreInput>& inputs) override {
     std::vector<std::optional<double>> out;
     out.reserve(inputs.size());
@@ -118,13 +118,22 @@ class RuleScorer : public Scorer {
   }
 
  private:
-  F f_;
+  std::function<std::optional<double>(const ScoreInput&)> f_;
 };
 
+}  // namespace
+
+std::unique_ptr<Scorer> MakeItemScorer(std::function<std::optional<double>(const ScoreInput&)> f) {
+  return std::make_unique<ItemScorer>(std::move(f));
+}
+
+namespace {
+
+// The scorer of `f`, or (checking only, without a context) none.
 template <typename F>
 absl::StatusOr<std::unique_ptr<Scorer>> Rule(F f, const ScorerContext* context) {
   if (context == nullptr) return std::unique_ptr<Scorer>();
-  return std::unique_ptr<Scorer>(new RuleScorer<F>(std::move(f)));
+  return MakeItemScorer(std::move(f));
 }
 
 absl::StatusOr<std::shared_ptr<const RE2>> CompileRegex(PartParams& params, const std::string& key,
@@ -157,8 +166,8 @@ absl::StatusOr<Extractor> ReadExtractor(PartParams& params, const std::string& m
   std::string pattern;
   RETURN_IF_ERROR(params.Get(method_key, &e.method));
   RETURN_IF_ERROR(params.Get(pattern_key, &pattern));
-  static const std::set<std::string> kMethods = {"last_number", "boxed", "regex", "whole"};
-  if (!kMethods.count(e.method)) {
+  constexpr absl::string_view kMethods[] = {"last_number", "boxed", "regex", "whole"};
+  if (std::find(std::begin(kMethods), std::end(kMethods), e.method) == std::end(kMethods)) {
     return params.Error(method_key,
                         absl::StrCat("\"", e.method, "\" is not one of last_number, boxed, regex, whole"));
   }

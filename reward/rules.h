@@ -6,13 +6,18 @@
 
 #include <cstdint>
 #include <optional>
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "reward/scorer.h"
 
 namespace alignd::reward {
+
+// A part computed item by item: `f` answers nullopt where the part does not apply (reward/scorer.h).
+std::unique_ptr<Scorer> MakeItemScorer(std::function<std::optional<double>(const ScoreInput&)> f);
 
 // The last number in `text` (an optional sign, digits with optional thousands commas, an optional fraction and
 // exponent), as written; nullopt when there is none.

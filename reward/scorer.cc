@@ -62,6 +62,19 @@ absl::StatusOr<std::vector<ScoreResult>> ScoreWeighted(std::vector<WeightedScore
   return out;
 }
 
+std::map<std::string, double> PartMeans(const std::vector<ScoreResult>& results) {
+  std::map<std::string, std::pair<double, int64_t>> sums;  // sum, count
+  for (const ScoreResult& r : results) {
+    for (const auto& [name, value] : r.parts) {
+      sums[name].first += value;
+      ++sums[name].second;
+    }
+  }
+  std::map<std::string, double> means;
+  for (const auto& [name, sum] : sums) means[name] = sum.first / static_cast<double>(sum.second);
+  return means;
+}
+
 namespace {
 
 class LocalReward : public Reward {

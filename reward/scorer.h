@@ -62,6 +62,9 @@ struct ScoreResult {
 absl::StatusOr<std::vector<ScoreResult>> ScoreWeighted(std::vector<WeightedScorer>& parts,
                                                        const std::vector<ScoreInput>& inputs);
 
+// Each part's mean over the results it appears in (the inputs it applies to), by name.
+std::map<std::string, double> PartMeans(const std::vector<ScoreResult>& results);
+
 // A job's whole reward: the weighted parts, wherever they run.
 class Reward {
  public:

@@ -8,25 +8,17 @@
 
 #include "common/synth.h"
 #include "reward/registry.h"
+#include "reward/rules.h"
 
 namespace alignd::reward {
 namespace {
 
-// A toy rule: `f(response, record)` for records whose kind is accepted, nullopt for the others.
-class ToyScorer : public Scorer {
- public:
-  using Fn = std::function<std::optional<double>(absl::string_view kind, const ScoreInput& in)>;
-  explicit ToyScorer(Fn f) : f_(std::move(f)) {}
-  absl::StatusOr<std::vector<std::optional<double>>> ScoreBatch(const std::vector<ScoreInput>& inputs) override {
-    std::vector<std::optional<double>> out;
-    out.reserve(inputs.size());
-    for (const ScoreInput& in : inputs) out.push_back(f_(in.Field("kind").value_or(""), in));
-    return out;
-  }
+// A toy rule: f(the record's kind, input), nullopt for the kinds it does not score.
+using ToyFn = std::function<std::optional<double>(absl::string_view kind, const ScoreInput& in)>;
 
- private:
-  Fn f_;
-};
+std::unique_ptr<Scorer> ToyScorer(ToyFn f) {
+  return MakeItemScorer([f](const ScoreInput& in) { return f(in.Field("kind").value_or(""), in); });
+}
 
 std::optional<double> Arithmetic(absl::string_view kind, const ScoreInput& in) {
   if (kind != "arithmetic") return std::nullopt;
@@ -48,22 +40,22 @@ std::optional<double> Brevity(absl::string_view, const ScoreInput& in) {
 }
 
 // A refusal detector for one kind.
-ToyScorer::Fn RefusedWhen(std::string wanted) {
+ToyFn RefusedWhen(std::string wanted) {
   return [wanted](absl::string_view kind, const ScoreInput& in) -> std::optional<double> {
     if (kind != wanted) return std::nullopt;
     return IsRefusal(in.response) ? 1.0 : 0.0;
   };
 }
 
-PartType Type(std::string name, ToyScorer::Fn f) {
+PartType Type(std::string name, ToyFn f) {
   return PartType{std::move(name), [f](PartParams&, const ScorerContext* context) -> absl::StatusOr<std::unique_ptr<Scorer>> {
                     if (context == nullptr) return std::unique_ptr<Scorer>();
-                    return std::unique_ptr<Scorer>(new ToyScorer(f));
+                    return ToyScorer(f);
                   }};
 }
 
-TaskMetric Metric(std::string name, ToyScorer::Fn f) {
-  return TaskMetric{std::move(name), [f] { return std::unique_ptr<Scorer>(new ToyScorer(f)); }};
+TaskMetric Metric(std::string name, ToyFn f) {
+  return TaskMetric{std::move(name), [f] { return ToyScorer(f); }};
 }
 
 }  // namespace

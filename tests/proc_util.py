@@ -29,3 +29,9 @@ def stop(proc, seconds=30):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def init_tiny_model(alignd, out):
+    """A fresh 2-layer, 32-wide Llama-style model with alignd's byte tokenizer in `out` (`alignd init`)."""
+    subprocess.run([alignd, "init", "--out", out, "--hidden-size", "32", "--layers", "2", "--heads", "2",
+                    "--kv-heads", "1", "--max-positions", "256", "--seed", "3"], check=True, stdout=subprocess.DEVNULL)

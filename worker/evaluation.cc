@@ -127,16 +127,11 @@ absl::StatusOr<GenerationEvalResult> Evaluate(const std::vector<Record>& records
 
   if (Wants(options, "reward_mean")) {
     ASSIGN_OR_RETURN(std::vector<reward::ScoreResult> scored, models.reward->Score(inputs));
-    std::map<std::string, std::vector<std::optional<double>>> parts;
     for (size_t i = 0; i < records.size(); ++i) {
       result.prompts[i].reward = scored[i].total;
       result.prompts[i].reward_parts = scored[i].parts;
-      for (const auto& [name, value] : scored[i].parts) {
-        parts[name].resize(records.size());
-        parts[name][i] = value;
-      }
     }
-    for (const auto& [name, values] : parts) result.reward_parts[name] = reward::MeanOfSet(values).mean.value_or(0);
+    result.reward_parts = reward::PartMeans(scored);
   }
   if (Wants(options, "kl_to_ref")) {
     // Both sides through the same full forward pass (not the engine's cached log-probs), so a model that is its own

@@ -261,14 +261,7 @@ class RlObjective : public Objective {
     const auto score_start = std::chrono::steady_clock::now();
     ASSIGN_OR_RETURN(std::vector<reward::ScoreResult> scored, rewards_->Score(inputs));
     std::vector<double> totals;
-    std::map<std::string, std::vector<std::optional<double>>> parts;
-    for (size_t i = 0; i < scored.size(); ++i) {
-      totals.push_back(scored[i].total);
-      for (const auto& [name, value] : scored[i].parts) {
-        parts[name].resize(scored.size());
-        parts[name][i] = value;
-      }
-    }
+    for (const reward::ScoreResult& result : scored) totals.push_back(result.total);
     (*m)["time/score_s"] = Seconds(score_start);
     (*m)["time/generate_s"] = generate_seconds;
     if (publisher_) (*m)["rollout/staleness"] = static_cast<double>(staleness);
@@ -321,10 +314,7 @@ class RlObjective : public Objective {
     (*m)["objective/kl"] =
         ((r.old_logp - r.ref_logp) * r.response).sum(1).mean().item<double>();
     // Each part's mean over the samples it applies to, and the registry's task metrics over theirs.
-    for (const auto& [name, values] : parts) {
-      const reward::Mean mean = reward::MeanOfSet(values);
-      if (mean.mean.has_value()) (*m)["reward/parts/" + name] = *mean.mean;
-    }
+    for (const auto& [name, mean] : reward::PartMeans(scored)) (*m)["reward/parts/" + name] = mean;
     ASSIGN_OR_RETURN(auto task, reward::ScoreTaskMetrics(reward::DefaultRegistry().MetricNames(), inputs));
     for (const auto& [name, values] : task) {
       const reward::Mean mean = reward::MeanOfSet(values);

@@ -22,7 +22,7 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from proc_util import stop, wait_for_line  # noqa: E402
+from proc_util import init_tiny_model, stop, wait_for_line  # noqa: E402
 
 STEPS = 6
 
@@ -52,9 +52,7 @@ def main():
         subprocess.run([alignctl, "data", "synth", "--out", f"{work}/data", "--pretrain", "10", "--sft-train", "10",
                         "--sft-eval", "2", "--pref-train", "10", "--pref-eval", "2", "--prompts-train", "40",
                         "--prompts-eval", "4"], check=True, stdout=subprocess.DEVNULL)
-        subprocess.run([alignd, "init", "--out", f"{work}/policy", "--hidden-size", "32", "--layers", "2",
-                        "--heads", "2", "--kv-heads", "1", "--max-positions", "256", "--seed", "3"], check=True,
-                       stdout=subprocess.DEVNULL)
+        init_tiny_model(alignd, f"{work}/policy")
         log = os.path.join(work, "local.log")
         local = subprocess.Popen([alignd, "local", "--dir", f"{work}/cluster", "--listen", "127.0.0.1:0",
                                   "--metrics-listen", "127.0.0.1:0", "--threads", "1"],

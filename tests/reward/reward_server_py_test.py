@@ -19,7 +19,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from proc_util import stop, wait_for_line  # noqa: E402
+from proc_util import init_tiny_model, stop, wait_for_line  # noqa: E402
 
 STEPS = 3
 
@@ -42,9 +42,7 @@ def main():
 
         subprocess.run([alignctl, "data", "synth", "--task", "math", "--out", f"{work}/data", "--math_sft", "10",
                         "--math_train", "32", "--math_eval", "4"], check=True, stdout=subprocess.DEVNULL)
-        subprocess.run([alignd, "init", "--out", f"{work}/policy", "--hidden_size", "32", "--layers", "2",
-                        "--heads", "2", "--kv_heads", "1", "--max_positions", "256", "--seed", "3"], check=True,
-                       stdout=subprocess.DEVNULL)
+        init_tiny_model(alignd, f"{work}/policy")
 
         local_log = os.path.join(work, "local.log")
         local = subprocess.Popen([alignd, "local", "--dir", f"{work}/cluster", "--listen", "127.0.0.1:0",

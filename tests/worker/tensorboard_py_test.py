@@ -26,6 +26,9 @@ from tensorboard.backend.event_processing import plugin_event_accumulator
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.util import tensor_util
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from proc_util import init_tiny_model  # noqa: E402
+
 STEPS = 6
 CHECKPOINT = 4
 
@@ -92,8 +95,7 @@ def main():
     work = tempfile.mkdtemp(prefix="tensorboard_py_", dir=os.environ.get("TEST_TMPDIR") or None)
     subprocess.run([alignctl, "data", "synth", "--task", "math", "--out", f"{work}/data", "--math_sft", "4",
                     "--math_train", "16", "--math_eval", "4"], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([alignd, "init", "--out", f"{work}/policy", "--hidden_size", "32", "--layers", "2", "--heads", "2",
-                    "--kv_heads", "1", "--max_positions", "256", "--seed", "3"], check=True, stdout=subprocess.DEVNULL)
+    init_tiny_model(alignd, f"{work}/policy")
     out = f"{work}/runs/tb"
     spec = os.path.join(work, "grpo.yaml")
     with open(spec, "w") as f:
