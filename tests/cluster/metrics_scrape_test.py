@@ -60,9 +60,15 @@ def main():
         url = wait_for_line(log, r"metrics on (http://127\.0\.0\.1:\d+/metrics)", local, 120).group(1)
         coordinator = wait_for_line(log, r"coordinator on (127\.0\.0\.1:\d+)", local, 120).group(1)
 
-        # Before any job: the scrape parses and the workers' leases are there.
-        _, fams = scrape(url)
-        leases = samples(fams, "alignd_worker_lease_remaining_seconds")
+        # Before any job: the scrape parses and, once the workers have registered (they do so on their own, a moment
+        # after the coordinator is up), their three leases are there.
+        deadline = time.time() + 60
+        while True:
+            _, fams = scrape(url)
+            leases = samples(fams, "alignd_worker_lease_remaining_seconds")
+            if len(leases) == 3 or time.time() > deadline:
+                break
+            time.sleep(0.05)
         assert len(leases) == 3, leases
         assert all(0 < s.value <= 10 for s in leases), leases
 
