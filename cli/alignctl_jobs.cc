@@ -7,6 +7,7 @@
 #include <iostream>
 #include <map>
 #include <random>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -22,6 +23,7 @@
 #include "common/flags.h"
 #include "coordinator/job_client.h"
 #include "coordinator/job_validation.h"
+#include "coordinator/metric_series.h"
 
 namespace alignd::cli {
 namespace {
@@ -240,15 +242,13 @@ int WatchJob(JobClient& client, const std::string& id, absl::Duration timeout, c
 // an attempt after a restart reports a step again, its value replaces the earlier one (as in metrics.jsonl).
 int PlotJob(JobClient& client, const std::string& id, absl::Duration timeout, const std::vector<std::string>& names,
             const PlotOptions& options, std::ostream& out, std::ostream& err) {
-  std::map<std::string, std::map<int64_t, double>> series;
+  const std::set<std::string> wanted(names.begin(), names.end());
+  coordinator::MetricSeries series;
   absl::Status status = client.Watch(
       id, timeout,
       [&](const v1::JobEvent& e) {
-        if (e.step() == 0) return;
-        for (const std::string& name : names) {
-          auto it = e.metrics().find(name);
-          if (it != e.metrics().end()) series[name][static_cast<int64_t>(e.step())] = it->second;
-        }
+        coordinator::AddToSeries(e.step(), e.metrics(), [&](const std::string& n) { return wanted.count(n) > 0; },
+                                 &series);
       },
       /*past_only=*/true);
   if (!status.ok()) return ReportError(status, err);

@@ -11,8 +11,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "cli/commands.h"
-#include "common/file_util.h"
+#include "cli/coordinator_command.h"
 #include "common/device.h"
+#include "common/file_util.h"
 #include "common/flags.h"
 #include "common/http_server.h"
 #include "common/status.h"
@@ -131,6 +132,8 @@ int ServeLocal(const Args& args, std::ostream& out, std::ostream& err, absl::Not
   flags.String("device", "cpu", "cpu, cuda or cuda:N: every worker's device (cuda: they share that one GPU)");
   flags.String("metrics-listen", "", "HOST:PORT to serve the process's Prometheus metrics on, at /metrics (port 0: "
                "any free; default: none)");
+  flags.String("http-listen", "", "loopback HOST:PORT to serve the page on: jobs, curves, workers (port 0: any free; "
+               "default: none)");
   if (auto code = ParseFlags(flags, args,
                              "Runs a coordinator and workers in this one process on loopback, with SQLite under "
                              "--dir; alignctl talks to it like to any cluster. Stops on SIGINT/SIGTERM.",
@@ -193,10 +196,18 @@ int ServeLocal(const Args& args, std::ostream& out, std::ostream& err, absl::Not
     return ReportError(metrics.status(), err);
   }
   if (*metrics) out << "metrics on http://" << (*metrics)->host() << ":" << (*metrics)->port() << "/metrics" << std::endl;
+  coordinator::WebUi web((*server)->manager(), (*server)->workers(), &(*server)->auth(), {});
+  auto page = StartPage(&web, flags.GetString("http-listen"), out);
+  if (!page.ok()) {
+    nodes.clear();
+    (*server)->Shutdown();
+    return ReportError(page.status(), err);
+  }
   out << "alignd local: coordinator on " << address << " (jobs in " << co.db_path << "); " << learners
       << " learner, " << rollout << " rollout, " << reward << " reward worker(s). Submit with: alignctl submit "
       << "SPEC.yaml --wait --coordinator=" << address << std::endl;
   stop->WaitForNotification();
+  page->reset();
   for (auto& n : nodes) n->Stop();
   (*server)->Shutdown();
   (*server)->Wait();

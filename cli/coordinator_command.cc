@@ -3,9 +3,20 @@
 #include "absl/strings/str_split.h"
 #include "common/flags.h"
 #include "common/http_server.h"
+#include "common/status.h"
 #include "coordinator/coordinator_server.h"
 
 namespace alignd::cli {
+
+absl::StatusOr<std::unique_ptr<HttpServer>> StartPage(coordinator::WebUi* web, const std::string& listen,
+                                                      std::ostream& out) {
+  if (listen.empty()) return std::unique_ptr<HttpServer>();
+  ASSIGN_OR_RETURN(std::unique_ptr<HttpServer> server, web->Serve(listen));
+  const bool v6 = server->host().find(':') != std::string::npos;
+  out << "page on http://" << (v6 ? "[" : "") << server->host() << (v6 ? "]" : "") << ":" << server->port() << "/"
+      << std::endl;
+  return server;
+}
 
 int ServeCoordinator(const Args& args, std::ostream& out, std::ostream& err, const std::function<void(int)>& ready,
                      absl::Notification* stop) {
@@ -22,6 +33,8 @@ int ServeCoordinator(const Args& args, std::ostream& out, std::ostream& err, con
   flags.Int("lease-ttl-ms", 10000, "a worker that sends nothing for this long is dead and its job restarts");
   flags.String("metrics-listen", "", "HOST:PORT to serve Prometheus metrics on, at /metrics (port 0: any free; "
                "default: none)");
+  flags.String("http-listen", "", "HOST:PORT to serve the page on: jobs, curves, workers (port 0: any free; default: "
+               "none). Signs in with the job API's tokens; non-loopback needs --auth-tokens");
   if (auto stop = ParseFlags(flags, args, "", out, err)) return *stop;
   if (flags.GetString("db").empty()) {
     err << "error: --db is required\n" << flags.Usage();
@@ -51,10 +64,14 @@ int ServeCoordinator(const Args& args, std::ostream& out, std::ostream& err, con
   if (!server.ok()) return ReportError(server.status(), err);
   auto metrics = StartMetricsServer(flags.GetString("metrics-listen"));
   if (!metrics.ok()) return ReportError(metrics.status(), err);
+  coordinator::WebUi web((*server)->manager(), (*server)->workers(), &(*server)->auth(), {});
+  auto page = StartPage(&web, flags.GetString("http-listen"), out);
+  if (!page.ok()) return ReportError(page.status(), err);
   out << "coordinator listening on port " << (*server)->port() << std::endl;
   if (*metrics) out << "metrics on http://" << (*metrics)->host() << ":" << (*metrics)->port() << "/metrics" << std::endl;
   ready((*server)->port());
   stop->WaitForNotification();
+  page->reset();
   (*server)->Shutdown();
   (*server)->Wait();
   return 0;

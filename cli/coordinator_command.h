@@ -4,10 +4,15 @@
 #define ALIGND_CLI_COORDINATOR_COMMAND_H_
 
 #include <functional>
+#include <memory>
 #include <ostream>
+#include <string>
 
+#include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
 #include "cli/commands.h"
+#include "common/http_server.h"
+#include "coordinator/web_ui.h"
 
 namespace alignd::cli {
 
@@ -15,6 +20,11 @@ namespace alignd::cli {
 // `stop` is notified and the server has shut down. Exit codes as RunCoordinator.
 int ServeCoordinator(const Args& args, std::ostream& out, std::ostream& err, const std::function<void(int)>& ready,
                      absl::Notification* stop);
+
+// `--http-listen`: serves `web` (the coordinator's page) on `listen` and prints "page on http://HOST:PORT/" to `out`;
+// nullptr for an empty `listen`. The server must be destroyed before `web`.
+absl::StatusOr<std::unique_ptr<HttpServer>> StartPage(coordinator::WebUi* web, const std::string& listen,
+                                                      std::ostream& out);
 
 }  // namespace alignd::cli
 

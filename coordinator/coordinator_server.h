@@ -76,6 +76,8 @@ class CoordinatorServer {
   void Wait();
 
   JobManager* manager() { return manager_.get(); }
+  // The tokens the job API accepts (the page's auth uses them too).
+  const TokenAuthenticator& auth() const { return *auth_; }
   WorkerRegistry* workers() { return workers_.get(); }
 
  private:

@@ -611,8 +611,7 @@ struct WorkerNode::Impl {
     o.cancelled = [&task] { return task.cancelled.load(); };
     const std::string job_id = a.job_id();
     if (leader) {
-      o.on_step = [this, job_id](int64_t step, const Metrics& metrics) {
-        RecordStepMetrics(job_id, metrics);
+      auto report = [this, job_id](int64_t step, const Metrics& metrics) {
         v1::WorkerMessage m;
         v1::Progress* p = m.mutable_progress();
         p->set_job_id(job_id);
@@ -620,6 +619,11 @@ struct WorkerNode::Impl {
         for (const auto& [k, v] : metrics) (*p->mutable_metrics())[k] = v;
         Send(std::move(m));
       };
+      o.on_step = [this, job_id, report](int64_t step, const Metrics& metrics) {
+        RecordStepMetrics(job_id, metrics);
+        report(step, metrics);
+      };
+      o.on_eval = report;  // eval/... metrics at their step, for the page and `alignctl logs --plot`
       o.on_checkpoint = [this, job_id](int64_t step, const std::string& dir) {
         v1::WorkerMessage m;
         v1::Progress* p = m.mutable_progress();

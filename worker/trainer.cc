@@ -387,7 +387,10 @@ class Run {
       m = TorchErrorStatus(e, absl::StrCat("evaluation on ", ctx_.device.str()));
     }
     ctx_.model->train();
-    if (m.ok() && !m->empty()) RETURN_IF_ERROR(Log(step, *m));
+    if (m.ok() && !m->empty()) {
+      RETURN_IF_ERROR(Log(step, *m));
+      if (options_.on_eval) options_.on_eval(step, *m);
+    }
     return m;
   }
 

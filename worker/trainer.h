@@ -53,6 +53,8 @@ struct TrainOptions {
   bool resume = false;             // continue from the latest checkpoint in the output folder, if there is one
   int64_t stop_after_step = 0;     // > 0: stop (as if killed) after this step, without writing final/; for tests
   std::function<void(int64_t step, const Metrics&)> on_step;  // called after every step (progress reporting)
+  // Called after each evaluation (eval_every, and at the end) with its metrics ("eval/..."), when there are any.
+  std::function<void(int64_t step, const Metrics&)> on_eval;
   // Data-parallel learners (not owned; null = a single learner); see "Data parallelism" above.
   LearnerGroup* group = nullptr;
   // PPO/GRPO/RLOO in a distributed job: the rollout workers and reward servers learner rank 0 uses (not owned; null
