@@ -14,6 +14,7 @@
 #include "common/file_util.h"
 #include "common/device.h"
 #include "common/flags.h"
+#include "common/health_server.h"
 #include "common/http_server.h"
 #include "common/status.h"
 #include "coordinator/address.h"
@@ -39,6 +40,8 @@ int ServeWorker(const Args& args, std::ostream& out, std::ostream& err, absl::No
   flags.String("metrics-listen", "", "HOST:PORT to serve Prometheus metrics on, at /metrics (port 0: any free; "
                "default: none)");
   flags.String("advertise-host", "127.0.0.1", "host that other workers reach this worker at");
+  flags.String("health-listen", "", "HOST:PORT to serve plaintext grpc.health.v1 alone on, for probes that cannot "
+               "speak TLS (Kubernetes' grpc: probes; default: none)");
   flags.Int("threads", 0, "intra-op threads for jobs that do not set `threads` (0: the cores available)");
   flags.Int("collective-timeout-ms", 0,
             "bound on each rendezvous and collective of a job's learner and weight-broadcast groups, so a member "
@@ -112,9 +115,13 @@ int ServeWorker(const Args& args, std::ostream& out, std::ostream& err, absl::No
   if (!node.ok()) return ReportError(node.status(), err);
   auto metrics = StartMetricsServer(flags.GetString("metrics-listen"));
   if (!metrics.ok()) return ReportError(metrics.status(), err);
+  auto health = HealthServer::Start(flags.GetString("health-listen"));
+  if (!health.ok()) return ReportError(health.status(), err);
   out << "worker serving on " << (*node)->address() << ", coordinator " << o.coordinator << std::endl;
   if (*metrics) out << "metrics on http://" << (*metrics)->host() << ":" << (*metrics)->port() << "/metrics" << std::endl;
+  if (*health) out << "health on port " << (*health)->port() << std::endl;
   stop->WaitForNotification();
+  if (*health) (*health)->SetServing(false);
   (*node)->Stop();
   return 0;
 }
