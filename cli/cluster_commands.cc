@@ -15,7 +15,9 @@
 #include "common/device.h"
 #include "common/file_util.h"
 #include "common/flags.h"
+#include "common/health_server.h"
 #include "common/http_server.h"
+#include "common/pod_identity.h"
 #include "common/status.h"
 #include "coordinator/address.h"
 #include "coordinator/coordinator_server.h"
@@ -39,7 +41,11 @@ int ServeWorker(const Args& args, std::ostream& out, std::ostream& err, absl::No
   flags.String("listen", "127.0.0.1:0", "address of this worker's own Rollout/Reward server (port 0: any free)");
   flags.String("metrics-listen", "", "HOST:PORT to serve Prometheus metrics on, at /metrics (port 0: any free; "
                "default: none)");
-  flags.String("advertise-host", "127.0.0.1", "host that other workers reach this worker at");
+  flags.String("advertise-host", "", "host that other workers reach this worker at (default: from the pod, "
+               "see common/pod_identity.h: POD_NAME under ALIGND_ADVERTISE_DOMAIN, or POD_IP; else 127.0.0.1)",
+               "ALIGND_ADVERTISE_HOST");
+  flags.String("health-listen", "", "HOST:PORT to serve plaintext grpc.health.v1 alone on, for probes that cannot "
+               "speak TLS (Kubernetes' grpc: probes; default: none)");
   flags.Int("threads", 0, "intra-op threads for jobs that do not set `threads` (0: the cores available)");
   flags.Int("collective-timeout-ms", 0,
             "bound on each rendezvous and collective of a job's learner and weight-broadcast groups, so a member "
@@ -63,7 +69,9 @@ int ServeWorker(const Args& args, std::ostream& out, std::ostream& err, absl::No
   o.coordinator = flags.GetString("coordinator");
   o.token = flags.GetString("token");
   o.listen = flags.GetString("listen");
-  o.advertise_host = flags.GetString("advertise-host");
+  auto identity = ResolveWorkerIdentity(flags.GetString("advertise-host"), FlagSet::ProcessEnv);
+  if (!identity.ok()) return ReportError(identity.status(), err);
+  o.advertise_host = identity->advertise_host;
   o.threads = static_cast<int>(flags.GetInt("threads"));
   if (flags.GetInt("collective-timeout-ms") < 0) {
     err << "error: --collective-timeout-ms must be >= 0\n";
@@ -113,9 +121,15 @@ int ServeWorker(const Args& args, std::ostream& out, std::ostream& err, absl::No
   if (!node.ok()) return ReportError(node.status(), err);
   auto metrics = StartMetricsServer(flags.GetString("metrics-listen"));
   if (!metrics.ok()) return ReportError(metrics.status(), err);
-  out << "worker serving on " << (*node)->address() << ", coordinator " << o.coordinator << std::endl;
+  auto health = HealthServer::Start(flags.GetString("health-listen"));
+  if (!health.ok()) return ReportError(health.status(), err);
+  const std::string pod = DescribePod(*identity);
+  out << "worker serving on " << (*node)->address() << (pod.empty() ? "" : " (" + pod + ")") << ", coordinator "
+      << o.coordinator << std::endl;
   if (*metrics) out << "metrics on http://" << (*metrics)->host() << ":" << (*metrics)->port() << "/metrics" << std::endl;
+  if (*health) out << "health on port " << (*health)->port() << std::endl;
   stop->WaitForNotification();
+  if (*health) (*health)->SetServing(false);
   (*node)->Stop();
   return 0;
 }

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_split.h"
 #include "common/flags.h"
+#include "common/health_server.h"
 #include "common/http_server.h"
 #include "common/status.h"
 #include "coordinator/coordinator_server.h"
@@ -30,6 +31,8 @@ int ServeCoordinator(const Args& args, std::ostream& out, std::ostream& err, con
   flags.String("tls-cert", "", "PEM certificate chain: serve TLS (with --tls-key)");
   flags.String("tls-key", "", "PEM private key of --tls-cert");
   flags.String("tls-client-ca", "", "PEM CA bundle: require client certificates that chain to it (mutual TLS)");
+  flags.String("health-listen", "", "HOST:PORT to serve plaintext grpc.health.v1 alone on, for probes that cannot "
+               "speak TLS (Kubernetes' grpc: probes; default: none)");
   flags.Int("lease-ttl-ms", 10000, "a worker that sends nothing for this long is dead and its job restarts");
   flags.String("metrics-listen", "", "HOST:PORT to serve Prometheus metrics on, at /metrics (port 0: any free; "
                "default: none)");
@@ -62,6 +65,9 @@ int ServeCoordinator(const Args& args, std::ostream& out, std::ostream& err, con
   options.max_send_message_bytes = static_cast<int>(max_bytes);
   auto server = coordinator::CoordinatorServer::Create(options);
   if (!server.ok()) return ReportError(server.status(), err);
+  auto health = HealthServer::Start(flags.GetString("health-listen"));
+  if (!health.ok()) return ReportError(health.status(), err);
+  if (*health) out << "health on port " << (*health)->port() << std::endl;
   auto metrics = StartMetricsServer(flags.GetString("metrics-listen"));
   if (!metrics.ok()) return ReportError(metrics.status(), err);
   coordinator::WebUi web((*server)->manager(), (*server)->workers(), &(*server)->auth(), {});
