@@ -22,7 +22,7 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from proc_util import init_tiny_model, stop, wait_for_line  # noqa: E402
+from proc_util import init_tiny_model, stop, synth_toy_data, toy_ppo_spec, wait_for_line  # noqa: E402
 
 STEPS = 6
 
@@ -49,9 +49,7 @@ def main():
     work = tempfile.mkdtemp(prefix="metrics_scrape_")
     local = job = None
     try:
-        subprocess.run([alignctl, "data", "synth", "--out", f"{work}/data", "--pretrain", "10", "--sft-train", "10",
-                        "--sft-eval", "2", "--pref-train", "10", "--pref-eval", "2", "--prompts-train", "40",
-                        "--prompts-eval", "4"], check=True, stdout=subprocess.DEVNULL)
+        synth_toy_data(alignctl, f"{work}/data", prompts_train=40)
         init_tiny_model(alignd, f"{work}/policy")
         log = os.path.join(work, "local.log")
         local = subprocess.Popen([alignd, "local", "--dir", f"{work}/cluster", "--listen", "127.0.0.1:0",
@@ -74,36 +72,7 @@ def main():
 
         spec = os.path.join(work, "ppo.yaml")
         with open(spec, "w") as f:
-            f.write(f"""name: scraped
-algorithm: ppo
-output_dir: {work}/runs/scraped
-seed: 2
-threads: 1
-model:
-  path: {work}/policy
-data:
-  train: {work}/data/prompts_train.jsonl
-  max_length: 160
-  max_prompt_length: 96
-train:
-  steps: {STEPS}
-  batch_size: 4
-  lr: 1.0e-3
-  warmup_steps: 0
-  schedule: constant
-  log_every: 1
-rewards:
-  - type: toy.arithmetic
-  - type: toy.brevity
-ppo:
-  max_new_tokens: 16
-  epochs: 1
-  minibatches: 1
-resources:
-  learners: 1
-  rollout_workers: 1
-  reward_servers: 1
-""")
+            f.write(toy_ppo_spec(work, "scraped", STEPS))
         env = dict(os.environ, ALIGND_COORDINATOR=coordinator)
         job = subprocess.Popen([alignctl, "submit", spec, "--wait"], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)

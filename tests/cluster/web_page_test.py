@@ -24,7 +24,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from proc_util import init_tiny_model, stop, wait_for_line  # noqa: E402
+from proc_util import init_tiny_model, stop, synth_toy_data, toy_ppo_spec, wait_for_line  # noqa: E402
 
 ALICE = "alice-token-0123456789"
 WORKER = "worker-token-012345678"
@@ -109,9 +109,7 @@ def main():
     coordinator = None
     workers = []
     try:
-        subprocess.run([alignctl, "data", "synth", "--out", f"{work}/data", "--pretrain", "10", "--sft-train", "10",
-                        "--sft-eval", "2", "--pref-train", "10", "--pref-eval", "2", "--prompts-train", "64",
-                        "--prompts-eval", "4"], check=True, stdout=subprocess.DEVNULL)
+        synth_toy_data(alignctl, f"{work}/data", prompts_train=64)
         init_tiny_model(alignd, f"{work}/policy")
         with open(f"{work}/tokens", "w") as f:
             f.write(f"{ALICE} alice user\n{WORKER} workers worker\n")
@@ -137,38 +135,7 @@ def main():
 
         spec = os.path.join(work, "ppo.yaml")
         with open(spec, "w") as f:
-            f.write(f"""name: page-demo
-algorithm: ppo
-output_dir: {work}/runs/page
-seed: 2
-threads: 1
-model:
-  path: {work}/policy
-data:
-  train: {work}/data/prompts_train.jsonl
-  eval: {work}/data/prompts_eval.jsonl
-  max_length: 160
-  max_prompt_length: 96
-train:
-  steps: {STEPS}
-  batch_size: 4
-  lr: 1.0e-3
-  warmup_steps: 0
-  schedule: constant
-  log_every: 1
-  eval_every: {EVAL_EVERY}
-rewards:
-  - type: toy.arithmetic
-  - type: toy.brevity
-ppo:
-  max_new_tokens: 16
-  epochs: 1
-  minibatches: 1
-resources:
-  learners: 1
-  rollout_workers: 1
-  reward_servers: 1
-""")
+            f.write(toy_ppo_spec(work, "page-demo", STEPS, eval_every=EVAL_EVERY))
         env = dict(os.environ, ALIGND_COORDINATOR=address, ALIGND_TOKEN=ALICE)
         submitted = subprocess.run([alignctl, "submit", spec], env=env, check=True, stdout=subprocess.PIPE,
                                    text=True).stdout
