@@ -28,7 +28,7 @@ from proc_util import init_tiny_model, stop, synth_toy_data, toy_ppo_spec, wait_
 
 ALICE = "alice-token-0123456789"
 WORKER = "worker-token-012345678"
-STEPS = 200
+STEPS = 400  # far more than the test waits for: the job must still be RUNNING when Chromium looks
 EVAL_EVERY = 4
 
 CHROMIUM_FLAGS = [
