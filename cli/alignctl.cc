@@ -21,6 +21,7 @@ commands:
   logs JOB     print a job's events so far (--follow: until it ends): states, failures, restarts, progress, checkpoints;
                --plot=train/loss,reward/mean: a terminal chart of each metric over the steps instead
   workers      list registered workers, their roles and jobs (--output=json)
+  health       ask a plaintext gRPC health server (--health-listen) whether it serves: exit 0 when SERVING
 
 Job commands take --coordinator=HOST:PORT (or ALIGND_COORDINATOR), --token (or ALIGND_TOKEN), --timeout=SECONDS and
 --output=text|json. Flags may come before or after the command (alignctl --coordinator=HOST:PORT list), and are
@@ -36,6 +37,7 @@ int RunAlignctl(const Args& argv, std::ostream& out, std::ostream& err) {
   static const std::vector<Subcommand> kCommands = {
       {"submit", RunSubmit}, {"status", RunStatus}, {"list", RunList},         {"cancel", RunCancel},
       {"watch", RunWatch},   {"logs", RunLogs},     {"workers", RunWorkers}, {"data synth", RunDataSynth},
+      {"health", RunHealth},
   };
   return RunSubcommand(argv, kCommands, "alignctl", kUsage, out, err);
 }

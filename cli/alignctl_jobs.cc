@@ -32,7 +32,7 @@ using coordinator::JobClient;
 
 void DeclareConnectionFlags(FlagSet& flags) {
   flags.String("coordinator", "127.0.0.1:7070", "coordinator address HOST:PORT", "ALIGND_COORDINATOR");
-  flags.String("token", "", "bearer token (over plaintext, sent only to loopback addresses)", "ALIGND_TOKEN");
+  DeclareTokenFlags(flags, "bearer token (over plaintext, sent only to loopback addresses)");
   flags.String("tls-ca", "", "PEM CA bundle to verify the coordinator with: use TLS", "ALIGND_TLS_CA");
   flags.String("tls-cert", "", "PEM client certificate for mutual TLS (with --tls-key)", "ALIGND_TLS_CERT");
   flags.String("tls-key", "", "PEM key of --tls-cert", "ALIGND_TLS_KEY");
@@ -73,7 +73,9 @@ int ParseFlags(FlagSet& flags, const Args& args, size_t positional, std::ostream
 absl::StatusOr<std::unique_ptr<JobClient>> Connect(const FlagSet& flags) {
   JobClient::Options options;
   options.address = flags.GetString("coordinator");
-  options.token = flags.GetString("token");
+  auto token = TokenFromFlags(flags);
+  if (!token.ok()) return token.status();
+  options.token = *token;
   options.timeout = absl::Seconds(flags.GetDouble("timeout"));
   options.tls_ca_file = flags.GetString("tls-ca");
   options.tls_cert_file = flags.GetString("tls-cert");

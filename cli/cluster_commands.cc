@@ -29,7 +29,7 @@ namespace {
 int ServeWorker(const Args& args, std::ostream& out, std::ostream& err, absl::Notification* stop) {
   FlagSet flags("alignd worker --coordinator=HOST:PORT --roles=learner,rollout,reward [--device=cpu|cuda] [flags]");
   flags.String("coordinator", "127.0.0.1:7070", "coordinator address HOST:PORT", "ALIGND_COORDINATOR");
-  flags.String("token", "", "bearer token with the worker role", "ALIGND_TOKEN");
+  DeclareTokenFlags(flags, "bearer token with the worker role");
   flags.String("tls-ca", "", "PEM CA bundle to verify the coordinator and the other workers with: use TLS",
                "ALIGND_TLS_CA");
   flags.String("tls-cert", "", "PEM certificate of this worker (for --advertise-host), signed by --tls-ca: its server "
@@ -67,7 +67,9 @@ int ServeWorker(const Args& args, std::ostream& out, std::ostream& err, absl::No
   o.device_count = static_cast<uint32_t>(std::max<int64_t>(0, flags.GetInt("device-count")));
   if (device->is_cuda() && o.device_count == 0) o.device_count = 1;
   o.coordinator = flags.GetString("coordinator");
-  o.token = flags.GetString("token");
+  auto token = TokenFromFlags(flags);
+  if (!token.ok()) return ReportError(token.status(), err);
+  o.token = *token;
   o.listen = flags.GetString("listen");
   auto identity = ResolveWorkerIdentity(flags.GetString("advertise-host"), FlagSet::ProcessEnv);
   if (!identity.ok()) return ReportError(identity.status(), err);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
 #include "common/flags.h"
 
@@ -90,6 +91,16 @@ std::optional<int> ParseFlags(FlagSet& flags, const Args& args, absl::string_vie
 
 // Prints `error: CODE: message` and returns 1 (2 for INVALID_ARGUMENT coming from flag parsing is the caller's call).
 int ReportError(const absl::Status& status, std::ostream& err);
+
+// The bearer token from --token or --token-file (a file holding the token, surrounding whitespace trimmed: a mounted
+// Docker or Kubernetes secret), declared by DeclareTokenFlags. INVALID_ARGUMENT when both are given, or when the file
+// is empty; the file's read error (NOT_FOUND, ...) naming --token-file.
+void DeclareTokenFlags(FlagSet& flags, absl::string_view token_help);
+absl::StatusOr<std::string> TokenFromFlags(const FlagSet& flags);
+
+// `alignctl health [--address=HOST:PORT] [--service=NAME]`: asks a plaintext grpc.health.v1 server (--health-listen)
+// whether it serves; exit 0 SERVING, 1 anything else or no answer. The image's HEALTHCHECK.
+int RunHealth(const Args& args, std::ostream& out, std::ostream& err);
 
 // The number of CPUs this process may run on (sched_getaffinity), at least 1.
 int AvailableCores();

@@ -5,9 +5,12 @@
 #include <thread>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "cli/commands.h"
+#include "common/file_util.h"
 #include "common/threads.h"
 
 namespace alignd::cli {
@@ -69,6 +72,26 @@ int RunSubcommand(const Args& argv, const std::vector<Subcommand>& commands, abs
   }
   err << usage;
   return 2;
+}
+
+void DeclareTokenFlags(FlagSet& flags, absl::string_view token_help) {
+  flags.String("token", "", std::string(token_help), "ALIGND_TOKEN");
+  flags.String("token-file", "", "file holding the bearer token (a mounted secret; instead of --token)",
+               "ALIGND_TOKEN_FILE");
+}
+
+absl::StatusOr<std::string> TokenFromFlags(const FlagSet& flags) {
+  const std::string token = flags.GetString("token");
+  const std::string file = flags.GetString("token-file");
+  if (file.empty()) return token;
+  if (!token.empty()) return absl::InvalidArgumentError("give --token or --token-file, not both");
+  auto contents = ReadFile(file);
+  if (!contents.ok()) {
+    return absl::Status(contents.status().code(), absl::StrCat("--token-file: ", contents.status().message()));
+  }
+  std::string trimmed(absl::StripAsciiWhitespace(*contents));
+  if (trimmed.empty()) return absl::InvalidArgumentError(absl::StrCat("--token-file: ", file, " is empty"));
+  return trimmed;
 }
 
 int AvailableCores() { return alignd::AvailableCores(); }

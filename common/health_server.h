@@ -13,6 +13,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
 namespace grpc {
 class CallbackGenericService;
@@ -42,6 +43,12 @@ class HealthServer {
   std::unique_ptr<grpc::Server> server_;
   const int port_;
 };
+
+// The client side, for `alignctl health` (the image's HEALTHCHECK) and tests: calls /grpc.health.v1.Health/Check for
+// `service` ("" is the server as a whole) on `address` in plaintext, as a kubelet's grpc: probe does, within
+// `timeout`. Returns the status the server reported: 1 SERVING, 2 NOT_SERVING, 3 SERVICE_UNKNOWN (0 UNKNOWN); the
+// call's error (UNAVAILABLE when nothing answers, DEADLINE_EXCEEDED, NOT_FOUND for an unknown service) otherwise.
+absl::StatusOr<int> CheckHealth(const std::string& address, const std::string& service, absl::Duration timeout);
 
 }  // namespace alignd
 
