@@ -19,6 +19,11 @@ What each check proves, in order:
               mounted paths to a temporary folder, the coordinator's Service name to its loopback address), each
               worker advertises the host its pod would, all three register over TLS with the worker token, and all
               stop cleanly on SIGTERM; a learner with a malformed pod name is refused.
+  compose     deploy/compose.yaml runs the same command lines: per role, the same command and flags with the same
+              values, but for addresses and ports (each compose service has its own), mounted paths (compose mounts
+              secrets at /run/secrets), --threads and --lease-ttl-ms (the ConfigMap's), and how the worker token
+              arrives (a Secret in the environment here, --token-file there) and the advertised host (the pod's
+              identity here, --advertise-host there).
 Not checked here: applying to a cluster (scheduling, DNS, volumes, probes by a kubelet, NetworkPolicy enforcement),
 and the GPU overlay's processes (no GPU here: its command lines are checked to equal the CPU overlay's but for
 --device=cuda).
@@ -544,6 +549,47 @@ def run_cluster(alignd, objs, secrets, tmp):
     ok("every process stopped cleanly on SIGTERM")
 
 
+COMPOSE_ROLES = {"coordinator": "alignd-coordinator", "learner-0": "alignd-learner", "learner-1": "alignd-learner",
+                 "rollout": "alignd-rollout", "reward": "alignd-reward"}
+# Flags whose values differ by design between compose and Kubernetes (addresses, ports, mounted paths, tuning that
+# the ConfigMap sets), and flags one side has that the other replaces with something else (see the docstring).
+COMPOSE_VALUE_FREE = {"listen", "coordinator", "metrics-listen", "health-listen", "http-listen", "db", "auth-tokens",
+                      "tls-ca", "tls-cert", "tls-key", "threads", "lease-ttl-ms", "max-message-bytes"}
+COMPOSE_ONLY = {"token-file", "advertise-host"}
+
+
+def compose_lines(path):
+    """The command line of every service of a compose file, with ${VAR:-default} at its default."""
+    doc = yaml.safe_load(open(path))
+    sub = re.compile(r"\$\{([A-Z_]+):-([^}]*)\}")
+    return {name: [sub.sub(lambda m: m.group(2), str(a)) for a in svc["command"]]
+            for name, svc in doc["services"].items()}
+
+
+def flags_of(line):
+    return {a[2:].split("=", 1)[0]: (a.split("=", 1)[1] if "=" in a else None) for a in line[2:]}
+
+
+def check_compose(root, k8s_lines):
+    failures_before = len(F.messages)
+    lines = compose_lines(os.path.join(root, "deploy/compose.yaml"))
+    F.check(set(lines) == set(COMPOSE_ROLES), f"compose: services {sorted(lines)}, expected {sorted(COMPOSE_ROLES)}")
+    for service, line in lines.items():
+        k8s = k8s_lines.get(COMPOSE_ROLES.get(service))
+        if k8s is None:
+            continue
+        F.check(line[:2] == k8s[:2], f"compose: {service} runs {line[:2]}, Kubernetes {k8s[:2]}")
+        mine, theirs = flags_of(line), flags_of(k8s)
+        F.check(set(mine) - COMPOSE_ONLY == set(theirs),
+                f"compose: {service}'s flags differ from {COMPOSE_ROLES[service]}'s: "
+                f"{sorted((set(mine) - COMPOSE_ONLY) ^ set(theirs))}")
+        for flag in set(mine) & set(theirs) - COMPOSE_VALUE_FREE:
+            F.check(mine[flag] == theirs[flag], f"compose: {service} --{flag}={mine[flag]}, Kubernetes {theirs[flag]}")
+    if len(F.messages) == failures_before:
+        ok(f"compose: the {len(lines)} services run the CPU overlay's command lines (flags and values but for "
+           "addresses, mounted paths and tuning)")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--kubectl", required=True)
@@ -570,6 +616,7 @@ def main():
         F.check(gpu == line, f"{name}: the GPU overlay's command line differs from the CPU one's beyond --device")
     ok("overlays/gpu: the command lines are overlays/cpu's with --device=cuda")
     check_flags(alignd, args.root, lines, rendered["cpu"])
+    check_compose(args.root, lines[0])
     base = os.environ.get("TEST_TMPDIR") or None
     with tempfile.TemporaryDirectory(prefix="k8s-check-", dir=base) as tmp:
         check_placeholder_refused(alignd, rendered["cpu"], tmp)
