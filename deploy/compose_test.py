@@ -161,13 +161,29 @@ def ports_free():
     return busy
 
 
-def spec(name, algorithm, body, learners=1, rollout=0, reward=0):
+def spec(name, algorithm, model, data, steps, lr, train="", extra="", max_length=128, learners=1, rollout=0,
+         reward=0):
+    """A job spec on the shared volume: `model` and `data` are paths under /shared, `train` more train: lines,
+    `extra` more sections."""
     return f"""name: {name}
 algorithm: {algorithm}
 output_dir: {SHARED}/runs/{name}
 seed: 5
 threads: 1
-{body}resources:
+model:
+  path: {SHARED}/{model}
+data:
+  train: {SHARED}/data/{data}
+  chat_template: chatml
+  max_length: {max_length}
+  max_prompt_length: 64
+train:
+  steps: {steps}
+  batch_size: 8
+  lr: {lr}
+  warmup_steps: 0
+  schedule: constant
+{train}{extra}resources:
   learners: {learners}
   rollout_workers: {rollout}
   reward_servers: {reward}
@@ -175,56 +191,11 @@ threads: 1
 """
 
 
-SFT = spec("sft", "sft", f"""model:
-  path: {SHARED}/policy
-data:
-  train: {SHARED}/data/sft_train.jsonl
-  chat_template: chatml
-  max_length: 128
-  max_prompt_length: 64
-train:
-  steps: 20
-  batch_size: 8
-  lr: 2.0e-3
-  warmup_steps: 0
-  schedule: constant
-  log_every: 5
-""")
-
-RM = spec("rm", "rm", f"""model:
-  path: {SHARED}/runs/sft/final
-data:
-  train: {SHARED}/data/pref_train.jsonl
-  eval: {SHARED}/data/pref_eval.jsonl
-  chat_template: chatml
-  max_length: 128
-  max_prompt_length: 64
-train:
-  steps: 20
-  batch_size: 8
-  lr: 1.0e-3
-  warmup_steps: 0
-  schedule: constant
-  eval_every: 20
-  log_every: 5
-""")
-
-PPO = spec("ppo", "ppo", f"""model:
-  path: {SHARED}/runs/sft/final
-data:
-  train: {SHARED}/data/prompts_train.jsonl
-  chat_template: chatml
-  max_length: 96
-  max_prompt_length: 64
-train:
-  steps: 40
-  batch_size: 8
-  lr: 1.0e-4
-  warmup_steps: 0
-  schedule: constant
-  checkpoint_every: 4
-  log_every: 1
-rewards:
+SFT = spec("sft", "sft", "policy", "sft_train.jsonl", 20, 2.0e-3, train="  log_every: 5\n")
+RM = spec("rm", "rm", "runs/sft/final", "pref_train.jsonl", 20, 1.0e-3, train="  log_every: 5\n")
+PPO = spec("ppo", "ppo", "runs/sft/final", "prompts_train.jsonl", 40, 1.0e-4, max_length=96,
+           train="  checkpoint_every: 4\n  log_every: 1\n",
+           extra=f"""rewards:
   - type: reward_model
     path: {SHARED}/runs/rm/final
     weight: 0.2
@@ -235,25 +206,8 @@ ppo:
   epochs: 1
   minibatches: 2
 """, learners=2, rollout=1, reward=1)
-
-DPO = spec("dpo", "dpo", f"""model:
-  path: {SHARED}/runs/sft/final
-data:
-  train: {SHARED}/data/pref_train.jsonl
-  chat_template: chatml
-  max_length: 128
-  max_prompt_length: 64
-train:
-  steps: 400
-  batch_size: 8
-  lr: 5.0e-4
-  warmup_steps: 0
-  schedule: constant
-  checkpoint_every: 20
-  log_every: 5
-dpo:
-  beta: 0.5
-""")
+DPO = spec("dpo", "dpo", "runs/sft/final", "pref_train.jsonl", 400, 5.0e-4,
+           train="  checkpoint_every: 20\n  log_every: 5\n", extra="dpo:\n  beta: 0.5\n")
 
 
 def main():

@@ -404,7 +404,11 @@ class Run {
       std::istringstream in(text);
       for (std::string line; std::getline(in, line);) {
         json j = json::parse(line, nullptr, false);
-        if (!j.is_discarded() && j.value("step", int64_t{0}) <= resumed_from) kept += line + "\n";
+        // A line whose step is not an integer was not written by a trainer: kept, not interpreted.
+        const bool numbered = !j.is_discarded() && j.is_object() && j.contains("step");
+        if (!numbered || !j["step"].is_number_integer() || j["step"].get<int64_t>() <= resumed_from) {
+          if (!j.is_discarded()) kept += line + "\n";
+        }
       }
     }
     RETURN_IF_ERROR(WriteFileAtomic(path, kept));
@@ -509,9 +513,21 @@ class Run {
   absl::StatusOr<int64_t> Restore(const std::string& dir) {
     ASSIGN_OR_RETURN(std::string text, ReadFile(JoinPath(dir, "trainer_state.json")));
     json state = json::parse(text, nullptr, false);
-    if (state.is_discarded() || !state.contains("step")) {
+    if (state.is_discarded() || !state.is_object()) {
       return absl::DataLossError(absl::StrCat(dir, "/trainer_state.json: unreadable"));
     }
+    // Every field is checked before anything is loaded: a wrong type is a DATA_LOSS naming it, never a JSON
+    // exception out of the trainer.
+    auto field_error = [&](absl::string_view field, absl::string_view want) {
+      return absl::DataLossError(absl::StrCat(dir, "/trainer_state.json: field \"", field, "\" is not ", want));
+    };
+    if (!state.contains("step") || !state["step"].is_number_integer() || state["step"].get<int64_t>() < 0) {
+      return field_error("step", "a non-negative integer");
+    }
+    for (const char* field : {"epoch", "position"}) {
+      if (state.contains(field) && !state[field].is_number_unsigned()) return field_error(field, "an unsigned integer");
+    }
+    if (state.contains("algorithm") && !state["algorithm"].is_object()) return field_error("algorithm", "an object");
     if (peft_) {
       RETURN_IF_ERROR(peft_->LoadAdapter(JoinPath(dir, "model")));
     } else {
@@ -536,7 +552,13 @@ class Run {
       return absl::DataLossError(absl::StrCat(dir, ": ", e.what_without_backtrace()));
     }
     sampler_->Restore(state.value("epoch", int64_t{0}), state.value("position", size_t{0}));
-    RETURN_IF_ERROR(algorithm_->LoadState(state.value("algorithm", json::object())));
+    absl::Status loaded;
+    try {
+      loaded = algorithm_->LoadState(state.value("algorithm", json::object()));
+    } catch (const json::exception& e) {
+      loaded = absl::DataLossError(absl::StrCat(dir, "/trainer_state.json: field \"algorithm\": ", e.what()));
+    }
+    RETURN_IF_ERROR(loaded);
     return state["step"].get<int64_t>();
   }
 

@@ -167,6 +167,35 @@ void RunCutAndResume(JobSpec full, const std::string& cut_dir, std::vector<doubl
   ASSERT_EQ(lb->size(), 6u);  // step 4 of the killed run was dropped and written again
 }
 
+// A checkpoint whose trainer_state.json has a field of the wrong type: resuming is DATA_LOSS naming the field (it was
+// an uncaught JSON exception), and the checkpoint is left as it was.
+TEST_F(TrainerTest, CheckpointStateOfTheWrongTypeIsDataLossNamingTheField) {
+  JobSpec cut = Sft("bad_state");
+  cut.train.steps = 6;
+  cut.train.checkpoint_every = 3;
+  TrainOptions stop;
+  stop.stop_after_step = 4;
+  ASSERT_TRUE(RunTraining(cut, stop).ok());
+  const std::string state = cut.output_dir + "/checkpoints/step-000003/trainer_state.json";
+  ASSERT_TRUE(PathExists(state));
+  TrainOptions resume;
+  resume.resume = true;
+  for (const auto& [text, field] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"step": "3"})", "step"},
+           {R"({"step": -3})", "step"},
+           {R"({"step": 3, "epoch": "0", "position": 0})", "epoch"},
+           {R"({"step": 3, "epoch": 0, "position": 1.5})", "position"},
+           {R"({"step": 3, "epoch": 0, "position": 0, "algorithm": []})", "algorithm"},
+           {R"([3])", "unreadable"}}) {
+    ASSERT_TRUE(WriteFileAtomic(state, text).ok());
+    auto r = RunTraining(cut, resume);
+    ASSERT_FALSE(r.ok()) << text;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss) << r.status();
+    EXPECT_THAT(std::string(r.status().message()), ::testing::HasSubstr(field)) << r.status();
+    EXPECT_EQ(ReadFile(state).value(), text);
+  }
+}
+
 TEST_F(TrainerTest, ResumeGivesBitIdenticalLosses) {
   std::vector<double> la, lb;
   RunCutAndResume(Sft("full"), ::testing::TempDir() + "/runs/cut", &la, &lb);
