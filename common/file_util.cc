@@ -6,10 +6,12 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/status.h"
 
 namespace alignd {
 namespace {
@@ -118,6 +120,42 @@ std::string JoinPath(absl::string_view a, absl::string_view b) {
   if (a_slash && b_slash) return absl::StrCat(a, b.substr(1));
   if (a_slash || b_slash) return absl::StrCat(a, b);
   return absl::StrCat(a, "/", b);
+}
+
+absl::Status WriteDirAtomically(const std::string& dir,
+                                const std::function<absl::Status(const std::string& staging)>& write) {
+  namespace fs = std::filesystem;
+  const fs::path target(dir);
+  if (target.has_parent_path()) RETURN_IF_ERROR(MakeDirs(target.parent_path().string()));
+  const std::string staging = absl::StrCat(dir, ".partial-", ::getpid());
+  std::error_code ec;
+  fs::remove_all(staging, ec);  // left by an earlier process with this pid that died mid-write
+  RETURN_IF_ERROR(MakeDirs(staging));
+  absl::Status written = write(staging);
+  if (!written.ok()) {
+    fs::remove_all(staging, ec);
+    return written;
+  }
+  const std::string old = absl::StrCat(dir, ".old-", ::getpid());
+  const bool had_old = fs::exists(target, ec);
+  if (had_old) {
+    fs::remove_all(old, ec);
+    fs::rename(target, old, ec);
+    if (ec) {
+      const std::string message = ec.message();
+      fs::remove_all(staging, ec);
+      return absl::InternalError(absl::StrCat(dir, ": cannot move the previous folder aside: ", message));
+    }
+  }
+  fs::rename(staging, target, ec);
+  if (ec) {
+    const std::string message = ec.message();
+    if (had_old) fs::rename(old, target, ec);
+    fs::remove_all(staging, ec);
+    return absl::InternalError(absl::StrCat(dir, ": cannot rename the new folder into place: ", message));
+  }
+  if (had_old) fs::remove_all(old, ec);
+  return absl::OkStatus();
 }
 
 }  // namespace alignd

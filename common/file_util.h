@@ -2,6 +2,7 @@
 #ifndef ALIGND_COMMON_FILE_UTIL_H_
 #define ALIGND_COMMON_FILE_UTIL_H_
 
+#include <functional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -21,6 +22,14 @@ absl::Status WriteFileAtomic(const std::string& path, absl::string_view contents
 absl::Status MakeDirs(const std::string& path);
 
 bool PathExists(const std::string& path);
+
+// Writes the folder `dir` as a whole: `write` fills a fresh staging folder beside it (`DIR.partial-PID`, its parents
+// made); when `write` succeeds the staging folder is renamed to `dir`, and a previous `dir` is moved aside first and
+// removed only after that rename succeeded (it is put back when the rename fails). When `write` fails, the staging
+// folder is removed, `dir` is untouched, and its error is returned. So a reader finds the previous folder or the new
+// one, never a partial one (between the two renames, none). INTERNAL naming `dir` when a rename fails.
+absl::Status WriteDirAtomically(const std::string& dir,
+                                const std::function<absl::Status(const std::string& staging)>& write);
 
 // `a/b` with exactly one separator.
 std::string JoinPath(absl::string_view a, absl::string_view b);

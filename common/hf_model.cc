@@ -288,13 +288,7 @@ absl::Status WriteWeights(const std::string& dir, CausalLMImpl& model, const Sav
 
 absl::Status SaveModelDir(const std::string& dir, CausalLMImpl& model, const Tokenizer* tokenizer,
                           const GenerationConfig& generation, const SaveOptions& options) {
-  fs::path target = fs::path(dir);
-  if (target.has_parent_path()) RETURN_IF_ERROR(MakeDirs(target.parent_path().string()));
-  std::string staging = absl::StrCat(dir, ".partial-", ::getpid());
-  std::error_code ec;
-  fs::remove_all(staging, ec);
-  RETURN_IF_ERROR(MakeDirs(staging));
-  auto write_all = [&]() -> absl::Status {
+  return WriteDirAtomically(dir, [&](const std::string& staging) -> absl::Status {
     ModelConfig config = model.config();
     config.torch_dtype = options.dtype == Dtype::kF16 ? "float16" : options.dtype == Dtype::kBF16 ? "bfloat16" : "float32";
     RETURN_IF_ERROR(WriteFileAtomic(JoinPath(staging, "config.json"), config.ToJson()));
@@ -310,26 +304,7 @@ absl::Status SaveModelDir(const std::string& dir, CausalLMImpl& model, const Tok
     RETURN_IF_ERROR(WriteFileAtomic(JoinPath(staging, "generation_config.json"), gen.ToJson()));
     if (tokenizer != nullptr) RETURN_IF_ERROR(tokenizer->Save(staging));
     return absl::OkStatus();
-  };
-  absl::Status status = write_all();
-  if (!status.ok()) {
-    fs::remove_all(staging, ec);
-    return status;
-  }
-  // Swap the finished folder into place; the previous one (if any) is removed only after the rename succeeded.
-  std::string old = absl::StrCat(dir, ".old-", ::getpid());
-  bool had_old = fs::exists(target);
-  if (had_old) {
-    fs::rename(target, old, ec);
-    if (ec) return absl::InternalError(absl::StrCat(dir, ": cannot move the previous folder aside: ", ec.message()));
-  }
-  fs::rename(staging, target, ec);
-  if (ec) {
-    if (had_old) fs::rename(old, target, ec);
-    return absl::InternalError(absl::StrCat(dir, ": cannot rename the new folder into place: ", ec.message()));
-  }
-  if (had_old) fs::remove_all(old, ec);
-  return absl::OkStatus();
+  });
 }
 
 }  // namespace alignd

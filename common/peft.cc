@@ -351,26 +351,6 @@ absl::StatusOr<BottleneckConfig> ParseBottleneckConfig(const json& j, const std:
   return c;
 }
 
-// Moves the finished `staging` folder to `dir`; the previous folder, if any, is removed only after that succeeded.
-absl::Status SwapIntoPlace(const std::string& staging, const std::string& dir) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  std::string old = absl::StrCat(dir, ".old-", ::getpid());
-  bool had_old = fs::exists(dir);
-  if (had_old) {
-    fs::rename(dir, old, ec);
-    if (ec) return absl::InternalError(absl::StrCat(dir, ": cannot move the previous folder aside: ", ec.message()));
-  }
-  fs::rename(staging, dir, ec);
-  if (ec) {
-    std::string message = ec.message();
-    if (had_old) fs::rename(old, dir, ec);
-    return absl::InternalError(absl::StrCat(dir, ": cannot rename the new folder into place: ", message));
-  }
-  if (had_old) fs::remove_all(old, ec);
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 // ---- PeftModel -------------------------------------------------------------------------------------------------
@@ -567,19 +547,10 @@ absl::Status PeftModel::Save(const std::string& dir) const {
   } catch (const c10::Error& e) {
     return TorchError(dir, e);
   }
-  fs::path target(dir);
-  if (target.has_parent_path()) RETURN_IF_ERROR(MakeDirs(target.parent_path().string()));
-  std::string staging = absl::StrCat(dir, ".partial-", ::getpid());
-  std::error_code ec;
-  fs::remove_all(staging, ec);
-  RETURN_IF_ERROR(MakeDirs(staging));
-  absl::Status status = WriteFileAtomic(JoinPath(staging, kConfigFile), config.dump(2));
-  if (status.ok()) status = safetensors::Write(JoinPath(staging, kWeightsFile), tensors, {{"format", "pt"}});
-  if (!status.ok()) {
-    fs::remove_all(staging, ec);
-    return status;
-  }
-  return SwapIntoPlace(staging, dir);
+  return WriteDirAtomically(dir, [&](const std::string& staging) -> absl::Status {
+    RETURN_IF_ERROR(WriteFileAtomic(JoinPath(staging, kConfigFile), config.dump(2)));
+    return safetensors::Write(JoinPath(staging, kWeightsFile), tensors, {{"format", "pt"}});
+  });
 }
 
 absl::Status PeftModel::CopyIn(const std::string& path, bool trainable) {

@@ -478,36 +478,29 @@ class Run {
   }
 
   absl::Status Checkpoint(int64_t step) {
-    std::string final_dir = CheckpointDir(spec_.output_dir, step);
-    std::string staging = final_dir + ".partial";
-    std::error_code ec;
-    fs::remove_all(staging, ec);
-    RETURN_IF_ERROR(MakeDirs(staging));
-    RETURN_IF_ERROR(SaveModelTo(JoinPath(staging, "model")));
-    try {
-      torch::save(*optimizer_, JoinPath(staging, "optimizer.pt"));
-      auto extra = algorithm_->extra_parameters();
-      if (!extra.empty()) torch::save(extra, JoinPath(staging, "extra.pt"));
-      auto gen = at::detail::getDefaultCPUGenerator();
-      torch::Tensor rng;
-      {
-        std::lock_guard<std::mutex> lock(gen.mutex());
-        rng = gen.get_state();
+    return WriteDirAtomically(CheckpointDir(spec_.output_dir, step), [&](const std::string& staging) -> absl::Status {
+      RETURN_IF_ERROR(SaveModelTo(JoinPath(staging, "model")));
+      try {
+        torch::save(*optimizer_, JoinPath(staging, "optimizer.pt"));
+        auto extra = algorithm_->extra_parameters();
+        if (!extra.empty()) torch::save(extra, JoinPath(staging, "extra.pt"));
+        auto gen = at::detail::getDefaultCPUGenerator();
+        torch::Tensor rng;
+        {
+          std::lock_guard<std::mutex> lock(gen.mutex());
+          rng = gen.get_state();
+        }
+        torch::save(rng, JoinPath(staging, "rng.pt"));
+      } catch (const c10::Error& e) {
+        return absl::InternalError(absl::StrCat(staging, ": ", e.what_without_backtrace()));
       }
-      torch::save(rng, JoinPath(staging, "rng.pt"));
-    } catch (const c10::Error& e) {
-      return absl::InternalError(absl::StrCat(staging, ": ", e.what_without_backtrace()));
-    }
-    json state;
-    state["step"] = step;
-    state["epoch"] = sampler_->epoch();
-    state["position"] = sampler_->position();
-    state["algorithm"] = algorithm_->SaveState();
-    RETURN_IF_ERROR(WriteFileAtomic(JoinPath(staging, "trainer_state.json"), state.dump(2)));
-    fs::remove_all(final_dir, ec);
-    fs::rename(staging, final_dir, ec);
-    if (ec) return absl::InternalError(absl::StrCat(final_dir, ": ", ec.message()));
-    return absl::OkStatus();
+      json state;
+      state["step"] = step;
+      state["epoch"] = sampler_->epoch();
+      state["position"] = sampler_->position();
+      state["algorithm"] = algorithm_->SaveState();
+      return WriteFileAtomic(JoinPath(staging, "trainer_state.json"), state.dump(2));
+    });
   }
 
   absl::StatusOr<int64_t> Restore(const std::string& dir) {
