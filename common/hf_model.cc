@@ -1,9 +1,7 @@
 #include "common/hf_model.h"
 
-#include <unistd.h>
 
 #include <cstring>
-#include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -18,7 +16,6 @@
 namespace alignd {
 namespace {
 
-namespace fs = std::filesystem;
 using json = nlohmann::json;
 using safetensors::Dtype;
 

@@ -1,11 +1,9 @@
 #include "common/peft.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -517,7 +515,6 @@ std::vector<std::pair<std::string, Tensor>> PeftModel::named_parameters() const 
 // ---- Save / Load -----------------------------------------------------------------------------------------------
 
 absl::Status PeftModel::Save(const std::string& dir) const {
-  namespace fs = std::filesystem;
   json config;
   if (type_ == PeftType::kLora) {
     std::vector<std::string> targets = lora_.target_modules;

@@ -404,11 +404,11 @@ class Run {
       std::istringstream in(text);
       for (std::string line; std::getline(in, line);) {
         json j = json::parse(line, nullptr, false);
+        if (j.is_discarded()) continue;
         // A line whose step is not an integer was not written by a trainer: kept, not interpreted.
-        const bool numbered = !j.is_discarded() && j.is_object() && j.contains("step");
-        if (!numbered || !j["step"].is_number_integer() || j["step"].get<int64_t>() <= resumed_from) {
-          if (!j.is_discarded()) kept += line + "\n";
-        }
+        const bool after = j.is_object() && j.contains("step") && j["step"].is_number_integer() &&
+                           j["step"].get<int64_t>() > resumed_from;
+        if (!after) kept += line + "\n";
       }
     }
     RETURN_IF_ERROR(WriteFileAtomic(path, kept));
