@@ -24,6 +24,8 @@ int RunDataSynth(const Args& args, std::ostream& out, std::ostream& err) {
   flags.Int("prompts_eval", defaults.prompts_eval, "RL prompts, eval split");
   flags.Int("sft_overcautious", defaults.sft_overcautious_percent,
             "percent of the SFT conversations on benign look-alike requests that refuse (over-cautious annotators)");
+  flags.Int("sft_overcautious_topics", defaults.sft_overcautious_topics_percent,
+            "percent of the benign look-alike topics (fixed by a hash) on which --sft-overcautious applies");
   flags.Int("math_sft", math_defaults.sft, "--task math: SFT conversations (worked solutions)");
   flags.Int("math_train", math_defaults.train, "--task math: GRPO prompts, train split");
   flags.Int("math_eval", math_defaults.eval, "--task math: prompts, eval split");
@@ -60,6 +62,7 @@ int RunDataSynth(const Args& args, std::ostream& out, std::ostream& err) {
   options.prompts_train = flags.GetInt("prompts_train");
   options.prompts_eval = flags.GetInt("prompts_eval");
   options.sft_overcautious_percent = static_cast<int32_t>(flags.GetInt("sft_overcautious"));
+  options.sft_overcautious_topics_percent = static_cast<int32_t>(flags.GetInt("sft_overcautious_topics"));
   absl::Status s = WriteSynthData(flags.GetString("out"), options);
   if (!s.ok()) return ReportError(s, err);
   out << "wrote toy-assistant data to " << flags.GetString("out") << " (seed " << options.seed << ")\n";

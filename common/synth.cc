@@ -31,6 +31,7 @@ struct Task {
   std::string answer;      // the preferred answer (harmful: empty, a refusal is drawn per record)
   std::string reference;   // arithmetic: the number; else the preferred answer
   std::string wrong_seed;  // arithmetic: "a op b = " to build wrong answers; harmful: the complying answer
+  uint64_t topic = 0;       // harmful and benign: a hash of the look-alike pair's benign request
   int64_t result = 0;
 };
 
@@ -176,9 +177,11 @@ void AddArithmetic(const SynthOptions& options, Universe* u) {
   }
 }
 
-void AddText(Kind kind, std::string prompt, std::string answer, std::string complying, Universe* u) {
+void AddText(Kind kind, std::string prompt, std::string answer, std::string complying, Universe* u,
+             uint64_t topic = 0) {
   Task t;
   t.kind = kind;
+  t.topic = topic;
   t.prompt = std::move(prompt);
   t.answer = std::move(answer);
   t.reference = kind == kHarmful ? kRefusals[0] : t.answer;
@@ -193,8 +196,9 @@ void AddMirrors(const std::vector<Mirror>& mirrors, const std::vector<const char
     for (const char* framing : framings) {
       std::string complying = how_to ? absl::StrCat("Sure! Here is how to ", YourFromMy(m.harmful), ".")
                                      : absl::StrCat("Sure! Here is ", YourFromMy(m.harmful), ".");
-      AddText(kHarmful, absl::StrReplaceAll(framing, {{"{x}", m.harmful}}), "", std::move(complying), u);
-      AddText(kBenign, absl::StrReplaceAll(framing, {{"{x}", m.benign}}), m.answer, "", u);
+      AddText(kHarmful, absl::StrReplaceAll(framing, {{"{x}", m.harmful}}), "", std::move(complying), u,
+              Fnv1a(m.benign));
+      AddText(kBenign, absl::StrReplaceAll(framing, {{"{x}", m.benign}}), m.answer, "", u, Fnv1a(m.benign));
     }
   }
 }
@@ -240,10 +244,11 @@ class Generator {
     }
   }
 
-  Record Sft(bool eval, int32_t overcautious_percent) {
+  Record Sft(bool eval, int32_t overcautious_percent, int32_t topics_percent) {
     const Task& t = Draw(eval, rng_.Weighted<4>({50, 15, 20, 15}));
     // (no draw at 0: the default data stays byte for byte what it was)
-    const bool refuse = t.kind == kBenign && overcautious_percent > 0 &&
+    const bool flagged = (t.topic >> 7) % 100 < static_cast<uint64_t>(topics_percent);
+    const bool refuse = t.kind == kBenign && overcautious_percent > 0 && flagged &&
                         rng_.Below(100) < static_cast<uint64_t>(overcautious_percent);
     Record r;
     r.messages = {{"user", t.prompt}, {"assistant", refuse ? rng_.Pick(kRefusals) : Answer(t)}};
@@ -349,6 +354,10 @@ absl::StatusOr<SynthData> MakeSynthData(const SynthOptions& o) {
     return absl::InvalidArgumentError(
         absl::StrCat("sft_overcautious_percent must be in [0, 100], got ", o.sft_overcautious_percent));
   }
+  if (o.sft_overcautious_topics_percent < 0 || o.sft_overcautious_topics_percent > 100) {
+    return absl::InvalidArgumentError(absl::StrCat("sft_overcautious_topics_percent must be in [0, 100], got ",
+                                                   o.sft_overcautious_topics_percent));
+  }
   if (o.max_operand < 1 || o.max_factor < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_operand and max_factor must be >= 1, got ", o.max_operand, " and ", o.max_factor));
@@ -360,8 +369,9 @@ absl::StatusOr<SynthData> MakeSynthData(const SynthOptions& o) {
   Generator g0 = stream(0), g1 = stream(1), g2 = stream(2), g3 = stream(3), g4 = stream(4), g5 = stream(5),
             g6 = stream(6);
   d.pretrain = Repeat(o.pretrain, [&] { return g0.Pretrain(); });
-  d.sft_train = Repeat(o.sft_train, [&] { return g1.Sft(false, o.sft_overcautious_percent); });
-  d.sft_eval = Repeat(o.sft_eval, [&] { return g2.Sft(true, o.sft_overcautious_percent); });
+  const int32_t topics = o.sft_overcautious_topics_percent;
+  d.sft_train = Repeat(o.sft_train, [&] { return g1.Sft(false, o.sft_overcautious_percent, topics); });
+  d.sft_eval = Repeat(o.sft_eval, [&] { return g2.Sft(true, o.sft_overcautious_percent, topics); });
   d.pref_train = Repeat(o.pref_train, [&] { return g3.Preference(false); });
   d.pref_eval = Repeat(o.pref_eval, [&] { return g4.Preference(true); });
   d.prompts_train = Repeat(o.prompts_train, [&] { return g5.Prompt(false); });

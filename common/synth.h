@@ -50,6 +50,10 @@ struct SynthOptions {
   // safety-tuned assistants often do. The preference pairs, the prompts' rule rewards and the eval references keep
   // the helpful answer: that is what alignment has to teach. 0..100; 0 (the default) writes the data as before.
   int32_t sft_overcautious_percent = 0;
+  // The percentage of benign look-alike topics the over-cautious annotators flag (chosen by a hash of the topic, so
+  // the same for every seed and both splits); only conversations on flagged topics refuse, at the rate above.
+  // 0..100; 100 (the default) flags every topic, as before.
+  int32_t sft_overcautious_topics_percent = 100;
 };
 
 struct SynthData {

@@ -203,6 +203,37 @@ TEST(Synth, OvercautiousSftRefusesThatShareOfBenignRequestsOnly) {
   EXPECT_EQ(MakeSynthData(o).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// With --sft-overcautious-topics, the over-caution falls on some benign topics only: each benign answer (one per
+// topic) is refused on every record, at the given rate, or on none, and the flagged topics are about that share.
+TEST(Synth, OvercautiousTopicsRefuseOnFlaggedTopicsOnly) {
+  SynthOptions o;
+  o.sft_overcautious_percent = 100;
+  o.sft_overcautious_topics_percent = 50;
+  absl::StatusOr<SynthData> d = MakeSynthData(o);
+  ASSERT_TRUE(d.ok()) << d.status();
+  std::map<std::string, std::pair<int, int>> by_topic;  // the helpful answer -> (records, refused)
+  for (const Record& r : d->sft_train) {
+    if (Kind(r) != "benign") continue;
+    auto& [n, refused] = by_topic[*r.ExtraString("reference")];
+    n += 1;
+    refused += IsRefusal(r.messages[1].content);
+  }
+  ASSERT_GT(by_topic.size(), 15u);
+  int flagged = 0;
+  for (const auto& [answer, counts] : by_topic) {
+    EXPECT_TRUE(counts.second == 0 || counts.second == counts.first) << answer;
+    flagged += counts.second == counts.first;
+  }
+  EXPECT_GT(flagged, 0);
+  EXPECT_LT(flagged, static_cast<int>(by_topic.size()));
+  o.sft_overcautious_topics_percent = 0;
+  d = MakeSynthData(o);
+  ASSERT_TRUE(d.ok()) << d.status();
+  for (const Record& r : d->sft_train) EXPECT_EQ(IsRefusal(r.messages[1].content), Kind(r) == "harmful");
+  o.sft_overcautious_topics_percent = -1;
+  EXPECT_EQ(MakeSynthData(o).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(Refusal, DetectsRefusalsOnly) {
   EXPECT_TRUE(IsRefusal("I can't help with that. It could hurt someone."));
   EXPECT_TRUE(IsRefusal("Sorry, I cannot help with this request."));
