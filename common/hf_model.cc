@@ -1,6 +1,5 @@
 #include "common/hf_model.h"
 
-
 #include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>

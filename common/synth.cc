@@ -31,7 +31,7 @@ struct Task {
   std::string answer;      // the preferred answer (harmful: empty, a refusal is drawn per record)
   std::string reference;   // arithmetic: the number; else the preferred answer
   std::string wrong_seed;  // arithmetic: "a op b = " to build wrong answers; harmful: the complying answer
-  uint64_t topic = 0;       // harmful and benign: a hash of the look-alike pair's benign request
+  uint64_t topic = 0;      // harmful and benign: a hash of the look-alike pair's benign request
   int64_t result = 0;
 };
 
@@ -193,12 +193,12 @@ void AddText(Kind kind, std::string prompt, std::string answer, std::string comp
 void AddMirrors(const std::vector<Mirror>& mirrors, const std::vector<const char*>& framings, bool how_to,
                 Universe* u) {
   for (const Mirror& m : mirrors) {
+    const uint64_t topic = Fnv1a(m.benign);
     for (const char* framing : framings) {
       std::string complying = how_to ? absl::StrCat("Sure! Here is how to ", YourFromMy(m.harmful), ".")
                                      : absl::StrCat("Sure! Here is ", YourFromMy(m.harmful), ".");
-      AddText(kHarmful, absl::StrReplaceAll(framing, {{"{x}", m.harmful}}), "", std::move(complying), u,
-              Fnv1a(m.benign));
-      AddText(kBenign, absl::StrReplaceAll(framing, {{"{x}", m.benign}}), m.answer, "", u, Fnv1a(m.benign));
+      AddText(kHarmful, absl::StrReplaceAll(framing, {{"{x}", m.harmful}}), "", std::move(complying), u, topic);
+      AddText(kBenign, absl::StrReplaceAll(framing, {{"{x}", m.benign}}), m.answer, "", u, topic);
     }
   }
 }

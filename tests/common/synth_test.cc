@@ -204,7 +204,7 @@ TEST(Synth, OvercautiousSftRefusesThatShareOfBenignRequestsOnly) {
 }
 
 // With --sft-overcautious-topics, the over-caution falls on some benign topics only: each benign answer (one per
-// topic) is refused on every record, at the given rate, or on none, and the flagged topics are about that share.
+// topic) is refused on every record (at a rate of 100%) or on none, and some topics are flagged but not all.
 TEST(Synth, OvercautiousTopicsRefuseOnFlaggedTopicsOnly) {
   SynthOptions o;
   o.sft_overcautious_percent = 100;
