@@ -74,6 +74,71 @@ absl::StatusOr<Batch> Collate(const std::vector<TokenizedExample>& examples, con
   }
 }
 
+absl::StatusOr<Batch> CollatePacked(const std::vector<TokenizedExample>& examples, const CollateOptions& options) {
+  if (examples.empty()) return absl::InvalidArgumentError("no examples to collate");
+  std::vector<int64_t> offsets{0};
+  for (size_t i = 0; i < examples.size(); ++i) {
+    absl::Status status = CheckExample(examples[i], i);
+    if (!status.ok()) return status;
+    offsets.push_back(offsets.back() + static_cast<int64_t>(examples[i].input_ids.size()));
+  }
+  const int64_t n = offsets.back();
+  std::vector<int64_t> ids, labels, positions;
+  ids.reserve(n);
+  labels.reserve(n);
+  positions.reserve(n);
+  for (const TokenizedExample& ex : examples) {
+    for (size_t t = 0; t < ex.input_ids.size(); ++t) {
+      ids.push_back(ex.input_ids[t]);
+      labels.push_back(t > 0 && ex.loss_mask[t] != 0 ? ex.input_ids[t] : kIgnoreIndex);
+      positions.push_back(static_cast<int64_t>(t));
+    }
+  }
+  try {
+    Batch batch;
+    batch.input_ids = ToTensor(std::move(ids), 1, n, options.device);
+    batch.attention_mask = at::ones({1, n}, batch.input_ids.options());
+    batch.labels = ToTensor(std::move(labels), 1, n, options.device);
+    batch.position_ids = ToTensor(std::move(positions), 1, n, options.device);
+    batch.offsets = std::move(offsets);
+    return batch;
+  } catch (const c10::Error& e) {
+    return absl::ResourceExhaustedError(absl::StrCat("cannot allocate a packed batch of ", n, " tokens: ",
+                                                     e.what_without_backtrace()));
+  }
+}
+
+absl::StatusOr<Batch> CollatePairsPacked(const std::vector<TokenizedPair>& pairs, const CollateOptions& options) {
+  std::vector<TokenizedExample> examples;
+  examples.reserve(2 * pairs.size());
+  for (const TokenizedPair& pair : pairs) examples.push_back(pair.chosen);
+  for (const TokenizedPair& pair : pairs) examples.push_back(pair.rejected);
+  return CollatePacked(examples, options);
+}
+
+int64_t Batch::num_sequences() const {
+  return packed() ? static_cast<int64_t>(offsets.size()) - 1 : input_ids.size(0);
+}
+
+at::Tensor Batch::SumPerSequence(const at::Tensor& x) const {
+  if (!packed()) return x.sum(1);
+  std::vector<int64_t> lengths;
+  for (size_t i = 0; i + 1 < offsets.size(); ++i) lengths.push_back(offsets[i + 1] - offsets[i]);
+  at::Tensor ids = at::repeat_interleave(at::arange(num_sequences(), x.options().dtype(at::kLong)),
+                                         at::tensor(lengths, at::kLong).to(x.device()));
+  return at::zeros({num_sequences()}, x.options()).index_add(0, ids, x.reshape({-1}));
+}
+
+at::Tensor Batch::LastTokenIndex() const {
+  if (packed()) {
+    std::vector<int64_t> last(offsets.begin() + 1, offsets.end());
+    for (int64_t& l : last) l -= 1;
+    return at::tensor(last, at::kLong).to(input_ids.device());
+  }
+  const int64_t t = input_ids.size(1);
+  return at::arange(input_ids.size(0), input_ids.options()) * t + attention_mask.sum(1) - 1;
+}
+
 absl::StatusOr<Batch> CollatePairs(const std::vector<TokenizedPair>& pairs, const CollateOptions& options) {
   std::vector<TokenizedExample> examples;
   examples.reserve(2 * pairs.size());

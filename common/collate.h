@@ -23,8 +23,24 @@ inline constexpr int64_t kIgnoreIndex = -100;
 //                  shifts, logits[:, :-1] predict labels[:, 1:]
 //  position_ids:   cumsum(attention_mask) - 1, clamped at 0: the first real token is at 0 whichever the padding side
 //                  (right padding repeats the last real position; left padding puts 0 on the padding)
+//
+// A padding-free batch (CollatePacked) is one row [1, N] holding its sequences end to end, with `offsets` set:
+// sequence i is columns [offsets[i], offsets[i + 1]), its positions restart at 0, and its first token is never a
+// label (nothing of its own predicts it). Such a batch goes through CausalLM::forward_packed_hidden, which keeps
+// attention within each sequence. `offsets` is empty for a padded batch.
 struct Batch {
   at::Tensor input_ids, attention_mask, labels, position_ids;
+  std::vector<int64_t> offsets;
+
+  bool packed() const { return !offsets.empty(); }
+  // Sequences in the batch: rows when padded, offsets.size() - 1 when packed.
+  int64_t num_sequences() const;
+  // Per-sequence sums of a [B, T] tensor laid out like input_ids ([S], differentiable): row sums when padded,
+  // segment sums when packed.
+  at::Tensor SumPerSequence(const at::Tensor& x) const;
+  // The column of each sequence's last token (right padding), as flat indices into a [B, T] tensor's B * T entries
+  // ([S] int64).
+  at::Tensor LastTokenIndex() const;
 };
 
 enum class PaddingSide { kRight, kLeft };
@@ -42,6 +58,13 @@ absl::StatusOr<Batch> Collate(const std::vector<TokenizedExample>& examples, con
 
 // Rows 0..B-1 are the chosen sequences, rows B..2B-1 the rejected ones, padded to one common length.
 absl::StatusOr<Batch> CollatePairs(const std::vector<TokenizedPair>& pairs, const CollateOptions& options);
+
+// Padding-free collation: the examples end to end in one row (see Batch), no padding at all; options.padding_side and
+// pad_to_multiple_of do not apply. Same errors as Collate.
+absl::StatusOr<Batch> CollatePacked(const std::vector<TokenizedExample>& examples, const CollateOptions& options);
+
+// CollatePairs' order (every chosen sequence, then every rejected one), padding-free.
+absl::StatusOr<Batch> CollatePairsPacked(const std::vector<TokenizedPair>& pairs, const CollateOptions& options);
 
 // Prompts for generation: left padding (whatever options.padding_side says), labels all kIgnoreIndex.
 absl::StatusOr<Batch> CollatePrompts(const std::vector<std::vector<int32_t>>& prompts, const CollateOptions& options);

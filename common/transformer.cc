@@ -89,6 +89,13 @@ Tensor AdditiveMask(const Tensor& allowed, torch::ScalarType dtype) {
   return torch::where(allowed, torch::zeros({}, opts), torch::full({}, lowest, opts));
 }
 
+// How one forward's queries see keys: through a dense [B, 1, T, S] bool mask, or, for a padding-free row
+// (offsets non-null), causally within each packed sequence, one attention call per sequence.
+struct AttentionLayout {
+  Tensor allowed;
+  const std::vector<int64_t>* offsets = nullptr;
+};
+
 // Scaled dot-product attention over [B, heads, T, D] queries and [B, kv_heads, S, D] keys/values where `allowed`
 // [B, 1, T, S] says which keys each query sees; kv heads are shared by heads / kv_heads consecutive query heads (GQA,
 // Hugging Face's repeat_kv order). Returns [B, T, heads * D]. at::scaled_dot_product_attention picks the kernel:
@@ -99,6 +106,29 @@ Tensor Attend(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& a
   Tensor out = at::scaled_dot_product_attention(q, k, v, AdditiveMask(allowed, q.scalar_type()), /*dropout_p=*/0.0,
                                                 /*is_causal=*/false, /*scale=*/std::nullopt, /*enable_gqa=*/gqa);
   return out.transpose(1, 2).reshape({b, t, heads * d});
+}
+
+Tensor AttendPacked(const Tensor& q, const Tensor& k, const Tensor& v, const std::vector<int64_t>& offsets) {
+  TORCH_CHECK(q.size(0) == 1 && !offsets.empty() && offsets.front() == 0 && offsets.back() == q.size(2),
+              "a packed batch is one row of ", offsets.empty() ? 0 : offsets.back(), " tokens, got ", q.sizes());
+  const int64_t heads = q.size(1), d = q.size(3);
+  const bool gqa = heads != k.size(1);
+  std::vector<Tensor> parts;
+  parts.reserve(offsets.size() - 1);
+  for (size_t i = 0; i + 1 < offsets.size(); ++i) {
+    const int64_t start = offsets[i], len = offsets[i + 1] - offsets[i];
+    TORCH_CHECK(len > 0, "packed sequence ", i, " is empty");
+    parts.push_back(at::scaled_dot_product_attention(q.narrow(2, start, len), k.narrow(2, start, len),
+                                                     v.narrow(2, start, len), /*attn_mask=*/std::nullopt,
+                                                     /*dropout_p=*/0.0, /*is_causal=*/true, /*scale=*/std::nullopt,
+                                                     /*enable_gqa=*/gqa));
+  }
+  Tensor out = parts.size() == 1 ? parts[0] : torch::cat(parts, 2);
+  return out.transpose(1, 2).reshape({1, q.size(2), heads * d});
+}
+
+Tensor Attend(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionLayout& layout) {
+  return layout.offsets != nullptr ? AttendPacked(q, k, v, *layout.offsets) : Attend(q, k, v, layout.allowed);
 }
 
 // Writes `x` [B, H, T, D] after the `past` positions of `cached` (a cache entry: [B, H, past, D]) and returns the
@@ -189,7 +219,7 @@ namespace alignd {
 class DecoderBody : public torch::nn::Module {
  public:
   // Returns final hidden states [B, T, H] (after the last norm).
-  virtual Tensor Run(const Tensor& input_ids, const Tensor& mask, const Tensor& positions, KVCache* cache) = 0;
+  virtual Tensor Run(const Tensor& input_ids, const AttentionLayout& mask, const Tensor& positions, KVCache* cache) = 0;
   virtual Tensor embedding() const = 0;
 };
 
@@ -206,7 +236,7 @@ class LlamaAttentionImpl : public torch::nn::Module {
     v_proj = register_module("v_proj", MakeProjection(c.hidden_size, kv_heads_ * head_dim_, c.attention_bias));
     o_proj = register_module("o_proj", MakeProjection(heads_ * head_dim_, c.hidden_size, c.o_proj_bias));
   }
-  Tensor forward(const Tensor& x, const Tensor& mask, const Tensor& cos, const Tensor& sin, KVCache* cache,
+  Tensor forward(const Tensor& x, const AttentionLayout& mask, const Tensor& cos, const Tensor& sin, KVCache* cache,
                  size_t layer) {
     const int64_t b = x.size(0), t = x.size(1);
     Tensor q = q_proj->forward(x).view({b, t, heads_, head_dim_}).transpose(1, 2);
@@ -244,7 +274,8 @@ class LlamaLayerImpl : public DecoderLayerImpl {
         mlp(register_module("mlp", LlamaMlp(c))),
         input_layernorm(register_module("input_layernorm", RMSNorm(c.hidden_size, c.norm_eps))),
         post_attention_layernorm(register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.norm_eps))) {}
-  Tensor forward(Tensor x, const Tensor& mask, const Tensor& cos, const Tensor& sin, KVCache* cache, size_t layer) {
+  Tensor forward(Tensor x, const AttentionLayout& mask, const Tensor& cos, const Tensor& sin, KVCache* cache,
+                 size_t layer) {
     x = x + Adapt(AdapterSite::kAfterAttention,
                   self_attn->forward(input_layernorm->forward(x), mask, cos, sin, cache, layer));
     return x + Adapt(AdapterSite::kAfterMlp, mlp->forward(post_attention_layernorm->forward(x)));
@@ -266,7 +297,7 @@ class LlamaBody : public DecoderBody {
     }
     norm = register_module("norm", RMSNorm(c.hidden_size, c.norm_eps));
   }
-  Tensor Run(const Tensor& input_ids, const Tensor& mask, const Tensor& positions, KVCache* cache) override {
+  Tensor Run(const Tensor& input_ids, const AttentionLayout& mask, const Tensor& positions, KVCache* cache) override {
     Tensor x = embed_tokens->forward(input_ids);
     auto [cos, sin] = RotaryTables(positions, config_.head_dim, config_.rope_theta, x.scalar_type());
     for (size_t i = 0; i < llama_layers_.size(); ++i) x = llama_layers_[i]->forward(x, mask, cos, sin, cache, i);
@@ -291,7 +322,7 @@ class Gpt2AttentionImpl : public torch::nn::Module {
     c_attn = register_module("c_attn", MakeConv1D(c.hidden_size, 3 * c.hidden_size));
     c_proj = register_module("c_proj", MakeConv1D(c.hidden_size, c.hidden_size));
   }
-  Tensor forward(const Tensor& x, const Tensor& mask, KVCache* cache, size_t layer) {
+  Tensor forward(const Tensor& x, const AttentionLayout& mask, KVCache* cache, size_t layer) {
     const int64_t b = x.size(0), t = x.size(1);
     auto qkv = c_attn->forward(x).split(heads_ * head_dim_, -1);
     auto heads = [&](const Tensor& y) { return y.view({b, t, heads_, head_dim_}).transpose(1, 2); };
@@ -327,7 +358,7 @@ class Gpt2BlockImpl : public DecoderLayerImpl {
         attn(register_module("attn", Gpt2Attention(c))),
         ln_2(register_module("ln_2", MakeLayerNorm(c))),
         mlp(register_module("mlp", Gpt2Mlp(c))) {}
-  Tensor forward(Tensor x, const Tensor& mask, KVCache* cache, size_t layer) {
+  Tensor forward(Tensor x, const AttentionLayout& mask, KVCache* cache, size_t layer) {
     x = x + Adapt(AdapterSite::kAfterAttention, attn->forward(ln_1->forward(x), mask, cache, layer));
     return x + Adapt(AdapterSite::kAfterMlp, mlp->forward(ln_2->forward(x)));
   }
@@ -350,7 +381,7 @@ class Gpt2Body : public DecoderBody {
     }
     ln_f = register_module("ln_f", MakeLayerNorm(c));
   }
-  Tensor Run(const Tensor& input_ids, const Tensor& mask, const Tensor& positions, KVCache* cache) override {
+  Tensor Run(const Tensor& input_ids, const AttentionLayout& mask, const Tensor& positions, KVCache* cache) override {
     Tensor x = wte->forward(input_ids) + wpe->forward(positions);
     for (size_t i = 0; i < blocks_.size(); ++i) x = blocks_[i]->forward(x, mask, cache, i);
     return ln_f->forward(x);
@@ -384,6 +415,14 @@ CausalLMImpl::CausalLMImpl(const ModelConfig& config) : config_(config) {
 
 ModelOutput CausalLMImpl::forward(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& position_ids,
                                   KVCache* cache) {
+  ModelOutput out;
+  out.hidden = forward_hidden(input_ids, attention_mask, position_ids, cache);
+  out.logits = head(out.hidden);
+  return out;
+}
+
+Tensor CausalLMImpl::forward_hidden(const Tensor& input_ids, const Tensor& attention_mask,
+                                    const Tensor& position_ids, KVCache* cache) {
   const int64_t b = input_ids.size(0), t = input_ids.size(1);
   const int64_t past = cache == nullptr ? 0 : cache->length();
   Tensor mask = attention_mask;
@@ -393,22 +432,53 @@ ModelOutput CausalLMImpl::forward(const Tensor& input_ids, const Tensor& attenti
   TORCH_CHECK(mask.dim() == 2 && mask.size(0) == b && mask.size(1) == past + t,
               "attention_mask must be [batch, past + new] = [", b, ", ", past + t, "], got ", mask.sizes());
   Tensor positions = position_ids.defined() ? position_ids : PositionIdsFromMask(mask, t);
-  Tensor allowed = BuildMask(mask, t, past);
-  ModelOutput out;
-  out.hidden = body_->Run(input_ids, allowed, positions, cache);
+  AttentionLayout layout;
+  layout.allowed = BuildMask(mask, t, past);
+  return body_->Run(input_ids, layout, positions, cache);
+}
+
+Tensor CausalLMImpl::forward_packed_hidden(const Tensor& input_ids, const std::vector<int64_t>& offsets,
+                                           const Tensor& position_ids) {
+  TORCH_CHECK(input_ids.dim() == 2 && input_ids.size(0) == 1 && offsets.size() >= 2 && offsets.front() == 0 &&
+                  offsets.back() == input_ids.size(1),
+              "a packed batch is input_ids [1, N] with offsets 0 .. N, got ", input_ids.sizes(), " and ",
+              offsets.size(), " offsets");
+  Tensor positions = position_ids;
+  if (!positions.defined()) {
+    std::vector<int64_t> pos;
+    pos.reserve(static_cast<size_t>(input_ids.size(1)));
+    for (size_t i = 0; i + 1 < offsets.size(); ++i) {
+      TORCH_CHECK(offsets[i + 1] > offsets[i], "packed sequence ", i, " is empty");
+      for (int64_t p = 0; p < offsets[i + 1] - offsets[i]; ++p) pos.push_back(p);
+    }
+    positions = torch::tensor(pos, torch::kLong).to(input_ids.device()).unsqueeze(0);
+  }
+  AttentionLayout layout;
+  layout.offsets = &offsets;
+  return body_->Run(input_ids, layout, positions, nullptr);
+}
+
+Tensor CausalLMImpl::head(const Tensor& hidden) {
+  Tensor logits;
   if (score_) {
-    out.logits = score_->forward(out.hidden);
+    logits = score_->forward(hidden);
   } else if (lm_head_) {
-    out.logits = lm_head_->forward(out.hidden);
+    logits = lm_head_->forward(hidden);
   } else {
-    out.logits = torch::matmul(out.hidden, body_->embedding().t());
+    logits = torch::matmul(hidden, body_->embedding().t());
   }
   // Under autocast the head's product comes out in bfloat16; losses, rewards and sampling read float32 logits, as
   // Hugging Face's models hand back (`logits.float()`). Without autocast the model's own dtype is kept.
-  if ((at::autocast::is_autocast_enabled(at::kCPU) || at::autocast::is_autocast_enabled(at::kCUDA)) && out.logits.scalar_type() != torch::kFloat64) {
-    out.logits = out.logits.to(torch::kFloat);
+  if ((at::autocast::is_autocast_enabled(at::kCPU) || at::autocast::is_autocast_enabled(at::kCUDA)) &&
+      logits.scalar_type() != torch::kFloat64) {
+    logits = logits.to(torch::kFloat);
   }
-  return out;
+  return logits;
+}
+
+Tensor CausalLMImpl::lm_head_weight() const {
+  if (score_) return {};
+  return lm_head_ ? lm_head_->weight : body_->embedding();
 }
 
 std::vector<NamedProjection> CausalLMImpl::Projections() const {

@@ -137,6 +137,26 @@ class CausalLMImpl : public torch::nn::Module {
   ModelOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
                       const torch::Tensor& position_ids = {}, KVCache* cache = nullptr);
 
+  // The final hidden states (ModelOutput::hidden) without the head, for losses that apply the head only where they
+  // train (worker/losses.h HeadLogProbs). Same arguments and checks as forward.
+  torch::Tensor forward_hidden(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
+                               const torch::Tensor& position_ids = {}, KVCache* cache = nullptr);
+
+  // Padding-free: `input_ids` [1, N] holds sequences end to end, sequence i in columns [offsets[i], offsets[i + 1]).
+  // Each attends causally within itself only (one attention call per sequence, so no [N, N] mask and no work on
+  // pairs of sequences), and its positions restart at 0 unless `position_ids` [1, N] says otherwise. Returns the
+  // hidden states [1, N, hidden]; they equal each sequence's own forward to float rounding. Throws (TORCH_CHECK) for
+  // offsets that do not run 0 < ... < N. No KV cache.
+  torch::Tensor forward_packed_hidden(const torch::Tensor& input_ids, const std::vector<int64_t>& offsets,
+                                      const torch::Tensor& position_ids = {});
+
+  // The head on hidden states [..., hidden]: logits [..., vocab] or scores [..., num_labels], float32 under autocast.
+  torch::Tensor head(const torch::Tensor& hidden);
+
+  // The language-model head's weight [vocab, hidden]: lm_head.weight, or the embedding matrix when tied. Undefined
+  // for a model with a score head.
+  torch::Tensor lm_head_weight() const;
+
   // Initialises every parameter as Hugging Face does for a fresh model (normal(0, 0.02), zero biases, unit norms;
   // GPT-2's residual projections scaled by 1/sqrt(2 * layers)), from `seed`.
   void InitWeights(uint64_t seed);
@@ -165,6 +185,10 @@ TORCH_MODULE(CausalLM);
 torch::Tensor BuildMask(const torch::Tensor& attention_mask, int64_t t, int64_t past);
 torch::Tensor Attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                      const torch::Tensor& allowed);
+// AttendPacked: the same for one padding-free row ([1, heads, N, D] queries, [1, kv_heads, N, D] keys and values):
+// each sequence [offsets[i], offsets[i + 1]) attends causally within itself; [1, N, heads * D].
+torch::Tensor AttendPacked(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                           const std::vector<int64_t>& offsets);
 
 }  // namespace alignd
 

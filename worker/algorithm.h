@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/collate.h"
 #include "common/tokenizer.h"
 #include "common/transformer.h"
 #include "worker/job_spec.h"
@@ -79,6 +80,10 @@ std::unique_ptr<Objective> MakeLmObjective();          // pretrain, SFT
 std::unique_ptr<Objective> MakeRewardModelObjective();  // RM
 std::unique_ptr<Objective> MakePreferenceObjective();  // DPO, cDPO, IPO, ORPO
 std::unique_ptr<Objective> MakeRlObjective();          // PPO, GRPO, RLOO
+
+// The model's final hidden states for `batch`: forward_packed_hidden for a padding-free batch, forward_hidden for a
+// padded one.
+torch::Tensor RunModel(TrainContext& ctx, const Batch& batch);
 
 // Splits `items` into `parts` consecutive chunks of equal size (items.size() divisible by parts).
 std::vector<std::vector<size_t>> Split(const std::vector<size_t>& items, int64_t parts);

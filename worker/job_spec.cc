@@ -133,6 +133,8 @@ absl::Status ParseModel(MapReader& r, ModelSpec* m) {
     RETURN_IF_ERROR(s.Get("heads", &m->init_heads));
     RETURN_IF_ERROR(s.Get("kv_heads", &m->init_kv_heads));
     RETURN_IF_ERROR(s.Get("max_positions", &m->init_max_positions));
+    RETURN_IF_ERROR(s.Get("vocab_size", &m->init_vocab_size));
+    RETURN_IF_ERROR(Require(s, "vocab_size", m->init_vocab_size >= 0, "must be >= 0 (0: the tokenizer's)"));
     RETURN_IF_ERROR(Require(s, "hidden_size", m->init_hidden_size > 0, "must be > 0"));
     RETURN_IF_ERROR(Require(s, "layers", m->init_layers > 0, "must be > 0"));
     RETURN_IF_ERROR(Require(s, "heads", m->init_heads > 0 && m->init_hidden_size % m->init_heads == 0,
@@ -152,6 +154,7 @@ absl::Status ParseData(MapReader& r, DataSpec* d) {
   RETURN_IF_ERROR(r.Get("max_length", &d->max_length));
   RETURN_IF_ERROR(r.Get("max_prompt_length", &d->max_prompt_length));
   RETURN_IF_ERROR(r.Get("pack", &d->pack));
+  RETURN_IF_ERROR(r.Get("padding_free", &d->padding_free));
   RETURN_IF_ERROR(Require(r, "train", !d->train.empty(), "is required"));
   RETURN_IF_ERROR(Require(r, "max_length", d->max_length > 1, "must be > 1"));
   return Require(r, "max_prompt_length", d->max_prompt_length > 0 && d->max_prompt_length < d->max_length,
@@ -322,6 +325,9 @@ absl::Status ParseTop(MapReader& r, JobSpec* spec) {
   RETURN_IF_ERROR(r.Finish());
   if (!spec->data.mix.empty() && spec->algorithm != Algorithm::kPretrain && spec->algorithm != Algorithm::kSft) {
     return r.Error(r.node()["data"], "data.mix", "is only for pretrain and sft");
+  }
+  if (spec->data.padding_free && rl) {
+    return r.Error(r.node()["data"], "data.padding_free", "is for pretrain, sft, rm and the dpo family");
   }
   const bool may_init = spec->algorithm == Algorithm::kPretrain || spec->algorithm == Algorithm::kSft;
   if (spec->model.path.empty() && !may_init) {

@@ -30,6 +30,7 @@ struct ModelSpec {
   int64_t init_heads = 4;
   int64_t init_kv_heads = 2;
   int64_t init_max_positions = 512;
+  int64_t init_vocab_size = 0;      // 0: the tokenizer's; larger pads the vocabulary (embedding and head rows)
   std::string dtype = "float32";    // compute dtype: float32, or bfloat16 (autocast; float32 weights and optimiser)
 };
 
@@ -41,6 +42,9 @@ struct DataSpec {
   int64_t max_length = 256;
   int64_t max_prompt_length = 128;
   bool pack = false;                // pretraining: pack texts into rows of max_length
+  // pretrain/sft/rm/dpo family: each micro-batch runs as one padding-free row (its sequences end to end, attention
+  // and positions kept within each; common/collate.h CollatePacked) instead of a padded [B, T] batch
+  bool padding_free = false;
 };
 
 struct TrainSpec {

@@ -37,17 +37,18 @@ absl::StatusOr<std::vector<TokenizedExample>> LoadExamples(const TrainContext& c
 }
 
 // Summed NLL and trained-token count of `examples` under the model; backward of sum/denominator when `denominator`>0.
+// The LM head runs only where a token is trained (worker/losses.h MaskedNextTokenLogProbs).
 absl::StatusOr<std::pair<double, int64_t>> Forward(TrainContext& ctx, const std::vector<TokenizedExample>& examples,
                                                    double denominator) {
   CollateOptions co;
   co.pad_id = ctx.tokenizer->pad_id().value_or(0);
   co.device = ctx.device;
-  ASSIGN_OR_RETURN(Batch batch, Collate(examples, co));
-  torch::Tensor mask = batch.labels.ne(kIgnoreIndex).to(torch::kFloat);
-  ModelOutput out = ctx.model->forward(batch.input_ids, batch.attention_mask, batch.position_ids);
-  torch::Tensor nll = -(NextTokenLogProbs(out.logits, batch.input_ids) * mask).sum();
+  ASSIGN_OR_RETURN(Batch batch, ctx.spec->data.padding_free ? CollatePacked(examples, co) : Collate(examples, co));
+  torch::Tensor mask = batch.labels.ne(kIgnoreIndex);
+  torch::Tensor hidden = RunModel(ctx, batch);
+  torch::Tensor nll = -MaskedNextTokenLogProbs(hidden, ctx.model->lm_head_weight(), batch.input_ids, mask).logp.sum();
   if (denominator > 0) (nll / denominator).backward();
-  return std::make_pair(nll.item<double>(), static_cast<int64_t>(mask.sum().item<double>()));
+  return std::make_pair(nll.item<double>(), static_cast<int64_t>(mask.sum().item<int64_t>()));
 }
 
 int64_t TrainedTokens(const TokenizedExample& e) {
@@ -79,8 +80,11 @@ class LmAlgorithm : public Objective {
 
   absl::StatusOr<Metrics> Step(TrainContext& ctx, int64_t step, const std::vector<size_t>& items,
                                const ApplyStep& apply) override {
-    int64_t tokens = 0;
-    for (size_t i : items) tokens += TrainedTokens(train_[i]);
+    int64_t tokens = 0, input_tokens = 0;
+    for (size_t i : items) {
+      tokens += TrainedTokens(train_[i]);
+      input_tokens += static_cast<int64_t>(train_[i].input_ids.size());
+    }
     if (tokens == 0) return absl::InternalError("a training batch has no trained token");
     double nll = 0;
     for (const auto& micro : Split(items, ctx.spec->train.grad_accum)) {
@@ -92,6 +96,7 @@ class LmAlgorithm : public Objective {
     double grad_norm = apply();
     return Metrics{{"train/loss", nll / static_cast<double>(tokens)},
                    {"train/tokens", static_cast<double>(tokens)},
+                   {"train/input_tokens", static_cast<double>(input_tokens)},
                    {"train/grad_norm", grad_norm}};
   }
 
@@ -118,6 +123,11 @@ class LmAlgorithm : public Objective {
 }  // namespace
 
 std::unique_ptr<Objective> MakeLmObjective() { return std::make_unique<LmAlgorithm>(); }
+
+torch::Tensor RunModel(TrainContext& ctx, const Batch& batch) {
+  if (batch.packed()) return ctx.model->forward_packed_hidden(batch.input_ids, batch.offsets, batch.position_ids);
+  return ctx.model->forward_hidden(batch.input_ids, batch.attention_mask, batch.position_ids);
+}
 
 std::vector<std::vector<size_t>> Split(const std::vector<size_t>& items, int64_t parts) {
   std::vector<std::vector<size_t>> out;

@@ -1,6 +1,11 @@
 #include "worker/losses.h"
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <algorithm>
 
 namespace alignd::worker {
 namespace F = at;
@@ -13,6 +18,136 @@ Tensor NextTokenLogProbs(const Tensor& logits, const Tensor& input_ids) {
   Tensor targets = input_ids.narrow(1, 1, t - 1).unsqueeze(-1);
   Tensor lp = shifted.gather(-1, targets).squeeze(-1) - shifted.logsumexp(-1);
   return at::cat({at::zeros({lp.size(0), 1}, lp.options()), lp}, 1);
+}
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// Chunk rows for about 32 MB of float32 logits.
+int64_t ChunkRows(int64_t requested, int64_t vocab) {
+  return requested > 0 ? requested : std::max<int64_t>(1, (int64_t{8} << 20) / std::max<int64_t>(vocab, 1));
+}
+
+// The float32 logits of rows [start, start + rows) of `hidden` under `weight` (already in the compute dtype).
+Tensor ChunkLogits(const Tensor& hidden, const Tensor& weight, int64_t start, int64_t rows, at::ScalarType compute) {
+  return at::mm(hidden.narrow(0, start, rows).to(compute), weight.t()).to(torch::kFloat);
+}
+
+// Outputs: logp [N], entropy [N] (empty when not asked). Saved: hidden, weight, targets, the log-sum-exp per row and
+// the entropies; with a single chunk, its log-softmax too, so the backward needs no second product.
+class HeadLogProbsFunction : public torch::autograd::Function<HeadLogProbsFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, Tensor hidden, Tensor weight, Tensor targets, bool with_entropy,
+                               int64_t chunk, at::ScalarType compute) {
+    // The dtypes are chosen here, explicitly; autocast must not recast the products.
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+    const int64_t n = hidden.size(0);
+    Tensor w = weight.to(compute);
+    auto f32 = hidden.options().dtype(torch::kFloat);
+    Tensor logp = at::empty({n}, f32), lse = at::empty({n}, f32);
+    Tensor entropy = with_entropy ? at::empty({n}, f32) : at::empty({0}, f32);
+    Tensor kept;  // the single chunk's log-softmax
+    for (int64_t s = 0; s < n; s += chunk) {
+      const int64_t rows = std::min(chunk, n - s);
+      Tensor z = ChunkLogits(hidden, w, s, rows, compute);
+      Tensor l = z.logsumexp(1);
+      lse.narrow(0, s, rows).copy_(l);
+      Tensor lsm = z.sub_(l.unsqueeze(1));  // log-softmax, in place of the logits
+      logp.narrow(0, s, rows).copy_(lsm.gather(1, targets.narrow(0, s, rows).unsqueeze(1)).squeeze(1));
+      if (with_entropy) entropy.narrow(0, s, rows).copy_(-(lsm.exp() * lsm).sum(1));
+      if (rows == n && at::GradMode::is_enabled()) kept = lsm;
+    }
+    ctx->save_for_backward({hidden, weight, targets, lse, entropy, kept});
+    ctx->saved_data["chunk"] = chunk;
+    ctx->saved_data["compute"] = compute;
+    ctx->set_materialize_grads(false);
+    return {logp, entropy};
+  }
+
+  // d logp_i / dz_iv = [v = t_i] - p_iv;  d H_i / dz_iv = -p_iv (log p_iv + H_i).
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+    auto saved = ctx->get_saved_variables();
+    const Tensor &hidden = saved[0], &weight = saved[1], &targets = saved[2], &lse = saved[3], &entropy = saved[4],
+                 &kept = saved[5];
+    const int64_t chunk = ctx->saved_data["chunk"].toInt();
+    const auto compute = static_cast<at::ScalarType>(ctx->saved_data["compute"].toScalarType());
+    const Tensor &g_logp = grads[0], &g_ent = grads[1];
+    const bool want_h = ctx->needs_input_grad(0), want_w = ctx->needs_input_grad(1);
+    if ((!g_logp.defined() && !g_ent.defined()) || (!want_h && !want_w)) {
+      return {Tensor(), Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
+    }
+    const int64_t n = hidden.size(0);
+    Tensor w = weight.to(compute);
+    Tensor grad_h = want_h ? at::empty_like(hidden) : Tensor();
+    Tensor grad_w = want_w ? at::zeros(weight.sizes(), weight.options().dtype(torch::kFloat)) : Tensor();
+    for (int64_t s = 0; s < n; s += chunk) {
+      const int64_t rows = std::min(chunk, n - s);
+      Tensor lsm = kept.defined() ? kept
+                                  : ChunkLogits(hidden, w, s, rows, compute).sub_(lse.narrow(0, s, rows).unsqueeze(1));
+      Tensor p = lsm.exp();
+      Tensor dz = at::zeros_like(p);
+      if (g_logp.defined()) {
+        Tensor g = g_logp.narrow(0, s, rows).to(torch::kFloat).unsqueeze(1);
+        dz.sub_(p * g).scatter_add_(1, targets.narrow(0, s, rows).unsqueeze(1), g);
+      }
+      if (g_ent.defined()) {
+        Tensor g = g_ent.narrow(0, s, rows).to(torch::kFloat).unsqueeze(1);
+        dz.sub_(p * (lsm + entropy.narrow(0, s, rows).unsqueeze(1)) * g);
+      }
+      Tensor dzc = dz.to(compute);
+      if (want_h) grad_h.narrow(0, s, rows).copy_(at::mm(dzc, w));
+      if (want_w) grad_w.add_(at::mm(dzc.t(), hidden.narrow(0, s, rows).to(compute)).to(torch::kFloat));
+    }
+    return {grad_h, want_w ? grad_w.to(weight.scalar_type()) : Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
+  }
+};
+
+}  // namespace
+
+HeadLogProbs ComputeHeadLogProbs(const Tensor& hidden, const Tensor& weight, const Tensor& targets,
+                                 bool with_entropy, int64_t chunk_rows) {
+  TORCH_CHECK(hidden.dim() == 2 && weight.dim() == 2 && hidden.size(1) == weight.size(1) && targets.dim() == 1 &&
+                  targets.size(0) == hidden.size(0),
+              "ComputeHeadLogProbs: hidden [N, H], weight [V, H], targets [N]; got ", hidden.sizes(), ", ",
+              weight.sizes(), ", ", targets.sizes());
+  const at::DeviceType device = hidden.device().type();
+  at::ScalarType compute = weight.scalar_type();
+  if ((device == at::kCPU || device == at::kCUDA) && at::autocast::is_autocast_enabled(device) &&
+      compute != torch::kFloat64) {
+    compute = at::autocast::get_autocast_dtype(device);
+  }
+  HeadLogProbs out;
+  if (hidden.size(0) == 0) {
+    out.logp = at::zeros({0}, hidden.options().dtype(torch::kFloat)) + (hidden.sum() + weight.sum()) * 0;
+    if (with_entropy) out.entropy = out.logp;
+    return out;
+  }
+  variable_list r = HeadLogProbsFunction::apply(hidden, weight, targets.to(torch::kLong), with_entropy,
+                                                ChunkRows(chunk_rows, weight.size(0)), compute);
+  out.logp = r[0];
+  if (with_entropy) out.entropy = r[1];
+  return out;
+}
+
+HeadLogProbs MaskedNextTokenLogProbs(const Tensor& hidden, const Tensor& weight, const Tensor& input_ids,
+                                     const Tensor& mask, bool with_entropy, int64_t chunk_rows) {
+  const int64_t b = input_ids.size(0), t = input_ids.size(1), h = hidden.size(-1);
+  // Token t (t >= 1) of row r is predicted by hidden[r, t - 1].
+  Tensor pos = mask.narrow(1, 1, t - 1).ne(0).nonzero();  // [M, 2]: (row, t - 1)
+  Tensor from = pos.select(1, 0) * t + pos.select(1, 1);
+  Tensor to = from + 1;
+  HeadLogProbs sel = ComputeHeadLogProbs(hidden.reshape({b * t, h}).index_select(0, from), weight,
+                                         input_ids.reshape({b * t}).index_select(0, to), with_entropy, chunk_rows);
+  auto scatter = [&](const Tensor& x) {
+    return at::zeros({b * t}, x.options()).index_copy(0, to, x).view({b, t});
+  };
+  HeadLogProbs out;
+  out.logp = scatter(sel.logp);
+  if (with_entropy) out.entropy = scatter(sel.entropy);
+  return out;
 }
 
 Tensor BradleyTerryLoss(const Tensor& chosen, const Tensor& rejected, double margin) {

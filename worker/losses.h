@@ -13,6 +13,29 @@ namespace alignd::worker {
 // column t marks trained tokens (as collate.h's labels) to select them.
 torch::Tensor NextTokenLogProbs(const torch::Tensor& logits, const torch::Tensor& input_ids);
 
+// Log-probs of chosen tokens straight from hidden states, computing the LM head only where asked and never the whole
+// [N, vocab] logits at once. hidden [N, H] (any float dtype), weight [V, H] (CausalLM::lm_head_weight), targets [N]
+// int64. logp[i] = log_softmax(hidden[i] W^T)[targets[i]] in float32; entropy[i] (when `with_entropy`, else
+// undefined) = -Σ_v p_v log p_v of that distribution. The logits are made chunk_rows rows at a time ([chunk_rows, V]
+// float32 at most, in the forward and again in the backward, which recomputes them instead of keeping them;
+// chunk_rows 0 picks rows for about 32 MB per chunk, so a small vocabulary is one chunk, whose log-softmax is kept).
+// Differentiable with respect to hidden and weight (both outputs). Under autocast the products run in autocast's
+// dtype, as CausalLM::head's would, and the softmax in float32.
+struct HeadLogProbs {
+  torch::Tensor logp;     // [N] float32
+  torch::Tensor entropy;  // [N] float32, or undefined
+};
+HeadLogProbs ComputeHeadLogProbs(const torch::Tensor& hidden, const torch::Tensor& weight, const torch::Tensor& targets,
+                                 bool with_entropy = false, int64_t chunk_rows = 0);
+
+// NextTokenLogProbs(head(hidden), input_ids) * mask, and the matching entropies, without the head on untrained
+// positions: hidden [B, T, H], input_ids and mask [B, T] (mask nonzero where a token is trained, as collate.h's labels
+// mark them; column 0 is never trained). Returns [B, T] float32 tensors, zero where mask is 0; entropy (when asked)
+// at column t is that of the distribution that predicted token t.
+HeadLogProbs MaskedNextTokenLogProbs(const torch::Tensor& hidden, const torch::Tensor& weight,
+                                     const torch::Tensor& input_ids, const torch::Tensor& mask,
+                                     bool with_entropy = false, int64_t chunk_rows = 0);
+
 // Bradley-Terry pairwise loss for reward models: mean over pairs of -log σ(r_chosen - r_rejected - margin).
 torch::Tensor BradleyTerryLoss(const torch::Tensor& chosen, const torch::Tensor& rejected, double margin = 0.0);
 

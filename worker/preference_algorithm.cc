@@ -41,10 +41,17 @@ std::vector<TokenizedPair> Select(const std::vector<TokenizedPair>& all, const s
   return out;
 }
 
+// Tokens of the pairs' sequences (prompt and response, chosen and rejected; no padding): train/input_tokens.
+double InputTokens(const std::vector<TokenizedPair>& pairs, const std::vector<size_t>& items) {
+  size_t n = 0;
+  for (size_t i : items) n += pairs[i].chosen.input_ids.size() + pairs[i].rejected.input_ids.size();
+  return static_cast<double>(n);
+}
+
 struct PairForward {
   Batch batch;
-  ModelOutput out;
-  torch::Tensor mask;  // [2B, T] trained (response) tokens
+  torch::Tensor hidden;  // the model's final hidden states, laid out like batch.input_ids
+  torch::Tensor mask;    // trained (response) tokens, float, laid out like batch.input_ids
 };
 
 absl::StatusOr<PairForward> RunPairs(TrainContext& ctx, const std::vector<TokenizedPair>& pairs) {
@@ -52,8 +59,8 @@ absl::StatusOr<PairForward> RunPairs(TrainContext& ctx, const std::vector<Tokeni
   co.pad_id = ctx.tokenizer->pad_id().value_or(0);
   co.device = ctx.device;
   PairForward f;
-  ASSIGN_OR_RETURN(f.batch, CollatePairs(pairs, co));
-  f.out = ctx.model->forward(f.batch.input_ids, f.batch.attention_mask, f.batch.position_ids);
+  ASSIGN_OR_RETURN(f.batch, ctx.spec->data.padding_free ? CollatePairsPacked(pairs, co) : CollatePairs(pairs, co));
+  f.hidden = RunModel(ctx, f.batch);
   f.mask = f.batch.labels.ne(kIgnoreIndex).to(torch::kFloat);
   return f;
 }
@@ -87,10 +94,10 @@ absl::Status ForEachPairBatch(TrainContext& ctx, const std::vector<TokenizedPair
 
 // ---- Reward model ----------------------------------------------------------------------------------------------
 
-// The score at each row's last real token (right padding).
-torch::Tensor LastTokenScores(const PairForward& f) {
-  torch::Tensor last = f.batch.attention_mask.sum(1) - 1;
-  return f.out.logits.select(2, 0).gather(1, last.unsqueeze(1)).squeeze(1);
+// The score at each sequence's last token: the score head on those positions only.
+torch::Tensor LastTokenScores(TrainContext& ctx, const PairForward& f) {
+  torch::Tensor last = f.hidden.reshape({-1, f.hidden.size(-1)}).index_select(0, f.batch.LastTokenIndex());
+  return ctx.model->head(last).select(1, 0);
 }
 
 // Held-out accuracy per kind of pair and per contrast (the records' "kind" and "contrast"), e.g.
@@ -142,6 +149,7 @@ class RewardModelAlgorithm : public Objective {
     double grad_norm = apply();
     Metrics m = sums.Done("train/", "rm/");
     m["train/grad_norm"] = grad_norm;
+    m["train/input_tokens"] = InputTokens(train_, items);
     return m;
   }
 
@@ -172,7 +180,7 @@ class RewardModelAlgorithm : public Objective {
   // Adds the batch's loss, accuracy and margin to `sums` and returns its loss; `correct` (optional) receives which
   // pairs were ranked right, [B] uint8.
   torch::Tensor Accumulate(TrainContext& ctx, const PairForward& f, Sums* sums, torch::Tensor* correct = nullptr) {
-    torch::Tensor scores = LastTokenScores(f);
+    torch::Tensor scores = LastTokenScores(ctx, f);
     const int64_t b = scores.size(0) / 2;
     torch::Tensor chosen = scores.narrow(0, 0, b), rejected = scores.narrow(0, b, b);
     torch::Tensor loss = BradleyTerryLoss(chosen, rejected, ctx.spec->rm.margin);
@@ -216,6 +224,7 @@ class PreferenceAlgorithm : public Objective {
     double grad_norm = apply();
     Metrics m = sums.Done("train/", "");
     m["train/grad_norm"] = grad_norm;
+    m["train/input_tokens"] = InputTokens(train_, items);
     return m;
   }
 
@@ -250,11 +259,12 @@ class PreferenceAlgorithm : public Objective {
     }
   };
 
-  // Summed (and length-averaged) response log-probs per row.
-  static std::pair<torch::Tensor, torch::Tensor> SequenceLogps(const PairForward& f) {
-    torch::Tensor lp = NextTokenLogProbs(f.out.logits, f.batch.input_ids) * f.mask;
-    torch::Tensor sum = lp.sum(1);
-    return {sum, sum / f.mask.sum(1).clamp_min(1)};
+  // Summed (and length-averaged) response log-probs per sequence.
+  static std::pair<torch::Tensor, torch::Tensor> SequenceLogps(TrainContext& ctx, const PairForward& f) {
+    torch::Tensor lp =
+        MaskedNextTokenLogProbs(f.hidden, ctx.model->lm_head_weight(), f.batch.input_ids, f.mask).logp;
+    torch::Tensor sum = f.batch.SumPerSequence(lp);
+    return {sum, sum / f.batch.SumPerSequence(f.mask).clamp_min(1)};
   }
 
   absl::Status ReferenceLogps(TrainContext& ctx, const std::vector<TokenizedPair>& pairs,
@@ -262,7 +272,7 @@ class PreferenceAlgorithm : public Objective {
     if (ctx.peft) ctx.peft->SetEnabled(false);
     out->clear();
     absl::Status status = ForEachPairBatch(ctx, pairs, [&](const PairForward& f, const std::vector<size_t>& idx) {
-      auto [sum, avg] = SequenceLogps(f);
+      auto [sum, avg] = SequenceLogps(ctx, f);
       torch::Tensor v = (loss_ == "ipo" ? avg : sum).to(torch::kCPU, torch::kFloat).contiguous();
       const float* p = v.data_ptr<float>();
       const size_t n = idx.size();
@@ -274,7 +284,7 @@ class PreferenceAlgorithm : public Objective {
 
   torch::Tensor Accumulate(TrainContext& ctx, const PairForward& f, const std::vector<std::pair<float, float>>& ref,
                            const std::vector<size_t>& idx, Sums* sums, torch::Tensor* right = nullptr) {
-    auto [sum, avg] = SequenceLogps(f);
+    auto [sum, avg] = SequenceLogps(ctx, f);
     const int64_t b = static_cast<int64_t>(idx.size());
     torch::Tensor sc = sum.narrow(0, 0, b), sr = sum.narrow(0, b, b);
     torch::Tensor ac = avg.narrow(0, 0, b), ar = avg.narrow(0, b, b);

@@ -141,13 +141,15 @@ class RlObjective : public Objective {
         if (world_ > 1) rows = rows.narrow(0, rank_ * (per / world_), per / world_);  // this learner's share
         auto pick = [&](const torch::Tensor& t) { return t.index_select(0, rows); };
         torch::Tensor ids = pick(r.ids), att = pick(r.attention), mask = pick(r.response);
-        ModelOutput out = ctx.model->forward(ids, att);
-        torch::Tensor logp = NextTokenLogProbs(out.logits, ids);
+        torch::Tensor hidden = ctx.model->forward_hidden(ids, att);
+        HeadLogProbs head = MaskedNextTokenLogProbs(hidden, ctx.model->lm_head_weight(), ids, mask, true);
+        torch::Tensor logp = head.logp;
         PolicyLoss pl = PpoPolicyLoss(logp, pick(r.old_logp), pick(r.advantages), mask, p.clip);
-        torch::Tensor entropy = MaskedMean(ShiftedEntropy(out.logits), mask);
-        torch::Tensor loss = pl.loss - p.entropy_coef * entropy;
+        torch::Tensor entropy = MaskedMean(head.entropy, mask);
+        torch::Tensor loss = pl.loss;
+        if (p.entropy_coef != 0) loss = loss - p.entropy_coef * entropy;
         if (value_head_) {
-          torch::Tensor values = value_head_->forward(out.hidden).squeeze(-1);
+          torch::Tensor values = value_head_->forward(hidden).squeeze(-1);
           torch::Tensor vf = ClippedValueLoss(values, pick(r.values), pick(r.returns), mask, p.value_clip);
           loss = loss + p.vf_coef * vf;
           vf_sum += vf.item<double>();
@@ -212,12 +214,6 @@ class RlObjective : public Objective {
     return d;
   }
 
-  // Entropy of the distributions that predicted each token (aligned like NextTokenLogProbs: column t for token t).
-  static torch::Tensor ShiftedEntropy(const torch::Tensor& logits) {
-    torch::Tensor e = Entropy(logits.narrow(1, 0, logits.size(1) - 1));
-    return torch::cat({torch::zeros({e.size(0), 1}, e.options()), e}, 1);
-  }
-
   // Generates k samples per prompt, scores them, and computes old/reference log-probs and values.
   absl::StatusOr<Rollout> Collect(TrainContext& ctx, const Dataset& data, const std::vector<size_t>& items,
                                   int64_t step, double temperature, Metrics* m) {
@@ -278,15 +274,19 @@ class RlObjective : public Objective {
     const auto experience_start = std::chrono::steady_clock::now();
     {
       torch::NoGradGuard no_grad;
-      ModelOutput out = ctx.model->forward(r.ids, r.attention);
-      r.old_logp = NextTokenLogProbs(out.logits, r.ids) * r.response;
-      if (value_head_) r.values = value_head_->forward(out.hidden).squeeze(-1) * r.response;
+      // Log-probs of the response tokens only: the LM head runs on those positions alone.
+      auto response_logp = [&](CausalLMImpl& model, const torch::Tensor& hidden) {
+        return MaskedNextTokenLogProbs(hidden, model.lm_head_weight(), r.ids, r.response).logp;
+      };
+      torch::Tensor hidden = ctx.model->forward_hidden(r.ids, r.attention);
+      r.old_logp = response_logp(*ctx.model, hidden);
+      if (value_head_) r.values = value_head_->forward(hidden).squeeze(-1) * r.response;
       if (ctx.peft) {
         ctx.peft->SetEnabled(false);
-        r.ref_logp = NextTokenLogProbs(ctx.model->forward(r.ids, r.attention).logits, r.ids) * r.response;
+        r.ref_logp = response_logp(*ctx.model, ctx.model->forward_hidden(r.ids, r.attention));
         ctx.peft->SetEnabled(true);
       } else {
-        r.ref_logp = NextTokenLogProbs(reference_->forward(r.ids, r.attention).logits, r.ids) * r.response;
+        r.ref_logp = response_logp(*reference_, reference_->forward_hidden(r.ids, r.attention));
       }
     }
     (*m)["time/experience_s"] = Seconds(experience_start);

@@ -117,11 +117,16 @@ absl::Status BuildModel(const JobSpec& spec, TrainContext* ctx) {
   const ModelSpec& m = spec.model;
   if (m.path.empty()) {
     ctx->tokenizer = MakeByteTokenizer();
-    ModelConfig c = m.init_arch == "gpt2"
-                        ? TinyGpt2Config(ctx->tokenizer->vocab_size(), m.init_hidden_size, m.init_layers,
-                                         m.init_heads, m.init_max_positions)
-                        : TinyLlamaConfig(ctx->tokenizer->vocab_size(), m.init_hidden_size, m.init_layers,
-                                          m.init_heads, m.init_kv_heads, m.init_max_positions);
+    if (m.init_vocab_size != 0 && m.init_vocab_size < ctx->tokenizer->vocab_size()) {
+      return absl::InvalidArgumentError(absl::StrCat("model.init.vocab_size: ", m.init_vocab_size,
+                                                     " is smaller than the tokenizer's ",
+                                                     ctx->tokenizer->vocab_size(), " tokens"));
+    }
+    const int64_t vocab = std::max<int64_t>(m.init_vocab_size, ctx->tokenizer->vocab_size());
+    ModelConfig c = m.init_arch == "gpt2" ? TinyGpt2Config(vocab, m.init_hidden_size, m.init_layers, m.init_heads,
+                                                           m.init_max_positions)
+                                          : TinyLlamaConfig(vocab, m.init_hidden_size, m.init_layers, m.init_heads,
+                                                            m.init_kv_heads, m.init_max_positions);
     if (m.init_arch == "qwen2") {
       c.model_type = "qwen2";
       c.architecture = "Qwen2ForCausalLM";

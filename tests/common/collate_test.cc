@@ -73,6 +73,45 @@ TEST(Collate, PadToMultiple) {
   EXPECT_EQ(ToRows(b->labels), (Rows{{X, X, 7, 8, X, X}, {X, 9, X, X, X, X}}));
 }
 
+TEST(Collate, PackedPutsSequencesEndToEndWithPositionsAndLabelsOfTheirOwn) {
+  // A sequence whose first token is marked trained (a text record) gets no label there: in a packed row the
+  // position before it belongs to another sequence.
+  std::vector<TokenizedExample> examples = kExamples;
+  examples.push_back(Ex({4, 3, 2}, {1, 1, 1}));
+  auto batch = CollatePacked(examples, {});
+  ASSERT_TRUE(batch.ok()) << batch.status();
+  EXPECT_TRUE(batch->packed());
+  EXPECT_EQ(batch->num_sequences(), 3);
+  EXPECT_THAT(batch->offsets, ::testing::ElementsAre(0, 4, 6, 9));
+  EXPECT_EQ(ToRows(batch->input_ids), (Rows{{5, 6, 7, 8, 5, 9, 4, 3, 2}}));
+  EXPECT_EQ(ToRows(batch->labels), (Rows{{X, X, 7, 8, X, 9, X, 3, 2}}));
+  EXPECT_EQ(ToRows(batch->position_ids), (Rows{{0, 1, 2, 3, 0, 1, 0, 1, 2}}));
+  EXPECT_EQ(ToRows(batch->attention_mask), (Rows{{1, 1, 1, 1, 1, 1, 1, 1, 1}}));
+  at::Tensor x = at::arange(9, at::kFloat).view({1, 9});
+  EXPECT_TRUE(at::equal(batch->SumPerSequence(x), at::tensor({0.f + 1 + 2 + 3, 4.f + 5, 6.f + 7 + 8})));
+  EXPECT_TRUE(at::equal(batch->LastTokenIndex(), at::tensor({3, 5, 8}, at::kLong)));
+  EXPECT_FALSE(CollatePacked({}, {}).ok());
+  EXPECT_FALSE(CollatePacked({Ex({1, 2}, {1})}, {}).ok());
+}
+
+TEST(Collate, PaddedBatchSumsRowsAndFindsTheLastRealToken) {
+  auto batch = Collate(kExamples, {});
+  ASSERT_TRUE(batch.ok()) << batch.status();
+  EXPECT_FALSE(batch->packed());
+  EXPECT_EQ(batch->num_sequences(), 2);
+  at::Tensor x = at::arange(8, at::kFloat).view({2, 4});
+  EXPECT_TRUE(at::equal(batch->SumPerSequence(x), at::tensor({6.f, 22.f})));
+  EXPECT_TRUE(at::equal(batch->LastTokenIndex(), at::tensor({3, 5}, at::kLong)));  // row 1 is [5, 9, pad, pad]
+}
+
+TEST(Collate, PackedPairsPutChosenSequencesFirst) {
+  TokenizedPair pair{Ex({5, 6}, {0, 1}), Ex({5, 7, 8}, {0, 1, 1})};
+  auto batch = CollatePairsPacked({pair, pair}, {});
+  ASSERT_TRUE(batch.ok()) << batch.status();
+  EXPECT_THAT(batch->offsets, ::testing::ElementsAre(0, 2, 4, 7, 10));
+  EXPECT_EQ(ToRows(batch->input_ids), (Rows{{5, 6, 5, 6, 5, 7, 8, 5, 7, 8}}));
+}
+
 TEST(Collate, PairsPutChosenRowsFirst) {
   TokenizedPair p1{Ex({5, 7}, {0, 1}), Ex({5, 8, 8}, {0, 1, 1}), 1};
   TokenizedPair p2{Ex({6, 9}, {0, 1}), Ex({6, 4}, {0, 1}), 1};

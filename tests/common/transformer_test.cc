@@ -82,6 +82,47 @@ TEST_P(BothFamilies, KvCacheDecodeEqualsFullForward) {
   EXPECT_TRUE(torch::allclose(torch::cat(steps, 1), full, 1e-5, 1e-5));
 }
 
+TEST_P(BothFamilies, PackedSequencesGiveEachSequencesOwnForwardAndGradients) {
+  // Three sequences end to end in one padding-free row: each one's hidden states (and the head on them) must equal
+  // its own forward, so no sequence sees another's tokens; the gradient of a loss over the packed row must equal the
+  // sum of the per-sequence gradients.
+  CausalLM m = Make(config());
+  std::vector<torch::Tensor> seqs = {torch::randint(0, 50, {1, 7}, torch::kLong),
+                                     torch::randint(0, 50, {1, 1}, torch::kLong),
+                                     torch::randint(0, 50, {1, 12}, torch::kLong)};
+  const std::vector<int64_t> offsets = {0, 7, 8, 20};
+  torch::Tensor packed_ids = torch::cat(seqs, 1);
+  torch::Tensor weights = torch::randn({1, 20, 50});  // a fixed linear function of the logits to differentiate
+
+  torch::Tensor packed = m->head(m->forward_packed_hidden(packed_ids, offsets));
+  (packed * weights).sum().backward();
+  std::map<std::string, torch::Tensor> packed_grads;
+  for (const auto& p : m->named_parameters()) packed_grads[p.key()] = p.value().grad().clone();
+  m->zero_grad();
+
+  std::vector<torch::Tensor> alone;
+  torch::Tensor total = torch::zeros({});
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    alone.push_back(m->forward(seqs[i]).logits);
+    total = total + (alone.back() * weights.narrow(1, offsets[i], offsets[i + 1] - offsets[i])).sum();
+  }
+  total.backward();
+  EXPECT_TRUE(torch::allclose(packed, torch::cat(alone, 1), 1e-5, 1e-5));
+  for (const auto& p : m->named_parameters()) {
+    EXPECT_TRUE(torch::allclose(packed_grads[p.key()], p.value().grad(), 1e-4, 1e-5)) << p.key();
+  }
+}
+
+TEST(Transformer, PackedForwardRejectsOffsetsThatDoNotCoverTheRow) {
+  CausalLM m = Make(Llama());
+  torch::NoGradGuard g;
+  torch::Tensor ids = torch::randint(0, 50, {1, 6}, torch::kLong);
+  EXPECT_THROW(m->forward_packed_hidden(ids, {0, 4}), c10::Error);         // stops short of the row's 6 tokens
+  EXPECT_THROW(m->forward_packed_hidden(ids, {0, 4, 4, 6}), c10::Error);   // an empty sequence
+  EXPECT_THROW(m->forward_packed_hidden(ids.view({2, 3}), {0, 3}), c10::Error);  // two rows
+  EXPECT_EQ(m->forward_packed_hidden(ids, {0, 2, 6}).sizes(), (std::vector<int64_t>{1, 6, 32}));
+}
+
 TEST_P(BothFamilies, LeftPaddingDoesNotChangeResults) {
   CausalLM m = Make(config());
   torch::NoGradGuard g;

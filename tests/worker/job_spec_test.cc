@@ -110,6 +110,20 @@ TEST(JobSpec, MixIsForLanguageModelling) {
   EXPECT_THAT(Error(std::string(kMinimal) + "  mix: [b.jsonl]\n"), HasSubstr("data.mix: is only for pretrain and sft"));
 }
 
+TEST(JobSpec, PaddingFreeAndVocabularySize) {
+  auto spec = ParseJobSpec(
+      "name: t\nalgorithm: sft\nmodel:\n  init:\n    vocab_size: 32000\ndata:\n  train: a.jsonl\n"
+      "  padding_free: true\n");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_TRUE(spec->data.padding_free);
+  EXPECT_EQ(spec->model.init_vocab_size, 32000);
+  EXPECT_FALSE(ParseJobSpec(kMinimal)->data.padding_free);
+  EXPECT_THAT(Error(std::string(kGrpo) + "  padding_free: true\nrewards: [{type: answer_match, field: answer}]\n"),
+              HasSubstr("data.padding_free: is for pretrain, sft, rm and the dpo family"));
+  EXPECT_THAT(Error("name: t\nalgorithm: sft\nmodel:\n  init:\n    vocab_size: -1\ndata:\n  train: a.jsonl\n"),
+              HasSubstr("vocab_size"));
+}
+
 TEST(JobSpecErrors, RequiredPieces) {
   EXPECT_THAT(Error("name: t\nalgorithm: sft\n"), HasSubstr("data: is required"));
   EXPECT_THAT(Error("algorithm: sft\ndata:\n  train: x\n"), HasSubstr("name: is required"));

@@ -19,6 +19,73 @@ TEST(Losses, NextTokenLogProbsOfUniformLogits) {
   EXPECT_NEAR(D(lp[0][2]), -std::log(4.0), 1e-12);
 }
 
+// The head's log-probs and entropies computed in full, for the chunked function to match.
+HeadLogProbs FullHeadLogProbs(const torch::Tensor& hidden, const torch::Tensor& weight,
+                              const torch::Tensor& targets) {
+  torch::Tensor lsm = at::log_softmax(at::mm(hidden, weight.t()), -1);
+  return {lsm.gather(1, targets.unsqueeze(1)).squeeze(1), -(lsm.exp() * lsm).sum(1)};
+}
+
+TEST(Losses, ChunkedHeadLogProbsEqualTheFullLogitsWithGradients) {
+  // 11 rows over a 37-entry vocabulary, in chunks of 1, 4 (the last one short) and all at once: the log-probs, the
+  // entropies and the gradients of a loss mixing both must be the full computation's.
+  torch::manual_seed(3);
+  torch::Tensor hidden = torch::randn({11, 8}, torch::kDouble), weight = torch::randn({37, 8}, torch::kDouble);
+  torch::Tensor targets = torch::randint(0, 37, {11}, torch::kLong);
+  torch::Tensor a = torch::randn({11}, torch::kDouble), b = torch::randn({11}, torch::kDouble);
+  auto grads = [&](auto compute) {
+    torch::Tensor h = hidden.clone().requires_grad_(), w = weight.clone().requires_grad_();
+    HeadLogProbs r = compute(h, w);
+    ((r.logp.to(torch::kDouble) * a).sum() + (r.entropy.to(torch::kDouble) * b).sum()).backward();
+    return std::vector<torch::Tensor>{r.logp.detach().to(torch::kDouble), r.entropy.detach().to(torch::kDouble),
+                                      h.grad(), w.grad()};
+  };
+  auto full = grads([&](const torch::Tensor& h, const torch::Tensor& w) { return FullHeadLogProbs(h, w, targets); });
+  for (int64_t chunk : {1, 4, 0}) {
+    auto chunked = grads([&](const torch::Tensor& h, const torch::Tensor& w) {
+      return ComputeHeadLogProbs(h, w, targets, /*with_entropy=*/true, chunk);
+    });
+    // The chunked function's softmax runs in float32: float32 rounding of values of order 1 to 10.
+    for (size_t i = 0; i < full.size(); ++i) {
+      EXPECT_TRUE(torch::allclose(chunked[i], full[i], 1e-5, 1e-5)) << "chunk " << chunk << ", output " << i << ": "
+                                                                     << (chunked[i] - full[i]).abs().max();
+    }
+  }
+  // Only the log-probs used: the entropy's gradient is skipped, and the weight may be frozen.
+  torch::Tensor h = hidden.clone().requires_grad_();
+  (ComputeHeadLogProbs(h, weight, targets, false, 4).logp.to(torch::kDouble) * a).sum().backward();
+  torch::Tensor h2 = hidden.clone().requires_grad_();
+  (FullHeadLogProbs(h2, weight, targets).logp * a).sum().backward();
+  EXPECT_TRUE(torch::allclose(h.grad(), h2.grad(), 1e-5, 1e-5));
+}
+
+TEST(Losses, MaskedNextTokenLogProbsEqualTheFullLogitsOnTrainedTokens) {
+  torch::manual_seed(4);
+  torch::Tensor hidden = torch::randn({2, 5, 6}, torch::kDouble), weight = torch::randn({13, 6}, torch::kDouble);
+  torch::Tensor ids = torch::randint(0, 13, {2, 5}, torch::kLong);
+  torch::Tensor mask = torch::tensor({0, 0, 1, 1, 0, 0, 1, 1, 1, 1}, torch::kLong).view({2, 5});
+  torch::Tensor h = hidden.clone().requires_grad_(), h2 = hidden.clone().requires_grad_();
+  HeadLogProbs r = MaskedNextTokenLogProbs(h, weight, ids, mask, true, 2);
+  torch::Tensor logits = at::matmul(h2, weight.t());
+  torch::Tensor expected = NextTokenLogProbs(logits, ids) * mask;
+  EXPECT_TRUE(torch::allclose(r.logp.to(torch::kDouble), expected, 1e-5, 1e-5));
+  // Entropy at column t is that of the distribution at t - 1; zero where the mask is.
+  torch::Tensor lsm = at::log_softmax(logits, -1);
+  torch::Tensor ent = -(lsm.exp() * lsm).sum(-1);
+  EXPECT_NEAR(D(r.entropy[1][4]), D(ent[1][3]), 1e-5);
+  EXPECT_NEAR(D(r.entropy[0][2]), D(ent[0][1]), 1e-5);
+  EXPECT_EQ(D(r.entropy[0][4]), 0.0);
+  r.logp.sum().backward();
+  expected.sum().backward();
+  EXPECT_TRUE(torch::allclose(h.grad(), h2.grad(), 1e-5, 1e-5));
+  // Nothing trained: zeros, and a gradient of zeros rather than an error.
+  torch::Tensor h3 = hidden.clone().requires_grad_();
+  HeadLogProbs none = MaskedNextTokenLogProbs(h3, weight, ids, torch::zeros_like(mask));
+  EXPECT_EQ(D(none.logp.abs().sum()), 0.0);
+  none.logp.sum().backward();
+  EXPECT_EQ(D(h3.grad().abs().sum()), 0.0);
+}
+
 TEST(Losses, BradleyTerry) {
   // -log σ(1) = log(1 + e^-1) = 0.313261687518; with margin 0.5: log(1 + e^-0.5) = 0.474076984180.
   EXPECT_NEAR(D(BradleyTerryLoss(T({1.0}), T({0.0}))), 0.313261687518223, 1e-12);
