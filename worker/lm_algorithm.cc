@@ -37,7 +37,7 @@ absl::StatusOr<std::vector<TokenizedExample>> LoadExamples(const TrainContext& c
 }
 
 // Summed NLL and trained-token count of `examples` under the model; backward of sum/denominator when `denominator`>0.
-// The LM head runs only where a token is trained (worker/losses.h MaskedNextTokenLogProbs).
+// The LM head runs only where a token is trained, its gradients made with the loss (worker/losses.h HeadNllSum).
 absl::StatusOr<std::pair<double, int64_t>> Forward(TrainContext& ctx, const std::vector<TokenizedExample>& examples,
                                                    double denominator) {
   CollateOptions co;
@@ -46,7 +46,7 @@ absl::StatusOr<std::pair<double, int64_t>> Forward(TrainContext& ctx, const std:
   ASSIGN_OR_RETURN(Batch batch, ctx.spec->data.padding_free ? CollatePacked(examples, co) : Collate(examples, co));
   torch::Tensor mask = batch.labels.ne(kIgnoreIndex);
   torch::Tensor hidden = RunModel(ctx, batch);
-  torch::Tensor nll = -MaskedNextTokenLogProbs(hidden, ctx.model->lm_head_weight(), batch.input_ids, mask).logp.sum();
+  torch::Tensor nll = MaskedNextTokenNllSum(hidden, ctx.model->lm_head_weight(), batch.input_ids, mask);
   if (denominator > 0) (nll / denominator).backward();
   return std::make_pair(nll.item<double>(), static_cast<int64_t>(mask.sum().item<int64_t>()));
 }

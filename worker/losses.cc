@@ -105,20 +105,90 @@ class HeadLogProbsFunction : public torch::autograd::Function<HeadLogProbsFuncti
   }
 };
 
-}  // namespace
+// The NLL sum with its gradients made in the forward (see HeadNllSum). Saved: the two gradients, unscaled.
+class HeadNllSumFunction : public torch::autograd::Function<HeadNllSumFunction> {
+ public:
+  static Tensor forward(AutogradContext* ctx, Tensor hidden, Tensor weight, Tensor targets, bool want_h, bool want_w,
+                        int64_t chunk, at::ScalarType compute) {
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+    const int64_t n = hidden.size(0);
+    Tensor w = weight.to(compute);
+    Tensor nll = at::zeros({}, hidden.options().dtype(torch::kFloat));
+    Tensor grad_h = want_h ? at::empty_like(hidden) : Tensor();
+    Tensor grad_w = want_w ? at::zeros(weight.sizes(), weight.options().dtype(torch::kFloat)) : Tensor();
+    for (int64_t s = 0; s < n; s += chunk) {
+      const int64_t rows = std::min(chunk, n - s);
+      Tensor tgt = targets.narrow(0, s, rows).unsqueeze(1);
+      Tensor z = ChunkLogits(hidden, w, s, rows, compute);
+      Tensor lsm = z.sub_(z.logsumexp(1, /*keepdim=*/true));
+      nll.sub_(lsm.gather(1, tgt).sum());
+      if (!want_h && !want_w) continue;
+      // d NLL / dz = softmax - onehot(target), made in place of the log-softmax.
+      Tensor dz = lsm.exp_().scatter_add_(1, tgt, at::full({rows, 1}, -1.0f, lsm.options()));
+      Tensor dzc = dz.to(compute);
+      if (want_h) grad_h.narrow(0, s, rows).copy_(at::mm(dzc, w));
+      if (want_w) grad_w.add_(at::mm(dzc.t(), hidden.narrow(0, s, rows).to(compute)).to(torch::kFloat));
+    }
+    ctx->saved_data["grad_h"] = grad_h;
+    ctx->saved_data["grad_w"] = want_w ? grad_w.to(weight.scalar_type()) : grad_w;
+    return nll;
+  }
 
-HeadLogProbs ComputeHeadLogProbs(const Tensor& hidden, const Tensor& weight, const Tensor& targets,
-                                 bool with_entropy, int64_t chunk_rows) {
-  TORCH_CHECK(hidden.dim() == 2 && weight.dim() == 2 && hidden.size(1) == weight.size(1) && targets.dim() == 1 &&
-                  targets.size(0) == hidden.size(0),
-              "ComputeHeadLogProbs: hidden [N, H], weight [V, H], targets [N]; got ", hidden.sizes(), ", ",
-              weight.sizes(), ", ", targets.sizes());
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    Tensor grad_h = ctx->saved_data["grad_h"].toTensor(), grad_w = ctx->saved_data["grad_w"].toTensor();
+    const Tensor& g = grads[0];
+    return {grad_h.defined() ? grad_h * g.to(grad_h.scalar_type()) : Tensor(),
+            grad_w.defined() ? grad_w * g.to(grad_w.scalar_type()) : Tensor(),
+            Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
+  }
+};
+
+// The products' dtype: autocast's when it is on for the device, else the weight's.
+at::ScalarType HeadComputeType(const Tensor& hidden, const Tensor& weight) {
   const at::DeviceType device = hidden.device().type();
   at::ScalarType compute = weight.scalar_type();
   if ((device == at::kCPU || device == at::kCUDA) && at::autocast::is_autocast_enabled(device) &&
       compute != torch::kFloat64) {
     compute = at::autocast::get_autocast_dtype(device);
   }
+  return compute;
+}
+
+void CheckHeadShapes(const char* what, const Tensor& hidden, const Tensor& weight, const Tensor& targets) {
+  TORCH_CHECK(hidden.dim() == 2 && weight.dim() == 2 && hidden.size(1) == weight.size(1) && targets.dim() == 1 &&
+                  targets.size(0) == hidden.size(0),
+              what, ": hidden [N, H], weight [V, H], targets [N]; got ", hidden.sizes(), ", ", weight.sizes(), ", ",
+              targets.sizes());
+}
+
+// Rows of hidden [B, T, H] that predict a trained token of input_ids [B, T] (mask nonzero at t >= 1: row t - 1), and
+// the flat [B * T] index of the token each one predicts.
+std::pair<Tensor, Tensor> PredictingRows(const Tensor& hidden, const Tensor& input_ids, const Tensor& mask) {
+  const int64_t b = input_ids.size(0), t = input_ids.size(1);
+  Tensor pos = mask.narrow(1, 1, t - 1).ne(0).nonzero();  // [M, 2]: (row, t - 1)
+  Tensor from = pos.select(1, 0) * t + pos.select(1, 1);
+  return {hidden.reshape({b * t, hidden.size(-1)}).index_select(0, from), from + 1};
+}
+
+}  // namespace
+
+Tensor HeadNllSum(const Tensor& hidden, const Tensor& weight, const Tensor& targets, int64_t chunk_rows) {
+  CheckHeadShapes("HeadNllSum", hidden, weight, targets);
+  const bool grad = at::GradMode::is_enabled();
+  return HeadNllSumFunction::apply(hidden, weight, targets.to(torch::kLong), grad && hidden.requires_grad(),
+                                   grad && weight.requires_grad(), ChunkRows(chunk_rows, weight.size(0)),
+                                   HeadComputeType(hidden, weight));
+}
+
+Tensor MaskedNextTokenNllSum(const Tensor& hidden, const Tensor& weight, const Tensor& input_ids, const Tensor& mask,
+                             int64_t chunk_rows) {
+  auto [rows, to] = PredictingRows(hidden, input_ids, mask);
+  return HeadNllSum(rows, weight, input_ids.reshape({-1}).index_select(0, to), chunk_rows);
+}
+
+HeadLogProbs ComputeHeadLogProbs(const Tensor& hidden, const Tensor& weight, const Tensor& targets,
+                                 bool with_entropy, int64_t chunk_rows) {
+  CheckHeadShapes("ComputeHeadLogProbs", hidden, weight, targets);
   HeadLogProbs out;
   if (hidden.size(0) == 0) {
     out.logp = at::zeros({0}, hidden.options().dtype(torch::kFloat)) + (hidden.sum() + weight.sum()) * 0;
@@ -126,7 +196,7 @@ HeadLogProbs ComputeHeadLogProbs(const Tensor& hidden, const Tensor& weight, con
     return out;
   }
   variable_list r = HeadLogProbsFunction::apply(hidden, weight, targets.to(torch::kLong), with_entropy,
-                                                ChunkRows(chunk_rows, weight.size(0)), compute);
+                                                ChunkRows(chunk_rows, weight.size(0)), HeadComputeType(hidden, weight));
   out.logp = r[0];
   if (with_entropy) out.entropy = r[1];
   return out;
@@ -134,16 +204,11 @@ HeadLogProbs ComputeHeadLogProbs(const Tensor& hidden, const Tensor& weight, con
 
 HeadLogProbs MaskedNextTokenLogProbs(const Tensor& hidden, const Tensor& weight, const Tensor& input_ids,
                                      const Tensor& mask, bool with_entropy, int64_t chunk_rows) {
-  const int64_t b = input_ids.size(0), t = input_ids.size(1), h = hidden.size(-1);
-  // Token t (t >= 1) of row r is predicted by hidden[r, t - 1].
-  Tensor pos = mask.narrow(1, 1, t - 1).ne(0).nonzero();  // [M, 2]: (row, t - 1)
-  Tensor from = pos.select(1, 0) * t + pos.select(1, 1);
-  Tensor to = from + 1;
-  HeadLogProbs sel = ComputeHeadLogProbs(hidden.reshape({b * t, h}).index_select(0, from), weight,
-                                         input_ids.reshape({b * t}).index_select(0, to), with_entropy, chunk_rows);
-  auto scatter = [&](const Tensor& x) {
-    return at::zeros({b * t}, x.options()).index_copy(0, to, x).view({b, t});
-  };
+  const int64_t b = input_ids.size(0), t = input_ids.size(1);
+  auto [rows, to] = PredictingRows(hidden, input_ids, mask);
+  HeadLogProbs sel =
+      ComputeHeadLogProbs(rows, weight, input_ids.reshape({b * t}).index_select(0, to), with_entropy, chunk_rows);
+  auto scatter = [&](const Tensor& x) { return at::zeros({b * t}, x.options()).index_copy(0, to, x).view({b, t}); };
   HeadLogProbs out;
   out.logp = scatter(sel.logp);
   if (with_entropy) out.entropy = scatter(sel.entropy);

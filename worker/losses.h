@@ -36,6 +36,18 @@ HeadLogProbs MaskedNextTokenLogProbs(const torch::Tensor& hidden, const torch::T
                                      const torch::Tensor& input_ids, const torch::Tensor& mask,
                                      bool with_entropy = false, int64_t chunk_rows = 0);
 
+// -Σ_i log_softmax(hidden[i] W^T)[targets[i]], for a loss that is a plain sum over tokens (SFT, pretraining): the
+// value of -ComputeHeadLogProbs(...).logp.sum(), but the gradients are computed in the forward pass, chunk by chunk
+// (three products per chunk where ComputeHeadLogProbs's backward needs four, as it must recompute the logits), and
+// kept ([N, H] and [V, H] float32) until the backward scales them by the incoming gradient. Without grad mode, or
+// when neither hidden nor weight requires grad, only the value is computed. A float32 scalar.
+torch::Tensor HeadNllSum(const torch::Tensor& hidden, const torch::Tensor& weight, const torch::Tensor& targets,
+                         int64_t chunk_rows = 0);
+
+// HeadNllSum over the trained tokens of [B, T] inputs, selected as MaskedNextTokenLogProbs selects them.
+torch::Tensor MaskedNextTokenNllSum(const torch::Tensor& hidden, const torch::Tensor& weight,
+                                    const torch::Tensor& input_ids, const torch::Tensor& mask, int64_t chunk_rows = 0);
+
 // Bradley-Terry pairwise loss for reward models: mean over pairs of -log σ(r_chosen - r_rejected - margin).
 torch::Tensor BradleyTerryLoss(const torch::Tensor& chosen, const torch::Tensor& rejected, double margin = 0.0);
 

@@ -59,6 +59,36 @@ TEST(Losses, ChunkedHeadLogProbsEqualTheFullLogitsWithGradients) {
   EXPECT_TRUE(torch::allclose(h.grad(), h2.grad(), 1e-5, 1e-5));
 }
 
+TEST(Losses, HeadNllSumEqualsTheFullCrossEntropyWithGradients) {
+  // The gradients are made in the forward and scaled by the incoming gradient (here 0.25) in the backward.
+  torch::manual_seed(5);
+  torch::Tensor hidden = torch::randn({9, 8}, torch::kDouble), weight = torch::randn({29, 8}, torch::kDouble);
+  torch::Tensor targets = torch::randint(0, 29, {9}, torch::kLong);
+  torch::Tensor h = hidden.clone().requires_grad_(), w = weight.clone().requires_grad_();
+  torch::Tensor full = -FullHeadLogProbs(h, w, targets).logp.sum();
+  (full * 0.25).backward();
+  for (int64_t chunk : {1, 4, 0}) {
+    torch::Tensor h2 = hidden.clone().requires_grad_(), w2 = weight.clone().requires_grad_();
+    torch::Tensor nll = HeadNllSum(h2, w2, targets, chunk);
+    EXPECT_NEAR(D(nll), D(full), 1e-4) << "chunk " << chunk;
+    (nll * 0.25).backward();
+    EXPECT_TRUE(torch::allclose(h2.grad(), h.grad(), 1e-5, 1e-5)) << "chunk " << chunk;
+    EXPECT_TRUE(torch::allclose(w2.grad(), w.grad(), 1e-5, 1e-5)) << "chunk " << chunk;
+  }
+  // A frozen weight gets no gradient, and without grad mode only the value is made.
+  torch::Tensor h3 = hidden.clone().requires_grad_();
+  (HeadNllSum(h3, weight, targets, 4) * 0.25).backward();
+  EXPECT_TRUE(torch::allclose(h3.grad(), h.grad(), 1e-5, 1e-5));
+  torch::NoGradGuard no_grad;
+  EXPECT_NEAR(D(HeadNllSum(hidden, weight, targets)), D(full), 1e-4);
+  // The masked form sums the trained tokens only: NextTokenLogProbs on the full logits, times the mask.
+  torch::Tensor h4 = torch::randn({2, 5, 8}, torch::kDouble);
+  torch::Tensor ids = torch::randint(0, 29, {2, 5}, torch::kLong);
+  torch::Tensor mask = torch::tensor({0, 1, 1, 0, 0, 0, 0, 1, 1, 1}, torch::kLong).view({2, 5});
+  EXPECT_NEAR(D(MaskedNextTokenNllSum(h4, weight, ids, mask)),
+              D(-(NextTokenLogProbs(at::matmul(h4, weight.t()), ids) * mask).sum()), 1e-4);
+}
+
 TEST(Losses, MaskedNextTokenLogProbsEqualTheFullLogitsOnTrainedTokens) {
   torch::manual_seed(4);
   torch::Tensor hidden = torch::randn({2, 5, 6}, torch::kDouble), weight = torch::randn({13, 6}, torch::kDouble);
