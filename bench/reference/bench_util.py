@@ -30,15 +30,16 @@ def finish_args(args):
     return args
 
 
-def tiny_llama(hidden, layers, heads, kv_heads, max_positions, tie_word_embeddings):
+def tiny_llama(hidden, layers, heads, kv_heads, max_positions, tie_word_embeddings, vocab_size=261):
     """transformers.LlamaForCausalLM sized as alignd's TinyLlamaConfig (common/model_config.cc): vocab 261 (the byte
-    tokenizer), SwiGLU intermediate size 8/3 * hidden rounded up to a multiple of 16, RMSNorm eps 1e-5, rope theta
-    10000, no biases; float32, SDPA attention (transformers' default on torch 2.x), HF's own weight init (normal(0,
-    0.02) for Linear and Embedding, ones for the norms), drawn from torch's global generator."""
+    tokenizer; more pads it, as alignd's model.init.vocab_size does), SwiGLU intermediate size 8/3 * hidden rounded up
+    to a multiple of 16, RMSNorm eps 1e-5, rope theta 10000, no biases; float32, SDPA attention (transformers' default
+    on torch 2.x), HF's own weight init (normal(0, 0.02) for Linear and Embedding, ones for the norms), drawn from
+    torch's global generator."""
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig
     config = LlamaConfig(
-        vocab_size=261, hidden_size=hidden, intermediate_size=(hidden * 8 // 3 + 15) // 16 * 16,
+        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=(hidden * 8 // 3 + 15) // 16 * 16,
         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=hidden // heads,
         max_position_embeddings=max_positions, rms_norm_eps=1e-5,
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, tie_word_embeddings=tie_word_embeddings,
