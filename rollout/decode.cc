@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "common/collate.h"
+#include "rollout/running_batch.h"
 
 namespace alignd::rollout {
 namespace {
@@ -28,6 +29,8 @@ torch::Tensor LongTensor(const std::vector<int64_t>& values, const torch::Device
 struct RowState {
   Sample sample;
   at::Generator generator;
+  int64_t max_new_tokens = 0;               // the request's, or its prompt's own
+  int64_t length = 0;                       // real (unpadded) positions in the KV cache: prompt + tokens fed back
   std::string text;                         // decoded so far (special tokens and the stop token left out)
   size_t cut = std::string::npos;           // where a stop string starts in `text`
   bool done = false;
@@ -69,53 +72,102 @@ void Advance(RowState& row, int64_t token, float logprob, float sampling_logprob
       return;
     }
   }
-  if (generated >= params.max_new_tokens) {
+  if (generated >= row.max_new_tokens) {
     s.finish_reason = FinishReason::kLength;
     row.done = true;
   }
 }
 
-}  // namespace
-
-std::vector<Sample> DecodeBatch(CausalLMImpl& model, const Tokenizer& tokenizer, const DecodeRequest& request,
-                                GenerateStats& stats) {
-  torch::NoGradGuard no_grad;
-  const SamplingParams& params = *request.params;
+// Prefills rows[begin, end) of the request: each distinct prompt once (left-padded), then its cache rows, mask row
+// and last logits copied for each of its rows.
+RunningBatch Prefill(CausalLMImpl& model, const DecodeRequest& request, size_t begin, size_t end,
+                     const torch::Device& device, GenerateStats& stats) {
   const auto& prompts = *request.prompts;
-  const torch::Device device = model.parameters().front().device();
-  const bool greedy = params.temperature == 0;
-  Clock::time_point start = Clock::now();
-
-  // Each distinct prompt is prefilled once; its rows then share copies of its cache.
   std::vector<std::vector<int32_t>> distinct;
-  std::vector<int64_t> distinct_index_of_prompt;  // parallel to `distinct`: the prompt index
-  std::vector<int64_t> row_source(request.rows.size());
-  for (size_t r = 0; r < request.rows.size(); ++r) {
+  std::vector<int64_t> distinct_prompt;  // parallel to `distinct`: the prompt index
+  std::vector<int64_t> row_source;       // row - begin -> index into `distinct`
+  for (size_t r = begin; r < end; ++r) {
     const int64_t p = request.rows[r].prompt_index;
-    auto it = std::find(distinct_index_of_prompt.begin(), distinct_index_of_prompt.end(), p);
-    if (it == distinct_index_of_prompt.end()) {
-      distinct_index_of_prompt.push_back(p);
+    auto it = std::find(distinct_prompt.begin(), distinct_prompt.end(), p);
+    if (it == distinct_prompt.end()) {
+      distinct_prompt.push_back(p);
       distinct.push_back(prompts[static_cast<size_t>(p)]);
-      it = distinct_index_of_prompt.end() - 1;
+      it = distinct_prompt.end() - 1;
     }
-    row_source[r] = it - distinct_index_of_prompt.begin();
+    row_source.push_back(it - distinct_prompt.begin());
   }
   CollateOptions collate;
   collate.pad_id = request.pad_id;
   Batch batch = CollatePrompts(distinct, collate).value();  // prompts were validated as non-empty
-  torch::Tensor mask = batch.attention_mask.to(device);
-  KVCache cache;
-  ModelOutput out = model.forward(batch.input_ids.to(device), mask, {}, &cache);
-  torch::Tensor last_logits = out.logits.select(1, -1);
+  RunningBatch group;
+  group.mask = batch.attention_mask.to(device);
+  ModelOutput out = model.forward(batch.input_ids.to(device), group.mask, {}, &group.cache);
+  group.last_logits = out.logits.select(1, -1);
   stats.prefill_tokens += batch.input_ids.numel();
-  if (distinct.size() != request.rows.size()) {
-    torch::Tensor expand = LongTensor(row_source, device);
-    cache.SelectRows(expand);
-    mask = mask.index_select(0, expand);
-    last_logits = last_logits.index_select(0, expand);
+  if (distinct.size() != end - begin) group.Keep(LongTensor(row_source, device));
+  return group;
+}
+
+// Chooses the next token of every running row from `logits` [A, V] (on the CPU, float) and advances the rows.
+// Returns the batch rows that continue.
+std::vector<int64_t> Step(torch::Tensor logits, std::vector<RowState>& rows, const std::vector<int64_t>& active,
+                          const torch::Tensor& stop_ids, const DecodeRequest& request, const Tokenizer& tokenizer) {
+  const SamplingParams& params = *request.params;
+  torch::Tensor raw_logprobs = torch::log_softmax(logits, -1);
+  std::vector<int64_t> early;  // rows that may not stop yet (min_new_tokens)
+  for (size_t a = 0; a < active.size(); ++a) {
+    if (static_cast<int64_t>(rows[static_cast<size_t>(active[a])].sample.token_ids.size()) < params.min_new_tokens) {
+      early.push_back(static_cast<int64_t>(a));
+    }
   }
-  stats.prefill_seconds += SecondsSince(start);
-  start = Clock::now();
+  if (!early.empty() && stop_ids.numel() > 0) {
+    torch::Tensor index = torch::tensor(early, torch::kLong);
+    torch::Tensor suppressed =
+        logits.index_select(0, index).index_fill(1, stop_ids, -std::numeric_limits<float>::infinity());
+    logits = logits.index_copy(0, index, suppressed);
+  }
+  torch::Tensor tokens, sampling_logprobs;
+  if (params.temperature == 0) {
+    tokens = logits.argmax(-1);
+    sampling_logprobs = torch::zeros({logits.size(0)});
+  } else {
+    torch::Tensor dist = SamplingLogProbs(logits, params.temperature, params.top_k, params.top_p);
+    std::vector<at::Generator> generators;
+    generators.reserve(active.size());
+    for (int64_t r : active) generators.push_back(rows[static_cast<size_t>(r)].generator);
+    tokens = torch::tensor(DrawTokens(dist, generators), torch::kLong);
+    sampling_logprobs = dist.gather(1, tokens.unsqueeze(1)).squeeze(1);
+  }
+  torch::Tensor chosen_logprobs = raw_logprobs.gather(1, tokens.unsqueeze(1)).squeeze(1);
+  auto tokens_a = tokens.accessor<int64_t, 1>();
+  auto logprobs_a = chosen_logprobs.accessor<float, 1>();
+  auto sampling_a = sampling_logprobs.accessor<float, 1>();
+  std::vector<int64_t> keep;
+  for (size_t a = 0; a < active.size(); ++a) {
+    const auto i = static_cast<int64_t>(a);
+    RowState& row = rows[static_cast<size_t>(active[a])];
+    Advance(row, tokens_a[i], logprobs_a[i], sampling_a[i], request, tokenizer);
+    if (!row.done) keep.push_back(i);
+  }
+  return keep;
+}
+
+// Left columns that are padding in every running row (rows are right-aligned, so the longest row decides).
+int64_t CommonPadding(const RunningBatch& batch, const std::vector<RowState>& rows,
+                      const std::vector<int64_t>& active) {
+  int64_t longest = 0;
+  for (int64_t r : active) longest = std::max(longest, rows[static_cast<size_t>(r)].length);
+  return batch.width() - longest;
+}
+
+}  // namespace
+
+std::vector<Sample> DecodeRows(CausalLMImpl& model, const Tokenizer& tokenizer, const DecodeRequest& request,
+                               GenerateStats& stats) {
+  torch::NoGradGuard no_grad;
+  const SamplingParams& params = *request.params;
+  const auto& prompts = *request.prompts;
+  const torch::Device device = model.parameters().front().device();
 
   std::vector<RowState> rows;
   rows.reserve(request.rows.size());
@@ -124,65 +176,66 @@ std::vector<Sample> DecodeBatch(CausalLMImpl& model, const Tokenizer& tokenizer,
     row.generator = at::detail::createCPUGenerator(RowSeed(params.seed, spec.prompt_index, spec.sample_index));
     row.sample.prompt_index = spec.prompt_index;
     row.sample.sample_index = spec.sample_index;
+    row.max_new_tokens = params.max_new_tokens_per_prompt.empty()
+                             ? params.max_new_tokens
+                             : params.max_new_tokens_per_prompt[static_cast<size_t>(spec.prompt_index)];
+    row.length = static_cast<int64_t>(prompts[static_cast<size_t>(spec.prompt_index)].size());
     rows.push_back(std::move(row));
   }
-  std::vector<int64_t> active(rows.size());  // batch row -> index into `rows`
-  for (size_t r = 0; r < rows.size(); ++r) active[r] = static_cast<int64_t>(r);
   const torch::Tensor stop_ids = torch::tensor(
       std::vector<int64_t>(request.stop_token_ids.begin(), request.stop_token_ids.end()), torch::kLong);
 
-  for (int64_t step = 0;; ++step) {
-    torch::Tensor logits = last_logits.to(torch::kCPU, torch::kFloat);  // [A, V]
-    torch::Tensor raw_logprobs = torch::log_softmax(logits, -1);
-    if (step < params.min_new_tokens && stop_ids.numel() > 0) {
-      logits = logits.index_fill(1, stop_ids, -std::numeric_limits<float>::infinity());
-    }
-    torch::Tensor tokens, sampling_logprobs;
-    if (greedy) {
-      tokens = logits.argmax(-1);
-      sampling_logprobs = torch::zeros({logits.size(0)});
-    } else {
-      torch::Tensor dist = SamplingLogProbs(logits, params.temperature, params.top_k, params.top_p);
-      std::vector<at::Generator> generators;
-      generators.reserve(active.size());
-      for (int64_t r : active) generators.push_back(rows[static_cast<size_t>(r)].generator);
-      tokens = torch::tensor(DrawTokens(dist, generators), torch::kLong);
-      sampling_logprobs = dist.gather(1, tokens.unsqueeze(1)).squeeze(1);
-    }
-    torch::Tensor chosen_logprobs = raw_logprobs.gather(1, tokens.unsqueeze(1)).squeeze(1);
-    auto tokens_a = tokens.accessor<int64_t, 1>();
-    auto logprobs_a = chosen_logprobs.accessor<float, 1>();
-    auto sampling_a = sampling_logprobs.accessor<float, 1>();
+  RunningBatch batch;
+  std::vector<int64_t> active;  // batch row -> index into `rows`
+  size_t waiting = 0;           // rows[waiting..] have not joined yet
+  // Prefills the waiting rows that fit (all free places at once) and appends them to the running batch.
+  auto admit = [&] {
+    const auto free = static_cast<size_t>(request.max_batch_rows) - active.size();
+    if (waiting == rows.size() || free == 0 || (!request.continuous && !active.empty())) return;
+    const Clock::time_point start = Clock::now();
+    const size_t end = std::min(rows.size(), waiting + free);
+    batch.Append(Prefill(model, request, waiting, end, device, stats));
+    for (size_t r = waiting; r < end; ++r) active.push_back(static_cast<int64_t>(r));
+    waiting = end;
+    ++stats.batches;
+    stats.prefill_seconds += SecondsSince(start);
+  };
 
-    std::vector<int64_t> keep;        // batch rows that continue
-    std::vector<int64_t> next_tokens;
-    for (size_t a = 0; a < active.size(); ++a) {
-      const auto i = static_cast<int64_t>(a);
-      RowState& row = rows[static_cast<size_t>(active[a])];
-      Advance(row, tokens_a[i], logprobs_a[i], sampling_a[i], request, tokenizer);
-      if (!row.done) {
-        keep.push_back(i);
-        next_tokens.push_back(tokens_a[i]);
-      }
-    }
-    if (keep.empty()) break;
+  admit();
+  while (!active.empty()) {
+    const Clock::time_point start = Clock::now();
+    std::vector<int64_t> keep = Step(batch.last_logits.to(torch::kCPU, torch::kFloat), rows, active, stop_ids,
+                                     request, tokenizer);
     if (keep.size() < active.size()) {
-      torch::Tensor select = LongTensor(keep, device);
-      cache.SelectRows(select);
-      mask = mask.index_select(0, select);
+      batch.Keep(LongTensor(keep, device));
       std::vector<int64_t> still_active;
       still_active.reserve(keep.size());
       for (int64_t i : keep) still_active.push_back(active[static_cast<size_t>(i)]);
       active = std::move(still_active);
+      // Padding left behind by rows that left: cut it once it is a quarter of the width, so the width stays within
+      // 4/3 of the longest running row however many rows pass through (each cut copies the cache once).
+      const int64_t padding = CommonPadding(batch, rows, active);
+      if (!active.empty() && padding > 0 && 4 * padding >= batch.width()) batch.TrimLeft(padding);
     }
-    const auto a = static_cast<int64_t>(active.size());
-    mask = torch::cat({mask, torch::ones({a, 1}, mask.options())}, 1);
-    out = model.forward(LongTensor(next_tokens, device).view({a, 1}), mask, {}, &cache);
-    last_logits = out.logits.select(1, -1);
-    ++stats.decode_steps;
-    stats.decode_row_steps += a;
+    if (!active.empty()) {
+      const auto a = static_cast<int64_t>(active.size());
+      std::vector<int64_t> next_tokens;
+      next_tokens.reserve(active.size());
+      for (int64_t r : active) {
+        RowState& row = rows[static_cast<size_t>(r)];
+        next_tokens.push_back(row.sample.token_ids.back());
+        ++row.length;
+      }
+      batch.mask = torch::cat({batch.mask, torch::ones({a, 1}, batch.mask.options())}, 1);
+      ModelOutput out = model.forward(LongTensor(next_tokens, device).view({a, 1}), batch.mask, {}, &batch.cache);
+      batch.last_logits = out.logits.select(1, -1);
+      ++stats.decode_steps;
+      stats.decode_row_steps += a;
+      stats.max_decode_width = std::max(stats.max_decode_width, batch.width());
+    }
+    stats.decode_seconds += SecondsSince(start);
+    admit();
   }
-  stats.decode_seconds += SecondsSince(start);
 
   std::vector<Sample> samples;
   samples.reserve(rows.size());

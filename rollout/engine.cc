@@ -54,11 +54,13 @@ absl::string_view FinishReasonName(FinishReason reason) {
 }
 
 Engine::Engine(CausalLM model, std::shared_ptr<const Tokenizer> tokenizer, ExampleTokenizer example_tokenizer,
-               std::vector<int32_t> default_stop_token_ids, uint64_t weight_version, int64_t max_batch_rows)
+               std::vector<int32_t> default_stop_token_ids, uint64_t weight_version, int64_t max_batch_rows,
+               bool continuous_batching)
     : tokenizer_(std::move(tokenizer)),
       example_tokenizer_(std::move(example_tokenizer)),
       default_stop_token_ids_(std::move(default_stop_token_ids)),
       max_batch_rows_(max_batch_rows),
+      continuous_batching_(continuous_batching),
       model_(std::move(model)),
       weight_version_(weight_version) {}
 
@@ -78,7 +80,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(Options options) {
   RETURN_IF_ERROR(CheckTokenIds(stops, options.model->config().vocab_size, "default_stop_token_ids"));
   return std::unique_ptr<Engine>(new Engine(std::move(options.model), std::move(options.tokenizer),
                                             std::move(example_tokenizer), std::move(stops), options.weight_version,
-                                            options.max_batch_rows));
+                                            options.max_batch_rows, options.continuous_batching));
 }
 
 std::vector<int32_t> Engine::EncodePrompt(const Turns& prompt) const { return example_tokenizer_.Prompt(prompt); }
@@ -87,16 +89,22 @@ absl::Status Engine::ValidateRequest(const std::vector<std::vector<int32_t>>& pr
                                      const std::vector<int32_t>& stop_ids) const {
   RETURN_IF_ERROR(ValidateSamplingParams(params));
   if (prompts.empty()) return absl::InvalidArgumentError("prompts: no prompts");
+  const auto& per_prompt = params.max_new_tokens_per_prompt;
+  if (!per_prompt.empty() && per_prompt.size() != prompts.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("max_new_tokens_per_prompt: ", per_prompt.size(),
+                                                   " values for ", prompts.size(), " prompts"));
+  }
   const ModelConfig& config = model_->config();
   RETURN_IF_ERROR(CheckTokenIds(stop_ids, config.vocab_size, "stop_token_ids"));
   for (size_t i = 0; i < prompts.size(); ++i) {
     const std::string field = absl::StrCat("prompts[", i, "]");
     if (prompts[i].empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": empty prompt"));
     RETURN_IF_ERROR(CheckTokenIds(prompts[i], config.vocab_size, field));
-    const int64_t needed = static_cast<int64_t>(prompts[i].size()) + params.max_new_tokens;
+    const int64_t new_tokens = per_prompt.empty() ? params.max_new_tokens : per_prompt[i];
+    const int64_t needed = static_cast<int64_t>(prompts[i].size()) + new_tokens;
     if (needed > config.max_position_embeddings) {
       return absl::InvalidArgumentError(absl::StrCat(field, ": ", prompts[i].size(), " prompt tokens + max_new_tokens ",
-                                                     params.max_new_tokens, " exceed the model context of ",
+                                                     new_tokens, " exceed the model context of ",
                                                      config.max_position_embeddings, " tokens"));
     }
   }
@@ -155,30 +163,26 @@ absl::StatusOr<std::vector<Sample>> Engine::Generate(const std::vector<std::vect
   const int64_t pad = tokenizer_->pad_id().value_or(0);
   request.pad_id = pad >= 0 && pad < vocab ? pad : 0;
 
-  // Rows in order of prompt length, so that a batch holds prompts of similar length (little padding). Which rows
-  // share a batch does not change a row's result (its seed is its own; padding is masked).
+  // Rows join the batch in order of prompt length, so that a prefill group holds prompts of similar length (little
+  // padding). Which rows share a batch does not change a row's result (its seed is its own; padding is masked).
   std::vector<int64_t> order(prompts.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(),
                    [&](int64_t a, int64_t b) { return prompts[a].size() < prompts[b].size(); });
-  std::vector<RowSpec> rows;
-  rows.reserve(prompts.size() * static_cast<size_t>(params.n));
+  request.rows.reserve(prompts.size() * static_cast<size_t>(params.n));
   for (int64_t p : order) {
-    for (int64_t j = 0; j < params.n; ++j) rows.push_back({p, j});
+    for (int64_t j = 0; j < params.n; ++j) request.rows.push_back({p, j});
   }
+  request.max_batch_rows = max_batch_rows_;
+  request.continuous = continuous_batching_;
 
   GenerateStats local_stats;
-  std::vector<Sample> samples(rows.size());
+  std::vector<Sample> samples(request.rows.size());
   try {
-    for (size_t begin = 0; begin < rows.size(); begin += static_cast<size_t>(max_batch_rows_)) {
-      size_t end = std::min(rows.size(), begin + static_cast<size_t>(max_batch_rows_));
-      request.rows.assign(rows.begin() + begin, rows.begin() + end);
-      for (Sample& s : DecodeBatch(*model_, *tokenizer_, request, local_stats)) {
-        s.weight_version = weight_version_;
-        size_t at = static_cast<size_t>(s.prompt_index * params.n + s.sample_index);
-        samples[at] = std::move(s);
-      }
-      ++local_stats.batches;
+    for (Sample& s : DecodeRows(*model_, *tokenizer_, request, local_stats)) {
+      s.weight_version = weight_version_;
+      size_t at = static_cast<size_t>(s.prompt_index * params.n + s.sample_index);
+      samples[at] = std::move(s);
     }
   } catch (const c10::Error& e) {
     return TorchErrorStatus(e, "generation");

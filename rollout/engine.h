@@ -1,10 +1,13 @@
 // The generation engine: the one place alignd generates text. The learner (PPO/GRPO) calls it in-process and the
 // rollout service wraps it; it knows nothing of gRPC.
 //
-// Generate runs batched decoding with a KV cache: the prompts of a batch are left-padded, prefilled in one forward
+// Generate runs batched decoding with a KV cache: the prompts of a group are left-padded, prefilled in one forward
 // pass (each distinct prompt once, then its cache rows copied for its n samples), and then decoded one token per
 // step with the attention mask grown by one column. A row that finishes leaves the batch at once (its cache rows and
-// mask row are dropped), so it costs no further compute.
+// mask row are dropped), so it costs no further compute. Continuous batching (the default): up to max_batch_rows
+// rows decode together, and as rows finish the waiting ones are prefilled and join the running batch (the narrower
+// side's cache padded on the left, the padding masked), so a long answer does not hold up the rows behind it. Which
+// rows share a step does not change any row's tokens or log-probs (beyond float rounding).
 //
 // Log-probabilities: every Sample carries two per generated token.
 //  - logprobs: log softmax of the model's raw logits (temperature 1, no top-k/top-p, no min_new_tokens suppression)
@@ -66,11 +69,12 @@ struct Sample {
 
 // What one Generate call computed, for monitoring and tests.
 struct GenerateStats {
-  int64_t batches = 0;           // forward batches the rows were split into
+  int64_t batches = 0;           // prefill groups: the rows joined the decode batch in this many groups
   int64_t prefill_tokens = 0;    // padded prompt positions run through prefill (distinct prompts only)
   int64_t decode_steps = 0;      // one-token decode forward passes
   int64_t decode_row_steps = 0;  // rows summed over decode steps: the decode compute actually spent
   int64_t generated_tokens = 0;  // tokens in all samples
+  int64_t max_decode_width = 0;  // widest cache of a decode step, left padding included (bounded: see decode.cc)
   double prefill_seconds = 0;
   double decode_seconds = 0;     // decode forward passes plus token choice
 };
@@ -91,8 +95,11 @@ class Engine {
     std::optional<std::vector<int32_t>> default_stop_token_ids;
     // Version of the initial weights, stamped on every Sample until SetModel / UpdateWeights change it.
     uint64_t weight_version = 0;
-    // Rows (prompts x n) decoded together at most; larger requests run as several batches. Must be >= 1.
+    // Rows (prompts x n) decoded together at most; the other rows wait for a place. Must be >= 1.
     int64_t max_batch_rows = 64;
+    // true (default): waiting rows join the running batch as soon as rows finish. false: batch at a time, the next
+    // max_batch_rows rows start only when every row of the previous batch has finished (for comparison).
+    bool continuous_batching = true;
   };
 
   // INVALID_ARGUMENT for a missing model or tokenizer, an unknown template, max_batch_rows < 1 or a default stop
@@ -105,7 +112,7 @@ class Engine {
 
   // Generates params.n samples for every prompt (token ids, e.g. from EncodePrompt). Samples are returned ordered by
   // (prompt_index, sample_index). INVALID_ARGUMENT naming the field (and prompt index) for: no prompts, an empty
-  // prompt, a token id outside the model's vocabulary, a prompt whose length + max_new_tokens exceeds the model's
+  // prompt, max_new_tokens_per_prompt not one per prompt, a token id outside the model's vocabulary, a prompt whose length + max_new_tokens exceeds the model's
   // context, and every ValidateSamplingParams error. INTERNAL when LibTorch fails. `stats`, when given, is filled.
   // `adapter` non-empty: the samples come from the base with that loaded adapter switched on (LoadAdapter), NOT_FOUND
   // when none has the name; the adapter is off again when the call returns, so requests for different adapters (and
@@ -149,7 +156,8 @@ class Engine {
 
  private:
   Engine(CausalLM model, std::shared_ptr<const Tokenizer> tokenizer, ExampleTokenizer example_tokenizer,
-         std::vector<int32_t> default_stop_token_ids, uint64_t weight_version, int64_t max_batch_rows);
+         std::vector<int32_t> default_stop_token_ids, uint64_t weight_version, int64_t max_batch_rows,
+         bool continuous_batching);
 
   absl::Status ValidateRequest(const std::vector<std::vector<int32_t>>& prompts, const SamplingParams& params,
                                const std::vector<int32_t>& stop_ids) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -158,6 +166,7 @@ class Engine {
   const ExampleTokenizer example_tokenizer_;  // refers to *tokenizer_
   const std::vector<int32_t> default_stop_token_ids_;
   const int64_t max_batch_rows_;
+  const bool continuous_batching_;
 
   mutable absl::Mutex mu_;
   CausalLM model_ ABSL_GUARDED_BY(mu_);

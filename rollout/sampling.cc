@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -33,6 +34,14 @@ absl::Status ValidateSamplingParams(const SamplingParams& p) {
   if (p.min_new_tokens < 0 || p.min_new_tokens > p.max_new_tokens) {
     return absl::InvalidArgumentError(absl::StrCat("min_new_tokens must be in [0, max_new_tokens = ", p.max_new_tokens,
                                                    "], got ", p.min_new_tokens));
+  }
+  for (size_t i = 0; i < p.max_new_tokens_per_prompt.size(); ++i) {
+    const int64_t v = p.max_new_tokens_per_prompt[i];
+    if (v < std::max<int64_t>(1, p.min_new_tokens) || v > p.max_new_tokens) {
+      return absl::InvalidArgumentError(absl::StrCat("max_new_tokens_per_prompt[", i, "] must be in [max(1, ",
+                                                     "min_new_tokens), max_new_tokens = ", p.max_new_tokens,
+                                                     "], got ", v));
+    }
   }
   if (p.n < 1) return absl::InvalidArgumentError(absl::StrCat("n must be >= 1, got ", p.n));
   for (size_t i = 0; i < p.stop_strings.size(); ++i) {

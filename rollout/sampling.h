@@ -26,6 +26,9 @@ struct SamplingParams {
   double top_p = 1.0;
   // Generated tokens per sample, at most. Must be >= 1; prompt length + max_new_tokens must fit the model context.
   int64_t max_new_tokens = 128;
+  // When not empty: one value per prompt of the request, that prompt's own max_new_tokens (a request whose
+  // answers have different budgets). Each must be in [max(1, min_new_tokens), max_new_tokens]. Engine API only.
+  std::vector<int64_t> max_new_tokens_per_prompt;
   // Stop tokens cannot be drawn (and stop strings do not end a sample) before this many tokens. 0..max_new_tokens.
   int64_t min_new_tokens = 0;
   // Tokens that end a sample. nullopt = the engine's default (tokenizer EOS + the chat template's end-of-turn token

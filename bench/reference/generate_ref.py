@@ -12,15 +12,23 @@ setup, the left-padding mask and position ids, the prefill, the loop, all under 
 
 Same model sizes, batch 8, the same left-padded prompt lengths, fp32 and thread count as generation_bench.
 
+The mixed case (mixed_tokens_per_s): generation_bench's 48 rows of mixed prompt and answer lengths (the same lists,
+the same prompt tokens), batch at a time as `generate` works: the rows sorted by prompt length as alignd's engine
+sorts them, in batches of 8 (alignd's max_batch_rows), each left-padded to its longest prompt. A StoppingCriteria
+marks a row finished at its own budget (transformers' per-row `unfinished_sequences`); `generate` keeps every row in
+the batch until the last one finishes, as it does with rows that reach EOS early (without an EOS criterion it does
+not even overwrite the extra tokens with padding), so a batch costs its largest budget in steps. Tokens/s counts each
+row's budget only, as on alignd's side.
+
   "$(scripts/bootstrap --prefix)/bin/python" bench/reference/generate_ref.py [--threads N] [--reps N] [--warmup N]
-      [--smoke] [--out FILE] [--no-20m] [--skip-no-kv]
+      [--smoke] [--out FILE] [--no-20m] [--skip-no-kv] [--skip-mixed]
 """
 import os
 import sys
 
 import torch
 import transformers
-from transformers import DynamicCache, GenerationConfig
+from transformers import DynamicCache, GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_util  # noqa: E402
@@ -28,6 +36,15 @@ import bench_util  # noqa: E402
 BATCH = 8
 PROMPT_LENGTHS = [12, 20, 16, 24, 9, 30, 18, 14]
 PAD = 256  # the byte tokenizer's <|pad|>
+# generation_bench.cc's mixed case: lognormal prompt lengths (median 24, sigma 0.6) and answer budgets (median 40,
+# sigma 0.8), drawn once with numpy's default_rng(7).
+MIXED_PROMPT_LENGTHS = [24, 29, 20, 14, 18, 13, 25, 54, 18, 17, 32, 30, 26, 14, 24, 36,
+                        11, 18, 8, 11, 8, 21, 11, 28, 26, 21, 5, 17, 23, 26, 10, 18,
+                        13, 15, 45, 15, 24, 41, 17, 22, 26, 25, 12, 25, 54, 9, 40, 26]
+MIXED_BUDGETS = [24, 198, 74, 15, 42, 63, 34, 69, 38, 68, 126, 23, 47, 28, 44, 15,
+                 25, 34, 82, 100, 14, 21, 67, 8, 28, 37, 109, 69, 31, 30, 33, 135,
+                 28, 31, 53, 36, 34, 16, 40, 28, 102, 67, 39, 68, 30, 93, 40, 64]
+MIXED_BATCH = 8
 
 
 def left_padded_prompts():
@@ -71,10 +88,53 @@ def measure(args, model, new_tokens, use_cache):
     return [expected / s for s in bench_util.time_repeated(args, run)]
 
 
+class RowBudgets(StoppingCriteria):
+    """Row i is done once it has generated budgets[i] tokens after the prompt width."""
+
+    def __init__(self, prompt_width, budgets):
+        self.prompt_width = prompt_width
+        self.budgets = torch.tensor(budgets)
+
+    def __call__(self, input_ids, scores, **kwargs):
+        return (input_ids.shape[1] - self.prompt_width) >= self.budgets
+
+
+def mixed_batches(rows, cap):
+    order = sorted(range(rows), key=lambda r: MIXED_PROMPT_LENGTHS[r])  # stable, as std::stable_sort
+    batches = []
+    for begin in range(0, rows, MIXED_BATCH):
+        chunk = order[begin:begin + MIXED_BATCH]
+        width = max(MIXED_PROMPT_LENGTHS[r] for r in chunk)
+        ids = torch.full((len(chunk), width), PAD, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for i, r in enumerate(chunk):
+            n = MIXED_PROMPT_LENGTHS[r]
+            ids[i, width - n:] = torch.tensor([(7 * r + 3 * j) % 256 for j in range(n)])
+            mask[i, width - n:] = 1
+        batches.append((ids, mask, [min(cap, MIXED_BUDGETS[r]) for r in chunk]))
+    return batches
+
+
+def measure_mixed(args, model, rows, cap):
+    batches = mixed_batches(rows, cap)
+    expected = sum(sum(b) for _, _, b in batches)
+
+    def run():
+        for ids, mask, budgets in batches:
+            config = GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=max(budgets), use_cache=True,
+                                      pad_token_id=PAD, eos_token_id=None)
+            out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
+                                 stopping_criteria=StoppingCriteriaList([RowBudgets(ids.shape[1], budgets)]))
+            assert out.shape == (ids.shape[0], ids.shape[1] + max(budgets)), out.shape
+
+    return [expected / s for s in bench_util.time_repeated(args, run)]
+
+
 def main():
     p = bench_util.parser(__doc__.splitlines()[0])
     p.add_argument("--no-20m", action="store_true", help="skip the ~20M model")
     p.add_argument("--skip-no-kv", action="store_true", help="skip use_cache=False on the ~1M model")
+    p.add_argument("--skip-mixed", action="store_true", help="skip the mixed-length case")
     args = bench_util.finish_args(p.parse_args())
     transformers.logging.set_verbosity_error()
     new_tokens = 8 if args.smoke else 128
@@ -90,6 +150,14 @@ def main():
     if not args.skip_no_kv:
         report.add("no_kv_tokens_per_s", "tokens/s", measure(args, model, new_tokens, False), True,
                    "transformers generate, greedy, use_cache=False, ~1M model; " + per_rep)
+    if not args.skip_mixed:
+        rows, cap = (12, 8) if args.smoke else (len(MIXED_PROMPT_LENGTHS), 256)
+        report.json["config"]["mixed"] = {"rows": rows, "batch": MIXED_BATCH,
+                                          "prompt_lengths": MIXED_PROMPT_LENGTHS[:rows], "budget_cap": cap,
+                                          "budgets": MIXED_BUDGETS[:rows], "batching": "batch at a time, sorted"}
+        report.add("mixed_tokens_per_s", "tokens/s", measure_mixed(args, model, rows, cap), True,
+                   f"transformers generate, greedy, DynamicCache, {rows} rows of mixed lengths in batches of 8 "
+                   "(a StoppingCriteria ends each row at its budget), ~1M model; generated tokens / wall time")
     if not args.smoke and not args.no_20m:
         model20 = make_model(512, 6, 8, 4)
         report.json["config"]["model_20m"] = describe(model20)

@@ -177,6 +177,93 @@ TEST_P(EngineFamilies, BatchedEqualsOneAtATime) {
   EXPECT_EQ(stats.batches, 3);
 }
 
+// ---- Continuous batching ----
+
+// Ten prompts of mixed lengths, each with its own budget of new tokens: the rows finish at different steps.
+const std::vector<int> kMixedLengths = {3, 17, 6, 25, 9, 2, 12, 30, 5, 14};
+const std::vector<int64_t> kMixedBudgets = {4, 20, 9, 2, 15, 11, 1, 7, 18, 5};
+
+SamplingParams MixedGreedy() {
+  SamplingParams p = Greedy(20);
+  p.max_new_tokens_per_prompt = kMixedBudgets;
+  return p;
+}
+
+std::unique_ptr<Engine> SmallBatchEngine(CausalLM model, int64_t rows, bool continuous = true) {
+  return MakeEngine(std::move(model), [&](Engine::Options& o) {
+    o.max_batch_rows = rows;
+    o.continuous_batching = continuous;
+  });
+}
+
+TEST_P(EngineFamilies, ContinuousBatchingEqualsEachPromptAlone) {
+  CausalLM model = TinyModel(GetParam(), 18);
+  auto engine = SmallBatchEngine(model, 3);
+  auto prompts = Prompts(kMixedLengths, 13);
+  GenerateStats stats;
+  std::vector<Sample> got = Gen(*engine, prompts, MixedGreedy(), &stats);
+  ASSERT_EQ(got.size(), prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    std::vector<Sample> alone = Gen(*engine, {prompts[i]}, Greedy(kMixedBudgets[i]));
+    ASSERT_EQ(alone.size(), 1u);
+    EXPECT_EQ(got[i].token_ids.size(), static_cast<size_t>(kMixedBudgets[i])) << "prompt " << i;
+    EXPECT_EQ(got[i].token_ids, alone[0].token_ids) << "prompt " << i;
+    ExpectLogProbsNear(got[i].logprobs, alone[0].logprobs);
+  }
+  // Rows joined one or two at a time as others finished, not in ceil(10 / 3) = 4 groups.
+  EXPECT_GT(stats.batches, 4);
+  // Batch at a time gives the same tokens.
+  EXPECT_EQ(Tokens(Gen(*SmallBatchEngine(model, 3, /*continuous=*/false), prompts, MixedGreedy())), Tokens(got));
+}
+
+TEST(ContinuousBatching, FewerDecodeStepsThanBatchAtATime) {
+  CausalLM model = TinyModel(Arch::kLlama, 19);
+  auto prompts = Prompts(kMixedLengths, 14);
+  GenerateStats continuous, at_a_time;
+  Gen(*SmallBatchEngine(model, 3), prompts, MixedGreedy(), &continuous);
+  Gen(*SmallBatchEngine(model, 3, /*continuous=*/false), prompts, MixedGreedy(), &at_a_time);
+  // Every row spends budget - 1 decode steps either way (its first token comes from the prefill).
+  int64_t row_steps = 0;
+  for (int64_t b : kMixedBudgets) row_steps += b - 1;
+  EXPECT_EQ(continuous.decode_row_steps, row_steps);
+  EXPECT_EQ(at_a_time.decode_row_steps, row_steps);
+  // Batch at a time: the rows, sorted by prompt length, make groups of 3 with prompts of {2, 3, 5} {6, 9, 12}
+  // {14, 17, 25} {30} tokens and budgets {11, 4, 18} {9, 15, 1} {5, 20, 2} {7}; a group decodes until its largest
+  // budget is spent.
+  EXPECT_EQ(at_a_time.batches, 4);
+  EXPECT_EQ(at_a_time.decode_steps, (18 - 1) + (15 - 1) + (20 - 1) + (7 - 1));
+  // Continuous: places freed by short rows are refilled, so the decode steps are far fewer and fuller.
+  EXPECT_LT(continuous.decode_steps, at_a_time.decode_steps * 3 / 4);
+  EXPECT_GT(static_cast<double>(continuous.decode_row_steps) / continuous.decode_steps,
+            static_cast<double>(at_a_time.decode_row_steps) / at_a_time.decode_steps);
+  EXPECT_EQ(continuous.generated_tokens, at_a_time.generated_tokens);
+}
+
+TEST(ContinuousBatching, PaddingFromRowsThatLeftIsCut) {
+  // Two places and a stream of rows that overlap: a long row keeps the batch alive while short ones pass through,
+  // so without cutting the padding left by finished rows the cache would widen by one column every step.
+  CausalLM model = TinyModel(Arch::kGpt2, 20);
+  auto engine = SmallBatchEngine(model, 2);
+  std::vector<int> lengths;
+  std::vector<int64_t> budgets;
+  for (int i = 0; i < 16; ++i) {
+    lengths.push_back(4 + (i * 7) % 11);
+    budgets.push_back(i % 2 == 0 ? 12 : 5);
+  }
+  auto prompts = Prompts(lengths, 15);
+  SamplingParams p = Greedy(12);
+  p.max_new_tokens_per_prompt = budgets;
+  GenerateStats stats;
+  std::vector<Sample> got = Gen(*engine, prompts, p, &stats);
+  ASSERT_EQ(got.size(), prompts.size());
+  const int64_t longest_row = 14 + 12;  // longest prompt + largest budget
+  EXPECT_GT(stats.decode_steps, 2 * longest_row);  // long enough for unbounded growth to show
+  EXPECT_LE(stats.max_decode_width, longest_row * 4 / 3 + 1);
+  for (size_t i = 0; i < prompts.size(); i += 5) {
+    EXPECT_EQ(got[i].token_ids, Gen(*engine, {prompts[i]}, Greedy(budgets[i]))[0].token_ids) << "prompt " << i;
+  }
+}
+
 // ---- Log-probs: what the learner recomputes ----
 
 TEST_P(EngineFamilies, LogProbsEqualTheLearnersRecomputation) {
@@ -242,6 +329,26 @@ TEST(Seeds, SamplesDoNotDependOnHowRowsAreBatched) {
   // Prompt 0 alone gets what it got in the batch.
   auto alone = Tokens(Gen(*big, {prompts[0]}, Sampled(12, 9, 2)));
   EXPECT_EQ(alone, std::vector<std::vector<int32_t>>(all.begin(), all.begin() + 2));
+}
+
+TEST(Seeds, SampledRowsJoiningMidBatchGetTheirOwnStreams) {
+  CausalLM model = TinyModel(Arch::kLlama, 21);
+  auto prompts = Prompts(kMixedLengths, 16);
+  SamplingParams p = Sampled(20, 33, /*n=*/2);
+  p.max_new_tokens_per_prompt = kMixedBudgets;
+  auto all = Tokens(Gen(*MakeEngine(model), prompts, p));
+  EXPECT_EQ(Tokens(Gen(*SmallBatchEngine(model, 3), prompts, p)), all);
+  EXPECT_EQ(Tokens(Gen(*SmallBatchEngine(model, 3, /*continuous=*/false), prompts, p)), all);
+  // Prompt 0 alone (its index, hence its seeds, unchanged) gets what it got when it joined the batch.
+  SamplingParams one = p;
+  one.max_new_tokens_per_prompt = {kMixedBudgets[0]};
+  EXPECT_EQ(Tokens(Gen(*MakeEngine(model), {prompts[0]}, one)),
+            std::vector<std::vector<int32_t>>(all.begin(), all.begin() + 2));
+  // Log-probs of rows that joined a running batch are still the learner's.
+  std::vector<Sample> samples = Gen(*SmallBatchEngine(model, 3), prompts, p);
+  auto reference = RecomputeLogProbs(*model, prompts, samples, /*batch_size=*/4);
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  EXPECT_LT(*MaxLogProbGap(samples, *reference), 1e-5);
 }
 
 TEST(Seeds, TopK1AndTinyTopPEqualGreedy) {
@@ -534,6 +641,17 @@ TEST(BadRequests, EachIsInvalidArgumentNamingTheField) {
   p = Greedy(4);
   p.stop_token_ids = std::vector<int32_t>{kVocab + 5};
   ExpectInvalid(engine->Generate(ok, p), "stop_token_ids[0]");
+  p = Greedy(8);
+  p.max_new_tokens_per_prompt = {3};
+  ExpectInvalid(engine->Generate(ok, p), "max_new_tokens_per_prompt: 1 values for 2 prompts");
+  p.max_new_tokens_per_prompt = {3, 9};
+  ExpectInvalid(engine->Generate(ok, p), "max_new_tokens_per_prompt[1]");
+  p.max_new_tokens_per_prompt = {3, 0};
+  ExpectInvalid(engine->Generate(ok, p), "max_new_tokens_per_prompt[1]");
+  p = Greedy(8);
+  p.max_new_tokens_per_prompt = {8, 6};
+  ExpectInvalid(engine->Generate({{1, 2}, std::vector<int32_t>(91, 1)}, p),
+                "prompts[1]: 91 prompt tokens + max_new_tokens 6 exceed");
   p = Greedy(0);
   ExpectInvalid(engine->Generate(ok, p), "max_new_tokens");
   ExpectInvalid(engine->GenerateText({}, Greedy(4)), "prompts");
