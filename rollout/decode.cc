@@ -101,8 +101,10 @@ RunningBatch Prefill(CausalLMImpl& model, const DecodeRequest& request, size_t b
   Batch batch = CollatePrompts(distinct, collate).value();  // prompts were validated as non-empty
   RunningBatch group;
   group.mask = batch.attention_mask.to(device);
-  ModelOutput out = model.forward(batch.input_ids.to(device), group.mask, {}, &group.cache);
-  group.last_logits = out.logits.select(1, -1);
+  // The head on the last position only: the prompt's other positions choose nothing ([rows, T, vocab] logits for a
+  // 32k vocabulary would cost more than the layers).
+  torch::Tensor hidden = model.forward_hidden(batch.input_ids.to(device), group.mask, {}, &group.cache);
+  group.last_logits = model.head(hidden.select(1, -1));
   stats.prefill_tokens += batch.input_ids.numel();
   if (distinct.size() != end - begin) group.Keep(LongTensor(row_source, device));
   return group;
