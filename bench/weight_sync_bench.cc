@@ -17,6 +17,7 @@
 // reports their checksums, which must equal the learner's: the weights arrived and were applied bit for bit.
 //
 // Extra flags: --bucket_mb=N (64), --sockbuf=BYTES (0: the kernel's autotuning, which Gloo also gets),
+// --recycle=0 (the receiver frees each version's buckets instead of handing them back to the group for the next one),
 // --debug_breakdown=1 (the receiver times a second checksum pass and copy after each version, untimed, on stderr).
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -215,6 +216,8 @@ int RunReceiver(const Args& a) {
       const double h2 = NowSeconds();
       std::fprintf(stderr, "receiver: checksum %.3f s, copy %.3f s\n", h1 - h0, h2 - h1);
     }
+    // As RolloutService::UpdateWeights does, after the timed window; --recycle=0 frees them instead (the A/B).
+    if (a.Int("recycle", 1)) (*group)->Recycle(std::move(got->buckets));
     std::fprintf(report, "%.9f %.9f %llu\n", received, applied,
                  static_cast<unsigned long long>((*engine)->weight_version()));
     std::fflush(report);
@@ -285,7 +288,8 @@ int RunLearner(const Args& a, char* self) {
                                      absl::StrCat("--tcp_port=", tcp_port), absl::StrCat("--tcp_bytes=", full_bytes),
                                      absl::StrCat("--sockbuf=", sockbuf), absl::StrCat("--report_fd=", pipe_fds[1]),
                                      absl::StrCat("--rounds=", rounds), absl::StrCat("--lora_rounds=", rounds),
-                                     absl::StrCat("--debug_breakdown=", a.Int("debug_breakdown", 0))};
+                                     absl::StrCat("--debug_breakdown=", a.Int("debug_breakdown", 0)),
+                                     absl::StrCat("--recycle=", a.Int("recycle", 1))};
   if (a.smoke) argv_s.push_back("--smoke");
   std::vector<char*> argv;
   for (std::string& s : argv_s) argv.push_back(s.data());
@@ -373,6 +377,7 @@ int RunLearner(const Args& a, char* self) {
   cfg["bucket_bytes"] = bucket_bytes;
   cfg["transport"] = "c10d ProcessGroupGloo broadcast on 127.0.0.1 (rollout/weight_broadcast.h), 2 ranks";
   cfg["receiver"] = "separate process (posix_spawn of this binary): Receive + ApplyWeightUpdate into an Engine";
+  cfg["receiver_recycles_buckets"] = a.Int("recycle", 1) != 0;
   cfg["tcp_sockbuf_bytes"] = sockbuf == 0 ? std::string("kernel autotuning") : std::to_string(sockbuf);
   cfg["lora"] = "r 8 on q_proj, v_proj";
   const std::string window = "from Send's start to the receiver's ApplyWeightUpdate returning (SHA-256 verified, copied)";

@@ -189,6 +189,7 @@ grpc::Status RolloutService::UpdateWeights(grpc::ServerContext* context,
           " but version ", request->manifest().version(), " was announced; nothing applied")));
     }
     absl::Status status = ApplyWeightUpdate(*engine_, *received, options_.adapters);
+    options_.collective->Recycle(std::move(received->buckets));  // the next version lands in mapped memory
     if (status.ok()) response->set_version(engine_->weight_version());
     return ToGrpcStatus(status);
   }

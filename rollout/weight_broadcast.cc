@@ -28,6 +28,8 @@ struct WeightBroadcastGroup::Impl {
   c10::intrusive_ptr<c10d::Backend> group;
   c10::Device collective_device = c10::kCPU;  // where the group's collectives read and write (NCCL: the GPU)
   bool shared = false;
+  // Host buckets handed back by Recycle, by size, for the next Receive; it frees those it does not take.
+  std::multimap<size_t, std::string> recycled;
 };
 
 namespace {
@@ -443,7 +445,13 @@ absl::StatusOr<PackedWeights> WeightBroadcastGroup::Receive() {
         data = out.device_buckets[i] =
             torch::empty({size}, torch::dtype(torch::kUInt8).device(impl_->collective_device));
       } else {
-        out.buckets[i].resize(static_cast<size_t>(size));
+        auto kept = impl_->recycled.find(static_cast<size_t>(size));
+        if (kept != impl_->recycled.end()) {
+          out.buckets[i] = std::move(kept->second);  // already mapped: no page faults, no zeroing
+          impl_->recycled.erase(kept);
+        } else {
+          out.buckets[i].resize(static_cast<size_t>(size));
+        }
         data = BytesView(out.buckets[i]);
       }
     } catch (const std::exception& e) {
@@ -466,9 +474,21 @@ absl::StatusOr<PackedWeights> WeightBroadcastGroup::Receive() {
     if (status.ok() && !on_device) sum.Update(out.buckets[i]);
   }
   Drain(pending);
+  impl_->recycled.clear();
   RETURN_IF_ERROR(status);
   if (!on_device) out.buckets_checksum = sum.HexDigest();
   return out;
+}
+
+void WeightBroadcastGroup::Recycle(std::vector<std::string> buckets) {
+  uint64_t kept = 0;
+  for (const auto& [size, bytes] : impl_->recycled) kept += size;
+  for (std::string& b : buckets) {
+    if (b.empty() || kept + b.size() > options_.max_recycled_bytes) continue;
+    kept += b.size();
+    const size_t size = b.size();
+    impl_->recycled.emplace(size, std::move(b));
+  }
 }
 
 }  // namespace alignd::rollout

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <c10/core/Device.h>
 
@@ -51,6 +52,11 @@ class WeightBroadcastGroup : public WeightSource {
     // kAuto: as above. kShared forces sharing (a CPU group in one process takes the sender's tensors; tests use it);
     // Join fails with FAILED_PRECONDITION when a receiver can reach neither the sender's process nor its GPU.
     enum class Transport { kAuto, kShared } transport = Transport::kAuto;
+    // Receivers: how many bytes of host buckets Recycle may keep for the next Receive, which lands a bucket in a kept
+    // one of the same size (the same model's versions have the same bucket sizes) rather than in freshly faulted
+    // pages. Kept memory is one version's buckets at most (whatever the next Receive does not reuse is freed), held
+    // between versions. 0: Recycle frees everything.
+    uint64_t max_recycled_bytes = uint64_t{16} << 30;
   };
 
   // Opens the rendezvous store (rank 0 serves it) without waiting for the other ranks. INVALID_ARGUMENT for a bad
@@ -77,6 +83,8 @@ class WeightBroadcastGroup : public WeightSource {
   // arrive (PackedWeights::buckets_checksum) but not compared with the manifest's checksum: ApplyWeightUpdate does it.
   // On nccl and shared the result has device buckets (shared: the sender's own memory, mapped).
   absl::StatusOr<PackedWeights> Receive() override;
+  // Keeps `buckets` (up to Options::max_recycled_bytes) for the next Receive on this rank.
+  void Recycle(std::vector<std::string> buckets) override;
 
  private:
   struct Impl;  // the c10d store and group: keeps c10d/Gloo headers out of this one

@@ -59,6 +59,10 @@ class WeightSource {
   virtual ~WeightSource() = default;
   // Receives the next version's manifest and buckets. Called by one thread at a time.
   virtual absl::StatusOr<PackedWeights> Receive() = 0;
+  // Hands back host buckets that a Receive returned once the caller is done with them (applied or refused), so that
+  // the next Receive can land in memory that is already mapped instead of faulting in fresh pages. Optional: a
+  // source may free them (the default). Called by the thread that calls Receive.
+  virtual void Recycle(std::vector<std::string> buckets) {}
 };
 
 
