@@ -39,8 +39,9 @@ Tensor ChunkLogits(const Tensor& hidden, const Tensor& weight, int64_t start, in
 // the entropies; with a single chunk, its log-softmax too, so the backward needs no second product.
 class HeadLogProbsFunction : public torch::autograd::Function<HeadLogProbsFunction> {
  public:
+  // `keep`: a backward will follow (the caller's grad mode and inputs say so; inside forward grad mode may be off).
   static variable_list forward(AutogradContext* ctx, Tensor hidden, Tensor weight, Tensor targets, bool with_entropy,
-                               int64_t chunk, at::ScalarType compute) {
+                               bool keep, int64_t chunk, at::ScalarType compute) {
     // The dtypes are chosen here, explicitly; autocast must not recast the products.
     c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
     const int64_t n = hidden.size(0);
@@ -57,7 +58,7 @@ class HeadLogProbsFunction : public torch::autograd::Function<HeadLogProbsFuncti
       Tensor lsm = z.sub_(l.unsqueeze(1));  // log-softmax, in place of the logits
       logp.narrow(0, s, rows).copy_(lsm.gather(1, targets.narrow(0, s, rows).unsqueeze(1)).squeeze(1));
       if (with_entropy) entropy.narrow(0, s, rows).copy_(-(lsm.exp() * lsm).sum(1));
-      if (rows == n && at::GradMode::is_enabled()) kept = lsm;
+      if (rows == n && keep) kept = lsm;
     }
     ctx->save_for_backward({hidden, weight, targets, lse, entropy, kept});
     ctx->saved_data["chunk"] = chunk;
@@ -77,7 +78,7 @@ class HeadLogProbsFunction : public torch::autograd::Function<HeadLogProbsFuncti
     const Tensor &g_logp = grads[0], &g_ent = grads[1];
     const bool want_h = ctx->needs_input_grad(0), want_w = ctx->needs_input_grad(1);
     if ((!g_logp.defined() && !g_ent.defined()) || (!want_h && !want_w)) {
-      return {Tensor(), Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
+      return {Tensor(), Tensor(), Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
     }
     const int64_t n = hidden.size(0);
     Tensor w = weight.to(compute);
@@ -101,7 +102,8 @@ class HeadLogProbsFunction : public torch::autograd::Function<HeadLogProbsFuncti
       if (want_h) grad_h.narrow(0, s, rows).copy_(at::mm(dzc, w));
       if (want_w) grad_w.add_(at::mm(dzc.t(), hidden.narrow(0, s, rows).to(compute)).to(torch::kFloat));
     }
-    return {grad_h, want_w ? grad_w.to(weight.scalar_type()) : Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
+    return {grad_h, want_w ? grad_w.to(weight.scalar_type()) : Tensor(), Tensor(), Tensor(), Tensor(), Tensor(),
+            Tensor()};
   }
 };
 
@@ -195,7 +197,8 @@ HeadLogProbs ComputeHeadLogProbs(const Tensor& hidden, const Tensor& weight, con
     if (with_entropy) out.entropy = out.logp;
     return out;
   }
-  variable_list r = HeadLogProbsFunction::apply(hidden, weight, targets.to(torch::kLong), with_entropy,
+  const bool keep = at::GradMode::is_enabled() && (hidden.requires_grad() || weight.requires_grad());
+  variable_list r = HeadLogProbsFunction::apply(hidden, weight, targets.to(torch::kLong), with_entropy, keep,
                                                 ChunkRows(chunk_rows, weight.size(0)), HeadComputeType(hidden, weight));
   out.logp = r[0];
   if (with_entropy) out.entropy = r[1];
