@@ -115,6 +115,15 @@ inline Args ParseArgs(int argc, char** argv) {
   return a;
 }
 
+// A /proc/self/status field in MiB ("VmRSS", the resident set now; "VmHWM", its peak so far). Exits when absent.
+inline double ProcStatusMb(const std::string& field) {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.compare(0, field.size() + 1, field + ":") == 0) return std::stod(line.substr(field.size() + 1)) / 1024;
+  }
+  Die("no " + field + " in /proc/self/status");
+}
+
 inline double NowSeconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }

@@ -5,7 +5,8 @@
 //             through CausalLM::forward costs: every position, padding included);
 //   logprobs  worker::MaskedNextTokenLogProbs: the trained positions only, in chunks of ~32 MB, recomputed in the
 //             backward (DPO, PPO, GRPO);
-//   nll       worker::MaskedNextTokenNllSum: the trained positions only, in chunks, gradients made in the forward (SFT).
+//   nll       worker::MaskedNextTokenNllSum: the trained positions only, in chunks, gradients made in the forward
+//             (SFT).
 //
 //   head_memory_bench --mode=full|logprobs|nll [--rows=8] [--seq=512] [--trained=0.45] [--vocab=32000]
 //                     [--hidden=384] [--threads=N] [--reps=N] [--warmup=N] [--smoke] [--out=FILE]
@@ -15,8 +16,6 @@
 // Figures: head_<mode>_ms (per forward + backward), head_<mode>_peak_mb (VmHWM minus VmRSS before the first pass).
 #include <torch/torch.h>
 
-#include <cstdio>
-#include <fstream>
 #include <string>
 
 #include "bench/bench_util.h"
@@ -24,24 +23,14 @@
 #include "worker/losses.h"
 
 namespace alignd::bench {
-namespace {
-
-double StatusMb(const std::string& field) {
-  std::ifstream in("/proc/self/status");
-  for (std::string line; std::getline(in, line);) {
-    if (line.compare(0, field.size() + 1, field + ":") == 0) return std::stod(line.substr(field.size() + 1)) / 1024;
-  }
-  Die("no " + field + " in /proc/self/status");
-}
-
-}  // namespace
 
 int Main(int argc, char** argv) {
   Args args = ParseArgs(argc, argv);
   const std::string mode = args.Str("mode", "full");
   if (mode != "full" && mode != "logprobs" && mode != "nll") Die("--mode must be full, logprobs or nll");
   const int64_t rows = args.Int("rows", args.smoke ? 2 : 8), seq = args.Int("seq", args.smoke ? 64 : 512);
-  const int64_t vocab = args.Int("vocab", args.smoke ? 4096 : 32000), hidden = args.Int("hidden", args.smoke ? 64 : 384);
+  const int64_t vocab = args.Int("vocab", args.smoke ? 4096 : 32000);
+  const int64_t hidden = args.Int("hidden", args.smoke ? 64 : 384);
   const double trained = std::stod(args.Str("trained", "0.45"));
   SetComputeThreads(args.threads);
   Report report("head_memory", args);
@@ -56,7 +45,7 @@ int Main(int argc, char** argv) {
   torch::Tensor mask = torch::zeros({rows, seq}, torch::kLong);
   mask.narrow(1, 1, static_cast<int64_t>(trained * static_cast<double>(seq))).fill_(1);
 
-  const double before = StatusMb("VmRSS");
+  const double before = ProcStatusMb("VmRSS");
   auto pass = [&] {
     torch::Tensor loss;
     if (mode == "full") {
@@ -71,7 +60,7 @@ int Main(int argc, char** argv) {
     w.mutable_grad().reset();
   };
   auto seconds = TimeRepeated(args, pass);
-  const double peak = StatusMb("VmHWM") - before;
+  const double peak = ProcStatusMb("VmHWM") - before;
   std::vector<double> ms;
   for (double s : seconds) ms.push_back(s * 1e3);
   report.Add("head_" + mode + "_ms", "ms", ms, false, "one forward + backward of the loss head");

@@ -13,9 +13,7 @@
 //   peak_rss_mb      the process's peak resident set (VmHWM) after the run;
 //   step_memory_mb   peak_rss_mb minus the resident set just before RunTraining: what the job added (weights, AdamW
 //                    state, gradients, activations, logits), without the runtime's own libraries.
-#include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -25,20 +23,8 @@
 #include "worker/trainer.h"
 
 namespace alignd::bench {
-namespace {
 
 namespace fs = std::filesystem;
-
-// A /proc/self/status field in MiB (VmRSS, VmHWM).
-double StatusMb(const std::string& field) {
-  std::ifstream in("/proc/self/status");
-  for (std::string line; std::getline(in, line);) {
-    if (line.compare(0, field.size() + 1, field + ":") == 0) return std::stod(line.substr(field.size() + 1)) / 1024;
-  }
-  Die("no " + field + " in /proc/self/status");
-}
-
-}  // namespace
 
 int Main(int argc, char** argv) {
   Args args = ParseArgs(argc, argv);
@@ -92,7 +78,7 @@ int Main(int argc, char** argv) {
                      {"layers", spec.model.init_layers}, {"heads", spec.model.init_heads},
                      {"kv_heads", spec.model.init_kv_heads}, {"tie_word_embeddings", true}};
 
-  const double rss_before = StatusMb("VmRSS");
+  const double rss_before = ProcStatusMb("VmRSS");
   std::vector<double> at, tokens;
   worker::TrainOptions options;
   options.on_step = [&](int64_t, const worker::Metrics& m) {
@@ -103,7 +89,7 @@ int Main(int argc, char** argv) {
   };
   auto result = worker::RunTraining(spec, options);
   if (!result.ok()) Die(algo + ": " + result.status().ToString());
-  const double peak = StatusMb("VmHWM");
+  const double peak = ProcStatusMb("VmHWM");
   fs::remove_all(dir);
 
   std::vector<double> rates;

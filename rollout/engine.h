@@ -112,8 +112,9 @@ class Engine {
 
   // Generates params.n samples for every prompt (token ids, e.g. from EncodePrompt). Samples are returned ordered by
   // (prompt_index, sample_index). INVALID_ARGUMENT naming the field (and prompt index) for: no prompts, an empty
-  // prompt, max_new_tokens_per_prompt not one per prompt, a token id outside the model's vocabulary, a prompt whose length + max_new_tokens exceeds the model's
-  // context, and every ValidateSamplingParams error. INTERNAL when LibTorch fails. `stats`, when given, is filled.
+  // prompt, max_new_tokens_per_prompt not one per prompt, a token id outside the model's vocabulary, a prompt whose
+  // length + max_new_tokens exceeds the model's context, and every ValidateSamplingParams error. INTERNAL when
+  // LibTorch fails. `stats`, when given, is filled.
   // `adapter` non-empty: the samples come from the base with that loaded adapter switched on (LoadAdapter), NOT_FOUND
   // when none has the name; the adapter is off again when the call returns, so requests for different adapters (and
   // for the base) share one copy of the base weights.
