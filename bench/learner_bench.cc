@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_train.h"
 #include "bench/bench_util.h"
 #include "common/dataset.h"
 #include "common/example_tokenizer.h"
@@ -122,16 +123,8 @@ worker::JobSpec Spec(Algorithm algorithm, const ModelSize& m, const Shape& s, co
   // The first step is not measured either: a step's time runs from the previous step's on_step.
   spec.train.steps = 1 + args.warmup + args.reps;
   spec.train.batch_size = algorithm == Algorithm::kDpo ? s.dpo_batch : s.sft_batch;
-  spec.train.grad_accum = 1;
-  spec.train.lr = 1e-4;
-  spec.train.weight_decay = 0.01;
-  spec.train.warmup_steps = 0;
-  spec.train.schedule = "linear";
-  spec.train.min_lr_ratio = 0.0;
-  spec.train.max_grad_norm = 1.0;
+  SetBenchTraining(&spec);
   spec.train.log_every = 1 << 30;  // one metrics line, at the last step
-  spec.dpo.loss = "sigmoid";
-  spec.dpo.beta = 0.1;
   return spec;
 }
 

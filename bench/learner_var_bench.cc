@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_train.h"
 #include "bench/bench_util.h"
 #include "common/compute_threads.h"
 #include "worker/job_spec.h"
@@ -54,16 +55,8 @@ int Main(int argc, char** argv) {
   spec.data.padding_free = padding_free;
   spec.train.steps = 1 + args.warmup + args.reps;
   spec.train.batch_size = algo == "sft" ? 8 : 4;
-  spec.train.grad_accum = 1;
-  spec.train.lr = 1e-4;
-  spec.train.weight_decay = 0.01;
-  spec.train.warmup_steps = 0;
-  spec.train.schedule = "linear";
-  spec.train.min_lr_ratio = 0.0;
-  spec.train.max_grad_norm = 1.0;
+  SetBenchTraining(&spec);
   spec.train.log_every = 1;
-  spec.dpo.loss = "sigmoid";
-  spec.dpo.beta = 0.1;
 
   std::string dir = (fs::temp_directory_path() / "learner_var_bench.XXXXXX").string();
   if (mkdtemp(dir.data()) == nullptr) Die("mkdtemp failed");
