@@ -27,6 +27,15 @@ absl::Status CheckExample(const TokenizedExample& ex, size_t index) {
   return absl::OkStatus();
 }
 
+// CollatePairs' sequence order: every chosen sequence, then every rejected one.
+std::vector<TokenizedExample> PairSequences(const std::vector<TokenizedPair>& pairs) {
+  std::vector<TokenizedExample> examples;
+  examples.reserve(2 * pairs.size());
+  for (const TokenizedPair& pair : pairs) examples.push_back(pair.chosen);
+  for (const TokenizedPair& pair : pairs) examples.push_back(pair.rejected);
+  return examples;
+}
+
 }  // namespace
 
 absl::StatusOr<Batch> Collate(const std::vector<TokenizedExample>& examples, const CollateOptions& options) {
@@ -109,11 +118,7 @@ absl::StatusOr<Batch> CollatePacked(const std::vector<TokenizedExample>& example
 }
 
 absl::StatusOr<Batch> CollatePairsPacked(const std::vector<TokenizedPair>& pairs, const CollateOptions& options) {
-  std::vector<TokenizedExample> examples;
-  examples.reserve(2 * pairs.size());
-  for (const TokenizedPair& pair : pairs) examples.push_back(pair.chosen);
-  for (const TokenizedPair& pair : pairs) examples.push_back(pair.rejected);
-  return CollatePacked(examples, options);
+  return CollatePacked(PairSequences(pairs), options);
 }
 
 int64_t Batch::num_sequences() const {
@@ -140,11 +145,7 @@ at::Tensor Batch::LastTokenIndex() const {
 }
 
 absl::StatusOr<Batch> CollatePairs(const std::vector<TokenizedPair>& pairs, const CollateOptions& options) {
-  std::vector<TokenizedExample> examples;
-  examples.reserve(2 * pairs.size());
-  for (const TokenizedPair& pair : pairs) examples.push_back(pair.chosen);
-  for (const TokenizedPair& pair : pairs) examples.push_back(pair.rejected);
-  return Collate(examples, options);
+  return Collate(PairSequences(pairs), options);
 }
 
 absl::StatusOr<Batch> CollatePrompts(const std::vector<std::vector<int32_t>>& prompts, const CollateOptions& options) {

@@ -219,7 +219,8 @@ namespace alignd {
 class DecoderBody : public torch::nn::Module {
  public:
   // Returns final hidden states [B, T, H] (after the last norm).
-  virtual Tensor Run(const Tensor& input_ids, const AttentionLayout& mask, const Tensor& positions, KVCache* cache) = 0;
+  virtual Tensor Run(const Tensor& input_ids, const AttentionLayout& mask, const Tensor& positions,
+                     KVCache* cache) = 0;
   virtual Tensor embedding() const = 0;
 };
 
@@ -297,7 +298,8 @@ class LlamaBody : public DecoderBody {
     }
     norm = register_module("norm", RMSNorm(c.hidden_size, c.norm_eps));
   }
-  Tensor Run(const Tensor& input_ids, const AttentionLayout& mask, const Tensor& positions, KVCache* cache) override {
+  Tensor Run(const Tensor& input_ids, const AttentionLayout& mask, const Tensor& positions,
+             KVCache* cache) override {
     Tensor x = embed_tokens->forward(input_ids);
     auto [cos, sin] = RotaryTables(positions, config_.head_dim, config_.rope_theta, x.scalar_type());
     for (size_t i = 0; i < llama_layers_.size(); ++i) x = llama_layers_[i]->forward(x, mask, cos, sin, cache, i);
@@ -381,7 +383,8 @@ class Gpt2Body : public DecoderBody {
     }
     ln_f = register_module("ln_f", MakeLayerNorm(c));
   }
-  Tensor Run(const Tensor& input_ids, const AttentionLayout& mask, const Tensor& positions, KVCache* cache) override {
+  Tensor Run(const Tensor& input_ids, const AttentionLayout& mask, const Tensor& positions,
+             KVCache* cache) override {
     Tensor x = wte->forward(input_ids) + wpe->forward(positions);
     for (size_t i = 0; i < blocks_.size(); ++i) x = blocks_[i]->forward(x, mask, cache, i);
     return ln_f->forward(x);
