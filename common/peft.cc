@@ -36,6 +36,8 @@ class PeftModel::Adapter : public torch::nn::Module, public AdditiveHook {
   virtual bool HookFree() const = 0;
   // (saved suffix, tensor), e.g. ("lora_A.weight", A), in saving order.
   virtual std::vector<std::pair<std::string, Tensor>> Tensors() const = 0;
+  // Where training-mode randomness comes from (see PeftModel::SetDropoutGenerator); adapters without any ignore it.
+  virtual void SetGenerator(const at::Generator& /*generator*/) {}
 
  protected:
   std::shared_ptr<AdditiveHook> self() { return std::dynamic_pointer_cast<AdditiveHook>(shared_from_this()); }
@@ -65,9 +67,11 @@ class LoraDelta final : public PeftModel::Adapter {
 
   Tensor Delta(const Tensor& x, bool training) override {
     Tensor h = x.to(a_.scalar_type());
-    if (training && dropout_ > 0) h = F::dropout(h, F::DropoutFuncOptions().p(dropout_).training(true));
+    if (training && dropout_ > 0) h = Dropout(h);
     return (F::linear(F::linear(h, a_), b_) * scaling_).to(x.scalar_type());
   }
+
+  void SetGenerator(const at::Generator& generator) override { generator_ = generator; }
 
   // scaling * B @ A in the layout of the target's weight.
   Tensor DeltaWeight() const {
@@ -87,9 +91,18 @@ class LoraDelta final : public PeftModel::Adapter {
   }
 
  private:
+  // Inverted dropout, as F::dropout: kept elements scaled by 1 / (1 - p). With a generator of our own (a CPU one) the
+  // mask is drawn on the CPU and copied to h's device.
+  Tensor Dropout(const Tensor& h) const {
+    if (!generator_.defined()) return F::dropout(h, F::DropoutFuncOptions().p(dropout_).training(true));
+    Tensor keep = torch::empty(h.sizes(), h.options().device(torch::kCPU)).bernoulli_(1.0 - dropout_, generator_);
+    return h * keep.to(h.device()) * (1.0 / (1.0 - dropout_));
+  }
+
   std::shared_ptr<ProjectionImpl> target_;
   double scaling_, dropout_;
   Tensor a_, b_;
+  at::Generator generator_;  // undefined: LibTorch's global generator
 };
 
 // delta(h) = up(act(down(h))) on a sublayer output h.
@@ -357,6 +370,10 @@ PeftModel::PeftModel(CausalLM model, PeftType type)
     : model_(std::move(model)), type_(type), module_(std::make_shared<torch::nn::Module>("PeftModel")) {}
 
 PeftModel::~PeftModel() { Detach(); }
+
+void PeftModel::SetDropoutGenerator(const at::Generator& generator) {
+  for (auto& [name, adapter] : adapters_) adapter->SetGenerator(generator);
+}
 
 absl::StatusOr<std::unique_ptr<PeftModel>> PeftModel::CreateLora(CausalLM model, const LoraConfig& config) {
   if (!model) return absl::InvalidArgumentError("CreateLora: no model");

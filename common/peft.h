@@ -112,6 +112,11 @@ class PeftModel {
   // The module holding the adapters: call ->to(device, dtype) on it after moving the model.
   torch::nn::Module& module() { return *module_; }
 
+  // LoRA dropout masks come from `generator` (a CPU generator, shared, not copied: its state advances with every
+  // mask; for a model on a GPU the masks are drawn on the CPU and copied over) instead of LibTorch's global generator,
+  // so that a run owns its randomness. An undefined generator goes back to the global one, the default.
+  void SetDropoutGenerator(const at::Generator& generator);
+
   // Disabled, the model computes exactly the base (the hooks are detached). Disabling a merged LoRA unmerges it
   // first, as PEFT does; re-enabling leaves it unmerged.
   void SetEnabled(bool enabled);

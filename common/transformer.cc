@@ -501,8 +501,12 @@ std::vector<NamedLayer> CausalLMImpl::Layers() const {
 }
 
 void CausalLMImpl::InitWeights(uint64_t seed) {
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  InitWeights(gen);
+}
+
+void CausalLMImpl::InitWeights(at::Generator& gen) {
   torch::NoGradGuard no_grad;
-  auto gen = at::detail::createCPUGenerator(seed);
   const double residual_std = 0.02 / std::sqrt(2.0 * static_cast<double>(config_.num_layers));
   for (auto& item : named_parameters()) {
     const std::string& name = item.key();

@@ -160,6 +160,9 @@ class CausalLMImpl : public torch::nn::Module {
   // Initialises every parameter as Hugging Face does for a fresh model (normal(0, 0.02), zero biases, unit norms;
   // GPT-2's residual projections scaled by 1/sqrt(2 * layers)), from `seed`.
   void InitWeights(uint64_t seed);
+  // The same, drawing from `generator` (a CPU generator; its state advances); from a generator just created with
+  // seed S, the same weights as InitWeights(S).
+  void InitWeights(at::Generator& generator);
 
   const ModelConfig& config() const { return config_; }
 

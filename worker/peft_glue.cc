@@ -58,7 +58,8 @@ class Glue : public PeftGlue {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<PeftGlue>> AttachPeft(const JobSpec& spec, CausalLM model) {
+absl::StatusOr<std::unique_ptr<PeftGlue>> AttachPeft(const JobSpec& spec, CausalLM model,
+                                                     const at::Generator& dropout_generator) {
   if (!spec.lora.enabled && !spec.adapter.enabled) return std::unique_ptr<PeftGlue>();
   std::unique_ptr<PeftModel> peft;
   if (spec.lora.enabled) {
@@ -70,6 +71,7 @@ absl::StatusOr<std::unique_ptr<PeftGlue>> AttachPeft(const JobSpec& spec, Causal
     c.seed = spec.seed;
     c.base_model_name_or_path = spec.model.path;
     ASSIGN_OR_RETURN(peft, PeftModel::CreateLora(model, c));
+    peft->SetDropoutGenerator(dropout_generator);
   } else {
     BottleneckConfig c;
     c.bottleneck_size = spec.adapter.bottleneck;

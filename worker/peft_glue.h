@@ -31,8 +31,11 @@ class PeftGlue : public ReferenceSwitch {
   virtual absl::Status SaveMerged(const std::string& dir, const Tokenizer* tokenizer) = 0;
 };
 
-// Null when the spec enables neither LoRA nor adapters.
-absl::StatusOr<std::unique_ptr<PeftGlue>> AttachPeft(const JobSpec& spec, CausalLM model);
+// Attaches fresh adapters (their initial weights drawn from spec.seed) to `model`, whose base it freezes. Null when the
+// spec enables neither LoRA nor adapters. LoRA dropout draws its masks from `dropout_generator` (a CPU generator, which
+// the adapters share with the caller); undefined: LibTorch's global generator. The PeftModel errors as they are.
+absl::StatusOr<std::unique_ptr<PeftGlue>> AttachPeft(const JobSpec& spec, CausalLM model,
+                                                     const at::Generator& dropout_generator = at::Generator());
 
 }  // namespace alignd::worker
 

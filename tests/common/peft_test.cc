@@ -1,5 +1,6 @@
 #include "common/peft.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/optim/adam.h>
 #include <unistd.h>
 
@@ -456,6 +457,34 @@ TEST_P(LoraTest, DropoutOnlyInTrainingMode) {
   // Dropout touches the LoRA input only: disabled, training mode is the base exactly.
   ScopedPeftDisabled off(*peft);
   EXPECT_TRUE(torch::equal(Logits(m), base_path));
+}
+
+TEST_P(LoraTest, DropoutFromARunsOwnGeneratorRepeatsAndLeavesTheGlobalOneAlone) {
+  CausalLM m = MakeBase(GetParam());
+  LoraConfig c = Lora(AttentionTargets(GetParam()));
+  c.dropout = 0.5;
+  auto peft = MustCreateLora(m, c);
+  ASSERT_NE(peft, nullptr);
+  Randomize(*peft, 25);
+  m->train();
+  auto logits_from = [&](uint64_t seed) {
+    peft->SetDropoutGenerator(at::detail::createCPUGenerator(seed));
+    return std::pair{Logits(m), Logits(m)};
+  };
+  torch::manual_seed(3);
+  const double global_next = torch::rand({1}).item<double>();
+  torch::manual_seed(3);
+  auto [first, second] = logits_from(7);
+  EXPECT_EQ(torch::rand({1}).item<double>(), global_next) << "the masks came from the global generator";
+  auto [again_first, again_second] = logits_from(7);
+  EXPECT_TRUE(torch::equal(first, again_first));
+  EXPECT_TRUE(torch::equal(second, again_second));
+  EXPECT_GT(MaxDiff(first, second), 1e-4) << "the generator advances from mask to mask";
+  EXPECT_GT(MaxDiff(first, logits_from(8).first), 1e-4);
+  m->eval();
+  Tensor eval = Logits(m);
+  m->train();
+  EXPECT_GT(MaxDiff(first, eval), 1e-4) << "dropout is on in training mode";
 }
 
 TEST_P(LoraTest, KvCacheDecodeEqualsFullForward) {
