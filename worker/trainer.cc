@@ -1,23 +1,15 @@
 #include "worker/trainer.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <ATen/Parallel.h>
-#include <ATen/autocast_mode.h>
 #include <torch/nn.h>
 #include <torch/optim/adamw.h>
-#include <torch/serialize.h>
-
 
 #include <chrono>
 #include <cmath>
-#include <filesystem>
 #include <limits>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <random>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "common/chat_template.h"
 #include "common/file_util.h"
 #include "common/hf_model.h"
@@ -25,70 +17,21 @@
 #include "common/status.h"
 #include "common/compute_threads.h"
 #include "common/device.h"
-#include "common/tfevents.h"
 #include "common/threads.h"
 #include "worker/algorithm.h"
+#include "worker/checkpoint.h"
 #include "worker/learner_group.h"
+#include "worker/lr_schedule.h"
+#include "worker/metrics_log.h"
 #include "worker/peft_glue.h"
+#include "worker/sampler.h"
 #include "common/autocast.h"
 #include "common/logging.h"  // last: LOG is glog's
 
 namespace alignd::worker {
 namespace {
 
-namespace fs = std::filesystem;
 using json = nlohmann::json;
-
-// Epoch-shuffled indices: the order of epoch e is a Fisher-Yates shuffle seeded by (seed, e), written out here rather
-// than with std::shuffle so that it is the same with every standard library. Its whole state is (epoch, position).
-class Sampler {
- public:
-  Sampler(size_t n, uint64_t seed) : n_(n), seed_(seed) {}
-  std::vector<size_t> Next(size_t count) {
-    std::vector<size_t> out;
-    while (out.size() < count) {
-      if (order_.empty() || position_ >= n_) {
-        if (!order_.empty()) {
-          ++epoch_;
-          position_ = 0;
-        }
-        Shuffle();
-      }
-      out.push_back(order_[position_++]);
-    }
-    return out;
-  }
-  int64_t epoch() const { return epoch_; }
-  size_t position() const { return position_; }
-  void Restore(int64_t epoch, size_t position) {
-    epoch_ = epoch;
-    position_ = position;
-    Shuffle();
-  }
-
- private:
-  void Shuffle() {
-    order_.resize(n_);
-    for (size_t i = 0; i < n_; ++i) order_[i] = i;
-    std::mt19937_64 rng(seed_ * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(epoch_));
-    for (size_t i = n_; i > 1; --i) std::swap(order_[i - 1], order_[rng() % i]);
-  }
-  size_t n_;
-  uint64_t seed_;
-  int64_t epoch_ = 0;
-  size_t position_ = 0;
-  std::vector<size_t> order_;
-};
-
-double LearningRate(const TrainSpec& t, int64_t step) {  // step counts from 0
-  if (step < t.warmup_steps) return t.lr * static_cast<double>(step + 1) / static_cast<double>(t.warmup_steps);
-  if (t.schedule == "constant") return t.lr;
-  double progress = static_cast<double>(step - t.warmup_steps) /
-                    static_cast<double>(std::max<int64_t>(1, t.steps - t.warmup_steps));
-  progress = std::min(1.0, progress);
-  double factor = t.schedule == "cosine" ? 0.5 * (1.0 + std::cos(M_PI * progress)) : 1.0 - progress;
-  return t.lr * (t.min_lr_ratio + (1.0 - t.min_lr_ratio) * factor);
-}
 
 std::unique_ptr<Objective> ForSpec(const JobSpec& spec) {
   switch (spec.algorithm) {
@@ -113,7 +56,8 @@ ModelConfig AsScoreModel(ModelConfig c) {
   return c;
 }
 
-absl::Status BuildModel(const JobSpec& spec, TrainContext* ctx) {
+// Fresh weights (an init model, or a reward model's new score head) are drawn from `generator`.
+absl::Status BuildModel(const JobSpec& spec, at::Generator& generator, TrainContext* ctx) {
   const ModelSpec& m = spec.model;
   if (m.path.empty()) {
     ctx->tokenizer = MakeByteTokenizer();
@@ -138,7 +82,7 @@ absl::Status BuildModel(const JobSpec& spec, TrainContext* ctx) {
     if (spec.algorithm == Algorithm::kRm) c = AsScoreModel(c);
     RETURN_IF_ERROR(Annotate(c.Validate(), "model.init"));
     ctx->model = CausalLM(c);
-    ctx->model->InitWeights(spec.seed);
+    ctx->model->InitWeights(generator);
     return absl::OkStatus();
   }
   LoadOptions lo;
@@ -147,7 +91,7 @@ absl::Status BuildModel(const JobSpec& spec, TrainContext* ctx) {
   if (spec.algorithm == Algorithm::kRm && loaded.config.head != HeadKind::kScore) {
     ModelConfig c = AsScoreModel(loaded.config);
     ctx->model = CausalLM(c);
-    ctx->model->InitWeights(spec.seed);  // the score head keeps this initialisation
+    ctx->model->InitWeights(generator);  // the score head keeps this initialisation
     RETURN_IF_ERROR(LoadWeights(m.path, *ctx->model, {"score.weight"}));
     return absl::OkStatus();
   }
@@ -159,24 +103,6 @@ absl::Status BuildModel(const JobSpec& spec, TrainContext* ctx) {
   return absl::OkStatus();
 }
 
-std::string CheckpointDir(const std::string& out, int64_t step) {
-  return JoinPath(JoinPath(out, "checkpoints"), absl::StrFormat("step-%06d", step));
-}
-
-// The newest complete checkpoint folder, or "" when there is none.
-std::string LatestCheckpoint(const std::string& out) {
-  std::string dir = JoinPath(out, "checkpoints"), best;
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return "";
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    std::string name = entry.path().filename().string();
-    if (name.rfind("step-", 0) != 0 || name.find('.') != std::string::npos) continue;
-    if (!fs::exists(entry.path() / "trainer_state.json")) continue;
-    if (name > best) best = name;
-  }
-  return best.empty() ? "" : JoinPath(dir, best);
-}
-
 class Run {
  public:
   Run(const JobSpec& spec, const TrainOptions& options)
@@ -184,13 +110,14 @@ class Run {
         options_(options),
         group_(options.group),
         rank0_(group_ == nullptr || group_->rank() == 0),
-        world_(group_ == nullptr ? 1 : group_->world_size()) {}
+        world_(group_ == nullptr ? 1 : group_->world_size()),
+        generator_(at::detail::createCPUGenerator(spec.seed)) {}
 
   absl::StatusOr<TrainResult> Go() {
-    // Process-wide settings: ranks that are threads of one process (the tests) share them, which is harmless as long
-    // as they use the same spec and the objectives draw nothing from the global generator while training.
-    SetComputeThreads(static_cast<int>(spec_.threads));
-    torch::manual_seed(static_cast<int64_t>(spec_.seed));
+    // The thread count is this thread's (and its OpenMP workers') for the run; every random draw of the run comes
+    // from generator_, so roles sharing a process (`alignd local`, ranks that are threads in the tests) leave each
+    // other's settings alone.
+    ScopedComputeThreads threads(static_cast<int>(spec_.threads));
     algorithm_ = ForSpec(spec_);
     RETURN_IF_ERROR(ShardSpec());
     ctx_.spec = &spec_;
@@ -201,13 +128,13 @@ class Run {
     } else {
       ASSIGN_OR_RETURN(ctx_.device, ResolveDevice(spec_.device, "resources.device"));
     }
-    RETURN_IF_ERROR(BuildModel(spec_, &ctx_));
+    RETURN_IF_ERROR(BuildModel(spec_, generator_, &ctx_));
     try {
       ctx_.model->to(ctx_.device);
     } catch (const std::exception& e) {
       return TorchErrorStatus(e, absl::StrCat("moving the model to ", ctx_.device.str()));
     }
-    ASSIGN_OR_RETURN(peft_, AttachPeft(spec_, ctx_.model));
+    ASSIGN_OR_RETURN(peft_, AttachPeft(spec_, ctx_.model, generator_));
     ctx_.peft = peft_.get();
     bf16_ = spec_.model.dtype == "bfloat16";
     cuda_ = ctx_.device.is_cuda();
@@ -231,7 +158,13 @@ class Run {
         ASSIGN_OR_RETURN(result.resumed_from, Restore(latest));
       }
     }
-    if (rank0_) RETURN_IF_ERROR(OpenMetrics(result.resumed_from));
+    if (rank0_) {
+      MetricsLog::Options log;
+      log.dir = spec_.output_dir;
+      log.resumed_from = result.resumed_from;
+      ASSIGN_OR_RETURN(metrics_, MetricsLog::Open(log));
+      RETURN_IF_ERROR(WriteFileAtomic(JoinPath(spec_.output_dir, "spec.json"), SpecJson().dump(2)));
+    }
     ctx_.model->train();
     for (int64_t step = result.resumed_from + 1; step <= spec_.train.steps; ++step) {
       const auto step_start = std::chrono::steady_clock::now();
@@ -298,10 +231,7 @@ class Run {
     std::vector<size_t> mine = items;
     grad_scale_ = 1.0;
     if (sharded_) {
-      const size_t per = items.size() / static_cast<size_t>(world_);
-      const size_t begin = per * static_cast<size_t>(group_->rank());
-      mine.assign(items.begin() + static_cast<std::ptrdiff_t>(begin),
-                  items.begin() + static_cast<std::ptrdiff_t>(begin + per));
+      mine = ShardOf(items, group_->rank(), world_);
       const double weight = algorithm_->ShardWeight(mine);
       std::vector<double> mean{weight};
       RETURN_IF_ERROR(Annotate(group_->AllReduceMean(&mean), absl::StrCat("step ", step)));
@@ -399,36 +329,6 @@ class Run {
     return m;
   }
 
-  absl::Status OpenMetrics(int64_t resumed_from) {
-    std::string path = JoinPath(spec_.output_dir, "metrics.jsonl");
-    // A fresh run starts the file anew; a resumed one keeps the lines up to the checkpoint and drops the rest, which
-    // the resumed run will write again.
-    std::string kept;
-    if (resumed_from > 0 && PathExists(path)) {
-      ASSIGN_OR_RETURN(std::string text, ReadFile(path));
-      std::istringstream in(text);
-      for (std::string line; std::getline(in, line);) {
-        json j = json::parse(line, nullptr, false);
-        if (j.is_discarded()) continue;
-        // A line whose step is not an integer was not written by a trainer: kept, not interpreted.
-        const bool after = j.is_object() && j.contains("step") && j["step"].is_number_integer() &&
-                           j["step"].get<int64_t>() > resumed_from;
-        if (!after) kept += line + "\n";
-      }
-    }
-    RETURN_IF_ERROR(WriteFileAtomic(path, kept));
-    metrics_.open(path, std::ios::app);
-    if (!metrics_) return absl::InternalError(absl::StrCat(path, ": cannot open for appending"));
-    // The same scalars for TensorBoard: a fresh run replaces tb/'s event files; a resumed one adds a file whose
-    // SessionLog START at resumed_from + 1 makes TensorBoard drop the older files' later steps, as above.
-    EventsWriter::Options tb;
-    tb.dir = JoinPath(spec_.output_dir, "tb");
-    tb.first_step = resumed_from + 1;
-    tb.fresh = resumed_from == 0;
-    ASSIGN_OR_RETURN(events_, EventsWriter::Create(tb));
-    return WriteFileAtomic(JoinPath(spec_.output_dir, "spec.json"), SpecJson().dump(2));
-  }
-
   json SpecJson() const {
     json j;
     j["name"] = spec_.name;
@@ -440,16 +340,7 @@ class Run {
     return j;
   }
 
-  absl::Status Log(int64_t step, const Metrics& m) {
-    if (!rank0_) return absl::OkStatus();
-    json j;
-    j["step"] = step;
-    for (const auto& [k, v] : m) j[k] = v;
-    metrics_ << j.dump() << "\n";
-    metrics_.flush();
-    if (!metrics_) return absl::InternalError("cannot write metrics.jsonl");
-    return events_->WriteScalars(step, m);
-  }
+  absl::Status Log(int64_t step, const Metrics& m) { return rank0_ ? metrics_->Write(step, m) : absl::OkStatus(); }
 
   absl::Status SaveModelTo(const std::string& dir) {
     if (peft_) return peft_->SaveAdapter(dir);
@@ -482,82 +373,39 @@ class Run {
     return absl::OkStatus();
   }
 
+  // What a checkpoint holds besides trainer_state.json (worker/checkpoint.h).
+  CheckpointParts Parts() {
+    CheckpointParts parts;
+    parts.save_model = [this](const std::string& dir) { return SaveModelTo(dir); };
+    parts.load_model = [this](const std::string& dir) {
+      return peft_ ? peft_->LoadAdapter(dir) : LoadWeights(dir, *ctx_.model);
+    };
+    parts.optimizer = optimizer_.get();
+    parts.extra = algorithm_->extra_parameters();
+    parts.generator = generator_;
+    return parts;
+  }
+
   absl::Status Checkpoint(int64_t step) {
-    return WriteDirAtomically(CheckpointDir(spec_.output_dir, step), [&](const std::string& staging) -> absl::Status {
-      RETURN_IF_ERROR(SaveModelTo(JoinPath(staging, "model")));
-      try {
-        torch::save(*optimizer_, JoinPath(staging, "optimizer.pt"));
-        auto extra = algorithm_->extra_parameters();
-        if (!extra.empty()) torch::save(extra, JoinPath(staging, "extra.pt"));
-        auto gen = at::detail::getDefaultCPUGenerator();
-        torch::Tensor rng;
-        {
-          std::lock_guard<std::mutex> lock(gen.mutex());
-          rng = gen.get_state();
-        }
-        torch::save(rng, JoinPath(staging, "rng.pt"));
-      } catch (const c10::Error& e) {
-        return absl::InternalError(absl::StrCat(staging, ": ", e.what_without_backtrace()));
-      }
-      json state;
-      state["step"] = step;
-      state["epoch"] = sampler_->epoch();
-      state["position"] = sampler_->position();
-      state["algorithm"] = algorithm_->SaveState();
-      return WriteFileAtomic(JoinPath(staging, "trainer_state.json"), state.dump(2));
-    });
+    TrainerState state;
+    state.step = step;
+    state.epoch = sampler_->epoch();
+    state.position = sampler_->position();
+    state.algorithm = algorithm_->SaveState();
+    return SaveCheckpoint(CheckpointDir(spec_.output_dir, step), Parts(), state);
   }
 
   absl::StatusOr<int64_t> Restore(const std::string& dir) {
-    ASSIGN_OR_RETURN(std::string text, ReadFile(JoinPath(dir, "trainer_state.json")));
-    json state = json::parse(text, nullptr, false);
-    if (state.is_discarded() || !state.is_object()) {
-      return absl::DataLossError(absl::StrCat(dir, "/trainer_state.json: unreadable"));
-    }
-    // Every field is checked before anything is loaded: a wrong type is a DATA_LOSS naming it, never a JSON
-    // exception out of the trainer.
-    auto field_error = [&](absl::string_view field, absl::string_view want) {
-      return absl::DataLossError(absl::StrCat(dir, "/trainer_state.json: field \"", field, "\" is not ", want));
-    };
-    if (!state.contains("step") || !state["step"].is_number_integer() || state["step"].get<int64_t>() < 0) {
-      return field_error("step", "a non-negative integer");
-    }
-    for (const char* field : {"epoch", "position"}) {
-      if (state.contains(field) && !state[field].is_number_unsigned()) return field_error(field, "an unsigned integer");
-    }
-    if (state.contains("algorithm") && !state["algorithm"].is_object()) return field_error("algorithm", "an object");
-    if (peft_) {
-      RETURN_IF_ERROR(peft_->LoadAdapter(JoinPath(dir, "model")));
-    } else {
-      RETURN_IF_ERROR(LoadWeights(JoinPath(dir, "model"), *ctx_.model));
-    }
-    try {
-      torch::load(*optimizer_, JoinPath(dir, "optimizer.pt"), ctx_.device);
-      auto extra = algorithm_->extra_parameters();
-      if (!extra.empty()) {
-        std::vector<torch::Tensor> saved;
-        torch::load(saved, JoinPath(dir, "extra.pt"), ctx_.device);
-        if (saved.size() != extra.size()) return absl::DataLossError(absl::StrCat(dir, "/extra.pt: wrong count"));
-        torch::NoGradGuard g;
-        for (size_t i = 0; i < extra.size(); ++i) extra[i].copy_(saved[i]);
-      }
-      torch::Tensor rng;
-      torch::load(rng, JoinPath(dir, "rng.pt"));
-      auto gen = at::detail::getDefaultCPUGenerator();
-      std::lock_guard<std::mutex> lock(gen.mutex());
-      gen.set_state(rng);
-    } catch (const c10::Error& e) {
-      return absl::DataLossError(absl::StrCat(dir, ": ", e.what_without_backtrace()));
-    }
-    sampler_->Restore(state.value("epoch", int64_t{0}), state.value("position", size_t{0}));
+    ASSIGN_OR_RETURN(TrainerState state, LoadCheckpoint(dir, Parts(), ctx_.device));
+    sampler_->Restore(state.epoch, static_cast<size_t>(state.position));
     absl::Status loaded;
     try {
-      loaded = algorithm_->LoadState(state.value("algorithm", json::object()));
+      loaded = algorithm_->LoadState(state.algorithm);
     } catch (const json::exception& e) {
       loaded = absl::DataLossError(absl::StrCat(dir, "/trainer_state.json: field \"algorithm\": ", e.what()));
     }
     RETURN_IF_ERROR(loaded);
-    return state["step"].get<int64_t>();
+    return state.step;
   }
 
   absl::StatusOr<std::string> SaveFinal() {
@@ -581,6 +429,7 @@ class Run {
   bool sharded_ = false;
   bool bf16_ = false;  // model.dtype: bfloat16 (AutocastScope)
   bool cuda_ = false;  // the model is on a CUDA device
+  at::Generator generator_;  // every random draw of the run (model init, LoRA dropout); saved in rng.pt
   double grad_scale_ = 1.0;           // this rank's shard weight over the ranks' mean (1 without sharding)
   absl::Status apply_status_;         // the last Apply's collective failure, if any
   TrainContext ctx_;
@@ -588,8 +437,7 @@ class Run {
   std::unique_ptr<Objective> algorithm_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   std::unique_ptr<Sampler> sampler_;
-  std::ofstream metrics_;
-  std::unique_ptr<EventsWriter> events_;  // tb/, beside metrics_ (rank 0)
+  std::unique_ptr<MetricsLog> metrics_;  // metrics.jsonl and tb/ (rank 0)
 };
 
 }  // namespace

@@ -9,12 +9,20 @@
 //                             flushed each step; a resumed run adds a file, and TensorBoard drops the steps after
 //                             the checkpoint from the earlier ones, as metrics.jsonl drops their lines
 //   checkpoints/step-NNNNNN/  model (HF folder, or the PEFT adapter), optimizer.pt, rng.pt, trainer_state.json
+//                             (worker/checkpoint.h)
 //   final/                    the final model as a Hugging Face folder (LoRA: merged into the base; bottleneck
 //                             adapters cannot be merged, so final/ holds the base and adapter/ the adapters)
 //   adapter/                  PEFT only: the adapter alone, in the PEFT layout
 //   spec.json                 a summary of the spec this run used (name, algorithm, seed, model, data, steps)
 // Resuming from the latest checkpoint replays the same data order and RNG streams, so on CPU every later step's losses
 // equal the uninterrupted run's bit for bit.
+//
+// A run sets no process-wide setting: its intra-op thread count (spec.threads; 0 = every available core) holds on the
+// calling thread for the call (common/compute_threads.h's ScopedComputeThreads), and the random draws its results
+// depend on (fresh weights, LoRA dropout) come from a generator of its own seeded with spec.seed and saved in rng.pt,
+// not from LibTorch's global one. So learners, rollout workers and reward servers sharing a process (`alignd local`)
+// keep their own settings, and a run's numbers do not depend on the global generator's state. (Building a model still
+// draws from the global generator, as torch::nn::Linear does; InitWeights or the loaded weights overwrite them.)
 //
 // Data parallelism: with TrainOptions::group of world size W > 1, every rank calls RunTraining with the same spec
 // (same seed, so the same initial weights and data order). For pretrain, SFT, RM and DPO each rank draws the same
@@ -41,10 +49,9 @@
 
 #include "absl/status/statusor.h"
 #include "worker/job_spec.h"
+#include "worker/metrics_log.h"  // Metrics
 
 namespace alignd::worker {
-
-using Metrics = std::map<std::string, double>;
 
 class LearnerGroup;
 struct RemoteServices;
@@ -78,8 +85,11 @@ struct TrainResult {
   std::string final_dir;           // empty when stopped early, and on ranks other than 0
 };
 
+// Trains `spec` to the end (or as `options` stop it) on the calling thread and returns what it did.
 // INVALID_ARGUMENT for problems with the spec or its data (naming file, line, key); the output folder then holds
-// nothing new. Other codes for I/O and numerical failures.
+// nothing new. DATA_LOSS naming the file (and field) for a damaged checkpoint on resume; CANCELLED when
+// options.cancelled said so; other codes for I/O and numerical failures. Thread-safe: concurrent calls (ranks that are
+// threads) share nothing but what `options` hands them.
 absl::StatusOr<TrainResult> RunTraining(const JobSpec& spec, const TrainOptions& options = {});
 
 }  // namespace alignd::worker

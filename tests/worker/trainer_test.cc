@@ -1,12 +1,15 @@
 // The training loop end to end on tiny models and the generated toy-assistant data.
 #include "worker/trainer.h"
 
+#include <ATen/Parallel.h>
+
 #include <cmath>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 
 #include "common/chat_template.h"
+#include "common/compute_threads.h"
 #include "common/file_util.h"
 #include "common/hf_model.h"
 #include "common/dataset.h"
@@ -200,6 +203,31 @@ TEST_F(TrainerTest, ResumeGivesBitIdenticalLosses) {
   std::vector<double> la, lb;
   RunCutAndResume(Sft("full"), ::testing::TempDir() + "/runs/cut", &la, &lb);
   for (size_t i = 0; i < lb.size(); ++i) EXPECT_EQ(la[i], lb[i]) << "step " << i + 1;
+}
+
+// A run's randomness is its own: LoRA dropout draws from the run's generator, which the checkpoint saves, so a cut and
+// resumed run repeats the uninterrupted one's losses bit for bit, and a rerun repeats them whatever state LibTorch's
+// global generator is in. The run's thread count (spec.threads 1) holds for the run only: the caller's stays.
+TEST_F(TrainerTest, LoraDropoutIsTheRunsOwnAndResumesBitIdentically) {
+  JobSpec spec = Sft("lora_dropout");
+  spec.lora.enabled = true;
+  spec.lora.r = 4;
+  spec.lora.dropout = 0.3;
+  spec.lora.target_modules = {"all-linear"};
+  std::vector<double> la, lb;
+  RunCutAndResume(spec, ::testing::TempDir() + "/runs/lora_dropout_cut", &la, &lb);
+  for (size_t i = 0; i < lb.size(); ++i) EXPECT_EQ(la[i], lb[i]) << "step " << i + 1;
+
+  ScopedComputeThreads callers(2);  // the caller's own count, other than the run's
+  spec.output_dir = ::testing::TempDir() + "/runs/lora_dropout_again";
+  spec.train.steps = 6;
+  torch::manual_seed(12345);
+  auto again = RunTraining(spec);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(at::get_num_threads(), 2);
+  std::vector<double> lc;
+  for (const auto& l : Lines(spec.output_dir)) if (l.contains("train/loss")) lc.push_back(l["train/loss"]);
+  EXPECT_EQ(lc, la);
 }
 
 // model.dtype: bfloat16 runs the forward passes under autocast (here on the CPU): the losses move by bf16 rounding
