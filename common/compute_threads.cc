@@ -11,4 +11,10 @@ void SetComputeThreads(int threads) {
   SetBlasThreads(threads);
 }
 
+ScopedComputeThreads::ScopedComputeThreads(int threads) : previous_(at::get_num_threads()) {
+  at::set_num_threads(threads);
+}
+
+ScopedComputeThreads::~ScopedComputeThreads() { at::set_num_threads(previous_); }
+
 }  // namespace alignd
