@@ -37,7 +37,10 @@ absl::StatusOr<std::unique_ptr<AssignmentExecutor>> AssignmentExecutor::Create(R
 
 AssignmentExecutor::AssignmentExecutor(Runners runners, std::shared_ptr<Clock> clock, Options options,
                                        ReportFn report)
-    : runners_(std::move(runners)), clock_(std::move(clock)), options_(std::move(options)), report_(std::move(report)) {}
+    : runners_(std::move(runners)),
+      clock_(std::move(clock)),
+      options_(std::move(options)),
+      report_(std::move(report)) {}
 
 AssignmentExecutor::~AssignmentExecutor() { Stop(); }
 

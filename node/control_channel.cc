@@ -89,7 +89,10 @@ absl::StatusOr<std::unique_ptr<ControlChannel>> ControlChannel::Create(std::shar
 
 ControlChannel::ControlChannel(std::shared_ptr<ControlStub> stub, std::shared_ptr<Clock> clock, Options options,
                                Callbacks callbacks)
-    : stub_(std::move(stub)), clock_(std::move(clock)), options_(std::move(options)), callbacks_(std::move(callbacks)) {}
+    : stub_(std::move(stub)),
+      clock_(std::move(clock)),
+      options_(std::move(options)),
+      callbacks_(std::move(callbacks)) {}
 
 ControlChannel::~ControlChannel() { Stop(); }
 

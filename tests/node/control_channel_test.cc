@@ -163,7 +163,9 @@ class ControlChannelTest : public ::testing::Test {
 
   void Start() {
     ControlChannel::Callbacks cb;
-    cb.on_registered = [this](const std::string& id, const std::string& key) { seen_.Add("registered " + id + " " + key); };
+    cb.on_registered = [this](const std::string& id, const std::string& key) {
+      seen_.Add("registered " + id + " " + key);
+    };
     cb.on_assignment = [this](const v1::Assignment& a) { seen_.Add("assignment " + a.job_id()); };
     cb.on_cancel = [this](const std::string& job) { seen_.Add("cancel " + job); };
     cb.on_lease_lost = [this] { seen_.Add("lease lost"); };
