@@ -3,7 +3,7 @@
 //
 // Two processes, as in a real job: this process is learner rank 0; it spawns itself (/proc/self/exe --role=receiver)
 // as the rollout worker, rank 1 of a WeightBroadcastGroup, which holds its own model (different weights) with the
-// same LoRA adapters attached, as worker/node.cc's RunRollout does. The path is alignd's own: PackWeights (as
+// same LoRA adapters attached, as node/rollout_runner.cc does. The path is alignd's own: PackWeights (as
 // WeightPublisher::Publish does, 64 MiB buckets), WeightBroadcastGroup::Send / Receive, ApplyWeightUpdate (checksum
 // check, then the copy into the engine's parameters, between Generate calls). The gRPC announcement that Publish
 // sends beside the broadcast is left out (a few hundred bytes; the control plane bench measures RPC latency).

@@ -21,7 +21,7 @@
 #include "common/status.h"
 #include "coordinator/address.h"
 #include "coordinator/coordinator_server.h"
-#include "worker/node.h"
+#include "node/node.h"
 
 namespace alignd::cli {
 namespace {
@@ -56,8 +56,8 @@ int ServeWorker(const Args& args, std::ostream& out, std::ostream& err, absl::No
                              out, err)) {
     return *code;
   }
-  worker::NodeOptions o;
-  auto roles = worker::ParseRoles(flags.GetString("roles"));
+  node::NodeOptions o;
+  auto roles = node::ParseRoles(flags.GetString("roles"));
   if (!roles.ok()) return ReportError(roles.status(), err);
   o.roles = *roles;
   auto device = ResolveDevice(flags.GetString("device"), "--device");
@@ -119,7 +119,7 @@ int ServeWorker(const Args& args, std::ostream& out, std::ostream& err, absl::No
                            ", which is not a loopback address (use --tls-ca)")),
                        err);
   }
-  auto node = worker::WorkerNode::Start(o);
+  auto node = node::WorkerNode::Start(o);
   if (!node.ok()) return ReportError(node.status(), err);
   auto metrics = StartMetricsServer(flags.GetString("metrics-listen"));
   if (!metrics.ok()) return ReportError(metrics.status(), err);
@@ -182,17 +182,17 @@ int ServeLocal(const Args& args, std::ostream& out, std::ostream& err, absl::Not
   auto server = coordinator::CoordinatorServer::Create(co);
   if (!server.ok()) return ReportError(server.status(), err);
   const std::string address = absl::StrCat("127.0.0.1:", (*server)->port());
-  std::vector<std::unique_ptr<worker::WorkerNode>> nodes;
+  std::vector<std::unique_ptr<node::WorkerNode>> nodes;
   auto add = [&](v1::Role role, int64_t count) -> absl::Status {
     for (int64_t i = 0; i < count; ++i) {
-      worker::NodeOptions o;
+      node::NodeOptions o;
       o.coordinator = address;
       o.roles = {role};
       o.threads = static_cast<int>(flags.GetInt("threads"));
       o.device = device->is_cuda() ? v1::DEVICE_KIND_CUDA : v1::DEVICE_KIND_CPU;
       o.device_count = device->is_cuda() ? 1 : 0;
       o.torch_device = *device;
-      ASSIGN_OR_RETURN(auto node, worker::WorkerNode::Start(o));
+      ASSIGN_OR_RETURN(auto node, node::WorkerNode::Start(o));
       nodes.push_back(std::move(node));
     }
     return absl::OkStatus();

@@ -4,7 +4,7 @@
 // the gang's assignments; every worker gets the key when it registers, so it can check any credential without a
 // round trip: "ajc1.<attempt>.<job id>.<HMAC-SHA256(key, job id, attempt) in hex>". A credential therefore names the
 // job and attempt it was issued for, and cannot be forged or moved to another job without the key. What a worker does
-// with a verified credential that is not for its current job (PERMISSION_DENIED) is the worker's rule (worker/node.h).
+// with a verified credential that is not for its current job (PERMISSION_DENIED) is the worker's rule (node/routers.h).
 #ifndef ALIGND_COMMON_JOB_CREDENTIAL_H_
 #define ALIGND_COMMON_JOB_CREDENTIAL_H_
 

@@ -18,7 +18,7 @@
 // which no certificate can do for pod IPs.
 //
 // The pod name is not sent as the worker id: the coordinator gives ids, and a restarted process always registers as
-// a new worker (worker/node.cc), since re-registering under an id whose lease is still live would keep the dead
+// a new worker (node/control_channel.h), since re-registering under an id whose lease is still live would keep the dead
 // process's assignment (coordinator/worker_registry.h).
 #ifndef ALIGND_COMMON_POD_IDENTITY_H_
 #define ALIGND_COMMON_POD_IDENTITY_H_

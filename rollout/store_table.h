@@ -1,6 +1,6 @@
 // The server side of a gang's rendezvous store: the key-value table behind alignd.v1.Rendezvous, with c10d::Store's
 // operations (see StoreOp in proto/alignd.proto). One table serves one job attempt; groups are separate namespaces
-// in it. Who may call is the hosting worker's business (worker/node.h), not the table's.
+// in it. Who may call is the hosting worker's business (node/routers.h), not the table's.
 //
 // Thread safety: thread-safe. GET and WAIT block until their keys exist, the deadline passes (DEADLINE_EXCEEDED), or
 // the table is closed (UNAVAILABLE).

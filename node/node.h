@@ -11,24 +11,17 @@
 //   reward   serves alignd.v1.Reward with the parts of the job's `rewards` (reward/registry.h), each reported by
 //            name, until the job ends.
 // Learner rank 0's node also serves the gang's rendezvous store (alignd.v1.Rendezvous) while the job runs, for the
-// learners' process group and the weight-broadcast group.
+// learners' process group and the weight-broadcast group. The roles: node/learner_runner.h, node/rollout_runner.h,
+// node/reward_runner.h.
 //
-// Who may call the node's server: every call carries the job credential of the assignment (common/job_credential.h),
-// checked with the key the coordinator gave at registration, or the node's own worker token. Without one, or with one
-// that does not verify: UNAUTHENTICATED. With a valid one while the node holds no assignment: UNAVAILABLE, at once.
-// With one of another job, or of an earlier attempt of the job it holds: PERMISSION_DENIED. With one of a later attempt
-// of the job it holds: UNAVAILABLE (that assignment is on its way here; the caller retries). Gang members retry
-// UNAVAILABLE and PERMISSION_DENIED from a peer that has not answered them yet (worker/remote.h, rollout/grpc_store.h). With TLS (server_credentials), peers
-// verify each other's certificates as the options say.
-//
-// A cancellation (the job was cancelled, finished, or its gang is restarting) stops the running assignment; a
-// failure is reported as retryable unless it is a configuration error (INVALID_ARGUMENT, NOT_FOUND). A failure
-// that may come from a lost peer is reported after a short grace period, so that the coordinator learns first which
-// member died and does not place the restarted gang on it.
+// Who may call the node's server, and how calls reach the job it holds: node/routers.h. With TLS
+// (server_credentials), peers verify each other's certificates as the options say. Retries, cancellation and the
+// peer-failure grace period: node/assignment_executor.h. Registration, the control stream and heartbeats:
+// node/control_channel.h.
 //
 // Thread safety: Start/Stop/accessors are thread-safe.
-#ifndef ALIGND_WORKER_NODE_H_
-#define ALIGND_WORKER_NODE_H_
+#ifndef ALIGND_NODE_NODE_H_
+#define ALIGND_NODE_NODE_H_
 
 #include <cstdint>
 #include <memory>
@@ -46,7 +39,7 @@ class ChannelCredentials;
 class ServerCredentials;
 }  // namespace grpc
 
-namespace alignd::worker {
+namespace alignd::node {
 
 struct NodeOptions {
   std::string coordinator = "127.0.0.1:7070";  // host:port of the coordinator's WorkerService
@@ -59,7 +52,8 @@ struct NodeOptions {
   // Where this node's jobs put their models and batches: the CPU, or the GPU of a `device: cuda` worker. The
   // coordinator only gives a node jobs of its own device kind.
   c10::Device torch_device = c10::kCPU;
-  // The node's own server (Rollout, Reward, Rendezvous). Port 0 picks a free one.
+  // The node's own server (Rollout, Reward, Rendezvous). Port 0: the kernel picks a free one, and the node registers
+  // the port its server is bound to (no port is probed and closed first).
   std::string listen = "127.0.0.1:0";
   // Its credentials; null: plaintext. With TLS, set peer_credentials to match (the gang's members call each other).
   std::shared_ptr<grpc::ServerCredentials> server_credentials;
@@ -68,7 +62,7 @@ struct NodeOptions {
   // The host other workers reach this node at (its registered address is advertise_host:bound port); also the
   // address its Gloo endpoints bind to.
   std::string advertise_host = "127.0.0.1";
-  absl::Duration heartbeat = absl::Milliseconds(500);
+  absl::Duration heartbeat = absl::Milliseconds(500);  // > 0
   // Intra-op threads for jobs whose spec leaves `threads` at 0; 0 = the cores available.
   int threads = 0;
   // Grace period before reporting a failure that may come from a lost peer.
@@ -83,7 +77,8 @@ struct NodeOptions {
 class WorkerNode {
  public:
   // Starts the node's server and its control loop (which registers, retrying until the coordinator answers).
-  // INVALID_ARGUMENT for no roles or an unspecified role; UNAVAILABLE when `listen` cannot be bound.
+  // INVALID_ARGUMENT for no roles or an unspecified role, a heartbeat <= 0 or a negative peer_failure_grace;
+  // UNAVAILABLE when `listen` cannot be bound.
   static absl::StatusOr<std::unique_ptr<WorkerNode>> Start(NodeOptions options);
   // Stops (see Stop).
   ~WorkerNode();
@@ -110,6 +105,6 @@ class WorkerNode {
 // "learner,rollout" -> roles; INVALID_ARGUMENT naming the unknown role.
 absl::StatusOr<std::vector<v1::Role>> ParseRoles(const std::string& text);
 
-}  // namespace alignd::worker
+}  // namespace alignd::node
 
-#endif  // ALIGND_WORKER_NODE_H_
+#endif  // ALIGND_NODE_NODE_H_
