@@ -5,12 +5,28 @@
 
 #include <grpcpp/support/status.h>
 
+#include <type_traits>
+#include <utility>
+
 #include "absl/status/status.h"
 
 namespace alignd {
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
 absl::Status FromGrpcStatus(const grpc::Status& status);
+
+// Runs an RPC handler's body and converts its status once: every service writes its handlers as
+//
+//   return HandleRpc([&]() -> absl::Status { ...; return absl::OkStatus(); });
+//
+// so that errors travel as absl::Status (RETURN_IF_ERROR, ASSIGN_OR_RETURN) up to this one conversion. Exceptions
+// are not caught: code that may throw (LibTorch's c10::Error) turns them into a Status at its own module's edge, and
+// anything that escapes that is a bug gRPC reports as UNKNOWN.
+template <typename Body>
+grpc::Status HandleRpc(Body&& body) {
+  static_assert(std::is_same_v<std::invoke_result_t<Body>, absl::Status>, "an RPC body returns absl::Status");
+  return ToGrpcStatus(std::forward<Body>(body)());
+}
 
 }  // namespace alignd
 
