@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "coordinator/gang_manager.h"
 #include "coordinator/job_manager.h"
 #include "coordinator/job_store.h"
 #include "coordinator/worker_registry.h"
@@ -55,6 +56,7 @@ class Scheduler {
   absl::Mutex mu_;
   JobManager* const jobs_;
   WorkerRegistry* const workers_;
+  GangManager gangs_;  // ends the gangs of finished jobs and of lapsed workers
   const std::string credential_key_;
 };
 
