@@ -10,12 +10,13 @@ namespace {
 
 constexpr absl::Duration kWatchPoll = absl::Seconds(1);
 
-// Runs `body(principal)` for an authenticated caller and converts its status once.
+// Runs `body(principal)` for an authenticated caller under HandleRpc.
 template <typename Body>
 grpc::Status Handle(const grpc::ServerContext& context, const TokenAuthenticator& auth, Body body) {
-  absl::StatusOr<Principal> caller = CallerOf(context, auth);
-  if (!caller.ok()) return ToGrpcStatus(caller.status());
-  return ToGrpcStatus(body(*caller));
+  return HandleRpc([&]() -> absl::Status {
+    ASSIGN_OR_RETURN(Principal caller, CallerOf(context, auth));
+    return body(caller);
+  });
 }
 
 }  // namespace
