@@ -1,5 +1,5 @@
 // gRPC adapter for alignd.v1.Reward over a RewardCore: reads the call's deadline, converts the request, calls the
-// core, converts the status once. A call without a deadline gets Options::default_deadline.
+// core, converts the status once (HandleRpc). A call without a deadline gets Options::default_deadline.
 //
 // Status codes: INVALID_ARGUMENT for an empty batch or one over the core's max_request_items (oversized: the client
 // must split it); RESOURCE_EXHAUSTED when the core's queue is full; DEADLINE_EXCEEDED when the deadline passes first.

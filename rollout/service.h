@@ -1,5 +1,5 @@
 // gRPC adapter for alignd.v1.Rollout over an Engine: each handler validates, calls the engine (or the weight-update
-// functions of rollout/weight_update.h) and converts the status once.
+// functions of rollout/weight_update.h) and converts the status once (HandleRpc).
 //
 // Generate: prompts come as strings (rendered with the engine's chat template) or as token ids (the caller's own
 // encoding; INVALID_ARGUMENT when a request has both); `adapter` names one of the engine's loaded adapters
