@@ -3,8 +3,8 @@
 #include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
-#include "common/grpc_status.h"
-#include "common/status.h"
+#include "common/base/status.h"
+#include "common/rpc/grpc_status.h"
 #include "coordinator/job_service.h"
 
 namespace alignd::coordinator {
@@ -15,7 +15,8 @@ const Principal kWorkerAdmin{"worker-service", Role::kAdmin};
 absl::Status RequireWorker(const grpc::ServerContext& context, const TokenAuthenticator& auth) {
   ASSIGN_OR_RETURN(Principal caller, CallerOf(context, auth));
   if (caller.role == Role::kUser) {
-    return absl::PermissionDeniedError(absl::StrCat("\"", caller.name, "\" has the user role; workers need a worker "
+    return absl::PermissionDeniedError(absl::StrCat("\"", caller.name,
+                                                    "\" has the user role; workers need a worker "
                                                     "token"));
   }
   return absl::OkStatus();
@@ -61,8 +62,8 @@ absl::Status WorkerServiceImpl::Apply(const std::string& worker_id, const v1::Wo
       if (result.attempt() != 0 && result.attempt() != job.attempt) {
         // A member of a gang that was replaced (a cancel still on its way, a partition that healed): its word on an
         // attempt that is over must neither end the job nor stop the gang that runs it now.
-        LOG(INFO) << worker_id << " reported on " << job.id << " attempt " << result.attempt() << ", which is over (now "
-                  << job.attempt << "); ignored";
+        LOG(INFO) << worker_id << " reported on " << job.id << " attempt " << result.attempt()
+                  << ", which is over (now " << job.attempt << "); ignored";
         return absl::OkStatus();
       }
       if (result.succeeded()) {
