@@ -13,7 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
-#include "common/flags.h"
+#include "common/base/flags.h"
 
 namespace alignd::cli {
 
@@ -54,8 +54,8 @@ int RunLocal(const Args& args, std::ostream& out, std::ostream& err);
 int ServeUntilSignal(const std::function<int(absl::Notification* stop)>& serve);
 
 // alignctl job commands (cli/alignctl_jobs.cc), each with --coordinator/ALIGND_COORDINATOR, --token/ALIGND_TOKEN,
-// --timeout and --output=text|json: `submit SPEC [--wait]` (job id alone on the first line), `status JOB`, `list`, `cancel JOB`, `watch JOB`,
-// `logs JOB [--follow | --plot METRIC,...]`, `workers`.
+// --timeout and --output=text|json: `submit SPEC [--wait]` (job id alone on the first line), `status JOB`, `list`,
+// `cancel JOB`, `watch JOB`, `logs JOB [--follow | --plot METRIC,...]`, `workers`.
 int RunSubmit(const Args& args, std::ostream& out, std::ostream& err);
 int RunStatus(const Args& args, std::ostream& out, std::ostream& err);
 int RunList(const Args& args, std::ostream& out, std::ostream& err);

@@ -23,8 +23,8 @@ namespace alignd::coordinator {
 class JobClient {
  public:
   struct Options {
-    std::string address;                   // host:port of the coordinator
-    std::string token;                     // bearer token; empty sends none
+    std::string address;                         // host:port of the coordinator
+    std::string token;                           // bearer token; empty sends none
     absl::Duration timeout = absl::Seconds(30);  // deadline of each call
     // TLS: PEM CA bundle to verify the coordinator with; empty means plaintext.
     std::string tls_ca_file;

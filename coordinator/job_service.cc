@@ -2,8 +2,8 @@
 
 #include <vector>
 
-#include "common/grpc_status.h"
-#include "common/status.h"
+#include "common/base/status.h"
+#include "common/rpc/grpc_status.h"
 
 namespace alignd::coordinator {
 namespace {
@@ -38,8 +38,7 @@ grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* context, const v1::S
   });
 }
 
-grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request,
-                                    v1::Job* response) {
+grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request, v1::Job* response) {
   return Handle(*context, *auth_, [&](const Principal& caller) -> absl::Status {
     ASSIGN_OR_RETURN(JobRecord job, manager_->GetJob(caller, request->id()));
     *response = ToProto(job);

@@ -7,8 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "common/job_credential.h"
-#include "common/status.h"
+#include "common/base/status.h"
+#include "common/rpc/job_credential.h"
 #include "coordinator/address.h"
 
 namespace alignd::coordinator {
@@ -18,10 +18,14 @@ const Principal kScheduler{"scheduler", Role::kAdmin};
 
 absl::string_view RoleShortName(v1::Role role) {
   switch (role) {
-    case v1::ROLE_LEARNER: return "learner";
-    case v1::ROLE_ROLLOUT: return "rollout";
-    case v1::ROLE_REWARD: return "reward";
-    default: return "unknown";
+    case v1::ROLE_LEARNER:
+      return "learner";
+    case v1::ROLE_ROLLOUT:
+      return "rollout";
+    case v1::ROLE_REWARD:
+      return "reward";
+    default:
+      return "unknown";
   }
 }
 

@@ -32,7 +32,7 @@ std::vector<Placement> PlanGangs(const std::vector<JobRecord>& waiting, const st
 // waiting jobs, and refreshes why the rest wait. Call Tick periodically (the server does, once a second) or after a
 // registration.
 //
-// Every assignment carries the job attempt's credential (common/job_credential.h), minted with this scheduler's key,
+// Every assignment carries the job attempt's credential (common/rpc/job_credential.h), minted with this scheduler's key,
 // and learner rank 0's worker address as the gang's rendezvous store (store_address); the TCP rendezvous ports are
 // still filled in for workers that registered them.
 class Scheduler {

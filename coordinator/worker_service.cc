@@ -3,8 +3,8 @@
 #include <glog/logging.h>
 
 #include "absl/strings/str_cat.h"
-#include "common/grpc_status.h"
-#include "common/status.h"
+#include "common/base/status.h"
+#include "common/rpc/grpc_status.h"
 #include "coordinator/job_service.h"
 
 namespace alignd::coordinator {
@@ -13,7 +13,8 @@ namespace {
 absl::Status RequireWorker(const grpc::ServerContext& context, const TokenAuthenticator& auth) {
   ASSIGN_OR_RETURN(Principal caller, CallerOf(context, auth));
   if (caller.role == Role::kUser) {
-    return absl::PermissionDeniedError(absl::StrCat("\"", caller.name, "\" has the user role; workers need a worker "
+    return absl::PermissionDeniedError(absl::StrCat("\"", caller.name,
+                                                    "\" has the user role; workers need a worker "
                                                     "token"));
   }
   return absl::OkStatus();

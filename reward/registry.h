@@ -64,15 +64,14 @@ struct RewardPartSpec {
   std::string name;  // default: the type
   double weight = 1.0;
   std::map<std::string, std::string> params;  // the type's own keys, as written (scalars)
-  std::string where;                           // "job.yaml:12: rewards[0]", the start of this part's errors
+  std::string where;                          // "job.yaml:12: rewards[0]", the start of this part's errors
 };
 
 // What making a part may need beyond its keys.
 struct ScorerContext {
   std::string chat_template = "chatml";  // reward_model parts' default
   // Loads a reward model (reward/model_scorer.h MakeRewardModelLoader); required by reward_model parts.
-  std::function<absl::StatusOr<std::unique_ptr<Scorer>>(const std::string& model_dir,
-                                                        const std::string& chat_template)>
+  std::function<absl::StatusOr<std::unique_ptr<Scorer>>(const std::string& model_dir, const std::string& chat_template)>
       load_reward_model;
 };
 

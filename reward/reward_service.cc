@@ -4,8 +4,8 @@
 #include <utility>
 #include <vector>
 
-#include "common/grpc_status.h"
-#include "common/status.h"
+#include "common/base/status.h"
+#include "common/rpc/grpc_status.h"
 
 namespace alignd::reward {
 

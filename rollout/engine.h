@@ -34,14 +34,14 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
-#include "common/dataset.h"
-#include "common/example_tokenizer.h"
-#include "common/tokenizer.h"
-#include "common/transformer.h"
+#include "common/data/dataset.h"
+#include "common/data/example_tokenizer.h"
+#include "common/model/transformer.h"
+#include "common/text/tokenizer.h"
 #include "rollout/sampling.h"
 
 namespace alignd {
-class PeftModel;  // common/peft.h
+class PeftModel;  // common/model/peft.h
 }  // namespace alignd
 
 namespace alignd::rollout {
@@ -76,7 +76,7 @@ struct GenerateStats {
   int64_t generated_tokens = 0;  // tokens in all samples
   int64_t max_decode_width = 0;  // widest cache of a decode step, left padding included (bounded: see decode.cc)
   double prefill_seconds = 0;
-  double decode_seconds = 0;     // decode forward passes plus token choice
+  double decode_seconds = 0;  // decode forward passes plus token choice
 };
 
 class Engine {

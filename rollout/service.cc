@@ -6,9 +6,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/grpc_status.h"
-#include "common/prometheus.h"
-#include "common/status.h"
+#include "common/base/status.h"
+#include "common/metrics/prometheus.h"
+#include "common/rpc/grpc_status.h"
 #include "rollout/weight_update.h"
 
 namespace alignd::rollout {
@@ -46,7 +46,8 @@ SamplingParams FromProto(const alignd::v1::SamplingParams& p, int64_t default_ma
   out.top_p = p.top_p() == 0 ? 1.0 : p.top_p();
   out.max_new_tokens = p.max_new_tokens() == 0 ? default_max_new_tokens : p.max_new_tokens();
   out.min_new_tokens = p.min_new_tokens();
-  if (p.stop_token_ids_size() > 0) out.stop_token_ids = std::vector<int32_t>(p.stop_token_ids().begin(), p.stop_token_ids().end());
+  if (p.stop_token_ids_size() > 0)
+    out.stop_token_ids = std::vector<int32_t>(p.stop_token_ids().begin(), p.stop_token_ids().end());
   out.stop_strings.assign(p.stop_strings().begin(), p.stop_strings().end());
   out.n = p.n() == 0 ? 1 : p.n();
   out.seed = p.seed();
@@ -84,8 +85,8 @@ absl::Status RolloutService::CheckAnnouncement(const alignd::v1::WeightManifest&
   uint64_t total = 0;
   for (uint64_t b : manifest.bucket_bytes()) {
     if (b > options_.max_update_bytes - std::min(total, options_.max_update_bytes)) {
-      return absl::ResourceExhaustedError(absl::StrCat("manifest: its buckets exceed the limit of ",
-                                                       options_.max_update_bytes, " bytes"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("manifest: its buckets exceed the limit of ", options_.max_update_bytes, " bytes"));
     }
     total += b;
   }
@@ -132,8 +133,8 @@ absl::StatusOr<std::vector<Sample>> RolloutService::GenerateRange(const alignd::
   if (samples.ok()) {
     double tokens = 0;
     for (const Sample& s : *samples) tokens += static_cast<double>(s.token_ids.size());
-    registry.CounterAdd("alignd_rollout_generated_tokens_total", "Tokens the rollout servers of this process generated.",
-                        {}, tokens);
+    registry.CounterAdd("alignd_rollout_generated_tokens_total",
+                        "Tokens the rollout servers of this process generated.", {}, tokens);
   }
   return samples;
 }
@@ -199,8 +200,8 @@ grpc::Status RolloutService::UpdateWeights(grpc::ServerContext* context,
     uint64_t total = 0;
     for (const std::string& b : request->buckets()) total += b.size();
     if (total > options_.max_update_bytes) {
-      return absl::ResourceExhaustedError(absl::StrCat("weights: ", total, " bytes exceed the limit of ",
-                                                       options_.max_update_bytes));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("weights: ", total, " bytes exceed the limit of ", options_.max_update_bytes));
     }
     std::vector<std::string> buckets(request->buckets().begin(), request->buckets().end());
     RETURN_IF_ERROR(ApplyWeightUpdate(*engine_, request->manifest(), buckets, options_.adapters));

@@ -23,8 +23,8 @@
 #include <cstdint>
 #include <string>
 
-#include "proto/alignd.grpc.pb.h"
 #include "absl/synchronization/mutex.h"
+#include "proto/alignd.grpc.pb.h"
 #include "rollout/engine.h"
 #include "rollout/weight_update.h"
 
@@ -33,9 +33,9 @@ namespace alignd::rollout {
 class RolloutService final : public alignd::v1::Rollout::Service {
  public:
   struct Options {
-    std::string model_name;                // reported by GetInfo (e.g. the model folder)
-    int64_t max_request_rows = 1024;       // prompts x n per Generate call at most
-    int64_t default_max_new_tokens = 128;  // when a request leaves max_new_tokens 0
+    std::string model_name;                         // reported by GetInfo (e.g. the model folder)
+    int64_t max_request_rows = 1024;                // prompts x n per Generate call at most
+    int64_t default_max_new_tokens = 128;           // when a request leaves max_new_tokens 0
     uint64_t max_update_bytes = uint64_t{1} << 34;  // total bucket bytes one weight update may carry (16 GiB)
     // Where an UpdateWeights without inline bytes receives them (e.g. a WeightBroadcastGroup joined as a receiving
     // rank). Not owned; must outlive the service. nullptr (default): none.
@@ -55,8 +55,7 @@ class RolloutService final : public alignd::v1::Rollout::Service {
                               grpc::ServerWriter<alignd::v1::GenerateResponse>* writer) override;
   grpc::Status UpdateWeights(grpc::ServerContext* context, const alignd::v1::UpdateWeightsRequest* request,
                              alignd::v1::UpdateWeightsResponse* response) override;
-  grpc::Status UpdateWeightsStream(grpc::ServerContext* context,
-                                   grpc::ServerReader<alignd::v1::WeightChunk>* reader,
+  grpc::Status UpdateWeightsStream(grpc::ServerContext* context, grpc::ServerReader<alignd::v1::WeightChunk>* reader,
                                    alignd::v1::UpdateWeightsResponse* response) override;
   grpc::Status GetInfo(grpc::ServerContext* context, const alignd::v1::GetInfoRequest* request,
                        alignd::v1::RolloutInfo* response) override;

@@ -17,7 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "common/transformer.h"
+#include "common/model/transformer.h"
 #include "proto/alignd.pb.h"
 #include "rollout/engine.h"
 #include "rollout/weight_manifest.h"
@@ -65,7 +65,6 @@ class WeightSource {
   virtual void Recycle(std::vector<std::string> buckets) {}
 };
 
-
 // Lower-case hex digest of the buckets concatenated in order; `algorithm` as in a manifest ("" = "sha256").
 // Call only with an algorithm ValidateManifest accepts.
 std::string BucketsChecksum(const std::vector<std::string>& buckets, absl::string_view algorithm);
@@ -86,7 +85,7 @@ class Checksum {
   void* xxh_ = nullptr;             // XXH3_state_t (XXH3-128)
   bool word_sum_ = false;           // kChecksumWordSum
   uint64_t sum_a_ = 0, sum_b_ = 0, words_ = 0;
-  uint32_t partial_ = 0;            // bytes of an unfinished word, little-endian
+  uint32_t partial_ = 0;  // bytes of an unfinished word, little-endian
   int partial_bytes_ = 0;
   void AddWord(uint32_t w);
 };

@@ -23,7 +23,8 @@ const Principal kAlice{"alice", Role::kUser};
 // `learners` learners (batch 12 splits over 1 to 3), at most one restart.
 std::string Spec(int learners) {
   return "name: j\nalgorithm: sft\ndata:\n  train: t.jsonl\ntrain:\n  steps: 20\n  batch_size: 12\n"
-         "resources:\n  learners: " + std::to_string(learners) + "\n  max_restarts: 1\n";
+         "resources:\n  learners: " +
+         std::to_string(learners) + "\n  max_restarts: 1\n";
 }
 
 class GangManagerTest : public ::testing::Test {

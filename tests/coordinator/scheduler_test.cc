@@ -4,8 +4,8 @@
 #include <memory>
 #include <string>
 
-#include "coordinator/memory_job_store.h"
 #include "absl/strings/str_cat.h"
+#include "coordinator/memory_job_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -32,8 +32,8 @@ std::string Spec(int learners, int rollout, const std::string& device = "cpu") {
   return "name: j\nalgorithm: ppo\nmodel:\n  path: m\ndata:\n  train: t.jsonl\ntrain:\n  batch_size: 12\n"
          "rewards: [{type: toy.arithmetic}]\n"
          "resources:\n  learners: " +
-         std::to_string(learners) +
-         "\n  rollout_workers: " + std::to_string(rollout) + "\n  device: " + device + "\n  max_restarts: 1\n";
+         std::to_string(learners) + "\n  rollout_workers: " + std::to_string(rollout) + "\n  device: " + device +
+         "\n  max_restarts: 1\n";
 }
 
 class SchedulerTest : public ::testing::Test {
@@ -218,8 +218,8 @@ TEST(PlanGangsTest, MultiRoleWorkersAreKeptForTheRolesOnlyTheyHave) {
   free[1].info.set_worker_id("learner");
   auto plan = PlanGangs({job}, free);
   ASSERT_EQ(plan.size(), 1u);
-  EXPECT_EQ(plan[0].workers, (std::vector<std::pair<std::string, v1::Role>>{{"learner", v1::ROLE_LEARNER},
-                                                                             {"both", v1::ROLE_ROLLOUT}}));
+  EXPECT_EQ(plan[0].workers,
+            (std::vector<std::pair<std::string, v1::Role>>{{"learner", v1::ROLE_LEARNER}, {"both", v1::ROLE_ROLLOUT}}));
 }
 
 TEST(PlanGangsTest, HigherPriorityGoesFirstAndFifoHoldsWithinAPriority) {
