@@ -22,6 +22,10 @@
 
 namespace alignd::collective {
 
+using rollout::Checksum;
+using rollout::PackedWeights;
+using rollout::ValidateManifest;
+
 struct WeightBroadcastGroup::Impl {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::Backend> group;

@@ -36,7 +36,7 @@
 
 namespace alignd::collective {
 
-class WeightBroadcastGroup : public WeightSource {
+class WeightBroadcastGroup : public rollout::WeightSource {
  public:
   struct Options {
     // The job's rendezvous store over gRPC (learner rank 0's worker; group "weights"). Empty address: a TCPStore
@@ -77,19 +77,20 @@ class WeightBroadcastGroup : public WeightSource {
   // Rank 0 only (FAILED_PRECONDITION elsewhere): broadcasts `weights` (host or device buckets; shared needs device
   // buckets, INVALID_ARGUMENT otherwise). UNAVAILABLE when the collective fails; shared: UNAVAILABLE naming the
   // receivers that could not map the buckets.
-  absl::Status Send(const PackedWeights& weights);
+  absl::Status Send(const rollout::PackedWeights& weights);
   // Ranks >= 1 only (FAILED_PRECONDITION on rank 0): receives one version. INVALID_ARGUMENT / DATA_LOSS when the
   // manifest does not parse or validate; UNAVAILABLE when the collective fails. The buckets are hashed as they
   // arrive (PackedWeights::buckets_checksum) but not compared with the manifest's checksum: ApplyWeightUpdate does it.
   // On nccl and shared the result has device buckets (shared: the sender's own memory, mapped).
-  absl::StatusOr<PackedWeights> Receive() override;
+  absl::StatusOr<rollout::PackedWeights> Receive() override;
   // Keeps `buckets` (up to Options::max_recycled_bytes) for the next Receive on this rank.
   void Recycle(std::vector<std::string> buckets) override;
 
  private:
   struct Impl;  // the c10d store and group: keeps c10d/Gloo headers out of this one
   WeightBroadcastGroup(Options options, std::unique_ptr<Impl> impl);
-  absl::Status SendShared(const PackedWeights& weights);  // after the manifest: the handles and the acknowledgement
+  absl::Status SendShared(
+      const rollout::PackedWeights& weights);  // after the manifest: the handles and the acknowledgement
   const Options options_;
   std::unique_ptr<Impl> impl_;
   std::string transport_;

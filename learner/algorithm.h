@@ -34,7 +34,7 @@ struct TrainContext {
   ReferenceSwitch* peft = nullptr;  // null without PEFT
   // The data-parallel learners this rank belongs to (not owned); null for a single learner. Objectives that do not
   // shard items (shards_items() false) use it to keep their ranks in step.
-  LearnerGroup* group = nullptr;
+  collective::LearnerGroup* group = nullptr;
   // Where a distributed job's rollout workers and reward servers are (not owned); null in-process.
   const RemoteServices* remote = nullptr;
   // Where the model is; objectives make their batches and loss tensors here and read results back to the CPU.

@@ -578,7 +578,7 @@ class Run {
   JobSpec spec_;
   JobSpec shard_spec_;  // what Step sees when the batch is sharded over the ranks
   TrainOptions options_;
-  LearnerGroup* group_;
+  collective::LearnerGroup* group_;
   const bool rank0_;
   const int world_;
   bool sharded_ = false;

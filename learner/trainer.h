@@ -42,11 +42,14 @@
 #include "absl/status/statusor.h"
 #include "spec/job_spec.h"
 
+namespace alignd::collective {
+class LearnerGroup;  // collective/learner_group.h
+}  // namespace alignd::collective
+
 namespace alignd::learner {
 
 using Metrics = std::map<std::string, double>;
 
-class LearnerGroup;
 struct RemoteServices;
 
 struct TrainOptions {
@@ -56,7 +59,7 @@ struct TrainOptions {
   // Called after each evaluation (eval_every, and at the end) with its metrics ("eval/..."), when there are any.
   std::function<void(int64_t step, const Metrics&)> on_eval;
   // Data-parallel learners (not owned; null = a single learner); see "Data parallelism" above.
-  LearnerGroup* group = nullptr;
+  collective::LearnerGroup* group = nullptr;
   // PPO/GRPO/RLOO in a distributed job: the rollout workers and reward servers learner rank 0 uses (not owned; null
   // = generate and score in-process). See learner/remote.h.
   const RemoteServices* remote = nullptr;

@@ -44,6 +44,16 @@
 #include "spec/job_validation.h"
 
 namespace alignd::node {
+
+using collective::LearnerGroup;
+using learner::AttachPeft;
+using learner::kJobAdapter;
+using learner::Metrics;
+using learner::PeftGlue;
+using learner::RemoteServices;
+using learner::RunTraining;
+using learner::TrainOptions;
+using learner::TrainResult;
 namespace {
 
 constexpr int kMaxMessageBytes = 256 << 20;
