@@ -69,6 +69,7 @@ class ExampleTokenizer {
   // `tokenizer` must outlive the result. INVALID_ARGUMENT for an unknown template or max_length of 1 or < 0.
   static absl::StatusOr<ExampleTokenizer> Create(const Tokenizer* tokenizer, TokenizeOptions options);
 
+  // The template named by options().chat_template, and the options as given to Create.
   const ChatTemplate& chat_template() const { return template_; }
   const TokenizeOptions& options() const { return options_; }
 
