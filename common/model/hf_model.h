@@ -64,7 +64,8 @@ struct SaveOptions {
 
 // Writes config.json, the weights, generation_config.json and (when `tokenizer` is not null) the tokenizer files.
 // The folder is assembled beside `dir` and renamed into place, so a failed save leaves any previous folder intact.
-// Errors are WriteDirAtomically's and the writes' (INTERNAL naming `dir` for a LibTorch error while converting weights).
+// Errors are WriteDirAtomically's and the writes' (INTERNAL naming `dir` for a LibTorch error while converting
+// weights).
 absl::Status SaveModelDir(const std::string& dir, CausalLMImpl& model, const Tokenizer* tokenizer,
                           const GenerationConfig& generation = {}, const SaveOptions& options = {});
 

@@ -37,7 +37,8 @@ class Tokenizer {
   // The token string of `id` (an added token's content, else the vocab's spelling), or nullopt for an unknown id.
   virtual std::optional<std::string> IdToToken(int32_t id) const = 0;
 
-  // The special tokens' ids: from tokenizer_config.json (BOS also from the post-processor's template), nullopt when none.
+  // The special tokens' ids, from tokenizer_config.json (BOS also from the post-processor's template); nullopt when
+  // the tokenizer has none.
   std::optional<int32_t> bos_id() const { return bos_id_; }
   std::optional<int32_t> eos_id() const { return eos_id_; }
   std::optional<int32_t> pad_id() const { return pad_id_; }
