@@ -80,7 +80,8 @@ class ExampleTokenizer {
                                                     bool* truncated = nullptr) const;
   absl::StatusOr<TokenizedPair> Preference(const Turns& prompt, const Turns& chosen, const Turns& rejected,
                                            bool* truncated = nullptr) const;
-  // Ids of RenderPrompt(prompt) for generation, keeping the last max_prompt_length tokens.
+  // Ids of RenderPrompt(prompt) for generation, keeping the last max_prompt_length tokens (max_length / 2 when that
+  // is 0; no cut when both are 0).
   std::vector<int32_t> Prompt(const Turns& prompt, bool* truncated = nullptr) const;
 
   // Every record of `dataset`. INVALID_ARGUMENT when every record is skipped (with the first reason).
