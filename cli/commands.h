@@ -66,7 +66,7 @@ int RunWorkers(const Args& args, std::ostream& out, std::ostream& err);
 
 // One subcommand of a binary: the words that name it ("list", "data synth") and what runs it.
 struct Subcommand {
-  std::string words;
+  std::string words;  // space-separated
   std::function<int(const Args& args, std::ostream& out, std::ostream& err)> run;
 };
 
@@ -102,7 +102,8 @@ absl::StatusOr<std::string> TokenFromFlags(const FlagSet& flags);
 // whether it serves; exit 0 SERVING, 1 anything else or no answer. The image's HEALTHCHECK.
 int RunHealth(const Args& args, std::ostream& out, std::ostream& err);
 
-// The number of CPUs this process may run on (sched_getaffinity), at least 1.
+// The number of CPUs this process may run on (sched_getaffinity), at least 1: alignd::AvailableCores
+// (common/base/cpu.h), for the commands' --threads defaults.
 int AvailableCores();
 
 }  // namespace alignd::cli

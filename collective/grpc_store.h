@@ -25,11 +25,15 @@ namespace alignd::collective {
 
 class GrpcStore : public c10d::Store {
  public:
+  // Makes a channel to endpoint.address (endpoint.channel's credentials, plaintext when null); nothing is contacted
+  // until the first operation. `timeout` bounds each blocking operation and the retries before the first answer.
   GrpcStore(const StoreEndpoint& endpoint, const std::chrono::milliseconds& timeout);
-  // Shares `stub` (clone()).
+  // For clone(): shares `stub` and `reached` (whether the store has answered) with the store cloned.
   GrpcStore(const StoreEndpoint& endpoint, std::shared_ptr<alignd::v1::Rendezvous::Stub> stub,
             std::shared_ptr<std::atomic<bool>> reached, const std::chrono::milliseconds& timeout);
 
+  // c10d::Store's operations, one RPC each, as described above: a failure throws c10::DistStoreError naming the
+  // store, the op and the gRPC code. wait(keys) waits up to the store's timeout. Thread-safe (gRPC stubs are).
   c10::intrusive_ptr<c10d::Store> clone() override;
   void set(const std::string& key, const std::vector<uint8_t>& value) override;
   std::vector<uint8_t> compareSet(const std::string& key, const std::vector<uint8_t>& expected,

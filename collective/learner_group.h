@@ -52,8 +52,10 @@ class LearnerGroup {
   // for a bad rank or world size, or a rank other than 0 without a port; UNAVAILABLE (with LibTorch's message) when
   // the store cannot be opened or reached, or the rendezvous times out.
   static absl::StatusOr<std::unique_ptr<LearnerGroup>> Create(Options options);
+  // Releases this rank's process group and store (on rank 0, the TCPStore it served).
   ~LearnerGroup();
 
+  // From Options.
   int rank() const { return options_.rank; }
   int world_size() const { return options_.world_size; }
   // The TCPStore's port (the chosen one when Options::port was 0); Options::port in a group of one; 0 over gRPC.

@@ -52,6 +52,7 @@ GroupOptions ToGroupOptions(const GroupSpecificOptions& o) {
   return g;
 }
 
+// `d` in whole milliseconds (truncated), as c10d's options take it.
 inline std::chrono::milliseconds Millis(absl::Duration d) {
   return std::chrono::milliseconds(absl::ToInt64Milliseconds(d));
 }
@@ -78,8 +79,11 @@ absl::StatusOr<c10::intrusive_ptr<c10d::Backend>> JoinGroup(const c10::intrusive
 // back into the host tensor. On a CPU group both are no-ops around the host tensor itself.
 class HostStaging {
  public:
+  // Shares `host` (the result lands in its storage); on a CUDA `device`, copies it there. Unlike the functions above,
+  // the constructor and Finish throw c10::Error when a copy fails: call them inside the caller's try.
   HostStaging(at::Tensor host, c10::Device device);
   std::vector<at::Tensor>& tensors() { return tensors_; }  // what the collective reads and writes
+  // Copies the device result back into the host tensor (nothing on a CPU group). Call once the work has completed.
   void Finish();
 
  private:

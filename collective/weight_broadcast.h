@@ -66,7 +66,7 @@ class WeightBroadcastGroup : public rollout::WeightSource {
 
   // The TCPStore's port (the chosen one when Options::port was 0); 0 over gRPC.
   uint16_t port() const;
-  int rank() const { return options_.rank; }
+  int rank() const { return options_.rank; }  // Options::rank: 0 sends, the others receive
 
   // Forms the group; blocks until every rank has joined. UNAVAILABLE (with LibTorch's message) on timeout or a
   // network failure. Must precede Send/Receive.

@@ -24,6 +24,7 @@ struct RemoteServices;  // learner/remote.h
 class ReferenceSwitch {
  public:
   virtual ~ReferenceSwitch() = default;
+  // false: the model computes the base (reference) policy until SetEnabled(true).
   virtual void SetEnabled(bool enabled) = 0;
 };
 
@@ -60,6 +61,7 @@ class Objective {
   virtual absl::StatusOr<Metrics> Evaluate(TrainContext& ctx) = 0;
   // Parameters trained besides the model's (PPO's value head), and state that a checkpoint must carry.
   virtual std::vector<torch::Tensor> extra_parameters() { return {}; }
+  // SaveState's JSON is what LoadState gets back on resume; LoadState's error fails the resume. Defaults: none.
   virtual nlohmann::json SaveState() const { return nlohmann::json::object(); }
   virtual absl::Status LoadState(const nlohmann::json& state) { return absl::OkStatus(); }
 
@@ -76,6 +78,7 @@ class Objective {
   virtual double ShardWeight(const std::vector<size_t>& shard) const { return static_cast<double>(shard.size()); }
 };
 
+// A fresh objective for the algorithms named beside it; Prepare reads which one from ctx.spec.
 std::unique_ptr<Objective> MakeLmObjective();           // pretrain, SFT
 std::unique_ptr<Objective> MakeRewardModelObjective();  // RM
 std::unique_ptr<Objective> MakePreferenceObjective();   // DPO, cDPO, IPO, ORPO

@@ -37,6 +37,7 @@
 namespace alignd::learner {
 
 // Every generation metric, in output order.
+// Whether `name` is one of them.
 const std::vector<std::string>& GenerationMetricNames();
 bool IsGenerationMetric(absl::string_view name);
 

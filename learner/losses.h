@@ -57,8 +57,9 @@ struct PreferenceLoss {
   torch::Tensor rejected_rewards;  // [B], detached
 };
 
-// DPO (Rafailov et al.): z = β((π_c - π_r) - (ref_c - ref_r)); loss = -(1-ε) log σ(z) - ε log σ(-z), where ε is the
-// label smoothing of conservative DPO (ε = 0: plain DPO). Rewards are β(π - ref). Inputs are summed sequence log-probs.
+// DPO (Rafailov et al.): z = β((π_c - π_r) - (ref_c - ref_r)); loss = -(1-ε) log σ(z) - ε log σ(-z), where ε is
+// the label smoothing of conservative DPO (ε = 0: plain DPO). Rewards are β(π - ref). Inputs are summed sequence
+// log-probs.
 PreferenceLoss DpoLoss(const torch::Tensor& policy_chosen, const torch::Tensor& policy_rejected,
                        const torch::Tensor& ref_chosen, const torch::Tensor& ref_rejected, double beta,
                        double label_smoothing = 0.0);
@@ -80,11 +81,11 @@ PreferenceLoss OrpoLoss(const torch::Tensor& avg_chosen, const torch::Tensor& av
 std::pair<torch::Tensor, torch::Tensor> Gae(const torch::Tensor& rewards, const torch::Tensor& values,
                                             const torch::Tensor& mask, double gamma, double lam);
 
-// (x - mean) / (std + 1e-8) over the masked entries (unbiased std, as TRL's masked_whiten); `shift_mean` false keeps
-// the mean (used for rewards). Entries outside the mask are returned as 0.
+// (x - mean) / sqrt(var + 1e-8) over the masked entries (unbiased var, as TRL's masked_whiten); `shift_mean` false
+// keeps the mean (used for rewards). Entries outside the mask are returned as 0.
 torch::Tensor MaskedWhiten(const torch::Tensor& x, const torch::Tensor& mask, bool shift_mean = true);
 
-// Mean of x over mask entries.
+// Mean of x over mask entries (sum(x * mask) / sum(mask)); 0 for an all-zero mask.
 torch::Tensor MaskedMean(const torch::Tensor& x, const torch::Tensor& mask);
 
 struct PolicyLoss {
@@ -105,8 +106,8 @@ torch::Tensor ClippedValueLoss(const torch::Tensor& values, const torch::Tensor&
 torch::Tensor Entropy(const torch::Tensor& logits);
 
 // Critic-free baselines over groups of k consecutive samples of the same prompt (scores [B], B divisible by k):
-// GRPO: (s - mean_group) / (std_group + 1e-4) (population... unbiased std as in the DeepSeekMath paper's code);
-// RLOO: s - mean of the other k-1 samples of the group.
+// GRPO: (s - mean_group) / (std_group + 1e-4) (unbiased std, as in the DeepSeekMath paper's code; 0 std for k = 1);
+// RLOO: s - mean of the other k-1 samples of the group (all 0 for k = 1).
 torch::Tensor GrpoAdvantages(const torch::Tensor& scores, int64_t k);
 torch::Tensor RlooAdvantages(const torch::Tensor& scores, int64_t k);
 

@@ -3,7 +3,9 @@
 // workers: one UpdateWeights announcement per worker carrying the manifest, then the tensors as a few flat buckets
 // over a c10d broadcast group (learner rank 0 = rank 0, rollout worker r = rank r + 1; collective/weight_broadcast.h).
 //
-// Every call has a deadline (RemoteOptions::rpc_timeout); errors keep the remote status code and name the worker.
+// Every call has a deadline (RemoteServices::rpc_timeout); errors keep the remote status code and name the worker,
+// except that a peer refusing this job's credential (PERMISSION_DENIED, UNAUTHENTICATED) after the arrival window is
+// UNAVAILABLE: the gang has changed, which a restart mends.
 // Thread safety: thread-compatible; one call at a time per object (requests to several workers run in parallel
 // inside a call).
 #ifndef ALIGND_LEARNER_REMOTE_H_
@@ -61,6 +63,9 @@ class RemoteGenerator {
   static absl::StatusOr<std::unique_ptr<RemoteGenerator>> Create(const RemoteServices& services);
   ~RemoteGenerator();
 
+  // INVALID_ARGUMENT for no prompts; a worker's error (see above); DATA_LOSS when a worker's samples do not match its
+  // chunk. params.max_new_tokens_per_prompt does not travel (the proto has no such field), and an empty
+  // stop_token_ids list arrives as "the engine's defaults".
   absl::StatusOr<std::vector<rollout::Sample>> Generate(const std::vector<std::vector<int32_t>>& prompts,
                                                         const rollout::SamplingParams& params);
 
@@ -84,8 +89,8 @@ class WeightPublisher {
     uint64_t bytes = 0;  // bucket bytes sent
     double seconds = 0;  // announcement + broadcast + every worker's verified swap
   };
-  // Blocks until the group is formed (RemoteServices::join_timeout). INVALID_ARGUMENT without a rendezvous store address;
-  // UNAVAILABLE when the group cannot be formed.
+  // Blocks until the group is formed (RemoteServices::join_timeout). INVALID_ARGUMENT without a rendezvous store
+  // address or rollout addresses; UNAVAILABLE when the group cannot be formed.
   static absl::StatusOr<std::unique_ptr<WeightPublisher>> Create(const RemoteServices& services);
   ~WeightPublisher();
 

@@ -69,6 +69,7 @@ std::map<std::string, double> PartMeans(const std::vector<ScoreResult>& results)
 class Reward {
  public:
   virtual ~Reward() = default;
+  // One result per input, in order. Errors: a part's (local), or the reward servers' status (learner/remote.h).
   virtual absl::StatusOr<std::vector<ScoreResult>> Score(const std::vector<ScoreInput>& inputs) = 0;
 };
 

@@ -145,13 +145,16 @@ class Engine {
   absl::Status SetModel(CausalLM model, uint64_t version) ABSL_LOCKS_EXCLUDED(mu_);
   // Runs `update` on the current model (e.g. copying broadcast tensors into its parameters, under NoGradGuard)
   // between Generate calls, then sets the version. When `update` fails, the version stays as it was and the status is
-  // returned; the weights may then be partly updated, and the caller should retry or restore them.
+  // returned (INTERNAL when it throws c10::Error); the weights may then be partly updated, and the caller should retry
+  // or restore them. `update` runs under the engine's lock, so it must not call back into the engine.
   absl::Status UpdateWeights(uint64_t version, const std::function<absl::Status(CausalLMImpl&)>& update)
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // The version stamped on the samples of the next Generate; waits for a running Generate, SetModel or UpdateWeights.
   uint64_t weight_version() const ABSL_LOCKS_EXCLUDED(mu_);
   // The stop tokens a request without stop_token_ids gets.
   const std::vector<int32_t>& default_stop_token_ids() const { return default_stop_token_ids_; }
+  // The chat template's name and the tokenizer (valid while the engine lives); both fixed at Create.
   const std::string& chat_template() const { return example_tokenizer_.chat_template().name(); }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
 

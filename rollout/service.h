@@ -5,16 +5,21 @@
 // encoding; INVALID_ARGUMENT when a request has both); `adapter` names one of the engine's loaded adapters
 // (Engine::LoadAdapter; NOT_FOUND otherwise, listing the loaded ones). GenerateStream: the same request, answered
 // Options::stream_part_prompts prompts per message as each part finishes (prompt indices are the request's; with
-// temperature > 0 a part samples as a request of its own would, so the draws differ from the unary call's). Proto3 zeros mean "unset": top_p 0 -> 1, max_new_tokens 0 -> Options::default_max_new_tokens, n 0 -> 1;
-// an empty stop_token_ids list means the engine's defaults. Codes: INVALID_ARGUMENT for no prompts, prompts x n over
+// temperature > 0 a part samples as a request of its own would, so the draws differ from the unary call's).
+// Proto3 zeros mean "unset": top_p 0 -> 1, max_new_tokens 0 -> Options::default_max_new_tokens, n 0 -> 1; an empty
+// stop_token_ids list means the engine's defaults. Codes: INVALID_ARGUMENT for no prompts, prompts x n over
 // Options::max_request_rows (oversized: split the request), or any engine validation error; NOT_FOUND for an
-// adapter that is not loaded.
+// adapter that is not loaded; INTERNAL when LibTorch fails; GenerateStream also CANCELLED when the client goes away
+// between parts (the unary Generate does not watch for cancellation or the deadline: it runs to the end).
 // UpdateWeights: the manifest plus inline buckets; or, with no buckets, the bytes come from Options::collective
 // (the announced manifest is checked first, as far as it can be without the bytes, and must then equal the one
-// received there: ABORTED otherwise, nothing applied); with no buckets
-// and no collective, FAILED_PRECONDITION (use UpdateWeightsStream). UpdateWeightsStream: the first chunk must carry the manifest.
+// received there: ABORTED otherwise, nothing applied; the collective's own errors as it returns them); with no
+// buckets and no collective, FAILED_PRECONDITION (use UpdateWeightsStream). UpdateWeightsStream: the first chunk must
+// carry the manifest (INVALID_ARGUMENT for an empty stream, a first chunk without one, or a later chunk whose manifest
+// has another version; WeightAssembler's codes for the chunks; CANCELLED when the client cancelled).
 // Both: ApplyWeightUpdate's codes (INVALID_ARGUMENT for a bad manifest or chunk, DATA_LOSS for a checksum mismatch
-// or missing bytes, FAILED_PRECONDITION for a stale version), RESOURCE_EXHAUSTED over Options::max_update_bytes.
+// or missing bytes, FAILED_PRECONDITION for a stale version), RESOURCE_EXHAUSTED over Options::max_update_bytes (and,
+// for UpdateWeights, for a manifest over 64 MiB). GetInfo always returns OK.
 //
 // Thread safety: thread-safe; the engine serialises generation and swaps weights between Generate calls.
 #ifndef ALIGND_ROLLOUT_SERVICE_H_
@@ -49,6 +54,7 @@ class RolloutService final : public alignd::v1::Rollout::Service {
   // `engine` must outlive the service.
   RolloutService(Engine* engine, Options options) : engine_(engine), options_(std::move(options)) {}
 
+  // The RPCs; their status codes beyond the proto's are listed at the top of this file.
   grpc::Status Generate(grpc::ServerContext* context, const alignd::v1::GenerateRequest* request,
                         alignd::v1::GenerateResponse* response) override;
   grpc::Status GenerateStream(grpc::ServerContext* context, const alignd::v1::GenerateRequest* request,

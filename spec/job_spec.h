@@ -19,6 +19,7 @@
 namespace alignd {
 
 enum class Algorithm { kPretrain, kSft, kRm, kDpo, kPpo, kGrpo, kRloo };
+// The spec's spelling: "pretrain", "sft", "rm", "dpo", "ppo", "grpo", "rloo".
 absl::string_view AlgorithmName(Algorithm a);
 
 // Where the starting weights come from: an HF folder, or a fresh tiny model alignd initialises.
@@ -132,8 +133,10 @@ struct JobSpec {
   std::vector<reward::RewardPartSpec> rewards;
 };
 
-// Parses YAML/JSON text; `source` (the file name) starts every error message.
+// Parses YAML/JSON text; `source` (the file name) starts every error message. INVALID_ARGUMENT (see above) for text
+// that is not YAML, an unknown key, a wrong type or a bad value.
 absl::StatusOr<JobSpec> ParseJobSpec(absl::string_view text, absl::string_view source = "spec");
+// ParseJobSpec of the file at `path` (named in errors); ReadFile's error (NOT_FOUND, ...) when it cannot be read.
 absl::StatusOr<JobSpec> ReadJobSpec(const std::string& path);
 
 }  // namespace alignd

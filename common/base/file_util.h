@@ -21,6 +21,7 @@ absl::Status WriteFileAtomic(const std::string& path, absl::string_view contents
 // Creates `path` and its parents (like mkdir -p). OK when it already exists as a directory.
 absl::Status MakeDirs(const std::string& path);
 
+// Whether `path` names anything stat() can reach (file, directory, or a link's target); false on any error.
 bool PathExists(const std::string& path);
 
 // Writes the folder `dir` as a whole: `write` fills a fresh staging folder beside it (`DIR.partial-PID`, its parents
@@ -31,7 +32,7 @@ bool PathExists(const std::string& path);
 absl::Status WriteDirAtomically(const std::string& dir,
                                 const std::function<absl::Status(const std::string& staging)>& write);
 
-// `a/b` with exactly one separator.
+// `a/b` with exactly one separator between them (one slash of two is dropped); an empty side yields the other.
 std::string JoinPath(absl::string_view a, absl::string_view b);
 
 }  // namespace alignd

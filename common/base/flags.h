@@ -67,6 +67,7 @@ class FlagSet {
 
   // Whether the flag was given on the command line (a value from its environment variable does not count).
   bool IsSet(absl::string_view name) const;
+  // The non-flag arguments of the last Parse, in order (those after `--` included); whether --help or -h was seen.
   const std::vector<std::string>& positional() const { return positional_; }
   bool help_requested() const { return help_requested_; }
 

@@ -32,6 +32,7 @@ struct Batch {
   at::Tensor input_ids, attention_mask, labels, position_ids;
   std::vector<int64_t> offsets;
 
+  // Whether the batch came from CollatePacked / CollatePairsPacked.
   bool packed() const { return !offsets.empty(); }
   // Sequences in the batch: rows when padded, offsets.size() - 1 when packed.
   int64_t num_sequences() const;
@@ -53,20 +54,23 @@ struct CollateOptions {
 };
 
 // Pads `examples` to their longest length. INVALID_ARGUMENT when there are none, when one is empty, when a loss_mask
-// length differs from its input_ids, or when pad_to_multiple_of < 1.
+// length differs from its input_ids, or when pad_to_multiple_of < 1 (the message names the example by index);
+// RESOURCE_EXHAUSTED when the tensors cannot be made on options.device.
 absl::StatusOr<Batch> Collate(const std::vector<TokenizedExample>& examples, const CollateOptions& options);
 
-// Rows 0..B-1 are the chosen sequences, rows B..2B-1 the rejected ones, padded to one common length.
+// Rows 0..B-1 are the chosen sequences, rows B..2B-1 the rejected ones, padded to one common length. Collate's errors
+// (an example index counts chosen sequences first, then rejected ones).
 absl::StatusOr<Batch> CollatePairs(const std::vector<TokenizedPair>& pairs, const CollateOptions& options);
 
 // Padding-free collation: the examples end to end in one row (see Batch), no padding at all; options.padding_side and
 // pad_to_multiple_of do not apply. Same errors as Collate.
 absl::StatusOr<Batch> CollatePacked(const std::vector<TokenizedExample>& examples, const CollateOptions& options);
 
-// CollatePairs' order (every chosen sequence, then every rejected one), padding-free.
+// CollatePairs' order (every chosen sequence, then every rejected one), padding-free. CollatePacked's errors.
 absl::StatusOr<Batch> CollatePairsPacked(const std::vector<TokenizedPair>& pairs, const CollateOptions& options);
 
-// Prompts for generation: left padding (whatever options.padding_side says), labels all kIgnoreIndex.
+// Prompts for generation: left padding (whatever options.padding_side says), labels all kIgnoreIndex. Collate's
+// errors (an empty prompt, or no prompts, is INVALID_ARGUMENT).
 absl::StatusOr<Batch> CollatePrompts(const std::vector<std::vector<int32_t>>& prompts, const CollateOptions& options);
 
 // Packing for pretraining: the examples' tokens are laid end to end as one stream and cut into rows of exactly

@@ -40,6 +40,7 @@ struct Turns {
   std::string text;                   // standard form
   std::vector<ChatMessage> messages;  // conversational form
 
+  // A standard (string) or conversational value; operator== compares the form and both members.
   static Turns Text(std::string text);
   static Turns Messages(std::vector<ChatMessage> messages);
   // The conversational form; a string becomes one message with `role`.

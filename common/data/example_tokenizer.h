@@ -69,6 +69,7 @@ class ExampleTokenizer {
   // `tokenizer` must outlive the result. INVALID_ARGUMENT for an unknown template or max_length of 1 or < 0.
   static absl::StatusOr<ExampleTokenizer> Create(const Tokenizer* tokenizer, TokenizeOptions options);
 
+  // The template named by options().chat_template, and the options as given to Create.
   const ChatTemplate& chat_template() const { return template_; }
   const TokenizeOptions& options() const { return options_; }
 
@@ -79,7 +80,8 @@ class ExampleTokenizer {
                                                     bool* truncated = nullptr) const;
   absl::StatusOr<TokenizedPair> Preference(const Turns& prompt, const Turns& chosen, const Turns& rejected,
                                            bool* truncated = nullptr) const;
-  // Ids of RenderPrompt(prompt) for generation, keeping the last max_prompt_length tokens.
+  // Ids of RenderPrompt(prompt) for generation, keeping the last max_prompt_length tokens (max_length / 2 when that
+  // is 0; no cut when both are 0).
   std::vector<int32_t> Prompt(const Turns& prompt, bool* truncated = nullptr) const;
 
   // Every record of `dataset`. INVALID_ARGUMENT when every record is skipped (with the first reason).

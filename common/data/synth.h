@@ -60,11 +60,13 @@ struct SynthData {
   std::vector<Record> pretrain, sft_train, sft_eval, pref_train, pref_eval, prompts_train, prompts_eval;
 };
 
-// INVALID_ARGUMENT for a negative count or an operand bound < 1.
+// INVALID_ARGUMENT for a negative count, an operand bound < 1, a percentage outside 0..100, or bounds so small that a
+// kind of task has no prompt in one of the splits.
 absl::StatusOr<SynthData> MakeSynthData(const SynthOptions& options);
 
 // Creates `dir` and writes the seven JSONL files named above and then manifest.json (seed, options, per-file schema
-// and record count), each atomically; a folder with manifest.json is complete.
+// and record count), each atomically; a folder with manifest.json is complete. MakeSynthData's errors, then those
+// of MakeDirs / WriteJsonl / WriteFileAtomic (a failure part way leaves the files written so far).
 absl::Status WriteSynthData(const std::string& dir, const SynthOptions& options);
 
 // True when `text` declines the request ("I can't help with that.", "Sorry, I cannot ...", "I won't ..."). The

@@ -36,7 +36,8 @@ struct MathSynthData {
 
 // INVALID_ARGUMENT for a negative count or max_operand < 2.
 absl::StatusOr<MathSynthData> MakeMathData(const MathSynthOptions& options);
-// Creates `dir` and writes the three files, then manifest.json, each atomically.
+// Creates `dir` and writes the three files, then manifest.json, each atomically. MakeMathData's errors, then those of
+// writing (a failure part way leaves the files written so far, without manifest.json).
 absl::Status WriteMathData(const std::string& dir, const MathSynthOptions& options);
 
 }  // namespace alignd

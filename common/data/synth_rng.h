@@ -14,6 +14,7 @@ namespace alignd {
 
 class SynthRng {
  public:
+  // The same seed gives the same draws everywhere. Not thread-safe.
   explicit SynthRng(uint64_t seed) : gen_(seed) {}
 
   // Uniform in [0, n), n > 0, by rejection so that every value is equally likely.
@@ -27,7 +28,7 @@ class SynthRng {
     return x % n;
   }
 
-  // An index drawn with probability proportional to weights[i].
+  // An index drawn with probability proportional to weights[i]; weights are >= 0 with a positive sum.
   template <size_t N>
   size_t Weighted(const std::array<int, N>& weights) {
     int total = 0;
@@ -40,6 +41,7 @@ class SynthRng {
     return N - 1;
   }
 
+  // A uniformly chosen element of `items`, which must not be empty; the reference is into `items`.
   template <typename T>
   const T& Pick(const std::vector<T>& items) {
     return items[Below(items.size())];

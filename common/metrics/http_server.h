@@ -44,6 +44,7 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
+  // The bound port (the chosen one for port 0) and the host part of `listen` (IPv6 brackets stripped).
   int port() const;
   const std::string& host() const;
 

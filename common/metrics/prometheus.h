@@ -38,11 +38,13 @@ struct Sample {
 
 class Registry {
  public:
-  // The process's registry.
+  // The process's registry, made on first use and never destroyed.
   static Registry& Default();
 
   // A family is made on first use with its help text and type; later calls reuse it (the help of the first call
   // stays). Using one name with two types is a programming error and CHECK-fails.
+  // CounterAdd/GaugeAdd add `delta` to the series of `labels` (created at 0); GaugeSet replaces its value; Observe
+  // counts `value` into a histogram whose bucket upper bounds (ascending) are fixed by the series' first Observe.
   void CounterAdd(const std::string& name, const std::string& help, const Labels& labels, double delta = 1);
   void GaugeSet(const std::string& name, const std::string& help, const Labels& labels, double value);
   void GaugeAdd(const std::string& name, const std::string& help, const Labels& labels, double delta);
@@ -53,6 +55,7 @@ class Registry {
   // a scrape running it to finish; destroy the handle before what the collector reads.
   class CollectorHandle {
    public:
+    // Made by AddCollector; `registry` is not owned and must outlive the handle.
     CollectorHandle(Registry* registry, int64_t id) : registry_(registry), id_(id) {}
     ~CollectorHandle();
     CollectorHandle(const CollectorHandle&) = delete;
@@ -62,6 +65,8 @@ class Registry {
     Registry* registry_;
     int64_t id_;
   };
+  // Registers `collect`; it runs on each Render under the collectors' lock only: it may update metrics, but must not
+  // add a collector or destroy a handle (deadlock).
   std::unique_ptr<CollectorHandle> AddCollector(std::function<void(std::vector<Sample>*)> collect);
 
   // Every family, sorted by name, in the text format.

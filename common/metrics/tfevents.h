@@ -74,6 +74,7 @@ class EventsWriter {
   // sees a running job's steps as they come. INTERNAL naming the file when the write fails.
   absl::Status WriteScalars(int64_t step, const std::map<std::string, double>& scalars);
 
+  // The events file this writer appends to.
   const std::string& path() const { return path_; }
 
  private:

@@ -13,6 +13,8 @@ namespace alignd {
 
 class AutocastScope {
  public:
+  // Turns bf16 autocast on for this thread's CUDA (`cuda`) or CPU ops until destroyed, then restores the previous
+  // state; with `enabled` false it does nothing. Destroy scopes in reverse order of creation, on the same thread.
   AutocastScope(bool enabled, bool cuda) : enabled_(enabled), device_(cuda ? at::kCUDA : at::kCPU) {
     if (!enabled_) return;
     was_on_ = at::autocast::is_autocast_enabled(device_);
@@ -27,7 +29,8 @@ class AutocastScope {
     at::autocast::set_autocast_enabled(device_, was_on_);
     at::autocast::set_autocast_dtype(device_, was_dtype_);
   }
-  // After the weights changed in place: the cached bf16 copies are stale.
+  // Empties the cache of bf16 weight copies; call after the weights changed in place (an optimiser step) inside a
+  // scope, since the cached copies are then stale.
   static void Renew() { at::autocast::clear_cache(); }
   AutocastScope(const AutocastScope&) = delete;
   AutocastScope& operator=(const AutocastScope&) = delete;

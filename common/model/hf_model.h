@@ -25,6 +25,9 @@ struct GenerationConfig {
   std::optional<double> temperature, top_p;
   std::optional<bool> do_sample;
 
+  // Reads generation_config.json text (an integer field may be a list: its first element is taken); INVALID_ARGUMENT
+  // naming `source` and the field for text that is not an object or a field of the wrong type (a non-boolean do_sample
+  // is ignored). ToJson writes the set fields only.
   static absl::StatusOr<GenerationConfig> FromJson(absl::string_view json, absl::string_view source);
   std::string ToJson() const;
 };
@@ -50,7 +53,8 @@ absl::StatusOr<LoadedModel> LoadModelDir(const std::string& dir, const LoadOptio
 
 // Copies the tensors of model.safetensors (or its shards) into `model`'s parameters, with the same checks.
 // Parameters named in `allow_missing` may be absent from the files and keep their values (e.g. the `score` head of a
-// reward model initialised from a language model).
+// reward model initialised from a language model). Errors as LoadModelDir's; on an error some parameters may already
+// hold the file's values. A LibTorch error (c10::Error) is thrown, not returned; LoadModelDir catches it.
 absl::Status LoadWeights(const std::string& dir, CausalLMImpl& model, const std::set<std::string>& allow_missing = {});
 
 struct SaveOptions {
@@ -60,10 +64,14 @@ struct SaveOptions {
 
 // Writes config.json, the weights, generation_config.json and (when `tokenizer` is not null) the tokenizer files.
 // The folder is assembled beside `dir` and renamed into place, so a failed save leaves any previous folder intact.
+// Errors are WriteDirAtomically's and the writes' (INTERNAL naming `dir` for a LibTorch error while converting
+// weights).
 absl::Status SaveModelDir(const std::string& dir, CausalLMImpl& model, const Tokenizer* tokenizer,
                           const GenerationConfig& generation = {}, const SaveOptions& options = {});
 
-// Converts between safetensors views and tensors (a copy in both directions).
+// TensorFromView copies a view into a new CPU tensor of the matching type; ToSafetensorsDtype maps a torch type to
+// its safetensors dtype. INVALID_ARGUMENT for a type the other side lacks (U16/U32/U64; a torch type safetensors
+// cannot store) or a view whose byte size does not match its shape.
 absl::StatusOr<torch::Tensor> TensorFromView(const safetensors::TensorView& view);
 absl::StatusOr<safetensors::Dtype> ToSafetensorsDtype(torch::ScalarType type);
 

@@ -101,6 +101,7 @@ class PeftModel {
   // assembled beside it and renamed into place: a failed save leaves any previous folder intact.
   absl::Status Save(const std::string& dir) const;
 
+  // The kind of adapters, the config they were made or loaded with, and the model they hook (shared with the caller).
   PeftType type() const { return type_; }
   const LoraConfig& lora_config() const { return lora_; }                    // meaningful for kLora
   const BottleneckConfig& bottleneck_config() const { return bottleneck_; }  // meaningful for kBottleneck
@@ -116,7 +117,7 @@ class PeftModel {
   // Disabled, the model computes exactly the base (the hooks are detached). Disabling a merged LoRA unmerges it
   // first, as PEFT does; re-enabling leaves it unmerged.
   void SetEnabled(bool enabled);
-  bool enabled() const { return enabled_; }
+  bool enabled() const { return enabled_; }  // true from creation until SetEnabled(false)
 
   // LoRA only: folds scaling * B @ A into the base weights (transposed for Conv1D) and detaches the deltas, for
   // faster inference or a full-model export; Unmerge subtracts it again (the base comes back to rounding).
@@ -157,6 +158,7 @@ class PeftModel {
 // reference policy.
 class ScopedPeftDisabled {
  public:
+  // `peft` must outlive the scope.
   explicit ScopedPeftDisabled(PeftModel& peft) : peft_(peft), was_enabled_(peft.enabled()) { peft_.SetEnabled(false); }
   ~ScopedPeftDisabled() { peft_.SetEnabled(was_enabled_); }
   ScopedPeftDisabled(const ScopedPeftDisabled&) = delete;

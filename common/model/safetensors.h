@@ -27,6 +27,7 @@ enum class Dtype { kBool, kU8, kI8, kI16, kU16, kI32, kU32, kI64, kU64, kF16, kB
 
 // "F32", "BF16", ... as written in the header.
 absl::string_view DtypeName(Dtype dtype);
+// The inverse of DtypeName: INVALID_ARGUMENT for an unknown name. DtypeSize: bytes per element (1 for kBool).
 absl::StatusOr<Dtype> ParseDtype(absl::string_view name);
 size_t DtypeSize(Dtype dtype);
 
@@ -36,6 +37,7 @@ struct TensorView {
   std::vector<int64_t> shape;
   const uint8_t* data = nullptr;
   size_t nbytes = 0;
+  // The product of `shape` (1 for a scalar).
   int64_t numel() const;
 };
 
@@ -44,14 +46,17 @@ class File {
  public:
   // Validates and indexes `bytes`. `source` (a path, say) is put in front of every error message.
   static absl::StatusOr<File> Parse(std::string bytes, absl::string_view source = "<buffer>");
-  // Reads the whole file at `path` and parses it. NOT_FOUND when the file is missing.
+  // Reads the whole file at `path` and parses it. NOT_FOUND when the file is missing; ReadFile's and Parse's errors
+  // otherwise, naming `path`.
   static absl::StatusOr<File> Read(const std::string& path);
 
-  // Tensor names in header order sorted by name.
+  // Tensor names, sorted by name (not in header order).
   std::vector<std::string> names() const;
+  // Whether the file holds a tensor `name`.
   bool contains(const std::string& name) const { return tensors_.count(name) > 0; }
   // NOT_FOUND naming the tensor when absent.
   absl::StatusOr<TensorView> Get(const std::string& name) const;
+  // The header's "__metadata__" (empty when absent).
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
  private:
@@ -75,7 +80,7 @@ absl::StatusOr<std::string> Serialize(const std::vector<TensorToWrite>& tensors,
                                       const std::map<std::string, std::string>& metadata = {});
 
 // Writes Serialize(...) to `path` atomically (temporary file in the same folder, then rename): a failed write leaves
-// no half-written file behind.
+// no half-written file behind. Serialize's errors (naming `path`) and WriteFileAtomic's.
 absl::Status Write(const std::string& path, const std::vector<TensorToWrite>& tensors,
                    const std::map<std::string, std::string>& metadata = {});
 

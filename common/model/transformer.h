@@ -32,6 +32,7 @@ struct KVCache {
   std::vector<torch::Tensor> keys;
   std::vector<torch::Tensor> values;
 
+  // Cached positions (0 for an empty cache); Reset empties the cache for a new batch.
   int64_t length() const { return keys.empty() || !keys[0].defined() ? 0 : keys[0].size(2); }
   void Reset() {
     keys.clear();
@@ -68,16 +69,19 @@ class AdditiveHook {
 class ProjectionImpl : public torch::nn::Module {
  public:
   enum class Layout { kLinear, kConv1D };
+  // Parameters on the CPU in float32; kLinear draws from the global generator as torch::nn::Linear does.
   ProjectionImpl(int64_t in_features, int64_t out_features, bool bias, Layout layout);
 
+  // x [..., in_features] -> [..., out_features], plus the delta hook's term when one is attached.
   torch::Tensor forward(const torch::Tensor& x);
 
+  // The shape and layout given to the constructor.
   int64_t in_features() const { return in_features_; }
   int64_t out_features() const { return out_features_; }
   Layout layout() const { return layout_; }
   // Attaches `delta` (nullptr detaches). The projection shares ownership but does not register it.
   void set_delta(std::shared_ptr<AdditiveHook> delta) { delta_ = std::move(delta); }
-  const std::shared_ptr<AdditiveHook>& delta() const { return delta_; }
+  const std::shared_ptr<AdditiveHook>& delta() const { return delta_; }  // nullptr when none
 
   torch::Tensor weight, bias;  // bias undefined when the projection has none
 
@@ -101,6 +105,7 @@ class DecoderLayerImpl : public torch::nn::Module {
   void set_adapter(AdapterSite site, std::shared_ptr<AdditiveHook> adapter) {
     adapters_[static_cast<int>(site)] = std::move(adapter);
   }
+  // The adapter at `site`, nullptr when none.
   const std::shared_ptr<AdditiveHook>& adapter(AdapterSite site) const { return adapters_[static_cast<int>(site)]; }
 
  protected:
@@ -129,6 +134,8 @@ class DecoderBody;
 
 class CausalLMImpl : public torch::nn::Module {
  public:
+  // `config` must be valid (ModelConfig::Validate). Parameters start on the CPU in float32 with LibTorch's default
+  // initialisation; call InitWeights or LoadWeights (common/model/hf_model.h) before use.
   explicit CausalLMImpl(const ModelConfig& config);
 
   // input_ids: int64 [B, T]. attention_mask: [B, past + T], 1 on real tokens (undefined = all real).
@@ -161,6 +168,7 @@ class CausalLMImpl : public torch::nn::Module {
   // GPT-2's residual projections scaled by 1/sqrt(2 * layers)), from `seed`.
   void InitWeights(uint64_t seed);
 
+  // The config the model was built with.
   const ModelConfig& config() const { return config_; }
 
   // Every projection of the decoder layers in model order (layer by layer; lm_head and score are not projections).

@@ -33,6 +33,7 @@ class HealthServer {
 
   // SERVING or NOT_SERVING from now on (e.g. NOT_SERVING while the process drains).
   void SetServing(bool serving);
+  // The port actually bound (the chosen one when `listen` asked for port 0).
   int port() const { return port_; }
 
  private:

@@ -16,7 +16,7 @@
 
 namespace alignd {
 
-// 32 random bytes from the OS's generator.
+// 32 random bytes from OpenSSL's RAND_bytes (seeded by the OS). Throws std::runtime_error when it fails (no Status).
 std::string NewCredentialKey();
 
 // The credential of `job_id`'s attempt `attempt` under `key`.

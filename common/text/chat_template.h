@@ -53,11 +53,13 @@ class ChatTemplate {
   // INVALID_ARGUMENT for an unknown name; the message lists the known ones.
   static absl::StatusOr<ChatTemplate> Create(absl::string_view name, Options options);
   static absl::StatusOr<ChatTemplate> Create(absl::string_view name) { return Create(name, Options()); }
-  // Takes bos/eos token strings from `tokenizer` (empty when it has none).
+  // Takes bos/eos token strings from `tokenizer` (empty when it has none); `tokenizer` is read only during the call.
+  // INVALID_ARGUMENT for an unknown name.
   static absl::StatusOr<ChatTemplate> ForTokenizer(absl::string_view name, const Tokenizer& tokenizer);
 
   static std::vector<std::string> KnownNames();  // {"chatml", "llama3", "plain", "raw"}
 
+  // The name it was created with, one of KnownNames().
   const std::string& name() const { return name_; }
   // Jinja text equivalent to this template.
   absl::string_view jinja() const;

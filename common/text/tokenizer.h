@@ -34,14 +34,18 @@ class Tokenizer {
   virtual int32_t vocab_size() const = 0;
   // Id of a token string (regular or added), or nullopt.
   virtual std::optional<int32_t> TokenToId(absl::string_view token) const = 0;
+  // The token string of `id` (an added token's content, else the vocab's spelling), or nullopt for an unknown id.
   virtual std::optional<std::string> IdToToken(int32_t id) const = 0;
 
+  // The special tokens' ids, from tokenizer_config.json (BOS also from the post-processor's template); nullopt when
+  // the tokenizer has none.
   std::optional<int32_t> bos_id() const { return bos_id_; }
   std::optional<int32_t> eos_id() const { return eos_id_; }
   std::optional<int32_t> pad_id() const { return pad_id_; }
 
-  // Writes `tokenizer.json` and `tokenizer_config.json` (with bos/eos/pad token strings and chat_template when set)
-  // into `dir`, in the layout Hugging Face tokenizers read.
+  // Writes `tokenizer.json` and `tokenizer_config.json` (the files it was loaded from, as read; else one with the
+  // bos/eos/pad token strings) into `dir`, made when missing, in the layout Hugging Face tokenizers read. Each file is
+  // replaced atomically, the pair is not; errors are those of MakeDirs and WriteFileAtomic.
   virtual absl::Status Save(const std::string& dir) const = 0;
 
  protected:
@@ -50,10 +54,12 @@ class Tokenizer {
 
 // Loads `tokenizer.json` (and, when present, `tokenizer_config.json` for bos/eos/pad tokens) from `dir`.
 // INVALID_ARGUMENT naming the file and field for unsupported or malformed files (e.g. a model type other than BPE,
-// or a pre-tokenizer that is not ByteLevel/Split-with-regex).
+// or a pre-tokenizer that is not ByteLevel/Split-with-regex), or a special token missing from the vocabulary;
+// ReadFile's error (NOT_FOUND, ...) when tokenizer.json is missing or a file cannot be read.
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& dir);
 
-// Loads a tokenizer.json given as a string (tokenizer_config.json contents optional, may be empty).
+// Loads a tokenizer.json given as a string (tokenizer_config.json contents optional, may be empty). INVALID_ARGUMENT
+// as LoadTokenizer's.
 absl::StatusOr<std::unique_ptr<Tokenizer>> TokenizerFromJson(absl::string_view tokenizer_json,
                                                              absl::string_view tokenizer_config_json = "");
 
@@ -64,6 +70,7 @@ inline constexpr absl::string_view kByteBos = "<|begin_of_text|>";
 inline constexpr absl::string_view kByteEos = "<|end_of_text|>";
 inline constexpr absl::string_view kByteImStart = "<|im_start|>";
 inline constexpr absl::string_view kByteImEnd = "<|im_end|>";
+// A new byte-level tokenizer; it adds BOS with add_special_tokens and cannot fail.
 std::unique_ptr<Tokenizer> MakeByteTokenizer();
 
 }  // namespace alignd

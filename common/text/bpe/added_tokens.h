@@ -43,6 +43,7 @@ class AddedTokenMatcher {
   // Thread-safe.
   std::vector<Segment> Split(absl::string_view text) const;
 
+  // Whether no token has content, so Split would return `text` as one plain segment.
   bool empty() const { return tokens_.empty(); }
 
  private:

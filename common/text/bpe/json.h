@@ -37,6 +37,8 @@ struct TokenizerSpec {
   std::optional<Template> single_template;
 };
 
+// The parts of tokenizer.json alignd uses. INVALID_ARGUMENT (as above) for malformed or unsupported text, or JSON that
+// nests deeper than kMaxJsonDepth.
 absl::StatusOr<TokenizerSpec> ParseTokenizerJson(absl::string_view json);
 
 struct TokenizerConfigSpec {
@@ -45,7 +47,7 @@ struct TokenizerConfigSpec {
   std::optional<bool> add_bos_token, add_eos_token;
 };
 
-// An empty string gives an empty spec.
+// An empty string gives an empty spec. INVALID_ARGUMENT naming the field for malformed text.
 absl::StatusOr<TokenizerConfigSpec> ParseTokenizerConfigJson(absl::string_view json);
 
 }  // namespace bpe

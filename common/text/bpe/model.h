@@ -44,6 +44,7 @@ class BpeModel {
   // for short pre-tokens are cached behind a sharded mutex.
   void Tokenize(absl::string_view word, std::vector<int32_t>* ids) const;
 
+  // The id of a vocab token (in byte-level spelling), or nullopt. Added tokens are the tokenizer's, not the model's.
   std::optional<int32_t> TokenToId(absl::string_view token) const;
   // nullptr when no token has `id`.
   const std::string* IdToToken(int32_t id) const;

@@ -9,7 +9,7 @@
 namespace alignd {
 namespace bpe {
 
-// `text` in NFC, per the Unicode version of bpe_nfc_data.cc (kNfcUnicodeVersion). Bytes that are not valid UTF-8 are
+// `text` in NFC, per the Unicode version of nfc_data.cc (kNfcUnicodeVersion). Bytes that are not valid UTF-8 are
 // kept as they are and act as boundaries: nothing composes across them. Thread-safe.
 std::string NormalizeNfc(absl::string_view text);
 

@@ -1,4 +1,5 @@
-// Unicode tables for NFC, generated into bpe_nfc_data.cc by tests/common/text/tokenizer/gen_nfc_data.py. Sorted by code point.
+// Unicode tables for NFC, generated into nfc_data.cc by tests/common/text/tokenizer/gen_nfc_data.py. Sorted by code
+// point.
 #ifndef ALIGND_COMMON_TEXT_BPE_NFC_DATA_H_
 #define ALIGND_COMMON_TEXT_BPE_NFC_DATA_H_
 
@@ -19,6 +20,7 @@ struct Composition {
   char32_t first, second, composite;  // primary composites only
 };
 
+// The Unicode version the tables were generated from, and each table with its entry count. Immutable.
 extern const char kNfcUnicodeVersion[];
 extern const CccRange kCccRanges[];
 extern const size_t kCccRangeCount;
