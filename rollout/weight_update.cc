@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/base/status.h"
+#include "common/model/hf_model.h"
 #include "common/model/safetensors.h"
 
 namespace alignd::rollout {
@@ -23,23 +24,14 @@ namespace {
 
 using safetensors::Dtype;
 
+// Weights travel as floating-point types only (F32, F16, BF16, F64), named as safetensors names them.
 absl::StatusOr<torch::ScalarType> FloatType(const std::string& name) {
   absl::StatusOr<Dtype> d = safetensors::ParseDtype(name);
-  if (d.ok()) {
-    switch (*d) {
-      case Dtype::kF32:
-        return torch::kFloat;
-      case Dtype::kF16:
-        return torch::kHalf;
-      case Dtype::kBF16:
-        return torch::kBFloat16;
-      case Dtype::kF64:
-        return torch::kDouble;
-      default:
-        break;
-    }
+  absl::StatusOr<torch::ScalarType> t = d.ok() ? ToTorchType(*d) : absl::StatusOr<torch::ScalarType>(d.status());
+  if (!t.ok() || !c10::isFloatingType(*t)) {
+    return absl::InvalidArgumentError(absl::StrCat("dtype \"", name, "\" is not one of F32, F16, BF16, F64"));
   }
-  return absl::InvalidArgumentError(absl::StrCat("dtype \"", name, "\" is not one of F32, F16, BF16, F64"));
+  return *t;
 }
 
 size_t TypeSize(torch::ScalarType t) { return c10::elementSize(t); }
@@ -47,18 +39,11 @@ size_t TypeSize(torch::ScalarType t) { return c10::elementSize(t); }
 std::vector<int64_t> Shape(const alignd::v1::TensorEntry& t) { return {t.shape().begin(), t.shape().end()}; }
 
 absl::StatusOr<std::string> DtypeOf(torch::ScalarType t) {
-  switch (t) {
-    case torch::kFloat:
-      return std::string("F32");
-    case torch::kHalf:
-      return std::string("F16");
-    case torch::kBFloat16:
-      return std::string("BF16");
-    case torch::kDouble:
-      return std::string("F64");
-    default:
-      return absl::InvalidArgumentError(absl::StrCat("dtype ", c10::toString(t), " cannot travel"));
+  absl::StatusOr<Dtype> d = ToSafetensorsDtype(t);
+  if (!d.ok() || !c10::isFloatingType(t)) {
+    return absl::InvalidArgumentError(absl::StrCat("dtype ", c10::toString(t), " cannot travel"));
   }
+  return std::string(safetensors::DtypeName(*d));
 }
 
 // Appends `tensor`'s entry: its bytes at `offset` in bucket `bucket`.

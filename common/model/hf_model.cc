@@ -60,8 +60,25 @@ absl::StatusOr<std::vector<std::string>> WeightFiles(const std::string& dir) {
   return std::vector<std::string>{single};
 }
 
-torch::ScalarType TorchType(Dtype d) {
+// Maps a checkpoint's tensor name onto the model's parameter names (GPT-2 checkpoints may omit "transformer.").
+std::string CanonicalName(const std::string& name, const ModelConfig& config,
+                          const std::map<std::string, torch::Tensor>& params) {
+  if (params.count(name)) return name;
+  if (config.family == ModelFamily::kGpt2 && !absl::StartsWith(name, "transformer.")) {
+    std::string prefixed = absl::StrCat("transformer.", name);
+    if (params.count(prefixed)) return prefixed;
+  }
+  return name;
+}
+
+std::string ShapeString(at::IntArrayRef shape) { return absl::StrCat("[", absl::StrJoin(shape, ", "), "]"); }
+
+}  // namespace
+
+absl::StatusOr<torch::ScalarType> ToTorchType(safetensors::Dtype d) {
   switch (d) {
+    case Dtype::kF32:
+      return torch::kFloat;
     case Dtype::kF16:
       return torch::kHalf;
     case Dtype::kBF16:
@@ -81,36 +98,14 @@ torch::ScalarType TorchType(Dtype d) {
     case Dtype::kBool:
       return torch::kBool;
     default:
-      return torch::kFloat;
+      return absl::InvalidArgumentError(
+          absl::StrCat("dtype ", safetensors::DtypeName(d), " has no LibTorch equivalent"));
   }
 }
-
-// Maps a checkpoint's tensor name onto the model's parameter names (GPT-2 checkpoints may omit "transformer.").
-std::string CanonicalName(const std::string& name, const ModelConfig& config,
-                          const std::map<std::string, torch::Tensor>& params) {
-  if (params.count(name)) return name;
-  if (config.family == ModelFamily::kGpt2 && !absl::StartsWith(name, "transformer.")) {
-    std::string prefixed = absl::StrCat("transformer.", name);
-    if (params.count(prefixed)) return prefixed;
-  }
-  return name;
-}
-
-std::string ShapeString(at::IntArrayRef shape) { return absl::StrCat("[", absl::StrJoin(shape, ", "), "]"); }
-
-}  // namespace
 
 absl::StatusOr<torch::Tensor> TensorFromView(const safetensors::TensorView& view) {
-  switch (view.dtype) {
-    case Dtype::kU16:
-    case Dtype::kU32:
-    case Dtype::kU64:
-      return absl::InvalidArgumentError(
-          absl::StrCat("dtype ", safetensors::DtypeName(view.dtype), " has no LibTorch equivalent"));
-    default:
-      break;
-  }
-  torch::Tensor t = torch::empty(view.shape, torch::TensorOptions().dtype(TorchType(view.dtype)));
+  ASSIGN_OR_RETURN(torch::ScalarType type, ToTorchType(view.dtype));
+  torch::Tensor t = torch::empty(view.shape, torch::TensorOptions().dtype(type));
   if (view.nbytes != t.nbytes()) {
     return absl::InvalidArgumentError(absl::StrCat("tensor byte size ", view.nbytes, " != ", t.nbytes()));
   }

@@ -69,11 +69,12 @@ struct SaveOptions {
 absl::Status SaveModelDir(const std::string& dir, CausalLMImpl& model, const Tokenizer* tokenizer,
                           const GenerationConfig& generation = {}, const SaveOptions& options = {});
 
-// TensorFromView copies a view into a new CPU tensor of the matching type; ToSafetensorsDtype maps a torch type to
-// its safetensors dtype. INVALID_ARGUMENT for a type the other side lacks (U16/U32/U64; a torch type safetensors
-// cannot store) or a view whose byte size does not match its shape.
-absl::StatusOr<torch::Tensor> TensorFromView(const safetensors::TensorView& view);
+// The one mapping between safetensors dtypes and LibTorch's types, both ways. TensorFromView copies a view into a new
+// CPU tensor of the matching type. INVALID_ARGUMENT for a type the other side lacks (U16/U32/U64; a torch type
+// safetensors cannot store) or a view whose byte size does not match its shape.
+absl::StatusOr<torch::ScalarType> ToTorchType(safetensors::Dtype dtype);
 absl::StatusOr<safetensors::Dtype> ToSafetensorsDtype(torch::ScalarType type);
+absl::StatusOr<torch::Tensor> TensorFromView(const safetensors::TensorView& view);
 
 }  // namespace alignd
 

@@ -1,7 +1,6 @@
 #include "common/base/status.h"
 
 #include "common/base/file_util.h"
-#include "common/rpc/grpc_status.h"
 #include "gtest/gtest.h"
 
 namespace alignd {
@@ -35,15 +34,6 @@ TEST(StatusMacros, AnnotateKeepsCode) {
   EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(s.message(), "model.safetensors: no such tensor");
   EXPECT_TRUE(Annotate(absl::OkStatus(), "x").ok());
-}
-
-TEST(GrpcStatus, RoundTripsEveryCode) {
-  for (int c = 0; c <= 16; ++c) {
-    absl::Status s(static_cast<absl::StatusCode>(c), c == 0 ? "" : "msg");
-    grpc::Status g = ToGrpcStatus(s);
-    EXPECT_EQ(static_cast<int>(g.error_code()), c);
-    EXPECT_EQ(FromGrpcStatus(g), s);
-  }
 }
 
 TEST(FileUtil, AtomicWriteAndRead) {

@@ -1,4 +1,5 @@
-// HandleRpc: an RPC body's absl::Status becomes the call's grpc::Status once, code and message kept.
+// The status conversion between absl and gRPC, and HandleRpc: an RPC body's absl::Status becomes the call's grpc::Status
+// once, code and message kept.
 #include "common/rpc/grpc_status.h"
 
 #include <stdexcept>
@@ -13,6 +14,15 @@ namespace {
 absl::StatusOr<int> Parse(const std::string& text) {
   if (text.empty()) return absl::InvalidArgumentError("text: empty");
   return static_cast<int>(text.size());
+}
+
+TEST(GrpcStatus, RoundTripsEveryCode) {
+  for (int c = 0; c <= 16; ++c) {
+    absl::Status s(static_cast<absl::StatusCode>(c), c == 0 ? "" : "msg");
+    grpc::Status g = ToGrpcStatus(s);
+    EXPECT_EQ(static_cast<int>(g.error_code()), c);
+    EXPECT_EQ(FromGrpcStatus(g), s);
+  }
 }
 
 TEST(HandleRpc, OkBodyIsOkAndRunsOnce) {
