@@ -1,9 +1,10 @@
 #include "node/assignment_executor.h"
 
+#include <glog/logging.h>  // torch-free: glog itself, not common/base/logging.h
+
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include <glog/logging.h>  // torch-free: glog itself, not common/logging.h
 
 namespace alignd::node {
 
@@ -35,8 +36,7 @@ absl::StatusOr<std::unique_ptr<AssignmentExecutor>> AssignmentExecutor::Create(R
       new AssignmentExecutor(std::move(runners), std::move(clock), std::move(options), std::move(report)));
 }
 
-AssignmentExecutor::AssignmentExecutor(Runners runners, std::shared_ptr<Clock> clock, Options options,
-                                       ReportFn report)
+AssignmentExecutor::AssignmentExecutor(Runners runners, std::shared_ptr<Clock> clock, Options options, ReportFn report)
     : runners_(std::move(runners)),
       clock_(std::move(clock)),
       options_(std::move(options)),
@@ -44,7 +44,9 @@ AssignmentExecutor::AssignmentExecutor(Runners runners, std::shared_ptr<Clock> c
 
 AssignmentExecutor::~AssignmentExecutor() { Stop(); }
 
-void AssignmentExecutor::Start() { thread_ = std::thread([this] { Loop(); }); }
+void AssignmentExecutor::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
 
 void AssignmentExecutor::Stop() {
   {

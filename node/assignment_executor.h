@@ -27,7 +27,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "common/job_credential.h"
+#include "common/rpc/job_credential.h"
 #include "node/clock.h"
 #include "node/runner.h"
 #include "proto/alignd.pb.h"

@@ -1,5 +1,6 @@
 #include "node/control_channel.h"
 
+#include <glog/logging.h>  // torch-free: glog itself, not common/base/logging.h
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -8,9 +9,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/grpc_status.h"
+#include "common/rpc/grpc_status.h"
 #include "proto/alignd.grpc.pb.h"
-#include <glog/logging.h>  // torch-free: glog itself, not common/logging.h
 
 namespace alignd::node {
 namespace {
@@ -49,9 +49,7 @@ class GrpcControlStub final : public ControlStub {
     if (!s.ok()) return FromGrpcStatus(s);
     return response;
   }
-  std::unique_ptr<ControlStream> OpenControl() override {
-    return std::make_unique<GrpcControlStream>(*stub_, token_);
-  }
+  std::unique_ptr<ControlStream> OpenControl() override { return std::make_unique<GrpcControlStream>(*stub_, token_); }
 
  private:
   std::unique_ptr<v1::WorkerService::Stub> stub_;
@@ -62,7 +60,7 @@ class GrpcControlStub final : public ControlStub {
 }  // namespace
 
 std::unique_ptr<ControlStub> NewGrpcControlStub(std::shared_ptr<grpc::Channel> channel, std::string token,
-                                               absl::Duration register_deadline) {
+                                                absl::Duration register_deadline) {
   return std::make_unique<GrpcControlStub>(std::move(channel), std::move(token), register_deadline);
 }
 
@@ -71,14 +69,13 @@ absl::StatusOr<std::unique_ptr<ControlChannel>> ControlChannel::Create(std::shar
                                                                        Callbacks callbacks) {
   if (!stub || !clock) return absl::InvalidArgumentError("control channel: a stub and a clock are required");
   if (options.heartbeat <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(absl::StrCat("control channel: heartbeat must be > 0, not ",
-                                                   absl::FormatDuration(options.heartbeat)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("control channel: heartbeat must be > 0, not ", absl::FormatDuration(options.heartbeat)));
   }
   if (options.register_backoff <= absl::ZeroDuration() || options.max_register_backoff < options.register_backoff) {
-    return absl::InvalidArgumentError(absl::StrCat("control channel: register_backoff ",
-                                                   absl::FormatDuration(options.register_backoff),
-                                                   " must be > 0 and <= max_register_backoff ",
-                                                   absl::FormatDuration(options.max_register_backoff)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("control channel: register_backoff ", absl::FormatDuration(options.register_backoff),
+                     " must be > 0 and <= max_register_backoff ", absl::FormatDuration(options.max_register_backoff)));
   }
   if (options.reconnect_delay < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("control channel: reconnect_delay must be >= 0");
@@ -96,7 +93,9 @@ ControlChannel::ControlChannel(std::shared_ptr<ControlStub> stub, std::shared_pt
 
 ControlChannel::~ControlChannel() { Stop(); }
 
-void ControlChannel::Start() { thread_ = std::thread([this] { Loop(); }); }
+void ControlChannel::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
 
 void ControlChannel::Stop() {
   {
@@ -182,9 +181,7 @@ void ControlChannel::RunStream(const std::string& lease) {
     std::vector<v1::WorkerMessage> batch;
     {
       absl::MutexLock lock(&mu_);
-      auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || reader_done_ || !outbox_.empty();
-      };
+      auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || reader_done_ || !outbox_.empty(); };
       if (!first) clock_->AwaitWithDeadline(mu_, absl::Condition(&wake), clock_->Now() + options_.heartbeat);
       if (stopping_ || reader_done_) break;
       while (!outbox_.empty()) {

@@ -59,16 +59,16 @@ class ControlStub {
 // ControlStub over gRPC: every call carries `token` as a bearer token (none when empty); Register has a deadline of
 // `register_deadline`, the Control stream one of 30 days (it lives as long as the lease).
 std::unique_ptr<ControlStub> NewGrpcControlStub(std::shared_ptr<grpc::Channel> channel, std::string token,
-                                               absl::Duration register_deadline = absl::Seconds(10));
+                                                absl::Duration register_deadline = absl::Seconds(10));
 
 class ControlChannel {
  public:
   struct Options {
-    v1::WorkerInfo worker;                                 // what the node registers as (roles, device, address)
-    std::string name;                                      // for logs: the node's address
-    absl::Duration heartbeat = absl::Milliseconds(500);    // > 0: a heartbeat after this long without a message
-    absl::Duration register_backoff = absl::Seconds(1);    // > 0: wait after the first failed Register
-    absl::Duration max_register_backoff = absl::Seconds(1);  // >= register_backoff: doubling stops here
+    v1::WorkerInfo worker;                                     // what the node registers as (roles, device, address)
+    std::string name;                                          // for logs: the node's address
+    absl::Duration heartbeat = absl::Milliseconds(500);        // > 0: a heartbeat after this long without a message
+    absl::Duration register_backoff = absl::Seconds(1);        // > 0: wait after the first failed Register
+    absl::Duration max_register_backoff = absl::Seconds(1);    // >= register_backoff: doubling stops here
     absl::Duration reconnect_delay = absl::Milliseconds(200);  // >= 0: wait after a stream ended
   };
   // Called on the channel's own threads, with no lock of the channel held; they may call Send.
@@ -97,8 +97,7 @@ class ControlChannel {
   std::string worker_id() const;
 
  private:
-  ControlChannel(std::shared_ptr<ControlStub> stub, std::shared_ptr<Clock> clock, Options options,
-                 Callbacks callbacks);
+  ControlChannel(std::shared_ptr<ControlStub> stub, std::shared_ptr<Clock> clock, Options options, Callbacks callbacks);
   void Loop();
   // Waits on the clock until `deadline` or Stop; false when stopping.
   bool WaitUntil(absl::Time deadline);

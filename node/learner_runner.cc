@@ -5,19 +5,19 @@
 #include <string>
 #include <utility>
 
-#include "common/file_util.h"
-#include "common/prometheus.h"
-#include "common/status.h"
-#include "worker/learner_group.h"
-#include "worker/remote.h"
-#include "worker/trainer.h"
+#include "collective/learner_group.h"
+#include "common/base/file_util.h"
+#include "common/base/status.h"
+#include "common/metrics/prometheus.h"
+#include "learner/remote.h"
+#include "learner/trainer.h"
 
 namespace alignd::node {
 namespace {
 
-// A learner step in Prometheus terms (common/prometheus.h): steps, tokens and weight syncs as counters and
+// A learner step in Prometheus terms (common/metrics/prometheus.h): steps, tokens and weight syncs as counters and
 // histograms, and the last step's rates as gauges, labelled with the job.
-void RecordStepMetrics(const std::string& job_id, const worker::Metrics& m) {
+void RecordStepMetrics(const std::string& job_id, const learner::Metrics& m) {
   metrics::Registry& r = metrics::Registry::Default();
   const metrics::Labels job = {{"job", job_id}};
   auto get = [&m](const char* key) -> std::optional<double> {
@@ -35,8 +35,10 @@ void RecordStepMetrics(const std::string& job_id, const worker::Metrics& m) {
     }
   }
   if (auto t = get("rollout/tokens_per_s")) {
-    r.GaugeSet("alignd_rollout_tokens_per_second", "Tokens per second of the last step's generation, as the learner "
-               "saw it (generated tokens / generation wall time).", job, *t);
+    r.GaugeSet("alignd_rollout_tokens_per_second",
+               "Tokens per second of the last step's generation, as the learner "
+               "saw it (generated tokens / generation wall time).",
+               job, *t);
   }
   if (auto sync = get("weights/sync_seconds")) {
     r.Observe("alignd_weight_sync_seconds", "Wall time of publishing a weight version to the rollout workers.", job,
@@ -55,7 +57,7 @@ LearnerRunner::LearnerRunner(RoleContext context, RendezvousRouter* rendezvous,
     : context_(std::move(context)), rendezvous_(rendezvous), send_(std::move(send)) {}
 
 absl::Status LearnerRunner::Run(const v1::Assignment& a, const CancelSignal& cancel) {
-  return RunRole(context_, a, [&](const worker::JobSpec& spec) -> absl::Status {
+  return RunRole(context_, a, [&](const JobSpec& spec) -> absl::Status {
     const bool leader = a.rank() == 0;
     const bool fresh = a.attempt() <= 1;
     if (fresh && leader) {
@@ -71,21 +73,21 @@ absl::Status LearnerRunner::Run(const v1::Assignment& a, const CancelSignal& can
       store_open.reset(static_cast<void*>(nullptr), [this, id](void*) { rendezvous_->Close(id); });
     }
     const c10::Device device = JobDevice(context_, spec);
-    std::unique_ptr<worker::LearnerGroup> group;
+    std::unique_ptr<collective::LearnerGroup> group;
     if (a.world_size() > 1) {
       if (a.store_address().empty()) {
         return absl::InvalidArgumentError("the assignment names no rendezvous store for the learners' group");
       }
-      worker::LearnerGroup::Options go;
+      collective::LearnerGroup::Options go;
       go.store = Endpoint(context_, a, "learners");
       go.local_host = context_.advertise_host;
       go.device = device;
       go.rank = static_cast<int>(a.rank());
       go.world_size = static_cast<int>(a.world_size());
       if (context_.collective_timeout > absl::ZeroDuration()) go.timeout = context_.collective_timeout;
-      ASSIGN_OR_RETURN(group, worker::LearnerGroup::Create(go));
+      ASSIGN_OR_RETURN(group, collective::LearnerGroup::Create(go));
     }
-    worker::RemoteServices remote;
+    learner::RemoteServices remote;
     remote.rollout_addresses.assign(a.rollout_addresses().begin(), a.rollout_addresses().end());
     remote.reward_addresses.assign(a.reward_addresses().begin(), a.reward_addresses().end());
     remote.store_address = a.store_address();
@@ -97,14 +99,14 @@ absl::Status LearnerRunner::Run(const v1::Assignment& a, const CancelSignal& can
     if (!remote.rollout_addresses.empty() && remote.store_address.empty()) {
       return absl::InvalidArgumentError("the assignment names rollout workers but no rendezvous store");
     }
-    worker::TrainOptions o;
+    learner::TrainOptions o;
     o.resume = !fresh;
     o.group = group.get();
     o.remote = &remote;
     o.cancelled = [&cancel] { return cancel.cancelled(); };
     const std::string job_id = a.job_id();
     if (leader) {
-      auto report = [this, job_id](int64_t step, const worker::Metrics& metrics) {
+      auto report = [this, job_id](int64_t step, const learner::Metrics& metrics) {
         v1::WorkerMessage m;
         v1::Progress* p = m.mutable_progress();
         p->set_job_id(job_id);
@@ -112,7 +114,7 @@ absl::Status LearnerRunner::Run(const v1::Assignment& a, const CancelSignal& can
         for (const auto& [k, v] : metrics) (*p->mutable_metrics())[k] = v;
         send_(std::move(m));
       };
-      o.on_step = [job_id, report](int64_t step, const worker::Metrics& metrics) {
+      o.on_step = [job_id, report](int64_t step, const learner::Metrics& metrics) {
         RecordStepMetrics(job_id, metrics);
         report(step, metrics);
       };
@@ -128,7 +130,7 @@ absl::Status LearnerRunner::Run(const v1::Assignment& a, const CancelSignal& can
       };
     }
     o.device = device;
-    absl::StatusOr<worker::TrainResult> result = worker::RunTraining(spec, o);
+    absl::StatusOr<learner::TrainResult> result = learner::RunTraining(spec, o);
     return result.status();
   });
 }

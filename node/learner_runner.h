@@ -1,8 +1,8 @@
-// The learner role: RunTraining (worker/trainer.h) as rank `rank` of the job's learners, resuming from the job's
+// The learner role: RunTraining (learner/trainer.h) as rank `rank` of the job's learners, resuming from the job's
 // latest checkpoint on every attempt after the first. Rank 0 hosts the gang's rendezvous store (on the node's
 // RendezvousRouter) while the job runs, reports progress and checkpoints through `send`, and records each step's
 // Prometheus metrics. PPO/GRPO/RLOO: rank 0 generates on the assignment's rollout workers and scores on its reward
-// servers (worker/remote.h).
+// servers (learner/remote.h).
 #ifndef ALIGND_NODE_LEARNER_RUNNER_H_
 #define ALIGND_NODE_LEARNER_RUNNER_H_
 

@@ -10,8 +10,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "common/status.h"
-#include "common/rpc_metrics.h"
+#include "common/base/status.h"
+#include "common/metrics/rpc_metrics.h"
 #include "node/assignment_executor.h"
 #include "node/clock.h"
 #include "node/control_channel.h"
@@ -32,10 +32,11 @@ constexpr int kMaxMessageBytes = 256 << 20;
 struct WorkerNode::Impl {
   explicit Impl(const NodeOptions& o)
       : options(o),
-        admission(o.token, [this] {
-          AssignmentExecutor* e = held_by.load();
-          return e ? e->Held() : std::vector<JobIdentity>();
-        }),
+        admission(o.token,
+                  [this] {
+                    AssignmentExecutor* e = held_by.load();
+                    return e ? e->Held() : std::vector<JobIdentity>();
+                  }),
         rollout_router(&admission),
         reward_router(&admission),
         rendezvous_router(&admission) {}
@@ -108,10 +109,10 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(NodeOptions option
     raw->executor->CancelAll();
     raw->rendezvous_router.CloseJob("");
   };
-  ASSIGN_OR_RETURN(impl->control,
-                   ControlChannel::Create(NewGrpcControlStub(grpc::CreateChannel(options.coordinator, creds),
-                                                             options.token),
-                                          impl->clock, std::move(co), std::move(callbacks)));
+  ASSIGN_OR_RETURN(
+      impl->control,
+      ControlChannel::Create(NewGrpcControlStub(grpc::CreateChannel(options.coordinator, creds), options.token),
+                             impl->clock, std::move(co), std::move(callbacks)));
 
   RoleContext context;
   context.name = impl->address;

@@ -2,10 +2,10 @@
 //
 // The node registers with the coordinator (its roles, device and the address of its own gRPC server), holds its lease
 // with heartbeats on the control stream, and runs the assignments that arrive there, one at a time:
-//   learner  RunTraining (worker/trainer.h) as rank `rank` of the job's learners, resuming from the job's latest
+//   learner  RunTraining (learner/trainer.h) as rank `rank` of the job's learners, resuming from the job's latest
 //            checkpoint; rank 0 reports progress and checkpoints, and the job's success once final/ is written.
 //            PPO/GRPO/RLOO: rank 0 generates on the rollout workers and scores on the reward servers
-//            (worker/remote.h).
+//            (learner/remote.h).
 //   rollout  loads the job's model.path into a rollout engine, joins the weight-broadcast group that learner rank 0
 //            forms, and serves alignd.v1.Rollout on the node's server until the job ends.
 //   reward   serves alignd.v1.Reward with the parts of the job's `rewards` (reward/registry.h), each reported by
@@ -23,12 +23,12 @@
 #ifndef ALIGND_NODE_NODE_H_
 #define ALIGND_NODE_NODE_H_
 
+#include <c10/core/Device.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <c10/core/Device.h>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -43,10 +43,10 @@ namespace alignd::node {
 
 struct NodeOptions {
   std::string coordinator = "127.0.0.1:7070";  // host:port of the coordinator's WorkerService
-  std::string token;                            // bearer token with the worker role; empty: none
+  std::string token;                           // bearer token with the worker role; empty: none
   // Channel credentials for the coordinator; null: plaintext.
   std::shared_ptr<grpc::ChannelCredentials> credentials;
-  std::vector<v1::Role> roles;                  // at least one
+  std::vector<v1::Role> roles;  // at least one
   v1::DeviceKind device = v1::DEVICE_KIND_CPU;
   uint32_t device_count = 0;
   // Where this node's jobs put their models and batches: the CPU, or the GPU of a `device: cuda` worker. The

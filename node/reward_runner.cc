@@ -3,14 +3,14 @@
 #include <memory>
 #include <utility>
 
-#include "common/compute_threads.h"
-#include "common/status.h"
+#include "common/base/logging.h"  // last: LOG is glog's
+#include "common/base/status.h"
+#include "common/model/compute_threads.h"
 #include "node/assignment_executor.h"
 #include "reward/model_scorer.h"
 #include "reward/registry.h"
 #include "reward/reward_core.h"
 #include "reward/reward_service.h"
-#include "common/logging.h"  // last: LOG is glog's
 
 namespace alignd::node {
 namespace {
@@ -23,16 +23,15 @@ struct RewardJob {
 
 }  // namespace
 
-RewardRunner::RewardRunner(RoleContext context, RewardRouter* router)
-    : context_(std::move(context)), router_(router) {}
+RewardRunner::RewardRunner(RoleContext context, RewardRouter* router) : context_(std::move(context)), router_(router) {}
 
 absl::Status RewardRunner::Run(const v1::Assignment& a, const CancelSignal& cancel) {
-  return RunRole(context_, a, [&](const worker::JobSpec& spec) -> absl::Status {
+  return RunRole(context_, a, [&](const JobSpec& spec) -> absl::Status {
     ScopedComputeThreads scope(static_cast<int>(spec.threads));
     reward::RewardCore::Options co;
-    ASSIGN_OR_RETURN(co.scorers, reward::MakeScorers(spec.rewards, reward::ModelScorerContext(
-                                                                       spec.data.chat_template,
-                                                                       JobDevice(context_, spec))));
+    ASSIGN_OR_RETURN(co.scorers,
+                     reward::MakeScorers(
+                         spec.rewards, reward::ModelScorerContext(spec.data.chat_template, JobDevice(context_, spec))));
     co.max_request_items = 4096;
     co.max_queued_requests = 64;
     auto job = std::make_shared<RewardJob>();

@@ -3,18 +3,18 @@
 #ifndef ALIGND_NODE_ROLE_CONTEXT_H_
 #define ALIGND_NODE_ROLE_CONTEXT_H_
 
+#include <c10/core/Device.h>
+
 #include <functional>
 #include <memory>
 #include <string>
 
-#include <c10/core/Device.h>
-
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "collective/store_endpoint.h"
 #include "proto/alignd.pb.h"
-#include "rollout/store_endpoint.h"
-#include "worker/job_spec.h"
+#include "spec/job_spec.h"
 
 namespace grpc {
 class ChannelCredentials;
@@ -34,16 +34,16 @@ struct RoleContext {
 };
 
 // The device of a job on this node: the node's own GPU for a cuda job (the coordinator matched the kinds).
-c10::Device JobDevice(const RoleContext& context, const worker::JobSpec& spec);
+c10::Device JobDevice(const RoleContext& context, const JobSpec& spec);
 
 // The job's rendezvous store on learner rank 0's worker, as group `group`.
-rollout::StoreEndpoint Endpoint(const RoleContext& context, const v1::Assignment& assignment,
-                                const std::string& group);
+collective::StoreEndpoint Endpoint(const RoleContext& context, const v1::Assignment& assignment,
+                                   const std::string& group);
 
 // Validates the assignment's spec (INVALID_ARGUMENT naming the job), fills in its thread count, and runs `role` on
 // it, turning an exception (LibTorch's c10::Error among them) into a Status.
 absl::Status RunRole(const RoleContext& context, const v1::Assignment& assignment,
-                     absl::FunctionRef<absl::Status(const worker::JobSpec&)> role);
+                     absl::FunctionRef<absl::Status(const JobSpec&)> role);
 
 }  // namespace alignd::node
 

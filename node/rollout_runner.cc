@@ -3,17 +3,17 @@
 #include <memory>
 #include <utility>
 
-#include "common/compute_threads.h"
-#include "common/hf_model.h"
-#include "common/status.h"
+#include "collective/weight_broadcast.h"
+#include "common/base/logging.h"  // last: LOG is glog's
+#include "common/base/status.h"
+#include "common/model/compute_threads.h"
+#include "common/model/hf_model.h"
+#include "learner/peft_glue.h"
+#include "learner/remote.h"
 #include "node/assignment_executor.h"
 #include "rollout/engine.h"
 #include "rollout/service.h"
-#include "rollout/weight_broadcast.h"
 #include "rollout/weight_update.h"
-#include "worker/peft_glue.h"
-#include "worker/remote.h"
-#include "common/logging.h"  // last: LOG is glog's
 
 namespace alignd::node {
 namespace {
@@ -52,10 +52,10 @@ class ThreadScopedRollout final : public v1::Rollout::Service {
 
 // Members in construction order; destroyed in reverse (the service before what it refers to).
 struct RolloutJob {
-  std::unique_ptr<worker::PeftGlue> peft;  // the job's adapters on the engine's model (PEFT jobs)
-  rollout::AdapterTargets adapters;        // their tensors, which weight updates replace
+  std::unique_ptr<learner::PeftGlue> peft;  // the job's adapters on the engine's model (PEFT jobs)
+  rollout::AdapterTargets adapters;         // their tensors, which weight updates replace
   std::unique_ptr<rollout::Engine> engine;
-  std::unique_ptr<rollout::WeightBroadcastGroup> group;
+  std::unique_ptr<collective::WeightBroadcastGroup> group;
   std::unique_ptr<rollout::RolloutService> service;
   std::unique_ptr<ThreadScopedRollout> scoped;
 };
@@ -66,7 +66,7 @@ RolloutRunner::RolloutRunner(RoleContext context, RolloutRouter* router)
     : context_(std::move(context)), router_(router) {}
 
 absl::Status RolloutRunner::Run(const v1::Assignment& a, const CancelSignal& cancel) {
-  return RunRole(context_, a, [&](const worker::JobSpec& spec) -> absl::Status {
+  return RunRole(context_, a, [&](const JobSpec& spec) -> absl::Status {
     const int threads = static_cast<int>(spec.threads);
     ScopedComputeThreads scope(threads);
     const c10::Device device = JobDevice(context_, spec);
@@ -77,10 +77,10 @@ absl::Status RolloutRunner::Run(const v1::Assignment& a, const CancelSignal& can
     loaded.model->eval();
     // A PEFT job trains adapters on a frozen base: this worker attaches the same (freshly initialised) adapters, and
     // the learner's weight versions carry only their tensors.
-    ASSIGN_OR_RETURN(job->peft, worker::AttachPeft(spec, loaded.model));
+    ASSIGN_OR_RETURN(job->peft, learner::AttachPeft(spec, loaded.model));
     if (job->peft) {
       job->peft->Eval();
-      for (auto& [name, t] : job->peft->named_parameters()) job->adapters[worker::kJobAdapter][name] = t;
+      for (auto& [name, t] : job->peft->named_parameters()) job->adapters[learner::kJobAdapter][name] = t;
     }
     rollout::Engine::Options eo;
     eo.model = loaded.model;
@@ -88,18 +88,18 @@ absl::Status RolloutRunner::Run(const v1::Assignment& a, const CancelSignal& can
     eo.chat_template = spec.data.chat_template;
     ASSIGN_OR_RETURN(job->engine, rollout::Engine::Create(eo));
     if (!a.store_address().empty()) {
-      rollout::WeightBroadcastGroup::Options go;
+      collective::WeightBroadcastGroup::Options go;
       go.store = Endpoint(context_, a, "weights");
       go.local_host = context_.advertise_host;
       go.device = device;
       go.rank = static_cast<int>(a.rank()) + 1;
       go.world_size = static_cast<int>(a.world_size()) + 1;
       go.timeout = context_.collective_timeout > absl::ZeroDuration() ? context_.collective_timeout : absl::Minutes(2);
-      ASSIGN_OR_RETURN(job->group, rollout::WeightBroadcastGroup::Create(go));
+      ASSIGN_OR_RETURN(job->group, collective::WeightBroadcastGroup::Create(go));
       RETURN_IF_ERROR(job->group->Join());
       LOG(INFO) << "worker " << context_.name << ": weights for " << a.job_id() << " arrive over "
-                << job->group->transport() << " (rank " << go.rank << " of " << go.world_size << ", "
-                << go.device.str() << ")";
+                << job->group->transport() << " (rank " << go.rank << " of " << go.world_size << ", " << go.device.str()
+                << ")";
     }
     rollout::RolloutService::Options so;
     so.model_name = spec.model.path;

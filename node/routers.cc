@@ -5,9 +5,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "common/grpc_status.h"
-#include "common/status.h"
-#include "rollout/store_table.h"
+#include "collective/store_table.h"
+#include "common/base/status.h"
+#include "common/rpc/grpc_status.h"
 
 namespace alignd::node {
 namespace {
@@ -58,8 +58,9 @@ absl::StatusOr<JobIdentity> Admission::Admit(const grpc::ServerContext& context)
 absl::StatusOr<JobIdentity> Admission::Admit(absl::string_view authorization) const {
   const absl::string_view bearer = BearerToken(authorization);
   if (bearer.empty()) {
-    return absl::UnauthenticatedError("no credentials: calls to a worker carry their job's credential "
-                                      "(authorization: Bearer ...)");
+    return absl::UnauthenticatedError(
+        "no credentials: calls to a worker carry their job's credential "
+        "(authorization: Bearer ...)");
   }
   const bool worker_token = !worker_token_.empty() && SecretsEqual(bearer, worker_token_);
   JobIdentity id;
@@ -129,7 +130,7 @@ grpc::Status RewardRouter::Score(grpc::ServerContext* c, const v1::ScoreRequest*
 std::string RendezvousRouter::Key(const JobIdentity& id) { return absl::StrCat(id.attempt, "/", id.job_id); }
 
 void RendezvousRouter::Open(const JobIdentity& id) {
-  auto table = std::make_shared<rollout::StoreTable>();
+  auto table = std::make_shared<collective::StoreTable>();
   absl::MutexLock lock(&mu_);
   tables_[Key(id)] = std::move(table);
 }
@@ -145,7 +146,7 @@ void RendezvousRouter::CloseJob(const std::string& job_id) {
 }
 
 void RendezvousRouter::CloseIf(const std::function<bool(const std::string&)>& pred) {
-  std::vector<std::shared_ptr<rollout::StoreTable>> closing;
+  std::vector<std::shared_ptr<collective::StoreTable>> closing;
   {
     absl::MutexLock lock(&mu_);
     for (auto it = tables_.begin(); it != tables_.end();) {
@@ -163,7 +164,7 @@ void RendezvousRouter::CloseIf(const std::function<bool(const std::string&)>& pr
 grpc::Status RendezvousRouter::Store(grpc::ServerContext* c, const v1::StoreRequest* q, v1::StoreResponse* r) {
   absl::StatusOr<JobIdentity> id = admission_->Admit(*c);
   if (!id.ok()) return ToGrpcStatus(id.status());
-  std::shared_ptr<rollout::StoreTable> table;
+  std::shared_ptr<collective::StoreTable> table;
   {
     absl::MutexLock lock(&mu_);
     auto it = tables_.find(Key(*id));

@@ -1,12 +1,12 @@
 // The node's own gRPC server routes every call to the job the node holds now.
 //
-// Admission (who may call): every call carries the job credential of the assignment (common/job_credential.h),
+// Admission (who may call): every call carries the job credential of the assignment (common/rpc/job_credential.h),
 // checked with the key the coordinator gave at registration, or the node's own worker token. Without one, or with one
 // that does not verify: UNAUTHENTICATED. With a valid one while the node holds no assignment: UNAVAILABLE, at once.
 // With one of another job, or of an earlier attempt of the job it holds: PERMISSION_DENIED. With one of a later
 // attempt of the job it holds: UNAVAILABLE (that assignment is on its way here; the caller retries). The worker token
 // reaches the running (or next) job. Gang members retry UNAVAILABLE and PERMISSION_DENIED from a peer that has not
-// answered them yet (worker/remote.h, rollout/grpc_store.h).
+// answered them yet (learner/remote.h, collective/grpc_store.h).
 //
 // Routing: an admitted Rollout or Reward call waits (up to `service_wait`, re-admitting every 100 ms so that a job
 // that ends meanwhile answers at once) for the service of its job to be put in the router's slot by the role's
@@ -28,7 +28,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "common/job_credential.h"
+#include "common/rpc/job_credential.h"
 #include "proto/alignd.grpc.pb.h"
 
 namespace alignd::rollout {
@@ -140,7 +140,7 @@ class RendezvousRouter final : public v1::Rendezvous::Service {
   void CloseIf(const std::function<bool(const std::string&)>& pred);
   const Admission* admission_;
   absl::Mutex mu_;
-  std::map<std::string, std::shared_ptr<rollout::StoreTable>> tables_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<collective::StoreTable>> tables_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace alignd::node

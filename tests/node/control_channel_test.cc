@@ -1,12 +1,12 @@
 #include "node/control_channel.h"
 
+#include <gtest/gtest.h>
+
 #include <deque>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "absl/synchronization/mutex.h"
 #include "tests/node/fake_clock.h"
@@ -247,9 +247,8 @@ TEST_F(ControlChannelTest, RetriesRegistrationWithDoublingBackoff) {
     clock_->Advance(backoff);
   }
   ASSERT_NE(stub_->Stream(0), nullptr);
-  EXPECT_EQ(stub_->register_times(),
-            (std::vector<absl::Time>{t0, t0 + absl::Seconds(1), t0 + absl::Seconds(3), t0 + absl::Seconds(7),
-                                     t0 + absl::Seconds(11)}));
+  EXPECT_EQ(stub_->register_times(), (std::vector<absl::Time>{t0, t0 + absl::Seconds(1), t0 + absl::Seconds(3),
+                                                              t0 + absl::Seconds(7), t0 + absl::Seconds(11)}));
   EXPECT_EQ(seen_.Wait(1), std::vector<std::string>{"registered w-1 key-1"});
 }
 

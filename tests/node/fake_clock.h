@@ -48,9 +48,9 @@ class FakeClock final : public Clock {
     {
       absl::MutexLock lock(&waiters_mu_);
       for (const Waiter& w : waiters_) touch.push_back(w.mu);
-      waiters_.erase(std::remove_if(waiters_.begin(), waiters_.end(), [now](const Waiter& w) {
-                       return w.deadline <= now;
-                     }), waiters_.end());
+      waiters_.erase(
+          std::remove_if(waiters_.begin(), waiters_.end(), [now](const Waiter& w) { return w.deadline <= now; }),
+          waiters_.end());
     }
     std::sort(touch.begin(), touch.end());
     touch.erase(std::unique(touch.begin(), touch.end()), touch.end());

@@ -1,15 +1,14 @@
 #include "node/routers.h"
 
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 
 #include <memory>
 #include <string>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include "absl/synchronization/mutex.h"
-#include "common/job_credential.h"
+#include "common/rpc/job_credential.h"
 
 namespace alignd::node {
 namespace {
