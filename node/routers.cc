@@ -162,17 +162,18 @@ void RendezvousRouter::CloseIf(const std::function<bool(const std::string&)>& pr
 }
 
 grpc::Status RendezvousRouter::Store(grpc::ServerContext* c, const v1::StoreRequest* q, v1::StoreResponse* r) {
-  absl::StatusOr<JobIdentity> id = admission_->Admit(*c);
-  if (!id.ok()) return ToGrpcStatus(id.status());
-  std::shared_ptr<collective::StoreTable> table;
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = tables_.find(Key(*id));
-    if (it != tables_.end()) table = it->second;
-  }
-  // Not open yet: this node holds the job but has not started it; the caller retries.
-  if (!table) return ToGrpcStatus(NotUp("rendezvous", *id));
-  return ToGrpcStatus(table->Apply(*q, r, absl::FromChrono(c->deadline())));
+  return HandleRpc([&]() -> absl::Status {
+    ASSIGN_OR_RETURN(JobIdentity id, admission_->Admit(*c));
+    std::shared_ptr<collective::StoreTable> table;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = tables_.find(Key(id));
+      if (it != tables_.end()) table = it->second;
+    }
+    // Not open yet: this node holds the job but has not started it; the caller retries.
+    if (!table) return NotUp("rendezvous", id);
+    return table->Apply(*q, r, absl::FromChrono(c->deadline()));
+  });
 }
 
 }  // namespace alignd::node
