@@ -4,11 +4,11 @@
 #ifndef ALIGND_BENCH_BENCH_TRAIN_H_
 #define ALIGND_BENCH_BENCH_TRAIN_H_
 
-#include "worker/job_spec.h"
+#include "spec/job_spec.h"
 
 namespace alignd::bench {
 
-inline void SetBenchTraining(worker::JobSpec* spec) {
+inline void SetBenchTraining(JobSpec* spec) {
   spec->train.grad_accum = 1;
   spec->train.lr = 1e-4;
   spec->train.weight_decay = 0.01;

@@ -32,8 +32,8 @@
 #include <string>
 #include <vector>
 
-#include "common/model_config.h"
-#include "common/threads.h"
+#include "common/base/cpu.h"
+#include "common/model/model_config.h"
 
 namespace alignd::bench {
 
@@ -172,8 +172,8 @@ class Report {
     json_["figures"] = nlohmann::json::object();
   }
   nlohmann::json& config() { return json_["config"]; }
-  void Add(const std::string& name, const std::string& unit, const std::vector<double>& samples,
-           bool higher_is_better, const std::string& note = "") {
+  void Add(const std::string& name, const std::string& unit, const std::vector<double>& samples, bool higher_is_better,
+           const std::string& note = "") {
     nlohmann::json f;
     f["unit"] = unit;
     f["samples"] = samples;

@@ -31,12 +31,12 @@
 #include <vector>
 
 #include "bench/bench_util.h"
-#include "common/collate.h"
-#include "common/model_config.h"
-#include "common/tokenizer.h"
-#include "common/transformer.h"
+#include "common/data/collate.h"
+#include "common/model/compute_threads.h"
+#include "common/model/model_config.h"
+#include "common/model/transformer.h"
+#include "common/text/tokenizer.h"
 #include "rollout/engine.h"
-#include "common/compute_threads.h"
 
 namespace alignd::bench {
 namespace {
@@ -69,10 +69,17 @@ int64_t Parameters(const CausalLM& m) {
 }
 
 nlohmann::json Describe(const ModelConfig& c, const CausalLM& m) {
-  return {{"family", "llama"},          {"vocab_size", c.vocab_size},     {"hidden_size", c.hidden_size},
-          {"intermediate_size", c.intermediate_size}, {"num_layers", c.num_layers}, {"num_heads", c.num_heads},
-          {"num_kv_heads", c.num_kv_heads}, {"head_dim", c.head_dim},     {"tie_word_embeddings", false},
-          {"dtype", "float32"},         {"parameters", Parameters(m)}};
+  return {{"family", "llama"},
+          {"vocab_size", c.vocab_size},
+          {"hidden_size", c.hidden_size},
+          {"intermediate_size", c.intermediate_size},
+          {"num_layers", c.num_layers},
+          {"num_heads", c.num_heads},
+          {"num_kv_heads", c.num_kv_heads},
+          {"head_dim", c.head_dim},
+          {"tie_word_embeddings", false},
+          {"dtype", "float32"},
+          {"parameters", Parameters(m)}};
 }
 
 const std::vector<int>& PromptLengths() {
@@ -99,8 +106,8 @@ const std::vector<int>& MixedPromptLengths() {
   return lengths;
 }
 const std::vector<int64_t>& MixedBudgets() {
-  static const std::vector<int64_t> budgets = {24, 198, 74, 15, 42, 63,  34, 69, 38, 68,  126, 23, 47, 28, 44, 15,
-                                               25, 34,  82, 100, 14, 21, 67, 8,  28, 37,  109, 69, 31, 30, 33, 135,
+  static const std::vector<int64_t> budgets = {24, 198, 74, 15,  42, 63, 34, 69, 38,  68, 126, 23, 47, 28, 44, 15,
+                                               25, 34,  82, 100, 14, 21, 67, 8,  28,  37, 109, 69, 31, 30, 33, 135,
                                                28, 31,  53, 36,  34, 16, 40, 28, 102, 67, 39,  68, 30, 93, 40, 64};
   return budgets;
 }
@@ -142,9 +149,12 @@ std::vector<double> MeasureMixed(const Args& args, CausalLM model, size_t rows, 
       Die("Generate made " + std::to_string(tokens) + " tokens, expected " + std::to_string(expected));
     }
   });
-  stats = {{"prefill_groups", last.batches},         {"prefill_tokens", last.prefill_tokens},
-           {"decode_steps", last.decode_steps},      {"decode_row_steps", last.decode_row_steps},
-           {"max_decode_width", last.max_decode_width}, {"prefill_seconds", last.prefill_seconds},
+  stats = {{"prefill_groups", last.batches},
+           {"prefill_tokens", last.prefill_tokens},
+           {"decode_steps", last.decode_steps},
+           {"decode_row_steps", last.decode_row_steps},
+           {"max_decode_width", last.max_decode_width},
+           {"prefill_seconds", last.prefill_seconds},
            {"decode_seconds", last.decode_seconds}};
   std::vector<double> rates;
   for (double s : seconds) rates.push_back(static_cast<double>(expected) / s);
@@ -237,15 +247,13 @@ int Main(int argc, char** argv) {
   const std::string mixed_note = std::to_string(mixed_rows) + " rows of mixed lengths, max_batch_rows 8, ~1M model; " +
                                  "generated tokens / wall time of one call";
   if (wanted("mixed")) {
-    report.Add("mixed_tokens_per_s", "tokens/s", MeasureMixed(args, model, mixed_rows, mixed_cap, true,
-                                                                 report.config()["mixed"]["continuous_stats"]),
-               true,
-               "Engine::Generate, continuous batching, " + mixed_note);
+    report.Add("mixed_tokens_per_s", "tokens/s",
+               MeasureMixed(args, model, mixed_rows, mixed_cap, true, report.config()["mixed"]["continuous_stats"]),
+               true, "Engine::Generate, continuous batching, " + mixed_note);
   }
   if (wanted("mixed_batch")) {
-    report.Add("mixed_batch_tokens_per_s", "tokens/s", MeasureMixed(args, model, mixed_rows, mixed_cap, false,
-                                                                       report.config()["mixed"]["batch_stats"]),
-               true,
+    report.Add("mixed_batch_tokens_per_s", "tokens/s",
+               MeasureMixed(args, model, mixed_rows, mixed_cap, false, report.config()["mixed"]["batch_stats"]), true,
                "Engine::Generate, batch at a time (continuous_batching = false), " + mixed_note);
   }
   if (wanted("kv_20m") && !(args.smoke && only.empty())) {

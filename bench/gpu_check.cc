@@ -4,12 +4,12 @@
 //             [--gemm_n=N] [--hidden=N] [--layers=N] [--heads=N] [--kv_heads=N] [--seq_len=N] [--batch=N]
 //             [--prompts=N] [--new_tokens=N]
 //
-// It prints LibTorch's runtime (common/device.h: FormatRuntime) first, then resolves --device (default cuda) with
+// It prints LibTorch's runtime (common/model/device.h: FormatRuntime) first, then resolves --device (default cuda) with
 // ResolveDevice: without a usable GPU, `--device=cuda` exits 1 with ResolveDevice's FAILED_PRECONDITION. Then, on
 // that device:
 //   a. gemm_bf16: torch::mm of two n x n bf16 matrices, 2n^3 FLOPs each, the device synchronised before the clock
 //      stops; the ceiling MFU is taken against (measured here, not a datasheet's number).
-//   b. sft_bf16 / dpo_bf16: steps of alignd's trainer (worker::RunTraining with TrainOptions::device, model.dtype
+//   b. sft_bf16 / dpo_bf16: steps of alignd's trainer (learner::RunTraining with TrainOptions::device, model.dtype
 //      bfloat16: float32 weights and AdamW, bf16 autocast products), timed between on_step callbacks as
 //      bench/learner_bench.cc does; tokens/s, FLOP/s and MFU = step FLOPs (learner_bench's count) / step time / (a).
 //   c. gen_fp32 / gen_bf16: greedy KV-cache generation by rollout::Engine on a model loaded with
@@ -17,8 +17,9 @@
 //      (as the trainer's in-process PPO/GRPO generation runs under model.dtype bfloat16).
 //   d. weight_sync: PackWeights of a learner copy of the model (64 MiB buckets, XXH3-128 checksum, as
 //      WeightPublisher::Publish does on the CPU; weight_sync_device: PackWeightsOnDevice, as it does on a GPU) and
-//      ApplyWeightUpdate into the engine of (c), which holds a second copy with other weights (checksum verified again, copied into the engine's parameters), in-process: GB/s over the
-//      packed bytes. Afterwards the engine's parameters are packed again and must carry the learner's checksum.
+//      ApplyWeightUpdate into the engine of (c), which holds a second copy with other weights (checksum verified again,
+//      copied into the engine's parameters), in-process: GB/s over the packed bytes. Afterwards the engine's parameters
+//      are packed again and must carry the learner's checksum.
 //   e. logprob_gap: samples drawn by the engine (temperature 1), their log-probs recomputed by a full forward of the
 //      same model (rollout/logprob_gap.h), max |difference|; in float32 and with both sides under bf16 autocast.
 // A measurement that fails is reported as FAILED in the table (with its status) and the others still run; the exit
@@ -59,37 +60,37 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "bench/bench_util.h"
-#include "common/autocast.h"
-#include "common/compute_threads.h"
-#include "common/dataset.h"
-#include "common/device.h"
-#include "common/example_tokenizer.h"
-#include "common/hf_model.h"
-#include "common/model_config.h"
-#include "common/status.h"
-#include "common/tokenizer.h"
-#include "common/transformer.h"
+#include "common/base/status.h"
+#include "common/data/dataset.h"
+#include "common/data/example_tokenizer.h"
+#include "common/model/autocast.h"
+#include "common/model/compute_threads.h"
+#include "common/model/device.h"
+#include "common/model/hf_model.h"
+#include "common/model/model_config.h"
+#include "common/model/transformer.h"
+#include "common/text/tokenizer.h"
+#include "learner/trainer.h"
 #include "rollout/engine.h"
 #include "rollout/logprob_gap.h"
 #include "rollout/weight_update.h"
-#include "worker/job_spec.h"
-#include "worker/trainer.h"
+#include "spec/job_spec.h"
 
 namespace alignd::bench {
 namespace {
 
 namespace fs = std::filesystem;
-using worker::Algorithm;
+using Algorithm;
 using Named = std::vector<std::pair<std::string, at::Tensor>>;
 
-constexpr int64_t kVocab = 261;                         // the byte tokenizer's
-constexpr int64_t kExamples = 64;                       // training records per file
-constexpr uint64_t kBucketBytes = uint64_t{64} << 20;   // WeightPublisher::Publish's
+constexpr int64_t kVocab = 261;                        // the byte tokenizer's
+constexpr int64_t kExamples = 64;                      // training records per file
+constexpr uint64_t kBucketBytes = uint64_t{64} << 20;  // WeightPublisher::Publish's
 
 struct Sizes {
-  int64_t gemm_n, gemm_per_sample;                  // (a): n, and products per timed sample
-  int64_t hidden, layers, heads, kv_heads;          // the model of (b) to (e)
-  int64_t seq_len, prompt_len, sft_batch, dpo_pairs;  // (b)
+  int64_t gemm_n, gemm_per_sample;                                      // (a): n, and products per timed sample
+  int64_t hidden, layers, heads, kv_heads;                              // the model of (b) to (e)
+  int64_t seq_len, prompt_len, sft_batch, dpo_pairs;                    // (b)
   int64_t prompts, prompt_min, prompt_max, new_tokens, gap_new_tokens;  // (c) and (e)
 };
 
@@ -236,8 +237,7 @@ absl::Status WriteData(const std::string& dir, const Sizes& s) {
   {
     std::ofstream sft(dir + "/sft.jsonl"), dpo(dir + "/dpo.jsonl");
     for (int64_t i = 0; i < kExamples; ++i) {
-      sft << nlohmann::json{{"prompt", Letters(rng, prompt_chars)}, {"completion", Letters(rng, response_chars)}}
-                 .dump()
+      sft << nlohmann::json{{"prompt", Letters(rng, prompt_chars)}, {"completion", Letters(rng, response_chars)}}.dump()
           << "\n";
       dpo << nlohmann::json{{"prompt", Letters(rng, prompt_chars)},
                             {"chosen", Letters(rng, response_chars)},
@@ -272,9 +272,9 @@ absl::Status WriteData(const std::string& dir, const Sizes& s) {
   return absl::OkStatus();
 }
 
-worker::JobSpec TrainSpec(Algorithm algorithm, const Sizes& s, const std::string& dir, const Args& args,
-                          const torch::Device& device) {
-  worker::JobSpec spec;
+JobSpec TrainSpec(Algorithm algorithm, const Sizes& s, const std::string& dir, const Args& args,
+                  const torch::Device& device) {
+  JobSpec spec;
   spec.name = "gpu-check";
   spec.algorithm = algorithm;
   spec.output_dir = dir + "/out";
@@ -313,17 +313,18 @@ absl::Status MeasureTraining(Algorithm algorithm, const Args& args, const Sizes&
   const int64_t rows = dpo ? 2 * s.dpo_pairs : s.sft_batch;
   const ModelConfig c = TinyLlamaConfig(kVocab, s.hidden, s.layers, s.heads, s.kv_heads, s.seq_len);
   std::vector<double> at;
-  worker::TrainOptions options;
+  learner::TrainOptions options;
   options.device = device;
   // A step's work is queued on the GPU: the loss and metrics are read with .item() (which waits), but AdamW's
   // update is launched after the last of them (clip_grad_norm_'s norm is read before it). So the callback waits for
   // the device itself before reading the clock, and each interval holds exactly one step's work.
-  options.on_step = [&](int64_t, const worker::Metrics&) {
+  options.on_step = [&](int64_t, const learner::Metrics&) {
     Sync(device);
     at.push_back(NowSeconds());
   };
   if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
-  ASSIGN_OR_RETURN(worker::TrainResult trained, worker::RunTraining(TrainSpec(algorithm, s, dir, args, device), options));
+  ASSIGN_OR_RETURN(learner::TrainResult trained,
+                   learner::RunTraining(TrainSpec(algorithm, s, dir, args, device), options));
   std::error_code ignored;
   fs::remove_all(dir + "/out", ignored);
   std::vector<double> seconds;
@@ -333,10 +334,10 @@ absl::Status MeasureTraining(Algorithm algorithm, const Args& args, const Sizes&
   const std::string what =
       dpo ? absl::StrCat("one DPO step (sigmoid, beta 0.1, cached reference log-probs) of ", s.dpo_pairs, " pair(s)")
           : absl::StrCat("one SFT step of ", s.sft_batch, " sequences");
-  const std::string how = absl::StrCat(what, " x ", s.seq_len, " tokens, RunTraining on ", device.str(),
-                                       ", model.dtype bfloat16, AdamW + clip; between on_step callbacks",
-                                       SyncNote(device), "; final loss ",
-                                       absl::StrFormat("%.4g", trained.last["train/loss"]));
+  const std::string how =
+      absl::StrCat(what, " x ", s.seq_len, " tokens, RunTraining on ", device.str(),
+                   ", model.dtype bfloat16, AdamW + clip; between on_step callbacks", SyncNote(device), "; final loss ",
+                   absl::StrFormat("%.4g", trained.last["train/loss"]));
   results.Add(name + "_tokens_per_s", "tokens/s", Rates(seconds, tokens), true, how);
   results.Add(name + "_step_s", "s", seconds, false, how);
   std::vector<double> tflops = Rates(seconds, StepFlops(c, rows, s.seq_len) / 1e12);
@@ -350,9 +351,8 @@ absl::Status MeasureTraining(Algorithm algorithm, const Args& args, const Sizes&
               absl::StrFormat("%s_tflops / gemm_bf16's median (%.4g TFLOP/s)", name, gemm_tflops));
   if (device.is_cuda()) {
     const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
-    const double peak =
-        static_cast<double>(stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)]
-                                .peak);
+    const double peak = static_cast<double>(
+        stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak);
     results.Add(name + "_peak_memory", "GiB", {peak / (1 << 30)}, false,
                 "CUDA caching allocator's peak allocated bytes over the whole RunTraining");
   }
@@ -365,7 +365,8 @@ std::vector<std::vector<int32_t>> Prompts(const Sizes& s) {
   std::mt19937 rng(12);
   std::vector<std::vector<int32_t>> prompts;
   for (int64_t i = 0; i < s.prompts; ++i) {
-    const int64_t n = s.prompt_min + static_cast<int64_t>(rng() % static_cast<uint32_t>(s.prompt_max - s.prompt_min + 1));
+    const int64_t n =
+        s.prompt_min + static_cast<int64_t>(rng() % static_cast<uint32_t>(s.prompt_max - s.prompt_min + 1));
     std::vector<int32_t> p;
     for (int64_t k = 0; k < n; ++k) p.push_back(static_cast<int32_t>(rng() % 256));
     prompts.push_back(std::move(p));
@@ -441,18 +442,16 @@ absl::Status MeasureGeneration(const Args& args, const Sizes& s, const torch::De
   RETURN_IF_ERROR(status);
   step_ms.erase(step_ms.begin(), step_ms.begin() + std::min<size_t>(step_ms.size(), args.warmup));
   const std::string name = bf16 ? "gen_bf16" : "gen_fp32";
-  const std::string how = absl::StrCat("Engine::Generate, greedy, KV cache, ", s.prompts, " prompts of ",
-                                       s.prompt_min, "..", s.prompt_max, " tokens x ", s.new_tokens,
-                                       " new tokens, float32 weights", bf16 ? " under bf16 autocast" : "",
-                                       "; tokens / wall time of the call");
+  const std::string how = absl::StrCat("Engine::Generate, greedy, KV cache, ", s.prompts, " prompts of ", s.prompt_min,
+                                       "..", s.prompt_max, " tokens x ", s.new_tokens, " new tokens, float32 weights",
+                                       bf16 ? " under bf16 autocast" : "", "; tokens / wall time of the call");
   results.Add(name + "_tokens_per_s", "tokens/s", Rates(seconds, static_cast<double>(expected)), true, how);
   results.Add(name + "_decode_step_ms", "ms", step_ms, false,
               "GenerateStats: decode seconds / decode steps (one token for every row, logits to the host)");
   return absl::OkStatus();
 }
 
-absl::Status MeasureLogProbGap(const Sizes& s, const torch::Device& device, bool bf16, Rollout& r,
-                               Results& results) {
+absl::Status MeasureLogProbGap(const Sizes& s, const torch::Device& device, bool bf16, Rollout& r, Results& results) {
   AutocastScope autocast(bf16, device.is_cuda());
   const auto prompts = Prompts(s);
   rollout::SamplingParams params;
@@ -467,9 +466,9 @@ absl::Status MeasureLogProbGap(const Sizes& s, const torch::Device& device, bool
   int64_t tokens = 0;
   for (const auto& x : samples) tokens += static_cast<int64_t>(x.token_ids.size());
   results.Add(bf16 ? "logprob_gap_bf16" : "logprob_gap_fp32", "nats", {gap}, false,
-              absl::StrCat("max abs(engine logprob - full-forward logprob) over ", tokens, " sampled tokens (temperature 1, ",
-                           s.prompts, " prompts x ", s.gap_new_tokens, "), both on ", device.str(),
-                           bf16 ? ", both under bf16 autocast" : ", float32"));
+              absl::StrCat("max abs(engine logprob - full-forward logprob) over ", tokens,
+                           " sampled tokens (temperature 1, ", s.prompts, " prompts x ", s.gap_new_tokens,
+                           "), both on ", device.str(), bf16 ? ", both under bf16 autocast" : ", float32"));
   return absl::OkStatus();
 }
 
@@ -528,8 +527,8 @@ absl::Status MeasureWeightSync(const Args& args, const Sizes& s, const torch::De
   ASSIGN_OR_RETURN(rollout::PackedWeights after, pack(NamedParameters(r.model), version));
   if (after.manifest.checksum() != sent_checksum || before.manifest.checksum() == sent_checksum) {
     return absl::DataLossError(absl::StrCat("the engine's weights after the update hash to ", after.manifest.checksum(),
-                                            ", the learner's to ", sent_checksum, " (before: ",
-                                            before.manifest.checksum(), ")"));
+                                            ", the learner's to ", sent_checksum,
+                                            " (before: ", before.manifest.checksum(), ")"));
   }
   if (r.engine->weight_version() != version) {
     return absl::InternalError(absl::StrCat("engine at version ", r.engine->weight_version(), ", want ", version));
@@ -539,8 +538,9 @@ absl::Status MeasureWeightSync(const Args& args, const Sizes& s, const torch::De
   const std::string name = on_device ? "weight_sync_device" : "weight_sync";
   const std::string packer = on_device ? "PackWeightsOnDevice" : "PackWeights";
   results.Add(name + "_gb_per_s", "GB/s", Rates(total_s, static_cast<double>(bytes) / 1e9), true,
-              packer + (on_device ? " (buckets on the device, 64 MiB, word-sum checksum computed there)"
-                                  : " (to host, 64 MiB buckets, XXH3-128)") +
+              packer +
+                  (on_device ? " (buckets on the device, 64 MiB, word-sum checksum computed there)"
+                             : " (to host, 64 MiB buckets, XXH3-128)") +
                   " + ApplyWeightUpdate (checksum verified, copied in), in-process, " + what +
                   "; engine's weights re-packed afterwards carry the learner's checksum");
   results.Add(name + "_pack_s", "s", pack_s, false, packer + " alone" + SyncNote(device));
@@ -578,13 +578,24 @@ int Main(int argc, char** argv) {
   config["torch"] = info.torch_version;
   config["cuda"] = info.cuda_version;
   config["nccl"] = info.nccl_version;
-  config["model"] = {{"arch", "llama"},       {"vocab", kVocab},          {"hidden", s.hidden},
-                     {"intermediate", c.intermediate_size}, {"layers", s.layers}, {"heads", s.heads},
-                     {"kv_heads", s.kv_heads}, {"tied", c.tie_word_embeddings}, {"parameters", c.NumParameters()}};
-  config["train"] = {{"seq_len", s.seq_len}, {"prompt_len", s.prompt_len}, {"sft_batch", s.sft_batch},
-                     {"dpo_pairs", s.dpo_pairs}, {"dtype", "bfloat16 autocast, float32 weights and AdamW"}};
-  config["generation"] = {{"prompts", s.prompts}, {"prompt_tokens", {s.prompt_min, s.prompt_max}},
-                          {"new_tokens", s.new_tokens}, {"gap_new_tokens", s.gap_new_tokens}};
+  config["model"] = {{"arch", "llama"},
+                     {"vocab", kVocab},
+                     {"hidden", s.hidden},
+                     {"intermediate", c.intermediate_size},
+                     {"layers", s.layers},
+                     {"heads", s.heads},
+                     {"kv_heads", s.kv_heads},
+                     {"tied", c.tie_word_embeddings},
+                     {"parameters", c.NumParameters()}};
+  config["train"] = {{"seq_len", s.seq_len},
+                     {"prompt_len", s.prompt_len},
+                     {"sft_batch", s.sft_batch},
+                     {"dpo_pairs", s.dpo_pairs},
+                     {"dtype", "bfloat16 autocast, float32 weights and AdamW"}};
+  config["generation"] = {{"prompts", s.prompts},
+                          {"prompt_tokens", {s.prompt_min, s.prompt_max}},
+                          {"new_tokens", s.new_tokens},
+                          {"gap_new_tokens", s.gap_new_tokens}};
   config["gemm_n"] = s.gemm_n;
   std::fprintf(stderr, "gpu_check: %s, llama %lld parameters (hidden %lld, %lld layers), %d threads\n",
                device.str().c_str(), static_cast<long long>(c.NumParameters()), static_cast<long long>(s.hidden),
@@ -619,8 +630,7 @@ int Main(int argc, char** argv) {
     }
     // Last: it replaces the engine's weights.
     Section(results, "weight_sync", [&] { return MeasureWeightSync(args, s, device, false, *rollout, results); });
-    Section(results, "weight_sync_device",
-            [&] { return MeasureWeightSync(args, s, device, true, *rollout, results); });
+    Section(results, "weight_sync_device", [&] { return MeasureWeightSync(args, s, device, true, *rollout, results); });
   }
   std::error_code ignored;
   fs::remove_all(dir, ignored);

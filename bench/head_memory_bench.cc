@@ -3,9 +3,9 @@
 // process so that each peak resident set is its own:
 //   full      the whole [B, T, vocab] logits, log-softmax, the trained tokens' log-probs summed (what a padded batch
 //             through CausalLM::forward costs: every position, padding included);
-//   logprobs  worker::MaskedNextTokenLogProbs: the trained positions only, in chunks of ~32 MB, recomputed in the
+//   logprobs  learner::MaskedNextTokenLogProbs: the trained positions only, in chunks of ~32 MB, recomputed in the
 //             backward (DPO, PPO, GRPO);
-//   nll       worker::MaskedNextTokenNllSum: the trained positions only, in chunks, gradients made in the forward
+//   nll       learner::MaskedNextTokenNllSum: the trained positions only, in chunks, gradients made in the forward
 //             (SFT).
 //
 //   head_memory_bench --mode=full|logprobs|nll [--rows=8] [--seq=512] [--trained=0.45] [--vocab=32000]
@@ -19,8 +19,8 @@
 #include <string>
 
 #include "bench/bench_util.h"
-#include "common/compute_threads.h"
-#include "worker/losses.h"
+#include "common/model/compute_threads.h"
+#include "learner/losses.h"
 
 namespace alignd::bench {
 
@@ -35,8 +35,8 @@ int Main(int argc, char** argv) {
   SetComputeThreads(args.threads);
   Report report("head_memory", args);
   report.config()["mode"] = mode;
-  report.config()["shape"] = {{"rows", rows}, {"seq", seq}, {"vocab", vocab}, {"hidden", hidden},
-                              {"trained_fraction", trained}};
+  report.config()["shape"] = {
+      {"rows", rows}, {"seq", seq}, {"vocab", vocab}, {"hidden", hidden}, {"trained_fraction", trained}};
 
   torch::manual_seed(1);
   torch::Tensor h = torch::randn({rows, seq, hidden}).requires_grad_();
@@ -49,11 +49,11 @@ int Main(int argc, char** argv) {
   auto pass = [&] {
     torch::Tensor loss;
     if (mode == "full") {
-      loss = -(worker::NextTokenLogProbs(torch::matmul(h, w.t()), ids) * mask).sum();
+      loss = -(learner::NextTokenLogProbs(torch::matmul(h, w.t()), ids) * mask).sum();
     } else if (mode == "logprobs") {
-      loss = -worker::MaskedNextTokenLogProbs(h, w, ids, mask).logp.sum();
+      loss = -learner::MaskedNextTokenLogProbs(h, w, ids, mask).logp.sum();
     } else {
-      loss = worker::MaskedNextTokenNllSum(h, w, ids, mask);
+      loss = learner::MaskedNextTokenNllSum(h, w, ids, mask);
     }
     loss.backward();
     h.mutable_grad().reset();

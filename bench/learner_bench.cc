@@ -1,5 +1,5 @@
 // Learner throughput: tokens per second of one SFT and one DPO optimiser step of alignd's real trainer
-// (worker::RunTraining: the job's objective, collation, forward, loss, backward, gradient clipping, AdamW and the
+// (learner::RunTraining: the job's objective, collation, forward, loss, backward, gradient clipping, AdamW and the
 // learning-rate schedule), on a ~0.8M and a ~20M parameter Llama-style model that alignd initialises itself, and the
 // machine's fp32 matrix-multiply rate measured in the same run. bench/reference/learner_ref.py is the Python twin
 // (the same shapes, hyper-parameters and thread count, the math as Hugging Face's Trainer and TRL do it).
@@ -24,19 +24,19 @@
 
 #include "bench/bench_train.h"
 #include "bench/bench_util.h"
-#include "common/dataset.h"
-#include "common/example_tokenizer.h"
-#include "common/model_config.h"
-#include "common/tokenizer.h"
-#include "worker/job_spec.h"
-#include "worker/trainer.h"
-#include "common/compute_threads.h"
+#include "common/data/dataset.h"
+#include "common/data/example_tokenizer.h"
+#include "common/model/compute_threads.h"
+#include "common/model/model_config.h"
+#include "common/text/tokenizer.h"
+#include "learner/trainer.h"
+#include "spec/job_spec.h"
 
 namespace alignd::bench {
 namespace {
 
 namespace fs = std::filesystem;
-using worker::Algorithm;
+using Algorithm;
 
 struct ModelSize {
   std::string tag;  // "1m" or "20m", as in the figure names
@@ -102,9 +102,8 @@ void CheckLengths(const std::string& path, const Shape& s) {
   }
 }
 
-worker::JobSpec Spec(Algorithm algorithm, const ModelSize& m, const Shape& s, const std::string& dir,
-                     const Args& args) {
-  worker::JobSpec spec;
+JobSpec Spec(Algorithm algorithm, const ModelSize& m, const Shape& s, const std::string& dir, const Args& args) {
+  JobSpec spec;
   spec.name = "learner-bench";
   spec.algorithm = algorithm;
   spec.output_dir = dir + "/out";
@@ -129,12 +128,12 @@ worker::JobSpec Spec(Algorithm algorithm, const ModelSize& m, const Shape& s, co
 }
 
 // Seconds of each measured step.
-std::vector<double> TimeSteps(const worker::JobSpec& spec, const Args& args) {
+std::vector<double> TimeSteps(const JobSpec& spec, const Args& args) {
   std::vector<double> at;
-  worker::TrainOptions options;
-  options.on_step = [&](int64_t, const worker::Metrics&) { at.push_back(NowSeconds()); };
-  auto result = worker::RunTraining(spec, options);
-  if (!result.ok()) Die(std::string(worker::AlgorithmName(spec.algorithm)) + ": " + result.status().ToString());
+  learner::TrainOptions options;
+  options.on_step = [&](int64_t, const learner::Metrics&) { at.push_back(NowSeconds()); };
+  auto result = learner::RunTraining(spec, options);
+  if (!result.ok()) Die(std::string(AlgorithmName(spec.algorithm)) + ": " + result.status().ToString());
   std::vector<double> seconds;
   for (size_t i = 1 + static_cast<size_t>(args.warmup); i < at.size(); ++i) seconds.push_back(at[i] - at[i - 1]);
   return seconds;
@@ -147,9 +146,9 @@ int Main(int argc, char** argv) {
   SetComputeThreads(args.threads);
   Report report("learner", args);
 
-  const std::vector<ModelSize> models =
-      args.smoke ? std::vector<ModelSize>{{"1m", 32, 2, 4, 2}, {"20m", 64, 2, 4, 2}}
-                 : std::vector<ModelSize>{{"1m", 128, 4, 4, 2}, {"20m", 512, 7, 8, 4}};
+  const std::vector<ModelSize> models = args.smoke
+                                            ? std::vector<ModelSize>{{"1m", 32, 2, 4, 2}, {"20m", 64, 2, 4, 2}}
+                                            : std::vector<ModelSize>{{"1m", 128, 4, 4, 2}, {"20m", 512, 7, 8, 4}};
   const Shape shape = args.smoke ? Shape{2, 1, 32, 16} : Shape{4, 2, 128, 64};
 
   std::string dir = (fs::temp_directory_path() / "learner_bench.XXXXXX").string();
@@ -168,8 +167,9 @@ int Main(int argc, char** argv) {
   config["dpo_batch_pairs"] = shape.dpo_batch;
   config["sft_tokens_per_step"] = shape.sft_batch * shape.seq_len;
   config["dpo_tokens_per_step"] = 2 * shape.dpo_batch * shape.seq_len;
-  config["optimizer"] = "AdamW lr 1e-4 (linear decay), betas 0.9/0.999, eps 1e-8, weight decay 0.01 on matrices, "
-                        "clip grad norm 1.0; DPO sigmoid beta 0.1 with cached reference log-probs";
+  config["optimizer"] =
+      "AdamW lr 1e-4 (linear decay), betas 0.9/0.999, eps 1e-8, weight decay 0.01 on matrices, "
+      "clip grad norm 1.0; DPO sigmoid beta 0.1 with cached reference log-probs";
   config["dtype"] = "float32";
 
   const int64_t n = args.smoke ? 256 : 2048;
@@ -214,12 +214,12 @@ int Main(int argc, char** argv) {
   report.Add("matmul_bf16_gflops", "GFLOP/s", Rates(mm16_seconds, 2.0 * n * n * n / 1e9), true,
              "bf16 torch::mm of two " + std::to_string(n) + "x" + std::to_string(n) + " matrices, 2n^3 FLOPs");
   {
-    worker::JobSpec spec = Spec(Algorithm::kSft, models.back(), shape, dir, args);
+    JobSpec spec = Spec(Algorithm::kSft, models.back(), shape, dir, args);
     spec.model.dtype = "bfloat16";
     const int64_t rows = shape.sft_batch;
     auto seconds = TimeSteps(spec, args);
-    report.Add("sft_20m_bf16_tokens_per_s", "tokens/s", Rates(seconds, static_cast<double>(rows * shape.seq_len)),
-               true, "the SFT step of sft_20m under bf16 autocast (float32 weights and AdamW)");
+    report.Add("sft_20m_bf16_tokens_per_s", "tokens/s", Rates(seconds, static_cast<double>(rows * shape.seq_len)), true,
+               "the SFT step of sft_20m under bf16 autocast (float32 weights and AdamW)");
     report.Add("sft_20m_bf16_step_s", "s", seconds, false);
     fs::remove_all(dir + "/out");
   }

@@ -1,4 +1,4 @@
-// Learner throughput and memory on realistic data: SFT or DPO steps of alignd's real trainer (worker::RunTraining) on
+// Learner throughput and memory on realistic data: SFT or DPO steps of alignd's real trainer (learner::RunTraining) on
 // variable-length records (bench/reference/var_data.py) with a ~19M-parameter Llama-style model whose vocabulary is
 // 32,000 entries, as in real tokenizers, so that the LM head is a large share of the work. One case per process, so
 // that its peak memory is its own; bench/reference/learner_var_ref.py is the TRL twin and scripts/bench runs both.
@@ -19,9 +19,9 @@
 
 #include "bench/bench_train.h"
 #include "bench/bench_util.h"
-#include "common/compute_threads.h"
-#include "worker/job_spec.h"
-#include "worker/trainer.h"
+#include "common/model/compute_threads.h"
+#include "learner/trainer.h"
+#include "spec/job_spec.h"
 
 namespace alignd::bench {
 
@@ -36,9 +36,9 @@ int Main(int argc, char** argv) {
   SetComputeThreads(args.threads);
   Report report("learner_var", args);
 
-  worker::JobSpec spec;
+  JobSpec spec;
   spec.name = "learner-var-bench";
-  spec.algorithm = algo == "sft" ? worker::Algorithm::kSft : worker::Algorithm::kDpo;
+  spec.algorithm = algo == "sft" ? Algorithm::kSft : Algorithm::kDpo;
   spec.seed = 1;
   spec.threads = args.threads;
   spec.model.init_arch = "llama";
@@ -67,20 +67,20 @@ int Main(int argc, char** argv) {
   config["algo"] = algo;
   config["mode"] = mode;
   config["batch"] = spec.train.batch_size;
-  config["model"] = {{"vocab", spec.model.init_vocab_size}, {"hidden", spec.model.init_hidden_size},
-                     {"layers", spec.model.init_layers}, {"heads", spec.model.init_heads},
+  config["model"] = {{"vocab", spec.model.init_vocab_size},  {"hidden", spec.model.init_hidden_size},
+                     {"layers", spec.model.init_layers},     {"heads", spec.model.init_heads},
                      {"kv_heads", spec.model.init_kv_heads}, {"tie_word_embeddings", true}};
 
   const double rss_before = ProcStatusMb("VmRSS");
   std::vector<double> at, tokens;
-  worker::TrainOptions options;
-  options.on_step = [&](int64_t, const worker::Metrics& m) {
+  learner::TrainOptions options;
+  options.on_step = [&](int64_t, const learner::Metrics& m) {
     at.push_back(NowSeconds());
     auto it = m.find("train/input_tokens");
     if (it == m.end()) Die("the trainer reported no train/input_tokens");
     tokens.push_back(it->second);
   };
-  auto result = worker::RunTraining(spec, options);
+  auto result = learner::RunTraining(spec, options);
   if (!result.ok()) Die(algo + ": " + result.status().ToString());
   const double peak = ProcStatusMb("VmHWM");
   fs::remove_all(dir);
@@ -92,8 +92,8 @@ int Main(int argc, char** argv) {
   const std::string name = algo + "_" + mode;
   report.Add(name + "_tokens_per_s", "tokens/s", rates, true,
              "input tokens of the step (no padding) / step wall time; " + algo + " batch " +
-                 std::to_string(spec.train.batch_size) + (padding_free ? ", one padding-free row per step"
-                                                                       : ", padded to the batch's longest"));
+                 std::to_string(spec.train.batch_size) +
+                 (padding_free ? ", one padding-free row per step" : ", padded to the batch's longest"));
   report.Add(name + "_peak_rss_mb", "MiB", {peak}, false, "VmHWM of the process after the run");
   report.Add(name + "_step_memory_mb", "MiB", {peak - rss_before}, false,
              "peak resident set minus the resident set before RunTraining");

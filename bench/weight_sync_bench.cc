@@ -3,7 +3,7 @@
 //
 // Two processes, as in a real job: this process is learner rank 0; it spawns itself (/proc/self/exe --role=receiver)
 // as the rollout worker, rank 1 of a WeightBroadcastGroup, which holds its own model (different weights) with the
-// same LoRA adapters attached, as worker/node.cc's RunRollout does. The path is alignd's own: PackWeights (as
+// same LoRA adapters attached, as node/rollout_runner.cc does. The path is alignd's own: PackWeights (as
 // WeightPublisher::Publish does, 64 MiB buckets), WeightBroadcastGroup::Send / Receive, ApplyWeightUpdate (checksum
 // check, then the copy into the engine's parameters, between Generate calls). The gRPC announcement that Publish
 // sends beside the broadcast is left out (a few hundred bytes; the control plane bench measures RPC latency).
@@ -39,14 +39,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "bench/bench_util.h"
-#include "common/model_config.h"
-#include "common/peft.h"
-#include "common/tokenizer.h"
-#include "common/transformer.h"
+#include "collective/weight_broadcast.h"
+#include "common/model/compute_threads.h"
+#include "common/model/model_config.h"
+#include "common/model/peft.h"
+#include "common/model/transformer.h"
+#include "common/text/tokenizer.h"
 #include "rollout/engine.h"
-#include "rollout/weight_broadcast.h"
 #include "rollout/weight_update.h"
-#include "common/compute_threads.h"
 
 extern char** environ;
 
@@ -57,7 +57,7 @@ using rollout::PackedWeights;
 using Named = std::vector<std::pair<std::string, at::Tensor>>;
 
 constexpr uint64_t kBucketBytes = uint64_t{64} << 20;  // WeightPublisher::Publish's
-constexpr char kAdapter[] = "job";                       // worker::kJobAdapter
+constexpr char kAdapter[] = "job";                     // learner::kJobAdapter
 constexpr int kIoTimeoutSeconds = 120;
 
 void Check(const absl::Status& s, const std::string& what) {
@@ -188,11 +188,11 @@ int RunReceiver(const Args& a) {
   auto engine = rollout::Engine::Create(std::move(eo));
   Check(engine.status(), "receiver: engine");
 
-  rollout::WeightBroadcastGroup::Options go;
+  collective::WeightBroadcastGroup::Options go;
   go.rank = 1;
   go.port = static_cast<uint16_t>(a.Int("broadcast_port", 0));
   go.timeout = absl::Seconds(kIoTimeoutSeconds);
-  auto group = rollout::WeightBroadcastGroup::Create(go);
+  auto group = collective::WeightBroadcastGroup::Create(go);
   Check(group.status(), "receiver: group");
   Check((*group)->Join(), "receiver: join");
   int tcp = Connect(static_cast<uint16_t>(a.Int("tcp_port", 0)), static_cast<int>(a.Int("sockbuf", 0)));
@@ -276,18 +276,23 @@ int RunLearner(const Args& a, char* self) {
   const uint64_t full_bytes = TotalBytes(*rollout::PackWeights(full, 1, bucket_bytes));
   const uint64_t lora_bytes = TotalBytes(*rollout::PackWeights(lora, 1, bucket_bytes));
 
-  auto group = rollout::WeightBroadcastGroup::Create({});  // rank 0 on 127.0.0.1, port chosen by the OS
+  auto group = collective::WeightBroadcastGroup::Create({});  // rank 0 on 127.0.0.1, port chosen by the OS
   Check(group.status(), "learner: group");
   uint16_t tcp_port = 0;
   int listen_fd = Listen(&tcp_port);
   int pipe_fds[2];
   if (::pipe(pipe_fds) != 0) Die("pipe");
   const int64_t rounds = a.warmup + a.reps;
-  std::vector<std::string> argv_s = {self, "--role=receiver", absl::StrCat("--threads=", a.threads),
+  std::vector<std::string> argv_s = {self,
+                                     "--role=receiver",
+                                     absl::StrCat("--threads=", a.threads),
                                      absl::StrCat("--broadcast_port=", (*group)->port()),
-                                     absl::StrCat("--tcp_port=", tcp_port), absl::StrCat("--tcp_bytes=", full_bytes),
-                                     absl::StrCat("--sockbuf=", sockbuf), absl::StrCat("--report_fd=", pipe_fds[1]),
-                                     absl::StrCat("--rounds=", rounds), absl::StrCat("--lora_rounds=", rounds),
+                                     absl::StrCat("--tcp_port=", tcp_port),
+                                     absl::StrCat("--tcp_bytes=", full_bytes),
+                                     absl::StrCat("--sockbuf=", sockbuf),
+                                     absl::StrCat("--report_fd=", pipe_fds[1]),
+                                     absl::StrCat("--rounds=", rounds),
+                                     absl::StrCat("--lora_rounds=", rounds),
                                      absl::StrCat("--debug_breakdown=", a.Int("debug_breakdown", 0)),
                                      absl::StrCat("--recycle=", a.Int("recycle", 1))};
   if (a.smoke) argv_s.push_back("--smoke");
@@ -308,8 +313,7 @@ int RunLearner(const Args& a, char* self) {
   std::vector<double> tcp_gbps, sync_s, sync_gbps, pack_s, send_s, arrive_s, apply_s, publish_s;
   uint64_t version = 0;
   std::string last_full_sha, last_lora_sha;
-  auto sync_one = [&](const Named& tensors, const std::string& adapter, std::vector<double>* out_s,
-                      std::string* sha) {
+  auto sync_one = [&](const Named& tensors, const std::string& adapter, std::vector<double>* out_s, std::string* sha) {
     const double t_pack = NowSeconds();
     absl::StatusOr<PackedWeights> packed = rollout::PackWeights(tensors, ++version, bucket_bytes);
     Check(packed.status(), "learner: pack");
@@ -342,9 +346,7 @@ int RunLearner(const Args& a, char* self) {
     sync_gbps.push_back(full_bytes / one[0] / 1e9);
   }
   // The breakdown of the measured full syncs only.
-  auto measured = [&](std::vector<double>& v) {
-    return std::vector<double>(v.begin() + a.warmup, v.begin() + rounds);
-  };
+  auto measured = [&](std::vector<double>& v) { return std::vector<double>(v.begin() + a.warmup, v.begin() + rounds); };
   std::vector<double> pack_m = measured(pack_s), send_m = measured(send_s), arrive_m = measured(arrive_s),
                       apply_m = measured(apply_s), publish_m = measured(publish_s);
   std::vector<double> lora_s;
@@ -375,12 +377,13 @@ int RunLearner(const Args& a, char* self) {
   cfg["parameters"] = config.NumParameters();
   cfg["dtype"] = "float32";
   cfg["bucket_bytes"] = bucket_bytes;
-  cfg["transport"] = "c10d ProcessGroupGloo broadcast on 127.0.0.1 (rollout/weight_broadcast.h), 2 ranks";
+  cfg["transport"] = "c10d ProcessGroupGloo broadcast on 127.0.0.1 (collective/weight_broadcast.h), 2 ranks";
   cfg["receiver"] = "separate process (posix_spawn of this binary): Receive + ApplyWeightUpdate into an Engine";
   cfg["receiver_recycles_buckets"] = a.Int("recycle", 1) != 0;
   cfg["tcp_sockbuf_bytes"] = sockbuf == 0 ? std::string("kernel autotuning") : std::to_string(sockbuf);
   cfg["lora"] = "r 8 on q_proj, v_proj";
-  const std::string window = "from Send's start to the receiver's ApplyWeightUpdate returning (SHA-256 verified, copied)";
+  const std::string window =
+      "from Send's start to the receiver's ApplyWeightUpdate returning (SHA-256 verified, copied)";
   report.Add("weight_sync_gb_per_s", "GB/s", sync_gbps, true, window);
   report.Add("weight_sync_seconds", "s", full_s, false, window);
   report.Add("weight_sync_bytes", "bytes", std::vector<double>(full_s.size(), full_bytes), false);
@@ -393,7 +396,8 @@ int RunLearner(const Args& a, char* self) {
   report.Add("weight_sync_send_seconds", "s", send_m, false, "Send on the learner");
   report.Add("weight_sync_receive_seconds", "s", arrive_m, false, "Send's start to Receive returning on the receiver");
   report.Add("weight_sync_apply_seconds", "s", apply_m, false, "ApplyWeightUpdate on the receiver (SHA-256 + copy)");
-  report.Add("weight_publish_seconds", "s", publish_m, false, "PackWeights + the sync: WeightPublisher::Publish's work");
+  report.Add("weight_publish_seconds", "s", publish_m, false,
+             "PackWeights + the sync: WeightPublisher::Publish's work");
   return report.Write();
 }
 

@@ -35,9 +35,9 @@ Exit codes: 0 success; 1 the call failed (the status code and message are printe
 
 int RunAlignctl(const Args& argv, std::ostream& out, std::ostream& err) {
   static const std::vector<Subcommand> kCommands = {
-      {"submit", RunSubmit}, {"status", RunStatus}, {"list", RunList},         {"cancel", RunCancel},
-      {"watch", RunWatch},   {"logs", RunLogs},     {"workers", RunWorkers}, {"data synth", RunDataSynth},
-      {"health", RunHealth},
+      {"submit", RunSubmit},   {"status", RunStatus},        {"list", RunList},
+      {"cancel", RunCancel},   {"watch", RunWatch},          {"logs", RunLogs},
+      {"workers", RunWorkers}, {"data synth", RunDataSynth}, {"health", RunHealth},
   };
   return RunSubcommand(argv, kCommands, "alignctl", kUsage, out, err);
 }

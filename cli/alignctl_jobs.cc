@@ -6,10 +6,9 @@
 #include <algorithm>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <set>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -19,11 +18,11 @@
 #include "absl/time/time.h"
 #include "cli/commands.h"
 #include "cli/plot.h"
-#include "common/file_util.h"
-#include "common/flags.h"
+#include "common/base/file_util.h"
+#include "common/base/flags.h"
 #include "coordinator/job_client.h"
-#include "coordinator/job_validation.h"
 #include "coordinator/metric_series.h"
+#include "spec/job_validation.h"
 
 namespace alignd::cli {
 namespace {
@@ -55,7 +54,8 @@ int ParseFlags(FlagSet& flags, const Args& args, size_t positional, std::ostream
   }
   if (flags.positional().size() != positional) {
     err << "error: expected " << positional << " argument" << (positional == 1 ? "" : "s") << ", got "
-        << flags.positional().size() << "\n" << flags.Usage();
+        << flags.positional().size() << "\n"
+        << flags.Usage();
     return 2;
   }
   const std::string output = flags.GetString("output");
@@ -156,9 +156,9 @@ absl::StatusOr<std::vector<v1::JobState>> ParseStates(const std::string& text) {
     if (name.rfind("JOB_STATE_", 0) != 0) name = "JOB_STATE_" + name;
     v1::JobState state;
     if (!v1::JobState_Parse(name, &state) || state == v1::JOB_STATE_UNSPECIFIED) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--state: unknown state \"", part, "\" (PENDING, SCHEDULED, RUNNING, RESTARTING, SUCCEEDED, FAILED, "
-          "CANCELLED)"));
+      return absl::InvalidArgumentError(absl::StrCat("--state: unknown state \"", part,
+                                                     "\" (PENDING, SCHEDULED, RUNNING, RESTARTING, SUCCEEDED, FAILED, "
+                                                     "CANCELLED)"));
     }
     states.push_back(state);
   }
@@ -169,9 +169,9 @@ constexpr int kJobDidNotSucceed = 3;
 
 // The metrics a progress line shows (all of them go to --output=json and are stored by the coordinator).
 bool KeyMetric(const std::string& name) {
-  static const char* kKeys[] = {"train/loss",         "rm/accuracy", "rewards/accuracies", "rewards/margins",
-                                "reward/mean",        "objective/kl", "task/accuracy",     "task/refusal_rate",
-                                "weights/sync_seconds"};
+  static const char* kKeys[] = {"train/loss",      "rm/accuracy",       "rewards/accuracies",
+                                "rewards/margins", "reward/mean",       "objective/kl",
+                                "task/accuracy",   "task/refusal_rate", "weights/sync_seconds"};
   if (name.rfind("eval/", 0) == 0) return true;
   return std::find(std::begin(kKeys), std::end(kKeys), name) != std::end(kKeys);
 }
@@ -184,14 +184,14 @@ struct WatchMode {
 
 // Prints each event of `id` as it happens: state changes and messages as lines, progress as a bar with the key
 // metrics. The exit code follows how the job ended (past_only: 0 once the events are printed).
-int WatchJob(JobClient& client, const std::string& id, absl::Duration timeout, const WatchMode& mode,
-             std::ostream& out, std::ostream& err) {
+int WatchJob(JobClient& client, const std::string& id, absl::Duration timeout, const WatchMode& mode, std::ostream& out,
+             std::ostream& err) {
   uint64_t total = 0;  // the spec's train.steps, for the bar
   if (auto job = client.Get(id); job.ok()) {
     total = job->total_steps();
     // An older coordinator does not fill total_steps: read it from the spec.
     if (total == 0) {
-      if (auto spec = coordinator::ValidateJobSpec(job->spec_yaml()); spec.ok()) total = spec->spec.train.steps;
+      if (auto spec = ValidateJobSpec(job->spec_yaml()); spec.ok()) total = spec->spec.train.steps;
     }
   }
   v1::JobState last = v1::JOB_STATE_UNSPECIFIED;
@@ -202,8 +202,11 @@ int WatchJob(JobClient& client, const std::string& id, absl::Duration timeout, c
         last = e.state();
         const std::map<std::string, double> metrics(e.metrics().begin(), e.metrics().end());
         if (mode.json) {
-          nlohmann::json line{{"id", e.job_id()}, {"time", FormatTime(e.unix_ms())}, {"state", StateName(e.state())},
-                              {"attempt", e.attempt()}, {"message", e.message()}};
+          nlohmann::json line{{"id", e.job_id()},
+                              {"time", FormatTime(e.unix_ms())},
+                              {"state", StateName(e.state())},
+                              {"attempt", e.attempt()},
+                              {"message", e.message()}};
           if (e.step() > 0 || !metrics.empty()) {
             line["step"] = e.step();
             line["metrics"] = metrics;
@@ -249,12 +252,13 @@ int PlotJob(JobClient& client, const std::string& id, absl::Duration timeout, co
   absl::Status status = client.Watch(
       id, timeout,
       [&](const v1::JobEvent& e) {
-        coordinator::AddToSeries(e.step(), e.metrics(), [&](const std::string& n) { return wanted.count(n) > 0; },
-                                 &series);
+        coordinator::AddToSeries(
+            e.step(), e.metrics(), [&](const std::string& n) { return wanted.count(n) > 0; }, &series);
       },
       /*past_only=*/true);
   if (!status.ok()) return ReportError(status, err);
-  for (size_t i = 0; i < names.size(); ++i) out << (i > 0 ? "\n" : "") << PlotMetric(names[i], series[names[i]], options);
+  for (size_t i = 0; i < names.size(); ++i)
+    out << (i > 0 ? "\n" : "") << PlotMetric(names[i], series[names[i]], options);
   return 0;
 }
 
@@ -327,22 +331,24 @@ int RunWorkers(const Args& args, std::ostream& out, std::ostream& err) {
 }
 
 int RunWatch(const Args& args, std::ostream& out, std::ostream& err) {
-  FlagSet flags("alignctl watch JOB [flags]\nPrints the job's events until it ends. Exit codes: 0 SUCCEEDED, "
-                "1 failed call, 2 usage, 3 FAILED or CANCELLED.");
+  FlagSet flags(
+      "alignctl watch JOB [flags]\nPrints the job's events until it ends. Exit codes: 0 SUCCEEDED, "
+      "1 failed call, 2 usage, 3 FAILED or CANCELLED.");
   DeclareConnectionFlags(flags);
   DeclareWaitTimeout(flags);
   if (int code = ParseFlags(flags, args, 1, out, err); code >= 0) return code;
   auto client = Connect(flags);
   if (!client.ok()) return ReportError(client.status(), err);
-  return WatchJob(**client, flags.positional()[0], absl::Seconds(flags.GetDouble("wait_timeout")),
-                  ModeFor(flags, out), out, err);
+  return WatchJob(**client, flags.positional()[0], absl::Seconds(flags.GetDouble("wait_timeout")), ModeFor(flags, out),
+                  out, err);
 }
 
 int RunLogs(const Args& args, std::ostream& out, std::ostream& err) {
-  FlagSet flags("alignctl logs JOB [--follow | --plot train/loss,reward/mean] [flags]\nPrints the job's events: "
-                "state changes, failures and restarts with their reasons, progress with metrics, checkpoints; with "
-                "--plot, instead, a chart of each metric named over the steps so far. Exit codes: 0 printed (with "
-                "--follow: the job SUCCEEDED), 1 failed call, 2 usage, 3 (--follow) FAILED or CANCELLED.");
+  FlagSet flags(
+      "alignctl logs JOB [--follow | --plot train/loss,reward/mean] [flags]\nPrints the job's events: "
+      "state changes, failures and restarts with their reasons, progress with metrics, checkpoints; with "
+      "--plot, instead, a chart of each metric named over the steps so far. Exit codes: 0 printed (with "
+      "--follow: the job SUCCEEDED), 1 failed call, 2 usage, 3 (--follow) FAILED or CANCELLED.");
   DeclareConnectionFlags(flags);
   DeclareWaitTimeout(flags);
   flags.Bool("follow", false, "keep printing new events until the job ends");
@@ -365,8 +371,8 @@ int RunLogs(const Args& args, std::ostream& out, std::ostream& err) {
     PlotOptions options;
     options.width = static_cast<int>(flags.GetInt("plot-width"));
     options.height = static_cast<int>(flags.GetInt("plot-height"));
-    return PlotJob(**client, flags.positional()[0], absl::Seconds(flags.GetDouble("wait_timeout")), plot, options,
-                   out, err);
+    return PlotJob(**client, flags.positional()[0], absl::Seconds(flags.GetDouble("wait_timeout")), plot, options, out,
+                   err);
   }
   WatchMode mode = ModeFor(flags, out);
   mode.past_only = !flags.GetBool("follow");
@@ -375,11 +381,13 @@ int RunLogs(const Args& args, std::ostream& out, std::ostream& err) {
 }
 
 int RunSubmit(const Args& args, std::ostream& out, std::ostream& err) {
-  FlagSet flags("alignctl submit SPEC.yaml [--request-id ID] [flags]\n"
-                "Prints the job id alone on the first line. Exit codes: 0 submitted, 1 rejected or failed, 2 usage.");
+  FlagSet flags(
+      "alignctl submit SPEC.yaml [--request-id ID] [flags]\n"
+      "Prints the job id alone on the first line. Exit codes: 0 submitted, 1 rejected or failed, 2 usage.");
   DeclareConnectionFlags(flags);
-  flags.String("request_id", "", "idempotency key: resubmitting with the same key returns the same job "
-                                 "(default: a random key)");
+  flags.String("request_id", "",
+               "idempotency key: resubmitting with the same key returns the same job "
+               "(default: a random key)");
   flags.Bool("wait", false, "then print the job's events until it ends; exit 0 only on SUCCEEDED (3 otherwise)");
   DeclareWaitTimeout(flags);
   if (int code = ParseFlags(flags, args, 1, out, err); code >= 0) return code;
@@ -398,8 +406,7 @@ int RunSubmit(const Args& args, std::ostream& out, std::ostream& err) {
     out << StateName(job->state()) << ": " << job->message() << "\n";
   }
   if (flags.GetBool("wait")) {
-    return WatchJob(**client, job->id(), absl::Seconds(flags.GetDouble("wait_timeout")), ModeFor(flags, out), out,
-                    err);
+    return WatchJob(**client, job->id(), absl::Seconds(flags.GetDouble("wait_timeout")), ModeFor(flags, out), out, err);
   }
   return 0;
 }
@@ -459,8 +466,9 @@ int RunList(const Args& args, std::ostream& out, std::ostream& err) {
 }
 
 int RunCancel(const Args& args, std::ostream& out, std::ostream& err) {
-  FlagSet flags("alignctl cancel JOB [flags]\nExit codes: 0 cancelled, 1 failed (already finished: "
-                "FAILED_PRECONDITION), 2 usage.");
+  FlagSet flags(
+      "alignctl cancel JOB [flags]\nExit codes: 0 cancelled, 1 failed (already finished: "
+      "FAILED_PRECONDITION), 2 usage.");
   DeclareConnectionFlags(flags);
   if (int code = ParseFlags(flags, args, 1, out, err); code >= 0) return code;
   auto client = Connect(flags);

@@ -5,7 +5,7 @@
 
 #include "cli/commands.h"
 #include "cli/serve_commands.h"
-#include "common/threads.h"
+#include "common/base/cpu.h"
 
 namespace {
 
@@ -32,13 +32,20 @@ Flags may come before or after the command (alignd --threads=4 train --spec JOB.
 }  // namespace
 
 int main(int argc, char** argv) {
-  alignd::PreferPassiveOpenMpWait(argv);  // first: it may re-execute the binary (see common/threads.h)
+  alignd::PreferPassiveOpenMpWait(argv);  // first: it may re-execute the binary (see common/base/cpu.h)
   using namespace alignd::cli;
   const std::vector<Subcommand> commands = {
-      {"version", RunVersion},          {"--version", RunVersion},      {"init", RunInit},
-      {"train", RunTrain},              {"eval", RunEval},              {"generate", RunGenerate},
-      {"coordinator", RunCoordinator},  {"rollout", RunRolloutServer},  {"reward", RunRewardServer},
-      {"worker", RunWorker},            {"local", RunLocal},
+      {"version", RunVersion},
+      {"--version", RunVersion},
+      {"init", RunInit},
+      {"train", RunTrain},
+      {"eval", RunEval},
+      {"generate", RunGenerate},
+      {"coordinator", RunCoordinator},
+      {"rollout", RunRolloutServer},
+      {"reward", RunRewardServer},
+      {"worker", RunWorker},
+      {"local", RunLocal},
   };
   return RunSubcommand(Args(argv + 1, argv + argc), commands, "alignd", kUsage, std::cout, std::cerr);
 }

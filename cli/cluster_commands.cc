@@ -12,16 +12,16 @@
 #include "absl/synchronization/notification.h"
 #include "cli/commands.h"
 #include "cli/coordinator_command.h"
-#include "common/device.h"
-#include "common/file_util.h"
-#include "common/flags.h"
-#include "common/health_server.h"
-#include "common/http_server.h"
-#include "common/pod_identity.h"
-#include "common/status.h"
+#include "common/base/file_util.h"
+#include "common/base/flags.h"
+#include "common/base/pod_identity.h"
+#include "common/base/status.h"
+#include "common/metrics/http_server.h"
+#include "common/model/device.h"
+#include "common/rpc/health_server.h"
 #include "coordinator/address.h"
 #include "coordinator/coordinator_server.h"
-#include "worker/node.h"
+#include "node/node.h"
 
 namespace alignd::cli {
 namespace {
@@ -32,19 +32,25 @@ int ServeWorker(const Args& args, std::ostream& out, std::ostream& err, absl::No
   DeclareTokenFlags(flags, "bearer token with the worker role");
   flags.String("tls-ca", "", "PEM CA bundle to verify the coordinator and the other workers with: use TLS",
                "ALIGND_TLS_CA");
-  flags.String("tls-cert", "", "PEM certificate of this worker (for --advertise-host), signed by --tls-ca: its server "
-               "serves TLS and requires peers' certificates; also its client certificate", "ALIGND_TLS_CERT");
+  flags.String("tls-cert", "",
+               "PEM certificate of this worker (for --advertise-host), signed by --tls-ca: its server "
+               "serves TLS and requires peers' certificates; also its client certificate",
+               "ALIGND_TLS_CERT");
   flags.String("tls-key", "", "PEM private key of --tls-cert", "ALIGND_TLS_KEY");
   flags.String("roles", "learner,rollout,reward", "comma-separated roles this worker takes (one job at a time)");
-  flags.String("device", "cpu", "cpu, cuda or cuda:N: where this worker's jobs run (FAILED_PRECONDITION without a GPU)");
+  flags.String("device", "cpu",
+               "cpu, cuda or cuda:N: where this worker's jobs run (FAILED_PRECONDITION without a GPU)");
   flags.Int("device-count", 0, "GPUs this worker advertises (cuda; 0: 1)");
   flags.String("listen", "127.0.0.1:0", "address of this worker's own Rollout/Reward server (port 0: any free)");
-  flags.String("metrics-listen", "", "HOST:PORT to serve Prometheus metrics on, at /metrics (port 0: any free; "
+  flags.String("metrics-listen", "",
+               "HOST:PORT to serve Prometheus metrics on, at /metrics (port 0: any free; "
                "default: none)");
-  flags.String("advertise-host", "", "host that other workers reach this worker at (default: from the pod, "
-               "see common/pod_identity.h: POD_NAME under ALIGND_ADVERTISE_DOMAIN, or POD_IP; else 127.0.0.1)",
+  flags.String("advertise-host", "",
+               "host that other workers reach this worker at (default: from the pod, "
+               "see common/base/pod_identity.h: POD_NAME under ALIGND_ADVERTISE_DOMAIN, or POD_IP; else 127.0.0.1)",
                "ALIGND_ADVERTISE_HOST");
-  flags.String("health-listen", "", "HOST:PORT to serve plaintext grpc.health.v1 alone on, for probes that cannot "
+  flags.String("health-listen", "",
+               "HOST:PORT to serve plaintext grpc.health.v1 alone on, for probes that cannot "
                "speak TLS (Kubernetes' grpc: probes; default: none)");
   flags.Int("threads", 0, "intra-op threads for jobs that do not set `threads` (0: the cores available)");
   flags.Int("collective-timeout-ms", 0,
@@ -56,8 +62,8 @@ int ServeWorker(const Args& args, std::ostream& out, std::ostream& err, absl::No
                              out, err)) {
     return *code;
   }
-  worker::NodeOptions o;
-  auto roles = worker::ParseRoles(flags.GetString("roles"));
+  node::NodeOptions o;
+  auto roles = node::ParseRoles(flags.GetString("roles"));
   if (!roles.ok()) return ReportError(roles.status(), err);
   o.roles = *roles;
   auto device = ResolveDevice(flags.GetString("device"), "--device");
@@ -80,18 +86,20 @@ int ServeWorker(const Args& args, std::ostream& out, std::ostream& err, absl::No
     return 2;
   }
   o.collective_timeout = absl::Milliseconds(flags.GetInt("collective-timeout-ms"));
-  const std::string ca = flags.GetString("tls-ca"), cert = flags.GetString("tls-cert"), key = flags.GetString("tls-key");
+  const std::string ca = flags.GetString("tls-ca"), cert = flags.GetString("tls-cert"),
+                    key = flags.GetString("tls-key");
   if (cert.empty() != key.empty()) {
     return ReportError(absl::InvalidArgumentError("--tls-cert and --tls-key go together"), err);
   }
   if (!cert.empty() && ca.empty()) {
     return ReportError(absl::InvalidArgumentError("--tls-cert needs --tls-ca (the CA the peers' certificates chain "
-                                                  "to)"), err);
+                                                  "to)"),
+                       err);
   }
   if (!ca.empty() && cert.empty() && !coordinator::IsLoopbackAddress(o.listen)) {
-    return ReportError(absl::FailedPreconditionError(absl::StrCat(
-                           "with --tls-ca the cluster runs TLS, so this worker's own server on ", o.listen,
-                           " must too: give --tls-cert and --tls-key")),
+    return ReportError(absl::FailedPreconditionError(
+                           absl::StrCat("with --tls-ca the cluster runs TLS, so this worker's own server on ", o.listen,
+                                        " must too: give --tls-cert and --tls-key")),
                        err);
   }
   if (!ca.empty()) {
@@ -114,12 +122,12 @@ int ServeWorker(const Args& args, std::ostream& out, std::ostream& err, absl::No
     }
     o.credentials = grpc::SslCredentials(ssl);
   } else if (!o.token.empty() && !coordinator::IsLoopbackAddress(o.coordinator)) {
-    return ReportError(absl::FailedPreconditionError(absl::StrCat(
-                           "refusing to send a token over plaintext to ", o.coordinator,
-                           ", which is not a loopback address (use --tls-ca)")),
-                       err);
+    return ReportError(
+        absl::FailedPreconditionError(absl::StrCat("refusing to send a token over plaintext to ", o.coordinator,
+                                                   ", which is not a loopback address (use --tls-ca)")),
+        err);
   }
-  auto node = worker::WorkerNode::Start(o);
+  auto node = node::WorkerNode::Start(o);
   if (!node.ok()) return ReportError(node.status(), err);
   auto metrics = StartMetricsServer(flags.GetString("metrics-listen"));
   if (!metrics.ok()) return ReportError(metrics.status(), err);
@@ -128,7 +136,8 @@ int ServeWorker(const Args& args, std::ostream& out, std::ostream& err, absl::No
   const std::string pod = DescribePod(*identity);
   out << "worker serving on " << (*node)->address() << (pod.empty() ? "" : " (" + pod + ")") << ", coordinator "
       << o.coordinator << std::endl;
-  if (*metrics) out << "metrics on http://" << (*metrics)->host() << ":" << (*metrics)->port() << "/metrics" << std::endl;
+  if (*metrics)
+    out << "metrics on http://" << (*metrics)->host() << ":" << (*metrics)->port() << "/metrics" << std::endl;
   if (*health) out << "health on port " << (*health)->port() << std::endl;
   stop->WaitForNotification();
   if (*health) (*health)->SetServing(false);
@@ -146,9 +155,11 @@ int ServeLocal(const Args& args, std::ostream& out, std::ostream& err, absl::Not
   flags.Int("threads", 0, "intra-op threads for jobs that do not set `threads` (0: the cores available)");
   flags.Int("lease-ttl-ms", 10000, "a worker silent for this long is dead and its job restarts");
   flags.String("device", "cpu", "cpu, cuda or cuda:N: every worker's device (cuda: they share that one GPU)");
-  flags.String("metrics-listen", "", "HOST:PORT to serve the process's Prometheus metrics on, at /metrics (port 0: "
+  flags.String("metrics-listen", "",
+               "HOST:PORT to serve the process's Prometheus metrics on, at /metrics (port 0: "
                "any free; default: none)");
-  flags.String("http-listen", "", "loopback HOST:PORT to serve the page on: jobs, curves, workers (port 0: any free; "
+  flags.String("http-listen", "",
+               "loopback HOST:PORT to serve the page on: jobs, curves, workers (port 0: any free; "
                "default: none)");
   if (auto code = ParseFlags(flags, args,
                              "Runs a coordinator and workers in this one process on loopback, with SQLite under "
@@ -182,17 +193,17 @@ int ServeLocal(const Args& args, std::ostream& out, std::ostream& err, absl::Not
   auto server = coordinator::CoordinatorServer::Create(co);
   if (!server.ok()) return ReportError(server.status(), err);
   const std::string address = absl::StrCat("127.0.0.1:", (*server)->port());
-  std::vector<std::unique_ptr<worker::WorkerNode>> nodes;
+  std::vector<std::unique_ptr<node::WorkerNode>> nodes;
   auto add = [&](v1::Role role, int64_t count) -> absl::Status {
     for (int64_t i = 0; i < count; ++i) {
-      worker::NodeOptions o;
+      node::NodeOptions o;
       o.coordinator = address;
       o.roles = {role};
       o.threads = static_cast<int>(flags.GetInt("threads"));
       o.device = device->is_cuda() ? v1::DEVICE_KIND_CUDA : v1::DEVICE_KIND_CPU;
       o.device_count = device->is_cuda() ? 1 : 0;
       o.torch_device = *device;
-      ASSIGN_OR_RETURN(auto node, worker::WorkerNode::Start(o));
+      ASSIGN_OR_RETURN(auto node, node::WorkerNode::Start(o));
       nodes.push_back(std::move(node));
     }
     return absl::OkStatus();
@@ -211,7 +222,8 @@ int ServeLocal(const Args& args, std::ostream& out, std::ostream& err, absl::Not
     (*server)->Shutdown();
     return ReportError(metrics.status(), err);
   }
-  if (*metrics) out << "metrics on http://" << (*metrics)->host() << ":" << (*metrics)->port() << "/metrics" << std::endl;
+  if (*metrics)
+    out << "metrics on http://" << (*metrics)->host() << ":" << (*metrics)->port() << "/metrics" << std::endl;
   coordinator::WebUi web((*server)->manager(), (*server)->workers(), &(*server)->auth(), {});
   auto page = StartPage(&web, flags.GetString("http-listen"), out);
   if (!page.ok()) {
@@ -219,8 +231,8 @@ int ServeLocal(const Args& args, std::ostream& out, std::ostream& err, absl::Not
     (*server)->Shutdown();
     return ReportError(page.status(), err);
   }
-  out << "alignd local: coordinator on " << address << " (jobs in " << co.db_path << "); " << learners
-      << " learner, " << rollout << " rollout, " << reward << " reward worker(s). Submit with: alignctl submit "
+  out << "alignd local: coordinator on " << address << " (jobs in " << co.db_path << "); " << learners << " learner, "
+      << rollout << " rollout, " << reward << " reward worker(s). Submit with: alignctl submit "
       << "SPEC.yaml --wait --coordinator=" << address << std::endl;
   stop->WaitForNotification();
   page->reset();

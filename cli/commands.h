@@ -13,7 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
-#include "common/flags.h"
+#include "common/base/flags.h"
 
 namespace alignd::cli {
 
@@ -54,8 +54,8 @@ int RunLocal(const Args& args, std::ostream& out, std::ostream& err);
 int ServeUntilSignal(const std::function<int(absl::Notification* stop)>& serve);
 
 // alignctl job commands (cli/alignctl_jobs.cc), each with --coordinator/ALIGND_COORDINATOR, --token/ALIGND_TOKEN,
-// --timeout and --output=text|json: `submit SPEC [--wait]` (job id alone on the first line), `status JOB`, `list`, `cancel JOB`, `watch JOB`,
-// `logs JOB [--follow | --plot METRIC,...]`, `workers`.
+// --timeout and --output=text|json: `submit SPEC [--wait]` (job id alone on the first line), `status JOB`, `list`,
+// `cancel JOB`, `watch JOB`, `logs JOB [--follow | --plot METRIC,...]`, `workers`.
 int RunSubmit(const Args& args, std::ostream& out, std::ostream& err);
 int RunStatus(const Args& args, std::ostream& out, std::ostream& err);
 int RunList(const Args& args, std::ostream& out, std::ostream& err);
@@ -66,7 +66,7 @@ int RunWorkers(const Args& args, std::ostream& out, std::ostream& err);
 
 // One subcommand of a binary: the words that name it ("list", "data synth") and what runs it.
 struct Subcommand {
-  std::string words;
+  std::string words;  // space-separated
   std::function<int(const Args& args, std::ostream& out, std::ostream& err)> run;
 };
 
@@ -102,7 +102,8 @@ absl::StatusOr<std::string> TokenFromFlags(const FlagSet& flags);
 // whether it serves; exit 0 SERVING, 1 anything else or no answer. The image's HEALTHCHECK.
 int RunHealth(const Args& args, std::ostream& out, std::ostream& err);
 
-// The number of CPUs this process may run on (sched_getaffinity), at least 1.
+// The number of CPUs this process may run on (sched_getaffinity), at least 1: alignd::AvailableCores
+// (common/base/cpu.h), for the commands' --threads defaults.
 int AvailableCores();
 
 }  // namespace alignd::cli

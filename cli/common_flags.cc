@@ -10,8 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "cli/commands.h"
-#include "common/file_util.h"
-#include "common/threads.h"
+#include "common/base/cpu.h"
+#include "common/base/file_util.h"
 
 namespace alignd::cli {
 

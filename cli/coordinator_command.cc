@@ -1,10 +1,10 @@
 #include "cli/coordinator_command.h"
 
 #include "absl/strings/str_split.h"
-#include "common/flags.h"
-#include "common/health_server.h"
-#include "common/http_server.h"
-#include "common/status.h"
+#include "common/base/flags.h"
+#include "common/base/status.h"
+#include "common/metrics/http_server.h"
+#include "common/rpc/health_server.h"
 #include "coordinator/coordinator_server.h"
 
 namespace alignd::cli {
@@ -21,8 +21,9 @@ absl::StatusOr<std::unique_ptr<HttpServer>> StartPage(coordinator::WebUi* web, c
 
 int ServeCoordinator(const Args& args, std::ostream& out, std::ostream& err, const std::function<void(int)>& ready,
                      absl::Notification* stop) {
-  FlagSet flags("alignd coordinator --listen=HOST:PORT --db=PATH [--auth-tokens=FILE] "
-                "[--tls-cert=PEM --tls-key=PEM [--tls-client-ca=PEM]]");
+  FlagSet flags(
+      "alignd coordinator --listen=HOST:PORT --db=PATH [--auth-tokens=FILE] "
+      "[--tls-cert=PEM --tls-key=PEM [--tls-client-ca=PEM]]");
   flags.String("listen", "127.0.0.1:7070", "address to serve the job API on (port 0: any free port)");
   flags.String("db", "", "SQLite database file for jobs and events (created when missing)");
   flags.String("auth-tokens", "", "file of `TOKEN NAME ROLE` lines; required unless --listen is loopback");
@@ -31,12 +32,15 @@ int ServeCoordinator(const Args& args, std::ostream& out, std::ostream& err, con
   flags.String("tls-cert", "", "PEM certificate chain: serve TLS (with --tls-key)");
   flags.String("tls-key", "", "PEM private key of --tls-cert");
   flags.String("tls-client-ca", "", "PEM CA bundle: require client certificates that chain to it (mutual TLS)");
-  flags.String("health-listen", "", "HOST:PORT to serve plaintext grpc.health.v1 alone on, for probes that cannot "
+  flags.String("health-listen", "",
+               "HOST:PORT to serve plaintext grpc.health.v1 alone on, for probes that cannot "
                "speak TLS (Kubernetes' grpc: probes; default: none)");
   flags.Int("lease-ttl-ms", 10000, "a worker that sends nothing for this long is dead and its job restarts");
-  flags.String("metrics-listen", "", "HOST:PORT to serve Prometheus metrics on, at /metrics (port 0: any free; "
+  flags.String("metrics-listen", "",
+               "HOST:PORT to serve Prometheus metrics on, at /metrics (port 0: any free; "
                "default: none)");
-  flags.String("http-listen", "", "HOST:PORT to serve the page on: jobs, curves, workers (port 0: any free; default: "
+  flags.String("http-listen", "",
+               "HOST:PORT to serve the page on: jobs, curves, workers (port 0: any free; default: "
                "none). Signs in with the job API's tokens; non-loopback needs --auth-tokens");
   if (auto stop = ParseFlags(flags, args, "", out, err)) return *stop;
   if (flags.GetString("db").empty()) {
@@ -74,7 +78,8 @@ int ServeCoordinator(const Args& args, std::ostream& out, std::ostream& err, con
   auto page = StartPage(&web, flags.GetString("http-listen"), out);
   if (!page.ok()) return ReportError(page.status(), err);
   out << "coordinator listening on port " << (*server)->port() << std::endl;
-  if (*metrics) out << "metrics on http://" << (*metrics)->host() << ":" << (*metrics)->port() << "/metrics" << std::endl;
+  if (*metrics)
+    out << "metrics on http://" << (*metrics)->host() << ":" << (*metrics)->port() << "/metrics" << std::endl;
   ready((*server)->port());
   stop->WaitForNotification();
   page->reset();
@@ -84,8 +89,10 @@ int ServeCoordinator(const Args& args, std::ostream& out, std::ostream& err, con
 }
 
 int RunCoordinator(const Args& args, std::ostream& out, std::ostream& err) {
-  return ServeUntilSignal(
-      [&](absl::Notification* stop) { return ServeCoordinator(args, out, err, [](int) {}, stop); });
+  return ServeUntilSignal([&](absl::Notification* stop) {
+    return ServeCoordinator(
+        args, out, err, [](int) {}, stop);
+  });
 }
 
 }  // namespace alignd::cli

@@ -11,7 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
 #include "cli/commands.h"
-#include "common/http_server.h"
+#include "common/metrics/http_server.h"
 #include "coordinator/web_ui.h"
 
 namespace alignd::cli {

@@ -7,27 +7,26 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cli/commands.h"
-#include "common/chat_template.h"
-#include "common/dataset.h"
-#include "common/file_util.h"
-#include "common/flags.h"
-#include "common/hf_model.h"
-#include "common/perplexity.h"
-#include "common/status.h"
-#include "worker/evaluation.h"
-#include "worker/job_spec.h"
+#include "common/base/cpu.h"
+#include "common/base/file_util.h"
+#include "common/base/flags.h"
+#include "common/base/status.h"
+#include "common/data/dataset.h"
+#include "common/model/compute_threads.h"
+#include "common/model/hf_model.h"
+#include "common/model/perplexity.h"
+#include "common/text/chat_template.h"
+#include "learner/evaluation.h"
 #include "reward/model_scorer.h"
 #include "reward/registry.h"
-#include "common/compute_threads.h"
-#include "common/threads.h"
+#include "spec/job_spec.h"
 
 namespace alignd::cli {
 namespace {
 
-
 std::vector<std::string> SupportedMetrics() {
   std::vector<std::string> all = {"perplexity"};
-  for (const std::string& m : worker::GenerationMetricNames()) all.push_back(m);
+  for (const std::string& m : learner::GenerationMetricNames()) all.push_back(m);
   return all;
 }
 
@@ -117,8 +116,8 @@ absl::StatusOr<Dataset> ReadPromptData(const FlagSet& flags, const std::vector<s
 }
 
 // Perplexity of text records as they are, or of messages rendered with --template.
-absl::Status AddPerplexity(const FlagSet& flags, const Dataset& data, LoadedModel& model,
-                           const Tokenizer& tokenizer, nlohmann::json& result) {
+absl::Status AddPerplexity(const FlagSet& flags, const Dataset& data, LoadedModel& model, const Tokenizer& tokenizer,
+                           nlohmann::json& result) {
   PerplexityOptions options;
   options.batch_size = flags.GetInt("batch_size");
   options.max_length = flags.GetInt("max_length");
@@ -142,7 +141,7 @@ absl::Status AddGeneration(const FlagSet& flags, const Dataset& data, const Load
                            std::shared_ptr<const Tokenizer> tokenizer, torch::ScalarType dtype,
                            const std::vector<std::string>& metrics, nlohmann::json& result) {
   const std::string tmpl = flags.GetString("template");
-  worker::GenerationEvalModels models;
+  learner::GenerationEvalModels models;
   models.policy = model.model;
   models.tokenizer = std::move(tokenizer);
   LoadedModel reference;
@@ -173,12 +172,12 @@ absl::Status AddGeneration(const FlagSet& flags, const Dataset& data, const Load
     ASSIGN_OR_RETURN(judge, reward::MakeLocalReward(std::move(parts)));
     models.judge = judge.get();
   }
-  worker::GenerationEvalOptions options;
+  learner::GenerationEvalOptions options;
   options.metrics = metrics;
   options.chat_template = tmpl;
   options.max_new_tokens = flags.GetInt("max_new_tokens");
   options.batch_size = flags.GetInt("batch_size");
-  ASSIGN_OR_RETURN(worker::GenerationEvalResult eval, worker::EvaluateGeneration(data.records, models, options));
+  ASSIGN_OR_RETURN(learner::GenerationEvalResult eval, learner::EvaluateGeneration(data.records, models, options));
   for (const auto& [name, value] : eval.metrics) {
     result[name] = value ? nlohmann::json(*value) : nlohmann::json(nullptr);
   }
@@ -191,7 +190,7 @@ absl::Status AddGeneration(const FlagSet& flags, const Dataset& data, const Load
     for (size_t i = 0; i < eval.prompts.size(); ++i) {
       nlohmann::json line = eval.prompts[i].ToJson();
       const Turns& prompt = data.records[i].prompt;
-      line["prompt"] = !prompt.conversational       ? prompt.text
+      line["prompt"] = !prompt.conversational    ? prompt.text
                        : prompt.messages.empty() ? std::string()
                                                  : prompt.messages.back().content;  // the last (user) turn
       absl::StrAppend(&lines, line.dump(), "\n");
@@ -265,10 +264,12 @@ int RunEval(const Args& args, std::ostream& out, std::ostream& err) {
   flags.String("judge", "", "reward model folder (score head) that judges win_rate");
   flags.String("template", "chatml", "chat template for prompts and messages: chatml, llama3, plain or raw");
   flags.Int("max_new_tokens", 32, "tokens generated per prompt at most (greedy decoding)");
-  flags.String("details", "", "write one JSON line per prompt (fields, completion, task metrics, reward and its parts, kl, win) here");
+  flags.String("details", "",
+               "write one JSON line per prompt (fields, completion, task metrics, reward and its parts, kl, win) here");
   flags.Int("max_records", 0, "use only the first N records of each data file (0: all)");
   flags.Int("batch_size", 8, "sequences per forward pass (and rows decoded together)");
-  flags.Int("max_length", 0, "perplexity: split longer texts into windows of this many tokens (0: the model's context)");
+  flags.Int("max_length", 0,
+            "perplexity: split longer texts into windows of this many tokens (0: the model's context)");
   flags.String("dtype", "float32", "compute dtype of --model and --reference: float32, bfloat16 or float64");
   flags.Int("threads", AvailableCores(), "intra-op threads (default: the cores available)");
   constexpr char kAbout[] =

@@ -3,8 +3,8 @@
 
 #include <algorithm>
 #include <memory>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -12,18 +12,18 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cli/commands.h"
-#include "common/chat_template.h"
-#include "common/device.h"
-#include "common/dataset.h"
-#include "common/file_util.h"
-#include "common/flags.h"
-#include "common/peft.h"
-#include "common/hf_model.h"
-#include "common/model_chat_template.h"
-#include "common/status.h"
+#include "common/base/cpu.h"
+#include "common/base/file_util.h"
+#include "common/base/flags.h"
+#include "common/base/status.h"
+#include "common/data/dataset.h"
+#include "common/model/compute_threads.h"
+#include "common/model/device.h"
+#include "common/model/hf_model.h"
+#include "common/model/peft.h"
+#include "common/text/chat_template.h"
+#include "common/text/model_chat_template.h"
 #include "rollout/engine.h"
-#include "common/compute_threads.h"
-#include "common/threads.h"
 
 namespace alignd::cli {
 namespace {
@@ -48,8 +48,8 @@ Json MessagesToJson(const std::vector<ChatMessage>& messages) {
 absl::StatusOr<std::vector<PromptRecord>> ReadPrompts(const std::string& path) {
   ASSIGN_OR_RETURN(Dataset data, ReadJsonl(path));
   if (data.schema == DatasetSchema::kText) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": generate reads \"prompt\" or \"messages\" records; this file has text records"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": generate reads \"prompt\" or \"messages\" records; this file has text records"));
   }
   std::vector<PromptRecord> prompts;
   prompts.reserve(data.records.size());
@@ -108,9 +108,9 @@ absl::StatusOr<std::string> ChooseTemplate(const FlagSet& flags, const std::stri
   }
   std::optional<ChatTemplateMatch> match = MatchChatTemplate(*jinja);
   if (!match) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        model_dir, ": the model's chat template is not one alignd renders; choose one with --template (",
-        absl::StrJoin(ChatTemplate::KnownNames(), ", "), ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(model_dir, ": the model's chat template is not one alignd renders; choose one with --template (",
+                     absl::StrJoin(ChatTemplate::KnownNames(), ", "), ")"));
   }
   if (match->exact) {
     err << "generate: prompts rendered with the model's chat template (" << match->name << ")\n";
@@ -159,10 +159,9 @@ absl::StatusOr<Json> Generate(const FlagSet& flags, std::ostream& err) {
   for (const PromptRecord& r : records) {
     prompts.push_back(engine->EncodePrompt(r.turns));
     if (static_cast<int64_t>(prompts.back().size()) + params.max_new_tokens > context) {
-      return absl::InvalidArgumentError(absl::StrCat(prompts_path, ":", r.line, ": the prompt has ",
-                                                     prompts.back().size(), " tokens; with --max-new-tokens ",
-                                                     params.max_new_tokens, " it exceeds the model context of ",
-                                                     context, " tokens"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          prompts_path, ":", r.line, ": the prompt has ", prompts.back().size(), " tokens; with --max-new-tokens ",
+          params.max_new_tokens, " it exceeds the model context of ", context, " tokens"));
     }
   }
   rollout::GenerateStats stats;
@@ -208,9 +207,11 @@ int RunGenerate(const Args& args, std::ostream& out, std::ostream& err) {
   flags.Int("top_k", 0, "sample among the k most likely tokens; 0 = off (unset: generation_config.json, then this)");
   flags.Int("n", 1, "samples per prompt");
   flags.Int("seed", 0, "random seed; the same seed gives the same samples");
-  flags.String("template", "", "chat template for the prompts: chatml, llama3, plain or raw (default: the model's own "
+  flags.String("template", "",
+               "chat template for the prompts: chatml, llama3, plain or raw (default: the model's own "
                "from its tokenizer_config.json, or raw text when it has none)");
-  flags.String("adapter", "", "PEFT adapter folder (adapter_config.json + adapter_model.safetensors) applied to --model");
+  flags.String("adapter", "",
+               "PEFT adapter folder (adapter_config.json + adapter_model.safetensors) applied to --model");
   flags.Int("batch_size", 8, "rows (prompts x n) decoded together");
   flags.String("device", "cpu", "cpu, cuda or cuda:N");
   flags.Int("threads", AvailableCores(), "intra-op threads (default: the cores available)");

@@ -3,7 +3,7 @@
 
 #include "absl/time/time.h"
 #include "cli/commands.h"
-#include "common/health_server.h"
+#include "common/rpc/health_server.h"
 
 namespace alignd::cli {
 

@@ -2,10 +2,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "cli/commands.h"
-#include "common/flags.h"
-#include "common/hf_model.h"
-#include "common/compute_threads.h"
-#include "common/threads.h"
+#include "common/base/cpu.h"
+#include "common/base/flags.h"
+#include "common/model/compute_threads.h"
+#include "common/model/hf_model.h"
 
 namespace alignd::cli {
 
@@ -21,8 +21,7 @@ int RunInit(const Args& args, std::ostream& out, std::ostream& err) {
   flags.Int("seed", 0, "initialisation seed");
   flags.String("dtype", "F32", "dtype on disk: F32, F16 or BF16");
   flags.Int("threads", AvailableCores(), "intra-op threads (default: the cores available)");
-  constexpr char kAbout[] =
-      "Initialises a tiny model with alignd's byte-level tokenizer, as a Hugging Face folder.";
+  constexpr char kAbout[] = "Initialises a tiny model with alignd's byte-level tokenizer, as a Hugging Face folder.";
   if (auto stop = ParseFlags(flags, args, kAbout, out, err)) return *stop;
   if (flags.GetString("out").empty()) {
     err << "error: --out is required\n" << flags.Usage();
@@ -44,9 +43,8 @@ int RunInit(const Args& args, std::ostream& out, std::ostream& err) {
       config.attention_bias = true;
     }
   } else {
-    return ReportError(absl::InvalidArgumentError(absl::StrCat("--arch must be llama, qwen2 or gpt2, got \"", arch,
-                                                               "\"")),
-                       err);
+    return ReportError(
+        absl::InvalidArgumentError(absl::StrCat("--arch must be llama, qwen2 or gpt2, got \"", arch, "\"")), err);
   }
   if (flags.GetInt("heads") > 0) config.head_dim = config.hidden_size / flags.GetInt("heads");
   config.bos_token_id = tokenizer->bos_id();

@@ -19,8 +19,7 @@ int Scale(double v, double lo, double hi, int cells) {
 
 }  // namespace
 
-std::string PlotMetric(const std::string& name, const std::map<int64_t, double>& points,
-                       const PlotOptions& options) {
+std::string PlotMetric(const std::string& name, const std::map<int64_t, double>& points, const PlotOptions& options) {
   const int width = std::max(2, options.width), height = std::max(2, options.height);
   std::map<int64_t, double> finite;
   for (const auto& [step, value] : points) {

@@ -9,14 +9,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "common/device.h"
-#include "common/flags.h"
-#include "common/status.h"
-#include "common/hf_model.h"
-#include "reward/reward_core.h"
-#include "reward/reward_service.h"
+#include "common/base/flags.h"
+#include "common/base/status.h"
+#include "common/model/device.h"
+#include "common/model/hf_model.h"
 #include "reward/model_scorer.h"
 #include "reward/registry.h"
+#include "reward/reward_core.h"
+#include "reward/reward_service.h"
 #include "rollout/engine.h"
 #include "rollout/service.h"
 
@@ -54,8 +54,9 @@ int ServeRollout(const Args& args, std::ostream& out, std::ostream& err, const s
   flags.String("device", "cpu", "cpu, cuda or cuda:N: where the model generates");
   flags.Int("max-batch-rows", 64, "rows (prompts x n) decoded together at most");
   flags.Int("max-request-rows", 1024, "rows one Generate call may ask for");
-  flags.String("adapters", "", "named PEFT adapters served on the base, NAME=DIR[,NAME=DIR...]; a request picks one "
-                               "by name (several LoRA jobs share one copy of the base)");
+  flags.String("adapters", "",
+               "named PEFT adapters served on the base, NAME=DIR[,NAME=DIR...]; a request picks one "
+               "by name (several LoRA jobs share one copy of the base)");
   flags.Int("max-message-bytes", 64 << 20, "largest request or response (inline weight updates count)");
   if (auto stop = ParseFlags(flags, args, "", out, err)) return *stop;
   if (flags.GetString("model").empty()) {
@@ -106,7 +107,8 @@ int ServeReward(const Args& args, std::ostream& out, std::ostream& err, const st
   flags.String("listen", "127.0.0.1:7072", "address to serve alignd.v1.Reward on (port 0: any free port)");
   flags.String("rewards", "",
                "YAML file with a `rewards` list, the parts to serve (a PPO/GRPO job spec will do; README, Rewards)");
-  flags.String("chat-template", "chatml", "template reward models read prompt + response with, unless a part names one");
+  flags.String("chat-template", "chatml",
+               "template reward models read prompt + response with, unless a part names one");
   flags.String("device", "cpu", "cpu, cuda or cuda:N: where reward models run");
   flags.Int("max-queued-requests", 16, "requests waiting at most; more are answered RESOURCE_EXHAUSTED");
   flags.Int("max-request-items", 1024, "items in one request at most (INVALID_ARGUMENT above)");
@@ -138,11 +140,17 @@ int ServeReward(const Args& args, std::ostream& out, std::ostream& err, const st
 }
 
 int RunRolloutServer(const Args& args, std::ostream& out, std::ostream& err) {
-  return ServeUntilSignal([&](absl::Notification* stop) { return ServeRollout(args, out, err, [](int) {}, stop); });
+  return ServeUntilSignal([&](absl::Notification* stop) {
+    return ServeRollout(
+        args, out, err, [](int) {}, stop);
+  });
 }
 
 int RunRewardServer(const Args& args, std::ostream& out, std::ostream& err) {
-  return ServeUntilSignal([&](absl::Notification* stop) { return ServeReward(args, out, err, [](int) {}, stop); });
+  return ServeUntilSignal([&](absl::Notification* stop) {
+    return ServeReward(
+        args, out, err, [](int) {}, stop);
+  });
 }
 
 }  // namespace alignd::cli

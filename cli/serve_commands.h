@@ -12,6 +12,9 @@
 
 namespace alignd::cli {
 
+// Parse the flags, load what the server needs, serve, call `ready(port)` once listening, and return 0 after `stop` is
+// notified and the server has shut down (0 at once for --help); 2 for bad flags (or, for reward, an INVALID_ARGUMENT
+// from making the scorers), 1 when loading or listening fails. `stop` is not owned and must outlive the call.
 int ServeRollout(const Args& args, std::ostream& out, std::ostream& err, const std::function<void(int)>& ready,
                  absl::Notification* stop);
 int ServeReward(const Args& args, std::ostream& out, std::ostream& err, const std::function<void(int)>& ready,

@@ -1,8 +1,8 @@
 #include "absl/strings/str_cat.h"
 #include "cli/commands.h"
-#include "common/flags.h"
-#include "common/synth.h"
-#include "common/synth_math.h"
+#include "common/base/flags.h"
+#include "common/data/synth.h"
+#include "common/data/synth_math.h"
 
 namespace alignd::cli {
 

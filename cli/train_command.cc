@@ -3,8 +3,10 @@
 
 #include "absl/strings/str_format.h"
 #include "cli/commands.h"
-#include "common/flags.h"
-#include "worker/trainer.h"
+#include "common/base/cpu.h"
+#include "common/base/flags.h"
+#include "common/model/compute_threads.h"
+#include "learner/trainer.h"
 
 namespace alignd::cli {
 
@@ -14,22 +16,24 @@ int RunTrain(const Args& args, std::ostream& out, std::ostream& err) {
   flags.String("out", "", "output folder (overrides the spec's output_dir)");
   flags.Bool("resume", false, "continue from the latest checkpoint in the output folder");
   flags.Int("threads", 0, "intra-op threads (0: the spec's `threads`, else the cores available)");
-  constexpr char kAbout[] =
-      "Runs one training job in-process and writes metrics, checkpoints and the final model.";
+  constexpr char kAbout[] = "Runs one training job in-process and writes metrics, checkpoints and the final model.";
   if (auto stop = ParseFlags(flags, args, kAbout, out, err)) return *stop;
   if (flags.GetString("spec").empty()) {
     err << "error: --spec is required\n" << flags.Usage();
     return 2;
   }
-  auto spec = worker::ReadJobSpec(flags.GetString("spec"));
+  auto spec = ReadJobSpec(flags.GetString("spec"));
   if (!spec.ok()) return ReportError(spec.status(), err);
   if (!flags.GetString("out").empty()) spec->output_dir = flags.GetString("out");
   if (flags.GetInt("threads") > 0) spec->threads = flags.GetInt("threads");
-  worker::TrainOptions options;
+  // One role in a process of its own: the process-wide pools (an OpenBLAS pool too) take the run's count; the trainer
+  // sets it again, for its own thread only.
+  SetComputeThreads(static_cast<int>(spec->threads > 0 ? spec->threads : AvailableCores()));
+  learner::TrainOptions options;
   options.resume = flags.GetBool("resume");
   const int64_t total = spec->train.steps;
   const int64_t every = spec->train.log_every;
-  options.on_step = [&err, total, every](int64_t step, const worker::Metrics& m) {
+  options.on_step = [&err, total, every](int64_t step, const learner::Metrics& m) {
     if (step % every != 0 && step != total) return;
     err << absl::StrFormat("[%s] step %d/%d", "train", step, total);
     for (const auto& [k, v] : m) {
@@ -38,7 +42,7 @@ int RunTrain(const Args& args, std::ostream& out, std::ostream& err) {
     }
     err << "\n";
   };
-  auto result = worker::RunTraining(*spec, options);
+  auto result = learner::RunTraining(*spec, options);
   if (!result.ok()) return ReportError(result.status(), err);
   nlohmann::json summary;
   summary["name"] = spec->name;

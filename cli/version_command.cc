@@ -1,6 +1,6 @@
 // `alignd version`: alignd's version and what its LibTorch was built with and finds at run time.
 #include "cli/commands.h"
-#include "common/device.h"
+#include "common/model/device.h"
 
 namespace alignd::cli {
 

@@ -4,8 +4,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "common/file_util.h"
-#include "common/status.h"
+#include "common/base/file_util.h"
+#include "common/base/status.h"
 
 namespace alignd::coordinator {
 namespace {
@@ -24,9 +24,12 @@ bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
 
 absl::string_view RoleName(Role role) {
   switch (role) {
-    case Role::kAdmin: return "admin";
-    case Role::kUser: return "user";
-    case Role::kWorker: return "worker";
+    case Role::kAdmin:
+      return "admin";
+    case Role::kUser:
+      return "user";
+    case Role::kWorker:
+      return "worker";
   }
   return "unknown";
 }

@@ -8,9 +8,9 @@
 #endif
 
 #include "absl/strings/str_cat.h"
-#include "common/file_util.h"
-#include "common/rpc_metrics.h"
-#include "common/status.h"
+#include "common/base/file_util.h"
+#include "common/base/status.h"
+#include "common/metrics/rpc_metrics.h"
 #include "coordinator/address.h"
 #include "coordinator/job_service.h"
 #include "coordinator/memory_job_store.h"
@@ -21,8 +21,7 @@ namespace alignd::coordinator {
 
 namespace {
 
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
-    const CoordinatorServer::Options& options) {
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const CoordinatorServer::Options& options) {
   if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
     return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
   }
@@ -54,8 +53,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(Opt
   std::unique_ptr<CoordinatorServer> server(new CoordinatorServer());
   if (options.auth_tokens_file.empty()) {
     if (!IsLoopbackAddress(options.listen)) {
-      return absl::InvalidArgumentError(absl::StrCat("listening on ", options.listen,
-                                                     ", which is not loopback, needs --auth-tokens"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("listening on ", options.listen, ", which is not loopback, needs --auth-tokens"));
     }
     server->auth_ = std::make_unique<TokenAuthenticator>(TokenAuthenticator::AllowAll());
   } else {
@@ -107,8 +106,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Create(Opt
   LOG(INFO) << "coordinator listening on port " << server->port_
             << (options.db_path.empty() ? " (jobs in memory)" : " (jobs in " + options.db_path + ")")
             << (options.auth_tokens_file.empty() ? ", authentication off" : ", bearer tokens required")
-            << (options.tls_cert_file.empty() ? ", plaintext"
-                                              : options.tls_client_ca_file.empty() ? ", TLS" : ", mutual TLS");
+            << (options.tls_cert_file.empty()        ? ", plaintext"
+                : options.tls_client_ca_file.empty() ? ", TLS"
+                                                     : ", mutual TLS");
   return server;
 }
 
@@ -134,16 +134,25 @@ void CoordinatorServer::CollectMetrics(std::vector<metrics::Sample>* out) {
     for (const JobRecord& j : *jobs) {
       ++by_state[j.state];
       if (j.state != v1::JOB_STATE_RUNNING) continue;
-      out->push_back({"alignd_job_step", "The last step a running job reported.", "gauge",
-                      {{"job", j.id}, {"name", j.name}}, static_cast<double>(j.step)});
-      out->push_back({"alignd_job_total_steps", "A running job's train.steps.", "gauge",
-                      {{"job", j.id}, {"name", j.name}}, static_cast<double>(j.total_steps)});
+      out->push_back({"alignd_job_step",
+                      "The last step a running job reported.",
+                      "gauge",
+                      {{"job", j.id}, {"name", j.name}},
+                      static_cast<double>(j.step)});
+      out->push_back({"alignd_job_total_steps",
+                      "A running job's train.steps.",
+                      "gauge",
+                      {{"job", j.id}, {"name", j.name}},
+                      static_cast<double>(j.total_steps)});
     }
     if (static_cast<int>(jobs->size()) < query.limit) break;
     query.after_seq = jobs->back().seq;
   }
   for (const auto& [state, n] : by_state) {
-    out->push_back({"alignd_jobs", "Jobs in the store, by state.", "gauge", {{"state", v1::JobState_Name(state)}},
+    out->push_back({"alignd_jobs",
+                    "Jobs in the store, by state.",
+                    "gauge",
+                    {{"state", v1::JobState_Name(state)}},
                     static_cast<double>(n)});
   }
   // Workers and their leases.
@@ -151,8 +160,8 @@ void CoordinatorServer::CollectMetrics(std::vector<metrics::Sample>* out) {
   for (const WorkerRecord& w : workers_->List()) {
     std::string roles;
     for (int r : w.info.roles()) roles += (roles.empty() ? "" : ",") + v1::Role_Name(static_cast<v1::Role>(r));
-    const metrics::Labels labels = {{"worker", w.info.worker_id()}, {"roles", roles},
-                                    {"job", w.job_id.empty() ? "" : w.job_id}};
+    const metrics::Labels labels = {
+        {"worker", w.info.worker_id()}, {"roles", roles}, {"job", w.job_id.empty() ? "" : w.job_id}};
     out->push_back({"alignd_worker_lease_remaining_seconds",
                     "Seconds until a registered worker's lease lapses without a heartbeat.", "gauge", labels,
                     static_cast<double>(w.lease_expires_ms - now_ms) / 1000.0});

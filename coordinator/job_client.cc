@@ -3,9 +3,9 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
-#include "common/file_util.h"
-#include "common/grpc_status.h"
-#include "common/status.h"
+#include "common/base/file_util.h"
+#include "common/base/status.h"
+#include "common/rpc/grpc_status.h"
 #include "coordinator/address.h"
 
 namespace alignd::coordinator {

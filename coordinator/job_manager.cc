@@ -6,8 +6,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "common/status.h"
-#include "coordinator/job_validation.h"
+#include "common/base/status.h"
+#include "spec/job_validation.h"
 
 namespace alignd::coordinator {
 namespace {
@@ -123,8 +123,8 @@ absl::StatusOr<JobRecord> JobManager::SubmitJob(const Principal& caller, const s
   ASSIGN_OR_RETURN(JobRecord stored, store_->CreateJob(job, event, &created));
   if (created) ++version_;
   if (!created && stored.spec_yaml != spec_yaml) {
-    return absl::AlreadyExistsError(absl::StrCat("request_id \"", request_id, "\" was already used for job ",
-                                                 stored.id, " with a different spec"));
+    return absl::AlreadyExistsError(
+        absl::StrCat("request_id \"", request_id, "\" was already used for job ", stored.id, " with a different spec"));
   }
   return stored;
 }
@@ -191,7 +191,7 @@ absl::StatusOr<std::vector<EventRecord>> JobManager::ListEvents(const Principal&
 }
 
 absl::StatusOr<std::vector<EventRecord>> JobManager::WaitForEvents(const Principal& caller, const std::string& id,
-                                                                  size_t first, absl::Duration timeout) {
+                                                                   size_t first, absl::Duration timeout) {
   RETURN_IF_ERROR(GetOwned(caller, id).status());
   absl::MutexLock lock(&mu_);
   auto read = [&]() -> absl::StatusOr<std::vector<EventRecord>> {
@@ -207,14 +207,13 @@ absl::StatusOr<std::vector<EventRecord>> JobManager::WaitForEvents(const Princip
   return read();
 }
 
-absl::StatusOr<JobRecord> JobManager::Transition(const std::string& id, std::vector<v1::JobState> from,
-                                                 v1::JobState to, const std::string& message,
-                                                 uint32_t attempt_delta) {
+absl::StatusOr<JobRecord> JobManager::Transition(const std::string& id, std::vector<v1::JobState> from, v1::JobState to,
+                                                 const std::string& message, uint32_t attempt_delta) {
   RETURN_IF_ERROR(CheckJobId(id));
   ASSIGN_OR_RETURN(JobRecord job, store_->GetJob(id));
   if (std::find(from.begin(), from.end(), job.state) == from.end()) {
-    return absl::FailedPreconditionError(absl::StrCat("job ", id, ": cannot go from ", v1::JobState_Name(job.state),
-                                                      " to ", v1::JobState_Name(to)));
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", id, ": cannot go from ", v1::JobState_Name(job.state), " to ", v1::JobState_Name(to)));
   }
   job.state = to;
   job.attempt += attempt_delta;
@@ -248,12 +247,17 @@ absl::StatusOr<JobRecord> JobManager::ReportProgress(const std::string& id, uint
     ASSIGN_OR_RETURN(job, Transition(id, {v1::JOB_STATE_SCHEDULED}, v1::JOB_STATE_RUNNING, "running"));
   }
   if (job.state != v1::JOB_STATE_RUNNING) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("job ", id, ": progress while ", v1::JobState_Name(job.state)));
+    return absl::FailedPreconditionError(absl::StrCat("job ", id, ": progress while ", v1::JobState_Name(job.state)));
   }
   job.step = step;
   job.updated_unix_ms = options_.now_ms();
-  EventRecord event{id, job.updated_unix_ms, job.state, job.attempt, absl::StrCat("step ", step, note.empty() ? "" : "; ", note), step, metrics};
+  EventRecord event{id,
+                    job.updated_unix_ms,
+                    job.state,
+                    job.attempt,
+                    absl::StrCat("step ", step, note.empty() ? "" : "; ", note),
+                    step,
+                    metrics};
   RETURN_IF_ERROR(store_->UpdateJob(job, event));
   ++version_;
   return job;
@@ -276,8 +280,7 @@ absl::StatusOr<JobRecord> JobManager::MarkSucceeded(const std::string& id) {
   return Transition(id, {v1::JOB_STATE_RUNNING}, v1::JOB_STATE_SUCCEEDED, "succeeded");
 }
 
-absl::StatusOr<JobRecord> JobManager::ReportFailure(const std::string& id, const std::string& message,
-                                                    bool retryable) {
+absl::StatusOr<JobRecord> JobManager::ReportFailure(const std::string& id, const std::string& message, bool retryable) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(CheckJobId(id));
   ASSIGN_OR_RETURN(JobRecord job, store_->GetJob(id));

@@ -86,8 +86,8 @@ class JobManager {
   // The caller's jobs (every job for admins), oldest first, optionally only in `states`. `page_size` 0 means the
   // default; more than the maximum is clamped. `page_token` is empty or a previous page's next_page_token
   // (INVALID_ARGUMENT otherwise).
-  absl::StatusOr<JobPage> ListJobs(const Principal& caller, const std::vector<v1::JobState>& states,
-                                   uint32_t page_size, const std::string& page_token);
+  absl::StatusOr<JobPage> ListJobs(const Principal& caller, const std::vector<v1::JobState>& states, uint32_t page_size,
+                                   const std::string& page_token);
 
   // Moves an unfinished job to CANCELLED. NOT_FOUND / PERMISSION_DENIED as GetJob; FAILED_PRECONDITION when the
   // job has already finished.
@@ -98,8 +98,8 @@ class JobManager {
 
   // The job's events from position `first` on (0 = the first event). When there are none yet, waits until some job
   // changes or `timeout` passes, then answers again (possibly empty). Same access rules as GetJob.
-  absl::StatusOr<std::vector<EventRecord>> WaitForEvents(const Principal& caller, const std::string& id,
-                                                         size_t first, absl::Duration timeout);
+  absl::StatusOr<std::vector<EventRecord>> WaitForEvents(const Principal& caller, const std::string& id, size_t first,
+                                                         absl::Duration timeout);
 
   // Scheduler-facing transitions. FAILED_PRECONDITION naming both states when the move is not allowed.
   // MarkScheduled: PENDING/RESTARTING -> SCHEDULED, attempt + 1.
@@ -110,8 +110,7 @@ class JobManager {
   // FAILED_PRECONDITION for a job in any other state.
   // `note`, when given, is appended to the event's message ("step 12; checkpoint step 10 in DIR").
   absl::StatusOr<JobRecord> ReportProgress(const std::string& id, uint64_t step,
-                                           const std::map<std::string, double>& metrics,
-                                           const std::string& note = "");
+                                           const std::map<std::string, double>& metrics, const std::string& note = "");
   // The highest checkpoint step reported for the job (a progress event's "checkpoint/step" metric), 0 if none.
   absl::StatusOr<uint64_t> LastCheckpoint(const std::string& id);
   // MarkSucceeded: RUNNING -> SUCCEEDED.

@@ -2,20 +2,21 @@
 
 #include <vector>
 
-#include "common/grpc_status.h"
-#include "common/status.h"
+#include "common/base/status.h"
+#include "common/rpc/grpc_status.h"
 
 namespace alignd::coordinator {
 namespace {
 
 constexpr absl::Duration kWatchPoll = absl::Seconds(1);
 
-// Runs `body(principal)` for an authenticated caller and converts its status once.
+// Runs `body(principal)` for an authenticated caller under HandleRpc.
 template <typename Body>
 grpc::Status Handle(const grpc::ServerContext& context, const TokenAuthenticator& auth, Body body) {
-  absl::StatusOr<Principal> caller = CallerOf(context, auth);
-  if (!caller.ok()) return ToGrpcStatus(caller.status());
-  return ToGrpcStatus(body(*caller));
+  return HandleRpc([&]() -> absl::Status {
+    ASSIGN_OR_RETURN(Principal caller, CallerOf(context, auth));
+    return body(caller);
+  });
 }
 
 }  // namespace
@@ -37,8 +38,7 @@ grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* context, const v1::S
   });
 }
 
-grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request,
-                                    v1::Job* response) {
+grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request, v1::Job* response) {
   return Handle(*context, *auth_, [&](const Principal& caller) -> absl::Status {
     ASSIGN_OR_RETURN(JobRecord job, manager_->GetJob(caller, request->id()));
     *response = ToProto(job);

@@ -30,7 +30,7 @@ struct JobRecord {
   v1::Resources resources;
   int64_t created_unix_ms = 0;
   int64_t updated_unix_ms = 0;
-  uint64_t step = 0;       // last reported training step
+  uint64_t step = 0;         // last reported training step
   uint64_t total_steps = 0;  // the spec's train.steps (0 for a job stored before it was recorded)
 };
 
@@ -40,8 +40,8 @@ struct EventRecord {
   v1::JobState state = v1::JOB_STATE_UNSPECIFIED;
   uint32_t attempt = 0;
   std::string message;
-  uint64_t step = 0;                        // progress events: the step reached
-  std::map<std::string, double> metrics;    // progress events: key metrics at that step
+  uint64_t step = 0;                      // progress events: the step reached
+  std::map<std::string, double> metrics;  // progress events: key metrics at that step
 };
 
 struct JobQuery {

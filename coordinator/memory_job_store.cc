@@ -43,8 +43,7 @@ absl::StatusOr<std::vector<JobRecord>> MemoryJobStore::ListJobs(const JobQuery& 
     if (static_cast<int>(out.size()) >= query.limit) break;
     const JobRecord& job = it->second;
     if (!query.owner.empty() && job.owner != query.owner) continue;
-    if (!query.states.empty() &&
-        std::find(query.states.begin(), query.states.end(), job.state) == query.states.end()) {
+    if (!query.states.empty() && std::find(query.states.begin(), query.states.end(), job.state) == query.states.end()) {
       continue;
     }
     out.push_back(job);

@@ -7,8 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "common/job_credential.h"
-#include "common/status.h"
+#include "common/base/status.h"
+#include "common/rpc/job_credential.h"
 #include "coordinator/address.h"
 
 namespace alignd::coordinator {
@@ -18,10 +18,14 @@ const Principal kScheduler{"scheduler", Role::kAdmin};
 
 absl::string_view RoleShortName(v1::Role role) {
   switch (role) {
-    case v1::ROLE_LEARNER: return "learner";
-    case v1::ROLE_ROLLOUT: return "rollout";
-    case v1::ROLE_REWARD: return "reward";
-    default: return "unknown";
+    case v1::ROLE_LEARNER:
+      return "learner";
+    case v1::ROLE_ROLLOUT:
+      return "rollout";
+    case v1::ROLE_REWARD:
+      return "reward";
+    default:
+      return "unknown";
   }
 }
 
@@ -75,7 +79,7 @@ std::vector<Placement> PlanGangs(const std::vector<JobRecord>& waiting, const st
 }
 
 Scheduler::Scheduler(JobManager* jobs, WorkerRegistry* workers)
-    : jobs_(jobs), workers_(workers), credential_key_(NewCredentialKey()) {}
+    : jobs_(jobs), workers_(workers), gangs_(jobs, workers), credential_key_(NewCredentialKey()) {}
 
 absl::StatusOr<Scheduler::TickResult> Scheduler::Tick() {
   absl::MutexLock lock(&mu_);
@@ -92,11 +96,7 @@ absl::StatusOr<Scheduler::TickResult> Scheduler::TickLocked() {
   for (const std::string& id : busy_jobs) {
     auto job = jobs_->GetJob(kScheduler, id);
     if (job.ok() && !IsTerminal(job->state)) continue;
-    for (const std::string& worker : workers_->ReleaseJob(id)) {
-      v1::CoordinatorMessage cancel;
-      cancel.set_cancel_job_id(id);
-      workers_->Push(worker, std::move(cancel));
-    }
+    gangs_.Release(id);
   }
   // 1. Lapsed leases fail their workers' jobs (restart when restarts remain) and free the rest of each gang.
   std::set<std::string> failed_jobs;
@@ -104,11 +104,7 @@ absl::StatusOr<Scheduler::TickResult> Scheduler::TickLocked() {
     result.failed_workers.push_back(w.info.worker_id());
     if (w.job_id.empty() || failed_jobs.count(w.job_id)) continue;
     failed_jobs.insert(w.job_id);
-    for (const std::string& worker : workers_->ReleaseJob(w.job_id)) {
-      v1::CoordinatorMessage cancel;  // the rest of the gang stops; the job restarts from its checkpoint
-      cancel.set_cancel_job_id(w.job_id);
-      workers_->Push(worker, std::move(cancel));
-    }
+    gangs_.Release(w.job_id);  // the rest of the gang stops; the job restarts from its checkpoint
     auto failed = jobs_->ReportFailure(w.job_id, absl::StrCat("worker ", w.info.worker_id(), " lease lapsed"),
                                        /*retryable=*/true);
     // A job cancelled meanwhile cannot fail again; anything else is a real error.

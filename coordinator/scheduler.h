@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "coordinator/gang_manager.h"
 #include "coordinator/job_manager.h"
 #include "coordinator/job_store.h"
 #include "coordinator/worker_registry.h"
@@ -31,7 +32,7 @@ std::vector<Placement> PlanGangs(const std::vector<JobRecord>& waiting, const st
 // waiting jobs, and refreshes why the rest wait. Call Tick periodically (the server does, once a second) or after a
 // registration.
 //
-// Every assignment carries the job attempt's credential (common/job_credential.h), minted with this scheduler's key,
+// Every assignment carries the job attempt's credential (common/rpc/job_credential.h), minted with this scheduler's key,
 // and learner rank 0's worker address as the gang's rendezvous store (store_address); the TCP rendezvous ports are
 // still filled in for workers that registered them.
 class Scheduler {
@@ -55,6 +56,7 @@ class Scheduler {
   absl::Mutex mu_;
   JobManager* const jobs_;
   WorkerRegistry* const workers_;
+  GangManager gangs_;  // ends the gangs of finished jobs and of lapsed workers
   const std::string credential_key_;
 };
 

@@ -6,8 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "common/status.h"
-#include "coordinator/job_validation.h"
+#include "common/base/status.h"
+#include "spec/job_validation.h"
 
 namespace alignd::coordinator {
 namespace {
@@ -64,8 +64,7 @@ class Statement {
   Statement(sqlite3* db, const std::string& sql) : db_(db) {
     rc_ = sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt_, nullptr);
   }
-  Statement(sqlite3* db, std::map<std::string, sqlite3_stmt*>* cache, const std::string& sql)
-      : db_(db), cached_(true) {
+  Statement(sqlite3* db, std::map<std::string, sqlite3_stmt*>* cache, const std::string& sql) : db_(db), cached_(true) {
     auto it = cache->find(sql);
     if (it != cache->end()) {
       stmt_ = it->second;
@@ -189,8 +188,8 @@ absl::Status BackfillTotalSteps(sqlite3* db) {
 
 absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::string& path) {
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     absl::Status s = absl::UnavailableError(
         absl::StrCat(path, ": cannot open database: ", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
@@ -217,8 +216,8 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
     if (row) found = version.Int(0);
   }
   if (found > kSchemaVersion) {
-    return absl::FailedPreconditionError(absl::StrCat(path, ": schema version ", found, " is newer than this build's ",
-                                                      kSchemaVersion));
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, ": schema version ", found, " is newer than this build's ", kSchemaVersion));
   }
   absl::MutexLock lock(&store->mu_);
   RETURN_IF_ERROR(Annotate(store->InTransaction([&]() -> absl::Status {
@@ -233,7 +232,8 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
     }
     RETURN_IF_ERROR(Exec(db, kSchema));
     return Exec(db, absl::StrCat("PRAGMA user_version=", kSchemaVersion).c_str());
-  }), path));
+  }),
+                           path));
   return store;
 }
 
@@ -262,9 +262,10 @@ absl::StatusOr<JobRecord> SqliteJobStore::CreateJob(const JobRecord& job, const 
   JobRecord result;
   RETURN_IF_ERROR(InTransaction([&]() -> absl::Status {
     if (!job.request_id.empty()) {
-      Statement find(db_, &statements_, absl::StrCat("SELECT ", kJobColumns,
-                                       " FROM jobs WHERE seq = (SELECT job_seq FROM request_ids "
-                                       "WHERE owner = ? AND request_id = ?)"));
+      Statement find(db_, &statements_,
+                     absl::StrCat("SELECT ", kJobColumns,
+                                  " FROM jobs WHERE seq = (SELECT job_seq FROM request_ids "
+                                  "WHERE owner = ? AND request_id = ?)"));
       RETURN_IF_ERROR(find.status());
       find.Bind(1, job.owner);
       find.Bind(2, job.request_id);
@@ -281,8 +282,9 @@ absl::StatusOr<JobRecord> SqliteJobStore::CreateJob(const JobRecord& job, const 
     result = job;
     result.seq = next.Int(0);
     result.id = JobIdForSeq(result.seq);
-    Statement insert(db_, &statements_, absl::StrCat("INSERT INTO jobs (", kJobColumns,
-                                       ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+    Statement insert(
+        db_, &statements_,
+        absl::StrCat("INSERT INTO jobs (", kJobColumns, ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
     RETURN_IF_ERROR(insert.status());
     insert.Bind(1, result.seq);
     insert.Bind(2, result.id);

@@ -29,12 +29,18 @@ constexpr char kCookie[] = "alignd_session";
 
 int HttpStatusOf(const absl::Status& status) {
   switch (status.code()) {
-    case absl::StatusCode::kInvalidArgument: return 400;
-    case absl::StatusCode::kUnauthenticated: return 401;
-    case absl::StatusCode::kPermissionDenied: return 403;
-    case absl::StatusCode::kNotFound: return 404;
-    case absl::StatusCode::kUnavailable: return 503;
-    default: return 500;
+    case absl::StatusCode::kInvalidArgument:
+      return 400;
+    case absl::StatusCode::kUnauthenticated:
+      return 401;
+    case absl::StatusCode::kPermissionDenied:
+      return 403;
+    case absl::StatusCode::kNotFound:
+      return 404;
+    case absl::StatusCode::kUnavailable:
+      return 503;
+    default:
+      return 500;
   }
 }
 
@@ -197,17 +203,23 @@ HttpResponse WebUi::Job(const HttpRequest& request) {
   MetricSeries series;
   json changes = json::array();
   for (const EventRecord& e : *events) {
-    AddToSeries(e.step, e.metrics, [](const std::string&) { return true; }, &series);
+    AddToSeries(
+        e.step, e.metrics, [](const std::string&) { return true; }, &series);
     // Progress events become points; the rest (state changes, checkpoints, failures) are listed.
     if (e.metrics.empty() || e.step == 0) {
-      changes.push_back({{"unixMs", e.unix_ms}, {"state", StateName(e.state)}, {"attempt", e.attempt},
-                         {"step", e.step}, {"message", e.message}});
+      changes.push_back({{"unixMs", e.unix_ms},
+                         {"state", StateName(e.state)},
+                         {"attempt", e.attempt},
+                         {"step", e.step},
+                         {"message", e.message}});
     }
   }
   json series_json = json::object();
   bool thinned = false;
   for (const auto& [name, points] : series) series_json[name] = PointsJson(points, options_.max_points, &thinned);
-  return Json({{"job", JobJson(*job)}, {"series", std::move(series_json)}, {"downsampled", thinned},
+  return Json({{"job", JobJson(*job)},
+               {"series", std::move(series_json)},
+               {"downsampled", thinned},
                {"events", std::move(changes)}});
 }
 
@@ -241,9 +253,9 @@ HttpResponse WebUi::Workers(const HttpRequest& request) {
 
 HttpResponse WebUi::Login(const HttpRequest& request) {
   auto token = request.query.find("token");
-  absl::StatusOr<Principal> caller =
-      token == request.query.end() ? absl::InvalidArgumentError("token: give one")
-                                   : auth_->Authenticate(absl::StrCat("Bearer ", token->second));
+  absl::StatusOr<Principal> caller = token == request.query.end()
+                                         ? absl::InvalidArgumentError("token: give one")
+                                         : auth_->Authenticate(absl::StrCat("Bearer ", token->second));
   if (caller.ok() && caller->role == Role::kWorker) {
     caller = absl::PermissionDeniedError(absl::StrCat(caller->name, " has a worker token, which serves workers only"));
   }
@@ -266,12 +278,13 @@ HttpResponse WebUi::Login(const HttpRequest& request) {
     }
     sessions_[id] = Session{*caller, now + absl::ToInt64Milliseconds(options_.session_ttl), now};
   }
-  HttpResponse r = WantsJson(request)
-                       ? Json({{"name", caller->name}, {"role", std::string(RoleName(caller->role))}, {"session", true}})
-                       : Redirect("./");
-  r.headers["Set-Cookie"] = absl::StrCat(kCookie, "=", id, "; Path=/; HttpOnly; SameSite=Strict; Max-Age=",
-                                         absl::ToInt64Seconds(options_.session_ttl),
-                                         options_.secure_cookie ? "; Secure" : "");
+  HttpResponse r =
+      WantsJson(request)
+          ? Json({{"name", caller->name}, {"role", std::string(RoleName(caller->role))}, {"session", true}})
+          : Redirect("./");
+  r.headers["Set-Cookie"] = absl::StrCat(
+      kCookie, "=", id, "; Path=/; HttpOnly; SameSite=Strict; Max-Age=", absl::ToInt64Seconds(options_.session_ttl),
+      options_.secure_cookie ? "; Secure" : "");
   return r;
 }
 

@@ -43,7 +43,8 @@ absl::StatusOr<WorkerRecord> WorkerRegistry::Register(const v1::WorkerInfo& info
   if (!info.worker_id().empty()) {
     auto it = workers_.find(info.worker_id());
     if (it == workers_.end()) {
-      return absl::NotFoundError(absl::StrCat("worker \"", info.worker_id(), "\" is not registered; register "
+      return absl::NotFoundError(absl::StrCat("worker \"", info.worker_id(),
+                                              "\" is not registered; register "
                                               "without an id"));
     }
     record.job_id = it->second.job_id;

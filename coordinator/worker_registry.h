@@ -23,10 +23,10 @@
 namespace alignd::coordinator {
 
 struct WorkerRecord {
-  v1::WorkerInfo info;             // info.worker_id is the registry's id
+  v1::WorkerInfo info;  // info.worker_id is the registry's id
   std::string lease_id;
   int64_t lease_expires_ms = 0;
-  std::string job_id;              // empty while free
+  std::string job_id;  // empty while free
   v1::Role assigned_role = v1::ROLE_UNSPECIFIED;
 };
 

@@ -6,11 +6,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/device.h"
-#include "common/collate.h"
-#include "common/example_tokenizer.h"
-#include "common/hf_model.h"
-#include "common/status.h"
+#include "common/base/status.h"
+#include "common/data/collate.h"
+#include "common/data/example_tokenizer.h"
+#include "common/model/device.h"
+#include "common/model/hf_model.h"
 
 namespace alignd::reward {
 namespace {
@@ -34,8 +34,7 @@ class RewardModelScorer : public Scorer {
     ASSIGN_OR_RETURN(Batch b, Collate(examples, co));
     try {
       torch::NoGradGuard no_grad;
-      torch::Tensor scores =
-          model_.model->forward(b.input_ids, b.attention_mask, b.position_ids).logits.select(2, 0);
+      torch::Tensor scores = model_.model->forward(b.input_ids, b.attention_mask, b.position_ids).logits.select(2, 0);
       torch::Tensor last = b.attention_mask.sum(1) - 1;
       torch::Tensor s = scores.gather(1, last.unsqueeze(1)).squeeze(1).to(torch::kCPU, torch::kDouble).contiguous();
       const double* p = s.data_ptr<double>();
@@ -53,8 +52,7 @@ class RewardModelScorer : public Scorer {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Scorer>> MakeRewardModelScorer(const std::string& model_dir,
-                                                               const std::string& chat_template,
-                                                               c10::Device device) {
+                                                              const std::string& chat_template, c10::Device device) {
   LoadOptions load;
   load.device = device;
   ASSIGN_OR_RETURN(LoadedModel model, LoadModelDir(model_dir, load));

@@ -12,7 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "common/status.h"
+#include "common/base/status.h"
 
 namespace alignd::reward {
 
@@ -48,11 +48,13 @@ absl::Status PartParams::Get(const std::string& key, double* out) {
 }
 
 absl::Status PartParams::Get(const std::string& key, int64_t* out) {
-  return GetParsed(key, out, [](const std::string& t, int64_t* v) { return absl::SimpleAtoi(t, v); }, "an integer");
+  return GetParsed(
+      key, out, [](const std::string& t, int64_t* v) { return absl::SimpleAtoi(t, v); }, "an integer");
 }
 
 absl::Status PartParams::Get(const std::string& key, bool* out) {
-  return GetParsed(key, out, [](const std::string& t, bool* v) { return absl::SimpleAtob(t, v); }, "true or false");
+  return GetParsed(
+      key, out, [](const std::string& t, bool* v) { return absl::SimpleAtob(t, v); }, "true or false");
 }
 
 absl::Status PartParams::Require(const std::string& key, std::string* out) {
@@ -84,7 +86,8 @@ absl::Status Registry::Register(PartType type) {
 
 absl::Status Registry::RegisterMetric(TaskMetric metric) {
   std::string name = metric.name;
-  if (name.empty() || !metric.make) return absl::InvalidArgumentError("reward registry: a metric needs a name and make");
+  if (name.empty() || !metric.make)
+    return absl::InvalidArgumentError("reward registry: a metric needs a name and make");
   if (!metrics_.emplace(name, std::move(metric)).second) {
     return absl::InvalidArgumentError(absl::StrCat("reward registry: metric \"", name, "\" is registered twice"));
   }
@@ -157,7 +160,8 @@ absl::StatusOr<std::vector<RewardPartSpec>> ParseRewardParts(const YAML::Node& l
       } else if (key == "weight") {
         double w;
         if (!absl::SimpleAtod(value.Scalar(), &w) || !std::isfinite(w)) {
-          return At(source, value, where + ".weight", absl::StrCat("cannot read \"", value.Scalar(), "\" as a finite number"));
+          return At(source, value, where + ".weight",
+                    absl::StrCat("cannot read \"", value.Scalar(), "\" as a finite number"));
         }
         part.weight = w;
       } else {
@@ -167,8 +171,9 @@ absl::StatusOr<std::vector<RewardPartSpec>> ParseRewardParts(const YAML::Node& l
     if (part.type.empty()) return At(source, item, where + ".type", "is required");
     const PartType* type = registry.Find(part.type);
     if (type == nullptr) {
-      return At(source, item, where + ".type",
-                absl::StrCat("unknown part type \"", part.type, "\" (known: ", absl::StrJoin(registry.Names(), ", "), ")"));
+      return At(
+          source, item, where + ".type",
+          absl::StrCat("unknown part type \"", part.type, "\" (known: ", absl::StrJoin(registry.Names(), ", "), ")"));
     }
     if (part.name.empty()) part.name = part.type;
     if (!names.insert(part.name).second) {
@@ -224,8 +229,8 @@ absl::StatusOr<std::map<std::string, std::vector<std::optional<double>>>> ScoreT
   for (const std::string& name : names) {
     const TaskMetric* metric = registry.FindMetric(name);
     if (metric == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat("unknown task metric \"", name, "\" (known: ",
-                                                     absl::StrJoin(registry.MetricNames(), ", "), ")"));
+      return absl::InvalidArgumentError(absl::StrCat("unknown task metric \"", name,
+                                                     "\" (known: ", absl::StrJoin(registry.MetricNames(), ", "), ")"));
     }
     std::unique_ptr<Scorer> scorer = metric->make();
     ASSIGN_OR_RETURN(out[name], scorer->ScoreBatch(inputs));

@@ -64,28 +64,32 @@ struct RewardPartSpec {
   std::string name;  // default: the type
   double weight = 1.0;
   std::map<std::string, std::string> params;  // the type's own keys, as written (scalars)
-  std::string where;                           // "job.yaml:12: rewards[0]", the start of this part's errors
+  std::string where;                          // "job.yaml:12: rewards[0]", the start of this part's errors
 };
 
 // What making a part may need beyond its keys.
 struct ScorerContext {
   std::string chat_template = "chatml";  // reward_model parts' default
-  // Loads a reward model (reward/model_scorer.h MakeRewardModelLoader); required by reward_model parts.
-  std::function<absl::StatusOr<std::unique_ptr<Scorer>>(const std::string& model_dir,
-                                                        const std::string& chat_template)>
+  // Loads a reward model (reward/model_scorer.h ModelScorerContext sets it); required by reward_model parts.
+  std::function<absl::StatusOr<std::unique_ptr<Scorer>>(const std::string& model_dir, const std::string& chat_template)>
       load_reward_model;
 };
 
 // A part's keys, read strictly: every key must be read by a Get, or Finish names it.
 class PartParams {
  public:
+  // `spec` must outlive this object.
   explicit PartParams(const RewardPartSpec& spec) : spec_(spec) {}
+  // Sets *out to the key's value when the part has it, leaving *out (its default) alone when not. INVALID_ARGUMENT
+  // naming the key for a value that does not parse (doubles must be finite; bools true/false/1/0/yes/no ...).
   absl::Status Get(const std::string& key, std::string* out);
   absl::Status Get(const std::string& key, double* out);
   absl::Status Get(const std::string& key, int64_t* out);
   absl::Status Get(const std::string& key, bool* out);
   absl::Status Require(const std::string& key, std::string* out);  // Get, and INVALID_ARGUMENT when absent or empty
+  // INVALID_ARGUMENT naming the first key that no Get read (the message lists the keys that were read).
   absl::Status Finish() const;
+  // INVALID_ARGUMENT "<where>.<key>: <what>", for a make function's own checks.
   absl::Status Error(absl::string_view key, absl::string_view what) const;
 
  private:
@@ -114,11 +118,13 @@ struct TaskMetric {
 
 class Registry {
  public:
-  // INVALID_ARGUMENT when the name is taken.
+  // INVALID_ARGUMENT when the name is taken, empty, or `make` is unset.
   absl::Status Register(PartType type);
   absl::Status RegisterMetric(TaskMetric metric);
+  // The registered type or metric, nullptr when none has `name`; valid while the registry lives and is not changed.
   const PartType* Find(absl::string_view name) const;
   const TaskMetric* FindMetric(absl::string_view name) const;
+  // The registered names, sorted.
   std::vector<std::string> Names() const;
   std::vector<std::string> MetricNames() const;
 
@@ -128,7 +134,7 @@ class Registry {
 };
 
 // The built-in types and metrics (answer_match, format, length, repetition, reward_model, server, and the toy
-// world's), made once.
+// world's), made once on first use and never destroyed; thread-safe to read.
 const Registry& DefaultRegistry();
 
 // Reads a `rewards` list (a YAML sequence of mappings) and checks every part: its type is registered, its keys are
@@ -136,17 +142,19 @@ const Registry& DefaultRegistry();
 absl::StatusOr<std::vector<RewardPartSpec>> ParseRewardParts(const YAML::Node& list, absl::string_view source,
                                                              absl::string_view path = "rewards",
                                                              const Registry& registry = DefaultRegistry());
-// The `rewards` list of a YAML file (a job spec, or a file with only that key). NOT_FOUND for a missing file.
+// The `rewards` list of a YAML file (a job spec, or a file with only that key). NOT_FOUND when the file cannot be
+// opened; INVALID_ARGUMENT for YAML that does not parse, no `rewards` key, or ParseRewardParts' errors.
 absl::StatusOr<std::vector<RewardPartSpec>> ReadRewardParts(const std::string& path,
                                                             const Registry& registry = DefaultRegistry());
 
-// Makes the parts' scorers, with their names and weights.
+// Makes the parts' scorers, with their names and weights, in order. INVALID_ARGUMENT for an unknown type, a bad or
+// unknown key, or parts ValidateParts refuses; a part's own error otherwise (a reward model that does not load, ...).
 absl::StatusOr<std::vector<WeightedScorer>> MakeScorers(const std::vector<RewardPartSpec>& parts,
                                                         const ScorerContext& context,
                                                         const Registry& registry = DefaultRegistry());
 
 // Each named task metric's value per input (nullopt where it does not apply). INVALID_ARGUMENT for a name that is not
-// registered.
+// registered; a metric scorer's error as it returns it.
 absl::StatusOr<std::map<std::string, std::vector<std::optional<double>>>> ScoreTaskMetrics(
     const std::vector<std::string>& names, const std::vector<ScoreInput>& inputs,
     const Registry& registry = DefaultRegistry());

@@ -4,8 +4,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/prometheus.h"
-#include "common/status.h"
+#include "common/base/status.h"
+#include "common/metrics/prometheus.h"
 
 namespace alignd::reward {
 namespace {
@@ -76,7 +76,9 @@ absl::StatusOr<std::vector<ScoreResult>> RewardCore::Score(std::vector<ScoreInpu
   queue_.push_back(pending);
   TrackQueued(1);
   Pending* p = pending.get();
-  if (!mu_.AwaitWithDeadline(absl::Condition(+[](Pending* p) { return p->done; }, p), deadline)) {
+  if (!mu_.AwaitWithDeadline(absl::Condition(
+                                 +[](Pending* p) { return p->done; }, p),
+                             deadline)) {
     // Still queued: leave the queue so that it is not scored for nobody. Being scored: its result is dropped.
     for (auto it = queue_.begin(); it != queue_.end(); ++it) {
       if (it->get() == p) {
@@ -141,6 +143,5 @@ void RewardCore::BatchLoop() {
     }
   }
 }
-
 
 }  // namespace alignd::reward

@@ -58,6 +58,7 @@ class RewardCore {
   // Blocks until at least `n` requests wait in the queue (not yet taken by the batch thread). For tests and drains.
   void AwaitQueued(int64_t n) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // The parts' names, in the order of Options::scorers.
   const std::vector<std::string>& part_names() const { return part_names_; }
 
  private:

@@ -16,7 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
-#include "common/status.h"
+#include "common/base/status.h"
 #include "reward/registry.h"
 
 namespace alignd::reward {
@@ -42,8 +42,8 @@ std::optional<std::string> LastGroup(const std::string& text, const RE2& re) {
 
 absl::StatusOr<std::shared_ptr<const RE2>> Compile(const std::string& pattern) {
   if (pattern.size() > kMaxPatternBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("is ", pattern.size(), " bytes; patterns are limited to ",
-                                                   kMaxPatternBytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("is ", pattern.size(), " bytes; patterns are limited to ", kMaxPatternBytes));
   }
   RE2::Options options;
   options.set_log_errors(false);
@@ -168,8 +168,7 @@ absl::StatusOr<Extractor> ReadExtractor(PartParams& params, const std::string& m
   RETURN_IF_ERROR(params.Get(pattern_key, &pattern));
   constexpr absl::string_view kMethods[] = {"last_number", "boxed", "regex", "whole"};
   if (std::find(std::begin(kMethods), std::end(kMethods), e.method) == std::end(kMethods)) {
-    return params.Error(method_key,
-                        absl::StrCat("\"", e.method, "\" is not one of last_number, boxed, regex, whole"));
+    return params.Error(method_key, absl::StrCat("\"", e.method, "\" is not one of last_number, boxed, regex, whole"));
   }
   if (e.method == "regex") {
     if (pattern.empty()) return params.Error(pattern_key, absl::StrCat("is required by ", method_key, ": regex"));
@@ -259,9 +258,9 @@ absl::StatusOr<std::unique_ptr<Scorer>> MakeRewardModel(PartParams& params, cons
 }  // namespace
 
 void RegisterRulePartTypes(Registry& registry) {
-  for (PartType t : {PartType{"answer_match", MakeAnswerMatch}, PartType{"format", MakeFormat},
-                     PartType{"length", MakeLength}, PartType{"repetition", MakeRepetition},
-                     PartType{"reward_model", MakeRewardModel}}) {
+  for (PartType t :
+       {PartType{"answer_match", MakeAnswerMatch}, PartType{"format", MakeFormat}, PartType{"length", MakeLength},
+        PartType{"repetition", MakeRepetition}, PartType{"reward_model", MakeRewardModel}}) {
     absl::Status s = registry.Register(std::move(t));
     CHECK(s.ok()) << s;
   }

@@ -5,9 +5,9 @@
 #define ALIGND_REWARD_RULES_H_
 
 #include <cstdint>
-#include <optional>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"

@@ -1,5 +1,5 @@
 // ScoreInputs as alignd.v1.ScoreItems: what a call to any alignd.v1.Reward server carries (the job's reward servers,
-// worker/remote.h, and an outside server part, reward/server_scorer.cc).
+// learner/remote.h, and an outside server part, reward/server_scorer.cc).
 #ifndef ALIGND_REWARD_SCORE_PROTO_H_
 #define ALIGND_REWARD_SCORE_PROTO_H_
 

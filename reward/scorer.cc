@@ -5,8 +5,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/dataset.h"
-#include "common/status.h"
+#include "common/base/status.h"
+#include "common/data/dataset.h"
 
 namespace alignd::reward {
 
@@ -37,7 +37,8 @@ absl::Status ValidateParts(const std::vector<WeightedScorer>& parts) {
     if (!std::isfinite(s.weight)) {
       return absl::InvalidArgumentError(absl::StrCat("rewards: part \"", s.name, "\" has a non-finite weight"));
     }
-    if (s.scorer == nullptr) return absl::InvalidArgumentError(absl::StrCat("rewards: part \"", s.name, "\" has no scorer"));
+    if (s.scorer == nullptr)
+      return absl::InvalidArgumentError(absl::StrCat("rewards: part \"", s.name, "\" has no scorer"));
   }
   return absl::OkStatus();
 }
@@ -49,8 +50,8 @@ absl::StatusOr<std::vector<ScoreResult>> ScoreWeighted(std::vector<WeightedScore
     absl::StatusOr<std::vector<std::optional<double>>> values = s.scorer->ScoreBatch(inputs);
     if (!values.ok()) return Annotate(values.status(), absl::StrCat("reward part \"", s.name, "\""));
     if (values->size() != inputs.size()) {
-      return absl::InternalError(absl::StrCat("reward part \"", s.name, "\" returned ", values->size(),
-                                              " values for ", inputs.size(), " items"));
+      return absl::InternalError(absl::StrCat("reward part \"", s.name, "\" returned ", values->size(), " values for ",
+                                              inputs.size(), " items"));
     }
     for (size_t i = 0; i < inputs.size(); ++i) {
       const std::optional<double>& v = (*values)[i];

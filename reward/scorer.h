@@ -1,6 +1,6 @@
 // The one reward interface. A Scorer computes one part of a reward for (prompt record, response) pairs; a Reward is
 // the weighted sum of parts that a job trains on, computed in-process (MakeLocalReward) or by the job's reward
-// servers (worker/remote.h), which run the same parts. Scorers are made from a job spec's `rewards` section by the
+// servers (learner/remote.h), which run the same parts. Scorers are made from a job spec's `rewards` section by the
 // registry (reward/registry.h).
 //
 // Thread safety: a Scorer is called by one thread at a time (the learner's loop, or the reward core's batch thread).
@@ -69,6 +69,7 @@ std::map<std::string, double> PartMeans(const std::vector<ScoreResult>& results)
 class Reward {
  public:
   virtual ~Reward() = default;
+  // One result per input, in order. Errors: a part's (local), or the reward servers' status (learner/remote.h).
   virtual absl::StatusOr<std::vector<ScoreResult>> Score(const std::vector<ScoreInput>& inputs) = 0;
 };
 

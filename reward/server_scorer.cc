@@ -1,6 +1,6 @@
 // The `server` part type: an outside reward server, any implementation of alignd.v1.Reward (reward/registry.h).
-#include <grpcpp/grpcpp.h>
 #include <glog/logging.h>
+#include <grpcpp/grpcpp.h>
 
 #include <algorithm>
 #include <chrono>
@@ -9,9 +9,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "common/file_util.h"
-#include "common/grpc_status.h"
-#include "common/status.h"
+#include "common/base/file_util.h"
+#include "common/base/status.h"
+#include "common/rpc/grpc_status.h"
 #include "proto/alignd.grpc.pb.h"
 #include "reward/registry.h"
 #include "reward/score_proto.h"

@@ -6,7 +6,7 @@
 #include <optional>
 #include <utility>
 
-#include "common/synth.h"
+#include "common/data/synth.h"
 #include "reward/registry.h"
 #include "reward/rules.h"
 
@@ -48,7 +48,8 @@ ToyFn RefusedWhen(std::string wanted) {
 }
 
 PartType Type(std::string name, ToyFn f) {
-  return PartType{std::move(name), [f](PartParams&, const ScorerContext* context) -> absl::StatusOr<std::unique_ptr<Scorer>> {
+  return PartType{std::move(name),
+                  [f](PartParams&, const ScorerContext* context) -> absl::StatusOr<std::unique_ptr<Scorer>> {
                     if (context == nullptr) return std::unique_ptr<Scorer>();
                     return ToyScorer(f);
                   }};

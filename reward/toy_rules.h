@@ -1,4 +1,4 @@
-// The toy assistant world's rewards and task metrics (common/synth.h writes its data: every prompt record has a
+// The toy assistant world's rewards and task metrics (common/data/synth.h writes its data: every prompt record has a
 // `kind`, arithmetic ones a `reference` answer), registered in the reward registry like any other part type. Nothing
 // outside this module and common/synth names the world's kinds.
 //

@@ -9,7 +9,7 @@
 #include <string>
 #include <utility>
 
-#include "common/collate.h"
+#include "common/data/collate.h"
 #include "rollout/running_batch.h"
 
 namespace alignd::rollout {
@@ -17,9 +17,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double SecondsSince(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
+double SecondsSince(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 torch::Tensor LongTensor(const std::vector<int64_t>& values, const torch::Device& device) {
   return torch::tensor(values, torch::kLong).to(device);
@@ -29,10 +27,10 @@ torch::Tensor LongTensor(const std::vector<int64_t>& values, const torch::Device
 struct RowState {
   Sample sample;
   at::Generator generator;
-  int64_t max_new_tokens = 0;               // the request's, or its prompt's own
-  int64_t length = 0;                       // real (unpadded) positions in the KV cache: prompt + tokens fed back
-  std::string text;                         // decoded so far (special tokens and the stop token left out)
-  size_t cut = std::string::npos;           // where a stop string starts in `text`
+  int64_t max_new_tokens = 0;      // the request's, or its prompt's own
+  int64_t length = 0;              // real (unpadded) positions in the KV cache: prompt + tokens fed back
+  std::string text;                // decoded so far (special tokens and the stop token left out)
+  size_t cut = std::string::npos;  // where a stop string starts in `text`
   bool done = false;
 };
 
@@ -184,8 +182,8 @@ std::vector<Sample> DecodeRows(CausalLMImpl& model, const Tokenizer& tokenizer, 
     row.length = static_cast<int64_t>(prompts[static_cast<size_t>(spec.prompt_index)].size());
     rows.push_back(std::move(row));
   }
-  const torch::Tensor stop_ids = torch::tensor(
-      std::vector<int64_t>(request.stop_token_ids.begin(), request.stop_token_ids.end()), torch::kLong);
+  const torch::Tensor stop_ids =
+      torch::tensor(std::vector<int64_t>(request.stop_token_ids.begin(), request.stop_token_ids.end()), torch::kLong);
 
   RunningBatch batch;
   std::vector<int64_t> active;  // batch row -> index into `rows`
@@ -206,8 +204,8 @@ std::vector<Sample> DecodeRows(CausalLMImpl& model, const Tokenizer& tokenizer, 
   admit();
   while (!active.empty()) {
     const Clock::time_point start = Clock::now();
-    std::vector<int64_t> keep = Step(batch.last_logits.to(torch::kCPU, torch::kFloat), rows, active, stop_ids,
-                                     request, tokenizer);
+    std::vector<int64_t> keep =
+        Step(batch.last_logits.to(torch::kCPU, torch::kFloat), rows, active, stop_ids, request, tokenizer);
     if (keep.size() < active.size()) {
       batch.Keep(LongTensor(keep, device));
       std::vector<int64_t> still_active;

@@ -9,8 +9,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "common/tokenizer.h"
-#include "common/transformer.h"
+#include "common/model/transformer.h"
+#include "common/text/tokenizer.h"
 #include "rollout/engine.h"
 #include "rollout/sampling.h"
 

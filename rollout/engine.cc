@@ -8,9 +8,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "common/device.h"
-#include "common/peft.h"
-#include "common/status.h"
+#include "common/base/status.h"
+#include "common/model/device.h"
+#include "common/model/peft.h"
 #include "rollout/decode.h"
 
 namespace alignd::rollout {
@@ -19,8 +19,8 @@ namespace {
 absl::Status CheckModel(const CausalLM& model) {
   if (model.is_empty()) return absl::InvalidArgumentError("model is null");
   if (model->config().head != HeadKind::kLanguageModel) {
-    return absl::FailedPreconditionError(absl::StrCat("generation needs a language-model head; ",
-                                                      model->config().architecture, " has a score head"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("generation needs a language-model head; ", model->config().architecture, " has a score head"));
   }
   return absl::OkStatus();
 }
@@ -49,9 +49,7 @@ std::vector<int32_t> DefaultStops(const Tokenizer& tokenizer, const ChatTemplate
 
 }  // namespace
 
-absl::string_view FinishReasonName(FinishReason reason) {
-  return reason == FinishReason::kStop ? "stop" : "length";
-}
+absl::string_view FinishReasonName(FinishReason reason) { return reason == FinishReason::kStop ? "stop" : "length"; }
 
 Engine::Engine(CausalLM model, std::shared_ptr<const Tokenizer> tokenizer, ExampleTokenizer example_tokenizer,
                std::vector<int32_t> default_stop_token_ids, uint64_t weight_version, int64_t max_batch_rows,
@@ -75,8 +73,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(Options options) {
   tokenize.max_length = 0;  // no truncation: a prompt that does not fit is the caller's error
   ASSIGN_OR_RETURN(ExampleTokenizer example_tokenizer,
                    ExampleTokenizer::Create(options.tokenizer.get(), std::move(tokenize)));
-  std::vector<int32_t> stops = options.default_stop_token_ids.value_or(
-      DefaultStops(*options.tokenizer, example_tokenizer.chat_template()));
+  std::vector<int32_t> stops =
+      options.default_stop_token_ids.value_or(DefaultStops(*options.tokenizer, example_tokenizer.chat_template()));
   RETURN_IF_ERROR(CheckTokenIds(stops, options.model->config().vocab_size, "default_stop_token_ids"));
   return std::unique_ptr<Engine>(new Engine(std::move(options.model), std::move(options.tokenizer),
                                             std::move(example_tokenizer), std::move(stops), options.weight_version,
@@ -91,8 +89,8 @@ absl::Status Engine::ValidateRequest(const std::vector<std::vector<int32_t>>& pr
   if (prompts.empty()) return absl::InvalidArgumentError("prompts: no prompts");
   const auto& per_prompt = params.max_new_tokens_per_prompt;
   if (!per_prompt.empty() && per_prompt.size() != prompts.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("max_new_tokens_per_prompt: ", per_prompt.size(),
-                                                   " values for ", prompts.size(), " prompts"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_new_tokens_per_prompt: ", per_prompt.size(), " values for ", prompts.size(), " prompts"));
   }
   const ModelConfig& config = model_->config();
   RETURN_IF_ERROR(CheckTokenIds(stop_ids, config.vocab_size, "stop_token_ids"));
@@ -116,7 +114,8 @@ Engine::~Engine() = default;
 absl::Status Engine::LoadAdapter(const std::string& name, const std::string& dir) {
   if (name.empty()) return absl::InvalidArgumentError("adapter name is empty");
   absl::MutexLock lock(&mu_);
-  if (adapters_.count(name)) return absl::InvalidArgumentError(absl::StrCat("adapter \"", name, "\" is loaded already"));
+  if (adapters_.count(name))
+    return absl::InvalidArgumentError(absl::StrCat("adapter \"", name, "\" is loaded already"));
   ASSIGN_OR_RETURN(std::unique_ptr<PeftModel> peft, PeftModel::Load(dir, model_));
   peft->module().eval();
   peft->SetEnabled(false);  // detached until a request names it

@@ -34,14 +34,14 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
-#include "common/dataset.h"
-#include "common/example_tokenizer.h"
-#include "common/tokenizer.h"
-#include "common/transformer.h"
+#include "common/data/dataset.h"
+#include "common/data/example_tokenizer.h"
+#include "common/model/transformer.h"
+#include "common/text/tokenizer.h"
 #include "rollout/sampling.h"
 
 namespace alignd {
-class PeftModel;  // common/peft.h
+class PeftModel;  // common/model/peft.h
 }  // namespace alignd
 
 namespace alignd::rollout {
@@ -76,7 +76,7 @@ struct GenerateStats {
   int64_t generated_tokens = 0;  // tokens in all samples
   int64_t max_decode_width = 0;  // widest cache of a decode step, left padding included (bounded: see decode.cc)
   double prefill_seconds = 0;
-  double decode_seconds = 0;     // decode forward passes plus token choice
+  double decode_seconds = 0;  // decode forward passes plus token choice
 };
 
 class Engine {
@@ -145,13 +145,16 @@ class Engine {
   absl::Status SetModel(CausalLM model, uint64_t version) ABSL_LOCKS_EXCLUDED(mu_);
   // Runs `update` on the current model (e.g. copying broadcast tensors into its parameters, under NoGradGuard)
   // between Generate calls, then sets the version. When `update` fails, the version stays as it was and the status is
-  // returned; the weights may then be partly updated, and the caller should retry or restore them.
+  // returned (INTERNAL when it throws c10::Error); the weights may then be partly updated, and the caller should retry
+  // or restore them. `update` runs under the engine's lock, so it must not call back into the engine.
   absl::Status UpdateWeights(uint64_t version, const std::function<absl::Status(CausalLMImpl&)>& update)
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // The version stamped on the samples of the next Generate; waits for a running Generate, SetModel or UpdateWeights.
   uint64_t weight_version() const ABSL_LOCKS_EXCLUDED(mu_);
   // The stop tokens a request without stop_token_ids gets.
   const std::vector<int32_t>& default_stop_token_ids() const { return default_stop_token_ids_; }
+  // The chat template's name and the tokenizer (valid while the engine lives); both fixed at Create.
   const std::string& chat_template() const { return example_tokenizer_.chat_template().name(); }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
 

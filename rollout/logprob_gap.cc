@@ -6,9 +6,9 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
-#include "common/collate.h"
-#include "common/perplexity.h"
-#include "common/status.h"
+#include "common/base/status.h"
+#include "common/data/collate.h"
+#include "common/model/perplexity.h"
 
 namespace alignd::rollout {
 

@@ -9,14 +9,14 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/transformer.h"
+#include "common/model/transformer.h"
 #include "rollout/engine.h"
 
 namespace alignd::rollout {
 
 // Log-probs of each sample's token_ids under `model`, as the learner computes them: right-padded prompt + token_ids
-// through a forward pass without a cache, then TokenLogProbs (common/perplexity.h). One vector per sample, aligned
-// with its token_ids. `prompts` are the prompts the samples' prompt_index refer to. INVALID_ARGUMENT for a
+// through a forward pass without a cache, then TokenLogProbs (common/model/perplexity.h). One vector per sample,
+// aligned with its token_ids. `prompts` are the prompts the samples' prompt_index refer to. INVALID_ARGUMENT for a
 // prompt_index out of range or batch_size < 1; INTERNAL when LibTorch fails. Runs without gradients.
 absl::StatusOr<std::vector<std::vector<float>>> RecomputeLogProbs(CausalLMImpl& model,
                                                                   const std::vector<std::vector<int32_t>>& prompts,

@@ -10,7 +10,7 @@
 
 #include <cstdint>
 
-#include "common/transformer.h"
+#include "common/model/transformer.h"
 
 namespace alignd::rollout {
 
@@ -32,8 +32,8 @@ struct RunningBatch {
   // Inserts `columns` >= 0 padding columns on the left of every row.
   void PadLeft(int64_t columns);
   // Drops the first `columns` columns (0 <= columns <= width), which must be padding in every row. The cache
-  // tensors are copied into fresh storage: the KV cache's in-place append (common/transformer.cc) needs an entry that
-  // starts its buffer, which a view past the left columns would not.
+  // tensors are copied into fresh storage: the KV cache's in-place append (common/model/transformer.cc) needs an
+  // entry that starts its buffer, which a view past the left columns would not.
   void TrimLeft(int64_t columns);
 };
 

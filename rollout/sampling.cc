@@ -32,15 +32,15 @@ absl::Status ValidateSamplingParams(const SamplingParams& p) {
     return absl::InvalidArgumentError(absl::StrCat("max_new_tokens must be >= 1, got ", p.max_new_tokens));
   }
   if (p.min_new_tokens < 0 || p.min_new_tokens > p.max_new_tokens) {
-    return absl::InvalidArgumentError(absl::StrCat("min_new_tokens must be in [0, max_new_tokens = ", p.max_new_tokens,
-                                                   "], got ", p.min_new_tokens));
+    return absl::InvalidArgumentError(
+        absl::StrCat("min_new_tokens must be in [0, max_new_tokens = ", p.max_new_tokens, "], got ", p.min_new_tokens));
   }
   for (size_t i = 0; i < p.max_new_tokens_per_prompt.size(); ++i) {
     const int64_t v = p.max_new_tokens_per_prompt[i];
     if (v < std::max<int64_t>(1, p.min_new_tokens) || v > p.max_new_tokens) {
       return absl::InvalidArgumentError(absl::StrCat("max_new_tokens_per_prompt[", i, "] must be in [max(1, ",
-                                                     "min_new_tokens), max_new_tokens = ", p.max_new_tokens,
-                                                     "], got ", v));
+                                                     "min_new_tokens), max_new_tokens = ", p.max_new_tokens, "], got ",
+                                                     v));
     }
   }
   if (p.n < 1) return absl::InvalidArgumentError(absl::StrCat("n must be >= 1, got ", p.n));
@@ -85,8 +85,8 @@ std::vector<int64_t> DrawTokens(const at::Tensor& log_probs, std::vector<at::Gen
   at::Tensor probs = log_probs.exp();
   std::vector<int64_t> tokens(generators.size());
   for (size_t r = 0; r < generators.size(); ++r) {
-    tokens[r] = at::multinomial(probs[static_cast<int64_t>(r)], 1, /*replacement=*/false, generators[r])
-                    .item<int64_t>();
+    tokens[r] =
+        at::multinomial(probs[static_cast<int64_t>(r)], 1, /*replacement=*/false, generators[r]).item<int64_t>();
   }
   return tokens;
 }

@@ -6,8 +6,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/grpc_status.h"
-#include "common/prometheus.h"
+#include "common/base/status.h"
+#include "common/metrics/prometheus.h"
+#include "common/rpc/grpc_status.h"
 #include "rollout/weight_update.h"
 
 namespace alignd::rollout {
@@ -45,7 +46,8 @@ SamplingParams FromProto(const alignd::v1::SamplingParams& p, int64_t default_ma
   out.top_p = p.top_p() == 0 ? 1.0 : p.top_p();
   out.max_new_tokens = p.max_new_tokens() == 0 ? default_max_new_tokens : p.max_new_tokens();
   out.min_new_tokens = p.min_new_tokens();
-  if (p.stop_token_ids_size() > 0) out.stop_token_ids = std::vector<int32_t>(p.stop_token_ids().begin(), p.stop_token_ids().end());
+  if (p.stop_token_ids_size() > 0)
+    out.stop_token_ids = std::vector<int32_t>(p.stop_token_ids().begin(), p.stop_token_ids().end());
   out.stop_strings.assign(p.stop_strings().begin(), p.stop_strings().end());
   out.n = p.n() == 0 ? 1 : p.n();
   out.seed = p.seed();
@@ -83,8 +85,8 @@ absl::Status RolloutService::CheckAnnouncement(const alignd::v1::WeightManifest&
   uint64_t total = 0;
   for (uint64_t b : manifest.bucket_bytes()) {
     if (b > options_.max_update_bytes - std::min(total, options_.max_update_bytes)) {
-      return absl::ResourceExhaustedError(absl::StrCat("manifest: its buckets exceed the limit of ",
-                                                       options_.max_update_bytes, " bytes"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("manifest: its buckets exceed the limit of ", options_.max_update_bytes, " bytes"));
     }
     total += b;
   }
@@ -131,116 +133,115 @@ absl::StatusOr<std::vector<Sample>> RolloutService::GenerateRange(const alignd::
   if (samples.ok()) {
     double tokens = 0;
     for (const Sample& s : *samples) tokens += static_cast<double>(s.token_ids.size());
-    registry.CounterAdd("alignd_rollout_generated_tokens_total", "Tokens the rollout servers of this process generated.",
-                        {}, tokens);
+    registry.CounterAdd("alignd_rollout_generated_tokens_total",
+                        "Tokens the rollout servers of this process generated.", {}, tokens);
   }
   return samples;
 }
 
 grpc::Status RolloutService::Generate(grpc::ServerContext* context, const alignd::v1::GenerateRequest* request,
                                       alignd::v1::GenerateResponse* response) {
-  SamplingParams params;
-  absl::StatusOr<int64_t> count = CheckGenerate(*request, &params);
-  if (!count.ok()) return ToGrpcStatus(count.status());
-  absl::StatusOr<std::vector<Sample>> samples = GenerateRange(*request, params, 0, *count);
-  if (!samples.ok()) return ToGrpcStatus(samples.status());
-  AddSamples(*samples, 0, response);
-  return grpc::Status::OK;
+  return HandleRpc([&]() -> absl::Status {
+    SamplingParams params;
+    ASSIGN_OR_RETURN(int64_t count, CheckGenerate(*request, &params));
+    ASSIGN_OR_RETURN(std::vector<Sample> samples, GenerateRange(*request, params, 0, count));
+    AddSamples(samples, 0, response);
+    return absl::OkStatus();
+  });
 }
 
 grpc::Status RolloutService::GenerateStream(grpc::ServerContext* context, const alignd::v1::GenerateRequest* request,
                                             grpc::ServerWriter<alignd::v1::GenerateResponse>* writer) {
-  SamplingParams params;
-  absl::StatusOr<int64_t> count = CheckGenerate(*request, &params);
-  if (!count.ok()) return ToGrpcStatus(count.status());
-  // Each part is generated as its own call (its samples carry the weight version that made them); the prompt
-  // indices are the request's.
-  const int64_t part = std::max<int64_t>(1, options_.stream_part_prompts);
-  for (int64_t begin = 0; begin < *count; begin += part) {
-    if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
-    const int64_t end = std::min(*count, begin + part);
-    absl::StatusOr<std::vector<Sample>> samples = GenerateRange(*request, params, begin, end);
-    if (!samples.ok()) return ToGrpcStatus(samples.status());
-    alignd::v1::GenerateResponse response;
-    AddSamples(*samples, begin, &response);
-    if (!writer->Write(response)) return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
-  }
-  return grpc::Status::OK;
+  return HandleRpc([&]() -> absl::Status {
+    SamplingParams params;
+    ASSIGN_OR_RETURN(int64_t count, CheckGenerate(*request, &params));
+    // Each part is generated as its own call (its samples carry the weight version that made them); the prompt
+    // indices are the request's.
+    const int64_t part = std::max<int64_t>(1, options_.stream_part_prompts);
+    for (int64_t begin = 0; begin < count; begin += part) {
+      if (context->IsCancelled()) return absl::CancelledError("the client went away");
+      const int64_t end = std::min(count, begin + part);
+      ASSIGN_OR_RETURN(std::vector<Sample> samples, GenerateRange(*request, params, begin, end));
+      alignd::v1::GenerateResponse response;
+      AddSamples(samples, begin, &response);
+      if (!writer->Write(response)) return absl::CancelledError("the client went away");
+    }
+    return absl::OkStatus();
+  });
 }
 
 grpc::Status RolloutService::UpdateWeights(grpc::ServerContext* context,
                                            const alignd::v1::UpdateWeightsRequest* request,
                                            alignd::v1::UpdateWeightsResponse* response) {
-  if (request->buckets_size() == 0) {
-    if (options_.collective == nullptr) {
-      return ToGrpcStatus(absl::FailedPreconditionError(
-          "UpdateWeights without inline buckets needs a collective group, and none is attached to this server; "
-          "send the bytes with UpdateWeightsStream"));
+  return HandleRpc([&]() -> absl::Status {
+    if (request->buckets_size() == 0) {
+      if (options_.collective == nullptr) {
+        return absl::FailedPreconditionError(
+            "UpdateWeights without inline buckets needs a collective group, and none is attached to this server; "
+            "send the bytes with UpdateWeightsStream");
+      }
+      // Everything that can be checked before the bytes is checked first: a bad announcement must not take the
+      // broadcast that the next good one is waiting for.
+      RETURN_IF_ERROR(CheckAnnouncement(request->manifest()));
+      absl::MutexLock lock(&collective_mu_);
+      ASSIGN_OR_RETURN(PackedWeights received, options_.collective->Receive());
+      if (received.manifest.SerializeAsString() != request->manifest().SerializeAsString()) {
+        return absl::AbortedError(absl::StrCat("weights: the collective delivered version ",
+                                               received.manifest.version(), " but version ",
+                                               request->manifest().version(), " was announced; nothing applied"));
+      }
+      absl::Status status = ApplyWeightUpdate(*engine_, received, options_.adapters);
+      options_.collective->Recycle(std::move(received.buckets));  // the next version lands in mapped memory
+      RETURN_IF_ERROR(status);
+      response->set_version(engine_->weight_version());
+      return absl::OkStatus();
     }
-    // Everything that can be checked before the bytes is checked first: a bad announcement must not take the
-    // broadcast that the next good one is waiting for.
-    if (absl::Status checked = CheckAnnouncement(request->manifest()); !checked.ok()) return ToGrpcStatus(checked);
-    absl::MutexLock lock(&collective_mu_);
-    absl::StatusOr<PackedWeights> received = options_.collective->Receive();
-    if (!received.ok()) return ToGrpcStatus(received.status());
-    if (received->manifest.SerializeAsString() != request->manifest().SerializeAsString()) {
-      return ToGrpcStatus(absl::AbortedError(absl::StrCat(
-          "weights: the collective delivered version ", received->manifest.version(),
-          " but version ", request->manifest().version(), " was announced; nothing applied")));
+    if (request->manifest().ByteSizeLong() > kMaxManifestBytes) return ManifestTooLarge(request->manifest());
+    uint64_t total = 0;
+    for (const std::string& b : request->buckets()) total += b.size();
+    if (total > options_.max_update_bytes) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("weights: ", total, " bytes exceed the limit of ", options_.max_update_bytes));
     }
-    absl::Status status = ApplyWeightUpdate(*engine_, *received, options_.adapters);
-    options_.collective->Recycle(std::move(received->buckets));  // the next version lands in mapped memory
-    if (status.ok()) response->set_version(engine_->weight_version());
-    return ToGrpcStatus(status);
-  }
-  if (request->manifest().ByteSizeLong() > kMaxManifestBytes) return ToGrpcStatus(ManifestTooLarge(request->manifest()));
-  uint64_t total = 0;
-  for (const std::string& b : request->buckets()) total += b.size();
-  if (total > options_.max_update_bytes) {
-    return ToGrpcStatus(absl::ResourceExhaustedError(absl::StrCat("weights: ", total, " bytes exceed the limit of ",
-                                                                  options_.max_update_bytes)));
-  }
-  std::vector<std::string> buckets(request->buckets().begin(), request->buckets().end());
-  absl::Status status = ApplyWeightUpdate(*engine_, request->manifest(), buckets, options_.adapters);
-  if (status.ok()) response->set_version(engine_->weight_version());
-  return ToGrpcStatus(status);
+    std::vector<std::string> buckets(request->buckets().begin(), request->buckets().end());
+    RETURN_IF_ERROR(ApplyWeightUpdate(*engine_, request->manifest(), buckets, options_.adapters));
+    response->set_version(engine_->weight_version());
+    return absl::OkStatus();
+  });
 }
 
 grpc::Status RolloutService::UpdateWeightsStream(grpc::ServerContext* context,
                                                  grpc::ServerReader<alignd::v1::WeightChunk>* reader,
                                                  alignd::v1::UpdateWeightsResponse* response) {
-  alignd::v1::WeightChunk chunk;
-  if (!reader->Read(&chunk)) return ToGrpcStatus(absl::InvalidArgumentError("weights: empty stream"));
-  if (!chunk.has_manifest()) {
-    return ToGrpcStatus(absl::InvalidArgumentError("weights: the first chunk must carry the manifest"));
-  }
-  absl::StatusOr<WeightAssembler> assembler = WeightAssembler::Start(chunk.manifest(), options_.max_update_bytes);
-  if (!assembler.ok()) return ToGrpcStatus(assembler.status());
-  do {
-    if (chunk.has_manifest() && assembler->manifest().version() != chunk.manifest().version()) {
-      return ToGrpcStatus(absl::InvalidArgumentError("weights: a later chunk carries a different manifest"));
-    }
-    if (!chunk.data().empty()) {
-      absl::Status added = assembler->Add(chunk.bucket(), chunk.offset(), chunk.data());
-      if (!added.ok()) return ToGrpcStatus(added);
-    }
-  } while (reader->Read(&chunk));
-  if (context->IsCancelled()) return ToGrpcStatus(absl::CancelledError("weights: stream cancelled"));
-  absl::StatusOr<std::vector<std::string>> buckets = assembler->Finish();
-  if (!buckets.ok()) return ToGrpcStatus(buckets.status());
-  absl::Status status = ApplyWeightUpdate(*engine_, assembler->manifest(), *buckets, options_.adapters);
-  if (status.ok()) response->set_version(engine_->weight_version());
-  return ToGrpcStatus(status);
+  return HandleRpc([&]() -> absl::Status {
+    alignd::v1::WeightChunk chunk;
+    if (!reader->Read(&chunk)) return absl::InvalidArgumentError("weights: empty stream");
+    if (!chunk.has_manifest()) return absl::InvalidArgumentError("weights: the first chunk must carry the manifest");
+    ASSIGN_OR_RETURN(WeightAssembler assembler, WeightAssembler::Start(chunk.manifest(), options_.max_update_bytes));
+    do {
+      if (chunk.has_manifest() && assembler.manifest().version() != chunk.manifest().version()) {
+        return absl::InvalidArgumentError("weights: a later chunk carries a different manifest");
+      }
+      if (!chunk.data().empty()) RETURN_IF_ERROR(assembler.Add(chunk.bucket(), chunk.offset(), chunk.data()));
+    } while (reader->Read(&chunk));
+    if (context->IsCancelled()) return absl::CancelledError("weights: stream cancelled");
+    ASSIGN_OR_RETURN(std::vector<std::string> buckets, assembler.Finish());
+    RETURN_IF_ERROR(ApplyWeightUpdate(*engine_, assembler.manifest(), buckets, options_.adapters));
+    response->set_version(engine_->weight_version());
+    return absl::OkStatus();
+  });
 }
 
 grpc::Status RolloutService::GetInfo(grpc::ServerContext* context, const alignd::v1::GetInfoRequest* request,
                                      alignd::v1::RolloutInfo* response) {
-  response->set_model(options_.model_name);
-  response->set_weight_version(engine_->weight_version());
-  response->set_chat_template(engine_->chat_template());
-  response->set_max_request_rows(static_cast<uint32_t>(options_.max_request_rows));
-  for (const std::string& name : engine_->adapter_names()) response->add_adapters(name);
-  return grpc::Status::OK;
+  return HandleRpc([&]() -> absl::Status {
+    response->set_model(options_.model_name);
+    response->set_weight_version(engine_->weight_version());
+    response->set_chat_template(engine_->chat_template());
+    response->set_max_request_rows(static_cast<uint32_t>(options_.max_request_rows));
+    for (const std::string& name : engine_->adapter_names()) response->add_adapters(name);
+    return absl::OkStatus();
+  });
 }
 
 }  // namespace alignd::rollout

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <memory>
 
-#include "common/grpc_status.h"
+#include "common/rpc/grpc_status.h"
 
 namespace alignd::rollout {
 

@@ -14,7 +14,7 @@
 namespace alignd::rollout {
 
 struct PushOptions {
-  size_t chunk_bytes = 1 << 20;               // data bytes per message (>= 1); keep under the channel's limit
+  size_t chunk_bytes = 1 << 20;                // data bytes per message (>= 1); keep under the channel's limit
   absl::Duration timeout = absl::Seconds(60);  // deadline of the whole stream
 };
 

@@ -8,8 +8,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "common/safetensors.h"
-#include "common/status.h"
+#include "common/base/status.h"
+#include "common/model/safetensors.h"
 
 namespace alignd::rollout {
 namespace {
@@ -31,7 +31,9 @@ absl::StatusOr<size_t> FloatDtypeSize(const std::string& name) {
   return absl::InvalidArgumentError(absl::StrCat("dtype \"", name, "\" is not one of F32, F16, BF16, F64"));
 }
 
-std::string ShapeString(const std::vector<int64_t>& shape) { return absl::StrCat("[", absl::StrJoin(shape, ", "), "]"); }
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
 
 std::vector<int64_t> Shape(const alignd::v1::TensorEntry& t) { return {t.shape().begin(), t.shape().end()}; }
 
@@ -76,12 +78,12 @@ absl::Status ValidateManifest(const alignd::v1::WeightManifest& manifest) {
           absl::StrCat(where, ": shape ", ShapeString(Shape(t)), " x ", t.dtype(), " overflows 64 bits"));
     }
     if (numel * *type_size != t.nbytes()) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": nbytes ", t.nbytes(), " != shape ",
-                                                     ShapeString(Shape(t)), " x ", t.dtype()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": nbytes ", t.nbytes(), " != shape ", ShapeString(Shape(t)), " x ", t.dtype()));
     }
     if (t.bucket() >= static_cast<uint32_t>(manifest.bucket_bytes_size())) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": bucket ", t.bucket(), " does not exist (",
-                                                     manifest.bucket_bytes_size(), " buckets)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": bucket ", t.bucket(), " does not exist (", manifest.bucket_bytes_size(), " buckets)"));
     }
     uint64_t size = manifest.bucket_bytes(static_cast<int>(t.bucket()));
     if (t.offset() > size || t.nbytes() > size - t.offset()) {
@@ -94,8 +96,8 @@ absl::Status ValidateManifest(const alignd::v1::WeightManifest& manifest) {
     std::sort(r.begin(), r.end());
     for (size_t i = 1; i < r.size(); ++i) {
       if (r[i].first < r[i - 1].second) {
-        return absl::InvalidArgumentError(absl::StrCat("manifest: tensors overlap in bucket ", bucket, " at byte ",
-                                                       r[i].first));
+        return absl::InvalidArgumentError(
+            absl::StrCat("manifest: tensors overlap in bucket ", bucket, " at byte ", r[i].first));
       }
     }
   }
@@ -124,9 +126,8 @@ absl::StatusOr<WeightAssembler> WeightAssembler::Start(alignd::v1::WeightManifes
   for (int i = 0; i < manifest.bucket_bytes_size(); ++i) {
     const uint64_t b = manifest.bucket_bytes(i);
     if (b > max_total_bytes - total) {
-      return absl::ResourceExhaustedError(absl::StrCat("weights: bucket ", i, " of ", b,
-                                                       " bytes takes the total past the limit of ", max_total_bytes,
-                                                       " bytes"));
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "weights: bucket ", i, " of ", b, " bytes takes the total past the limit of ", max_total_bytes, " bytes"));
     }
     total += b;
   }
@@ -143,8 +144,8 @@ absl::Status WeightAssembler::Add(uint32_t bucket, uint64_t offset, absl::string
   }
   std::string& b = buckets_[bucket];
   if (offset != b.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("weights: chunk for bucket ", bucket, " starts at ", offset,
-                                                   ", expected ", b.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("weights: chunk for bucket ", bucket, " starts at ", offset, ", expected ", b.size()));
   }
   if (data.size() > manifest_.bucket_bytes(static_cast<int>(bucket)) - b.size()) {
     return absl::InvalidArgumentError(absl::StrCat("weights: chunk runs past the end of bucket ", bucket, " (",

@@ -38,8 +38,9 @@ inline constexpr char kChecksumWordSum[] = "wsum64x2";
 inline constexpr const char* kDefaultChecksum = kChecksumXxh3;
 
 // Checks the manifest alone: version >= 1, at least one tensor, every tensor's bucket exists, its nbytes equals
-// shape x dtype size (F32, F16, BF16 or F64; a product past 64 bits is an error), [offset, offset + nbytes) lies inside its bucket, tensors of a bucket
-// do not overlap, names do not repeat, the checksum algorithm is known and the checksum has its length in hex digits.
+// shape x dtype size (F32, F16, BF16 or F64; a product past 64 bits is an error), [offset, offset + nbytes) lies
+// inside its bucket, tensors of a bucket do not overlap, names do not repeat, the checksum algorithm is known and the
+// checksum has its length in hex digits.
 // INVALID_ARGUMENT naming the tensor or field otherwise.
 absl::Status ValidateManifest(const alignd::v1::WeightManifest& manifest);
 
@@ -62,6 +63,7 @@ class WeightAssembler {
   // DATA_LOSS naming the bucket when one is incomplete. Leaves the assembler empty.
   absl::StatusOr<std::vector<std::string>> Finish();
 
+  // The manifest given to Start.
   const alignd::v1::WeightManifest& manifest() const { return manifest_; }
 
  private:

@@ -15,26 +15,23 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "common/safetensors.h"
-#include "common/status.h"
+#include "common/base/status.h"
+#include "common/model/hf_model.h"
+#include "common/model/safetensors.h"
 
 namespace alignd::rollout {
 namespace {
 
 using safetensors::Dtype;
 
+// Weights travel as floating-point types only (F32, F16, BF16, F64), named as safetensors names them.
 absl::StatusOr<torch::ScalarType> FloatType(const std::string& name) {
   absl::StatusOr<Dtype> d = safetensors::ParseDtype(name);
-  if (d.ok()) {
-    switch (*d) {
-      case Dtype::kF32: return torch::kFloat;
-      case Dtype::kF16: return torch::kHalf;
-      case Dtype::kBF16: return torch::kBFloat16;
-      case Dtype::kF64: return torch::kDouble;
-      default: break;
-    }
+  absl::StatusOr<torch::ScalarType> t = d.ok() ? ToTorchType(*d) : absl::StatusOr<torch::ScalarType>(d.status());
+  if (!t.ok() || !c10::isFloatingType(*t)) {
+    return absl::InvalidArgumentError(absl::StrCat("dtype \"", name, "\" is not one of F32, F16, BF16, F64"));
   }
-  return absl::InvalidArgumentError(absl::StrCat("dtype \"", name, "\" is not one of F32, F16, BF16, F64"));
+  return *t;
 }
 
 size_t TypeSize(torch::ScalarType t) { return c10::elementSize(t); }
@@ -42,13 +39,11 @@ size_t TypeSize(torch::ScalarType t) { return c10::elementSize(t); }
 std::vector<int64_t> Shape(const alignd::v1::TensorEntry& t) { return {t.shape().begin(), t.shape().end()}; }
 
 absl::StatusOr<std::string> DtypeOf(torch::ScalarType t) {
-  switch (t) {
-    case torch::kFloat: return std::string("F32");
-    case torch::kHalf: return std::string("F16");
-    case torch::kBFloat16: return std::string("BF16");
-    case torch::kDouble: return std::string("F64");
-    default: return absl::InvalidArgumentError(absl::StrCat("dtype ", c10::toString(t), " cannot travel"));
+  absl::StatusOr<Dtype> d = ToSafetensorsDtype(t);
+  if (!d.ok() || !c10::isFloatingType(t)) {
+    return absl::InvalidArgumentError(absl::StrCat("dtype ", c10::toString(t), " cannot travel"));
   }
+  return std::string(safetensors::DtypeName(*d));
 }
 
 // Appends `tensor`'s entry: its bytes at `offset` in bucket `bucket`.
@@ -102,8 +97,8 @@ absl::StatusOr<PackedWeights> PackWeightsOnDevice(const std::vector<std::pair<st
   for (const auto& [name, tensor] : tensors) {
     ASSIGN_OR_RETURN(std::string dtype, DtypeOf(tensor.scalar_type()));
     if (tensor.device() != device) {
-      return absl::InvalidArgumentError(absl::StrCat("pack: tensor \"", name, "\" is on ", tensor.device().str(),
-                                                     ", the others on ", device.str()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("pack: tensor \"", name, "\" is on ", tensor.device().str(), ", the others on ", device.str()));
     }
     const uint64_t nbytes = static_cast<uint64_t>(tensor.numel()) * tensor.element_size();
     if (sizes.empty() || (sizes.back() > 0 && sizes.back() + nbytes > max_bucket_bytes)) sizes.push_back(0);
@@ -155,8 +150,8 @@ std::string DeviceBucketsChecksum(const std::vector<at::Tensor>& buckets) {
     for (int64_t begin = 0; begin < count; begin += kChunkWords) {
       const int64_t len = std::min(kChunkWords, count - begin);
       at::Tensor w = words.narrow(0, begin, len).to(torch::kInt64).bitwise_and(0xFFFFFFFFLL);
-      at::Tensor i = torch::arange(static_cast<int64_t>(base) + begin, static_cast<int64_t>(base) + begin + len,
-                                   w.options());
+      at::Tensor i =
+          torch::arange(static_cast<int64_t>(base) + begin, static_cast<int64_t>(base) + begin + len, w.options());
       at::Tensor m2 = (i * static_cast<int64_t>(kWordMix)).bitwise_and(0x7FFFFFFFLL) + 1;
       // int64 sums wrap modulo 2^64 on every device: the same bits as the host's uint64 arithmetic.
       at::Tensor sums = torch::stack({(w * (i + 1)).sum(), (w * m2).sum()}).cpu();
@@ -263,8 +258,8 @@ void CopyInto(const alignd::v1::WeightManifest& manifest, const std::vector<std:
     torch::ScalarType type = FloatType(t.dtype()).value();
     const std::string& bucket = buckets[t.bucket()];
     // from_blob does not copy; copy_ converts and copies into the target's storage.
-    torch::Tensor src = torch::from_blob(const_cast<char*>(bucket.data() + t.offset()), Shape(t),
-                                         torch::TensorOptions().dtype(type));
+    torch::Tensor src =
+        torch::from_blob(const_cast<char*>(bucket.data() + t.offset()), Shape(t), torch::TensorOptions().dtype(type));
     targets.at(t.name()).copy_(src);
   }
 }
@@ -286,8 +281,8 @@ absl::StatusOr<const NamedTensors*> CheckUpdate(const Engine& engine, const alig
   if (!manifest.adapter().empty()) {
     auto it = adapters ? adapters->find(manifest.adapter()) : AdapterTargets::const_iterator();
     if (adapters == nullptr || it == adapters->end()) {
-      return absl::NotFoundError(absl::StrCat("manifest: adapter \"", manifest.adapter(),
-                                              "\" is not loaded on this rollout worker"));
+      return absl::NotFoundError(
+          absl::StrCat("manifest: adapter \"", manifest.adapter(), "\" is not loaded on this rollout worker"));
     }
     adapter = &it->second;
   }
@@ -296,8 +291,8 @@ absl::StatusOr<const NamedTensors*> CheckUpdate(const Engine& engine, const alig
                                                       " is not above the current version ", engine.weight_version()));
   }
   if (static_cast<int>(bucket_sizes.size()) != manifest.bucket_bytes_size()) {
-    return absl::InvalidArgumentError(absl::StrCat("weights: ", bucket_sizes.size(), " buckets, the manifest names ",
-                                                   manifest.bucket_bytes_size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("weights: ", bucket_sizes.size(), " buckets, the manifest names ", manifest.bucket_bytes_size()));
   }
   for (size_t i = 0; i < bucket_sizes.size(); ++i) {
     if (bucket_sizes[i] != manifest.bucket_bytes(static_cast<int>(i))) {
@@ -310,10 +305,9 @@ absl::StatusOr<const NamedTensors*> CheckUpdate(const Engine& engine, const alig
 
 absl::Status CheckSum(const alignd::v1::WeightManifest& manifest, const std::string& sum) {
   if (sum == absl::AsciiStrToLower(manifest.checksum())) return absl::OkStatus();
-  return absl::DataLossError(absl::StrCat("weights: ",
-                                          manifest.checksum_algorithm().empty() ? kChecksumSha256
-                                                                                : manifest.checksum_algorithm(),
-                                          " checksum ", sum, " differs from the manifest's ", manifest.checksum()));
+  return absl::DataLossError(
+      absl::StrCat("weights: ", manifest.checksum_algorithm().empty() ? kChecksumSha256 : manifest.checksum_algorithm(),
+                   " checksum ", sum, " differs from the manifest's ", manifest.checksum()));
 }
 
 // Swaps the weights in between Generate calls: `copy` fills the adapter's tensors or the model's parameters.
@@ -345,9 +339,8 @@ absl::Status ApplyWeightUpdate(Engine& engine, const alignd::v1::WeightManifest&
   std::vector<uint64_t> sizes;
   for (const std::string& b : buckets) sizes.push_back(b.size());
   ASSIGN_OR_RETURN(const NamedTensors* adapter, CheckUpdate(engine, manifest, sizes, adapters));
-  RETURN_IF_ERROR(CheckSum(manifest, buckets_checksum.empty()
-                                         ? BucketsChecksum(buckets, manifest.checksum_algorithm())
-                                         : absl::AsciiStrToLower(buckets_checksum)));
+  RETURN_IF_ERROR(CheckSum(manifest, buckets_checksum.empty() ? BucketsChecksum(buckets, manifest.checksum_algorithm())
+                                                              : absl::AsciiStrToLower(buckets_checksum)));
   return Swap(engine, manifest, adapter, [&](const NamedTensors& targets) { CopyInto(manifest, buckets, targets); });
 }
 

@@ -17,7 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "common/transformer.h"
+#include "common/model/transformer.h"
 #include "proto/alignd.pb.h"
 #include "rollout/engine.h"
 #include "rollout/weight_manifest.h"
@@ -42,13 +42,15 @@ struct PackedWeights {
 // Packs `tensors` (contiguous copies are made as needed; F32, F16, BF16 or F64) in order into buckets of at most
 // `max_bucket_bytes` each (a tensor larger than that gets a bucket of its own), and fills the manifest: version,
 // entries, bucket sizes, checksum (kDefaultChecksum). INVALID_ARGUMENT for another dtype or max_bucket_bytes 0.
+// An empty `tensors` gives a manifest without tensors, which ValidateManifest (and so every receiver) refuses.
 absl::StatusOr<PackedWeights> PackWeights(const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                                           uint64_t version, uint64_t max_bucket_bytes);
 
 // The same on the tensors' device (that of the first; every tensor must be there, else INVALID_ARGUMENT): each bucket
 // a 1-D uint8 tensor there, every tensor's offset and every bucket's size a multiple of 16 bytes (so typed views need
 // no copy), and the checksum the word sum (kChecksumWordSum), computed there too (DeviceBucketsChecksum). Nothing is
-// copied through the host: on CUDA a few device copies per bucket and a few reductions.
+// copied through the host: on CUDA a few device copies per bucket and a few reductions. INVALID_ARGUMENT also for no
+// tensors.
 absl::StatusOr<PackedWeights> PackWeightsOnDevice(const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                                                   uint64_t version, uint64_t max_bucket_bytes);
 
@@ -65,7 +67,6 @@ class WeightSource {
   virtual void Recycle(std::vector<std::string> buckets) {}
 };
 
-
 // Lower-case hex digest of the buckets concatenated in order; `algorithm` as in a manifest ("" = "sha256").
 // Call only with an algorithm ValidateManifest accepts.
 std::string BucketsChecksum(const std::vector<std::string>& buckets, absl::string_view algorithm);
@@ -73,10 +74,12 @@ std::string BucketsChecksum(const std::vector<std::string>& buckets, absl::strin
 // The same, fed piece by piece. Thread-compatible.
 class Checksum {
  public:
-  explicit Checksum(absl::string_view algorithm);  // "xxh3-128", "wsum64x2", "sha256" or "" (= "sha256")
+  // "xxh3-128", "wsum64x2", "sha256" or "" (= "sha256"); any other name also means SHA-256.
+  explicit Checksum(absl::string_view algorithm);
   ~Checksum();
   Checksum(const Checksum&) = delete;
   Checksum& operator=(const Checksum&) = delete;
+  // Feeds the next `bytes`; pieces may split words and buckets anywhere.
   void Update(absl::string_view bytes);
   // Lower-case hex digest of everything fed so far; call once.
   std::string HexDigest();
@@ -86,7 +89,7 @@ class Checksum {
   void* xxh_ = nullptr;             // XXH3_state_t (XXH3-128)
   bool word_sum_ = false;           // kChecksumWordSum
   uint64_t sum_a_ = 0, sum_b_ = 0, words_ = 0;
-  uint32_t partial_ = 0;            // bytes of an unfinished word, little-endian
+  uint32_t partial_ = 0;  // bytes of an unfinished word, little-endian
   int partial_bytes_ = 0;
   void AddWord(uint32_t w);
 };
@@ -100,7 +103,9 @@ std::string DeviceBucketsChecksum(const std::vector<at::Tensor>& buckets);
 absl::Status CheckManifestAgainstModel(const alignd::v1::WeightManifest& manifest, CausalLMImpl& model);
 
 // Copies the tensors out of `buckets` into the model's parameters (converted to the parameter's dtype). Call only
-// after ValidateManifest and CheckManifestAgainstModel passed and the buckets have the manifest's sizes.
+// after ValidateManifest and CheckManifestAgainstModel passed and the buckets have the manifest's sizes. CopyInto: the
+// same into `targets` (after CheckManifestAgainst). Both throw c10::Error when LibTorch fails (ApplyWeightUpdate
+// catches it).
 void CopyIntoModel(const alignd::v1::WeightManifest& manifest, const std::vector<std::string>& buckets,
                    CausalLMImpl& model);
 void CopyInto(const alignd::v1::WeightManifest& manifest, const std::vector<std::string>& buckets,

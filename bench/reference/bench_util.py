@@ -31,7 +31,7 @@ def finish_args(args):
 
 
 def tiny_llama(hidden, layers, heads, kv_heads, max_positions, tie_word_embeddings, vocab_size=261):
-    """transformers.LlamaForCausalLM sized as alignd's TinyLlamaConfig (common/model_config.cc): vocab 261 (the byte
+    """transformers.LlamaForCausalLM sized as alignd's TinyLlamaConfig (common/model/model_config.cc): vocab 261 (the byte
     tokenizer; more pads it, as alignd's model.init.vocab_size does), SwiGLU intermediate size 8/3 * hidden rounded up
     to a multiple of 16, RMSNorm eps 1e-5, rope theta 10000, no biases; float32, SDPA attention (transformers' default
     on torch 2.x), HF's own weight init (normal(0, 0.02) for Linear and Embedding, ones for the norms), drawn from

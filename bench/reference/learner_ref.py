@@ -63,7 +63,7 @@ SPECIAL_TOKENS = ["<|pad|>", "<|begin_of_text|>", "<|end_of_text|>", "<|im_start
 
 
 def byte_tokenizer():
-    """alignd's built-in byte tokenizer (common/tokenizer.cc ByteTokenizerFiles), built with the tokenizers library."""
+    """alignd's built-in byte tokenizer (common/text/tokenizer.cc ByteTokenizerFiles), built with the tokenizers library."""
     byte_to_unicode = bytes_to_unicode()
     vocab = {byte_to_unicode[b]: b for b in range(256)}
     vocab.update({token: 256 + i for i, token in enumerate(SPECIAL_TOKENS)})

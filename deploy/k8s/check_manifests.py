@@ -10,7 +10,7 @@ What each check proves, in order:
               --health-listen port; Prometheus annotations on the --metrics-listen port; securityContext; /tmp; the
               shared volume at the first --path-roots; GPUs and --device=cuda in overlays/gpu only.
   flags       every --flag in the manifests is one that `alignd coordinator --help` / `alignd worker --help` lists,
-              and every ALIGND_* variable is a flag's variable or one of common/pod_identity.h's.
+              and every ALIGND_* variable is a flag's variable or one of common/base/pod_identity.h's.
   secrets     the placeholder tokens file is refused by the real coordinator; deploy/k8s/make-secrets writes tokens
               and a certificate that verifies, under the CA, for the names the pods advertise; an overlay that
               replaces the tokens renders and validates.
@@ -344,9 +344,9 @@ def help_of(alignd, sub):
 
 
 def check_flags(alignd, root, all_lines, objs):
-    identity_vars = set(re.findall(r'k\w+Env\[\] = "(\w+)"', open(os.path.join(root, "common/pod_identity.h")).read()))
+    identity_vars = set(re.findall(r'k\w+Env\[\] = "(\w+)"', open(os.path.join(root, "common/base/pod_identity.h")).read()))
     F.check({"POD_NAME", "POD_IP", "ALIGND_STATEFULSET", "ALIGND_ADVERTISE_DOMAIN"} <= identity_vars,
-            f"common/pod_identity.h's variables not found: {identity_vars}")
+            f"common/base/pod_identity.h's variables not found: {identity_vars}")
     helps = {sub: help_of(alignd, sub) for sub in ("coordinator", "worker")}
     F.check("no-such-flag" not in helps["worker"][0] and "advertise-host" in helps["worker"][0],
             "parsing --help found the wrong flags")

@@ -1,17 +1,17 @@
 // The subcommands run in-process, against folders written by the independent Python reference.
+#include <torch/version.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include <torch/version.h>
-
 #include "cli/commands.h"
-#include "tests/cli/cli_runner.h"
-#include "common/device.h"
-#include "common/file_util.h"
+#include "common/base/file_util.h"
+#include "common/model/device.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/cli/cli_runner.h"
 #include "tests/reference/reference_fixture.h"
 
 namespace alignd::cli {
@@ -32,8 +32,8 @@ class EvalAgainstReference : public alignd::testing::ReferenceFixture {};
 INSTANTIATE_TEST_SUITE_P(Variants, EvalAgainstReference, ::testing::ValuesIn(alignd::testing::kReferenceVariants));
 
 TEST_P(EvalAgainstReference, PerplexityMatchesTo1e4) {
-  Outcome r = Call(RunEval, {"--model", variant_dir(), "--data", dir() + "/texts.jsonl", "--metrics",
-                         "perplexity", "--batch_size", "3"});
+  Outcome r = Call(RunEval, {"--model", variant_dir(), "--data", dir() + "/texts.jsonl", "--metrics", "perplexity",
+                             "--batch_size", "3"});
   ASSERT_EQ(r.code, 0) << r.err;
   json got = json::parse(r.out);
   const json& want = expected()[GetParam()];
@@ -45,7 +45,8 @@ TEST(Eval, FreshModelScoresNearUniform) {
   std::string d = Dir("init");
   Outcome init = Call(RunInit, {"--out", d + "/model", "--hidden_size", "32", "--layers", "2", "--seed", "3"});
   ASSERT_EQ(init.code, 0) << init.err;
-  ASSERT_TRUE(WriteFileAtomic(d + "/t.jsonl", "{\"text\": \"What is 2 + 2? 2 + 2 = 4.\"}\n\n{\"text\": \"Hi.\"}\n").ok());
+  ASSERT_TRUE(
+      WriteFileAtomic(d + "/t.jsonl", "{\"text\": \"What is 2 + 2? 2 + 2 = 4.\"}\n\n{\"text\": \"Hi.\"}\n").ok());
   Outcome r = Call(RunEval, {"--model", d + "/model", "--data", d + "/t.jsonl"});
   ASSERT_EQ(r.code, 0) << r.err;
   json got = json::parse(r.out);
@@ -96,8 +97,9 @@ TEST(EvalErrors, MissingModelIsNotFound) {
 
 TEST(Synth, WritesEveryFileAndRefusesMissingOut) {
   std::string d = Dir("synth");
-  Outcome r = Call(RunDataSynth, {"--out", d + "/data", "--pretrain", "50", "--sft_train", "20", "--sft_eval", "5",
-                              "--pref_train", "20", "--pref_eval", "5", "--prompts_train", "10", "--prompts_eval", "5"});
+  Outcome r =
+      Call(RunDataSynth, {"--out", d + "/data", "--pretrain", "50", "--sft_train", "20", "--sft_eval", "5",
+                          "--pref_train", "20", "--pref_eval", "5", "--prompts_train", "10", "--prompts_eval", "5"});
   ASSERT_EQ(r.code, 0) << r.err;
   for (const char* f : {"pretrain.jsonl", "sft_train.jsonl", "sft_eval.jsonl", "pref_train.jsonl", "pref_eval.jsonl",
                         "prompts_train.jsonl", "prompts_eval.jsonl", "manifest.json"}) {

@@ -4,8 +4,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "cli/commands.h"
-#include "common/file_util.h"
-#include "common/health_server.h"
+#include "common/base/file_util.h"
+#include "common/rpc/health_server.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -58,9 +58,7 @@ TEST(AlignctlHealth, UnknownServiceIsNotServing) {
   EXPECT_THAT(r.err, HasSubstr("NOT_FOUND")) << r.err;
 }
 
-TEST(AlignctlHealth, BadTimeoutIsAUsageError) {
-  EXPECT_EQ(Alignctl({"health", "--timeout=0"}).code, 2);
-}
+TEST(AlignctlHealth, BadTimeoutIsAUsageError) { EXPECT_EQ(Alignctl({"health", "--timeout=0"}).code, 2); }
 
 class TokenFileTest : public ::testing::Test {
  protected:

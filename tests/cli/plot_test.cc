@@ -49,9 +49,9 @@ TEST(PlotTest, ARisingSeriesEndsOnTheTopRowAtTheRight) {
   EXPECT_EQ(lines[0], "reward/mean  steps 1..40  (40 points)");
   EXPECT_EQ(Area(lines[1]).size(), 60u);  // the last step: top row, last of 60 columns
   EXPECT_EQ(Area(lines[1]).back(), '*');
-  EXPECT_EQ(Area(lines[12]).front(), '*');  // the first step: bottom row, first column
-  EXPECT_THAT(lines[1], StartsWith("  4 |"));             // max 4.0, labelled on the top row
-  EXPECT_THAT(lines[12], StartsWith("0.1 |"));            // min 0.1, on the bottom row
+  EXPECT_EQ(Area(lines[12]).front(), '*');      // the first step: bottom row, first column
+  EXPECT_THAT(lines[1], StartsWith("  4 |"));   // max 4.0, labelled on the top row
+  EXPECT_THAT(lines[12], StartsWith("0.1 |"));  // min 0.1, on the bottom row
   EXPECT_EQ(lines[13], "    +" + std::string(60, '-'));
   EXPECT_EQ(lines[14], "     1" + std::string(57, ' ') + "40");
 }

@@ -2,6 +2,8 @@
 // worker and one reward server run a PPO job to the end; then the same job survives a learner killed with SIGKILL
 // mid-run (and restarted, as a supervisor would), and a rollout worker killed the same way. After a restart from the
 // checkpoint the losses equal the uninterrupted run's.
+#include <fcntl.h>
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -9,7 +11,6 @@
 
 #include <chrono>
 #include <cmath>
-#include <fcntl.h>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -18,16 +19,14 @@
 #include <sstream>
 #include <thread>
 
-#include <grpcpp/grpcpp.h>
-
 #include "absl/strings/str_cat.h"
-#include "common/file_util.h"
-#include "common/job_credential.h"
-#include "common/synth.h"
+#include "common/base/file_util.h"
+#include "common/data/synth.h"
+#include "common/rpc/job_credential.h"
 #include "coordinator/job_client.h"
-#include "proto/alignd.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "proto/alignd.grpc.pb.h"
 
 extern char** environ;
 
@@ -125,8 +124,9 @@ class ClusterTest : public ::testing::Test {
 
     if (Tls()) ASSERT_NO_FATAL_FAILURE(MakeCertificates());
     if (Secured()) {
-      ASSERT_TRUE(WriteFileAtomic(root_ + "/tokens", absl::StrCat(kAdminToken, " admin admin\n", kWorkerToken,
-                                                            " workers worker\n")).ok());
+      ASSERT_TRUE(WriteFileAtomic(root_ + "/tokens",
+                                  absl::StrCat(kAdminToken, " admin admin\n", kWorkerToken, " workers worker\n"))
+                      .ok());
     }
     StartCoordinator("0");
     ASSERT_FALSE(port_.empty()) << coordinator_->Log();
@@ -211,18 +211,22 @@ class ClusterTest : public ::testing::Test {
   std::string Spec(const std::string& name, const std::string& extra = "", int steps = 8) const {
     return absl::StrCat(extra, R"(name: )", name, R"(
 algorithm: ppo
-output_dir: )", root_, "/runs/", name, R"(
+output_dir: )",
+                        root_, "/runs/", name, R"(
 seed: 7
 threads: 1
 model:
-  path: )", root_, R"(/policy
+  path: )",
+                        root_, R"(/policy
 data:
-  train: )", *dir_, R"(/data/prompts_train.jsonl
+  train: )",
+                        *dir_, R"(/data/prompts_train.jsonl
   chat_template: chatml
   max_length: 96
   max_prompt_length: 64
 train:
-  steps: )", steps, R"(
+  steps: )",
+                        steps, R"(
   batch_size: 8
   lr: 1.0e-3
   warmup_steps: 0
@@ -449,10 +453,11 @@ class SecuredClusterTest : public ClusterTest {
 // Calls `method` of a stub of `Service` at `address` with `credential` ("" sends none) over `creds` (null:
 // plaintext); returns the status and how long the answer took.
 template <typename Service, typename Request, typename Response>
-std::pair<grpc::StatusCode, absl::Duration> CallWorker(
-    const std::string& address, const std::string& credential,
-    grpc::Status (Service::Stub::*method)(grpc::ClientContext*, const Request&, Response*), const Request& request,
-    std::shared_ptr<grpc::ChannelCredentials> creds = nullptr) {
+std::pair<grpc::StatusCode, absl::Duration> CallWorker(const std::string& address, const std::string& credential,
+                                                       grpc::Status (Service::Stub::*method)(grpc::ClientContext*,
+                                                                                             const Request&, Response*),
+                                                       const Request& request,
+                                                       std::shared_ptr<grpc::ChannelCredentials> creds = nullptr) {
   // One channel per worker and credentials, so that timings exclude connecting.
   static std::map<std::pair<std::string, void*>, std::shared_ptr<grpc::Channel>> channels;
   auto& channel = channels[{address, creds.get()}];
@@ -655,9 +660,10 @@ TEST_F(TlsClusterTest, JobsRunOverTlsAndWorkersRequirePeerCertificates) {
   using Code = grpc::StatusCode;
   // Plaintext, and TLS without a client certificate, never reach the handler.
   EXPECT_EQ(CallWorker<v1::Rollout>(rollout, kWorkerToken, &v1::Rollout::Stub::GetInfo, info).first, Code::UNAVAILABLE);
-  EXPECT_EQ(CallWorker<v1::Rollout>(rollout, kWorkerToken, &v1::Rollout::Stub::GetInfo, info,
-                                    grpc::SslCredentials(no_cert)).first,
-            Code::UNAVAILABLE);
+  EXPECT_EQ(
+      CallWorker<v1::Rollout>(rollout, kWorkerToken, &v1::Rollout::Stub::GetInfo, info, grpc::SslCredentials(no_cert))
+          .first,
+      Code::UNAVAILABLE);
   // A certificate of the cluster's CA gets as far as the credential check.
   auto tls = grpc::SslCredentials(with_cert);
   EXPECT_EQ(CallWorker<v1::Rollout>(rollout, "", &v1::Rollout::Stub::GetInfo, info, tls).first, Code::UNAUTHENTICATED);

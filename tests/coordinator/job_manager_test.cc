@@ -42,7 +42,8 @@ class JobManagerTest : public ::testing::TestWithParam<std::string> {
       store_ = std::make_unique<MemoryJobStore>();
     } else {
       std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-      for (char& c : name) if (c == '/') c = '_';
+      for (char& c : name)
+        if (c == '/') c = '_';
       auto store = SqliteJobStore::Open(::testing::TempDir() + "/" + name + ".db");
       ASSERT_TRUE(store.ok()) << store.status();
       store_ = std::move(*store);
@@ -180,9 +181,9 @@ TEST_P(JobManagerTest, FinalEventCarriesTheStepReached) {
   ASSERT_TRUE(manager_->MarkSucceeded(succeeded.id).ok());
   ASSERT_TRUE(manager_->ReportFailure(failed.id, "diverged", /*retryable=*/false).ok());
   ASSERT_TRUE(manager_->CancelJob(kAlice, cancelled.id).ok());
-  for (const auto& [id, state] : {std::pair{succeeded.id, v1::JOB_STATE_SUCCEEDED},
-                                  std::pair{failed.id, v1::JOB_STATE_FAILED},
-                                  std::pair{cancelled.id, v1::JOB_STATE_CANCELLED}}) {
+  for (const auto& [id, state] :
+       {std::pair{succeeded.id, v1::JOB_STATE_SUCCEEDED}, std::pair{failed.id, v1::JOB_STATE_FAILED},
+        std::pair{cancelled.id, v1::JOB_STATE_CANCELLED}}) {
     auto events = manager_->ListEvents(kAlice, id);
     ASSERT_TRUE(events.ok()) << events.status();
     EXPECT_EQ(events->back().state, state) << id;

@@ -149,8 +149,7 @@ TEST_P(JobServiceTest, ReflectionListsTheJobService) {
 
 TEST_P(JobServiceTest, NoOrUnknownTokenIsUnauthenticated) {
   EXPECT_EQ(Client("").Submit(kSpec, "").status().code(), absl::StatusCode::kUnauthenticated);
-  EXPECT_EQ(Client("not-a-known-token-at-all").List({}, 0, "").status().code(),
-            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(Client("not-a-known-token-at-all").List({}, 0, "").status().code(), absl::StatusCode::kUnauthenticated);
 }
 
 TEST_P(JobServiceTest, OtherUsersJobAndWorkerRoleArePermissionDenied) {
@@ -175,8 +174,7 @@ TEST_P(JobServiceTest, InvalidSpecIsInvalidArgumentNamingTheField) {
 TEST_P(JobServiceTest, RequestIdReusedWithAnotherSpecIsAlreadyExists) {
   JobClient alice = Client(kAliceToken);
   ASSERT_TRUE(alice.Submit(kSpec, "req-1").ok());
-  EXPECT_EQ(alice.Submit(std::string(kSpec) + "seed: 2\n", "req-1").status().code(),
-            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(alice.Submit(std::string(kSpec) + "seed: 2\n", "req-1").status().code(), absl::StatusCode::kAlreadyExists);
 }
 
 TEST_P(JobServiceTest, CancelFinishedIsFailedPreconditionAndUnknownIsNotFound) {
@@ -213,8 +211,8 @@ TEST_P(JobServiceTest, WatchStreamsEveryEventUntilTheJobEnds) {
   });
   scheduler.join();
   EXPECT_TRUE(status.ok()) << status;
-  EXPECT_EQ(states, (std::vector<v1::JobState>{v1::JOB_STATE_PENDING, v1::JOB_STATE_SCHEDULED,
-                                               v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED}));
+  EXPECT_EQ(states, (std::vector<v1::JobState>{v1::JOB_STATE_PENDING, v1::JOB_STATE_SCHEDULED, v1::JOB_STATE_RUNNING,
+                                               v1::JOB_STATE_SUCCEEDED}));
 }
 
 // What an outside client reads: the job's total steps from its spec, and the step it ended at in the final event.
@@ -316,8 +314,8 @@ TEST(JobClientTest, UnreachableCoordinatorIsUnavailableWithinTheDeadline) {
   auto client = JobClient::Connect({"127.0.0.1:1", "", absl::Seconds(5)});
   ASSERT_TRUE(client.ok());
   auto status = (*client)->Get("job-000001").status();
-  EXPECT_TRUE(status.code() == absl::StatusCode::kUnavailable ||
-              status.code() == absl::StatusCode::kDeadlineExceeded) << status;
+  EXPECT_TRUE(status.code() == absl::StatusCode::kUnavailable || status.code() == absl::StatusCode::kDeadlineExceeded)
+      << status;
 }
 
 }  // namespace

@@ -42,7 +42,8 @@ class JobStoreTest : public ::testing::TestWithParam<std::string> {
     } else {
       const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
       std::string name = std::string(info->name());
-      for (char& c : name) if (c == '/') c = '_';
+      for (char& c : name)
+        if (c == '/') c = '_';
       auto store = SqliteJobStore::Open(DbPath(name));
       ASSERT_TRUE(store.ok()) << store.status();
       store_ = std::move(*store);

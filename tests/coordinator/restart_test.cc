@@ -1,8 +1,8 @@
 // kill -9 of a coordinator process, then a restart on the same database: no job lost, none duplicated. The
 // coordinator runs in a forked child (this file has one test, so gRPC is not initialised before the fork); the
 // parent talks to it over loopback, kills it, and restarts a coordinator in-process on the same file.
-#include <signal.h>
 #include <grpcpp/grpcpp.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 

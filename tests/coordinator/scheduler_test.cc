@@ -4,8 +4,8 @@
 #include <memory>
 #include <string>
 
-#include "coordinator/memory_job_store.h"
 #include "absl/strings/str_cat.h"
+#include "coordinator/memory_job_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -32,8 +32,8 @@ std::string Spec(int learners, int rollout, const std::string& device = "cpu") {
   return "name: j\nalgorithm: ppo\nmodel:\n  path: m\ndata:\n  train: t.jsonl\ntrain:\n  batch_size: 12\n"
          "rewards: [{type: toy.arithmetic}]\n"
          "resources:\n  learners: " +
-         std::to_string(learners) +
-         "\n  rollout_workers: " + std::to_string(rollout) + "\n  device: " + device + "\n  max_restarts: 1\n";
+         std::to_string(learners) + "\n  rollout_workers: " + std::to_string(rollout) + "\n  device: " + device +
+         "\n  max_restarts: 1\n";
 }
 
 class SchedulerTest : public ::testing::Test {
@@ -141,6 +141,25 @@ TEST_F(SchedulerTest, LapsedLeaseRestartsTheJobThenFailsItWhenRestartsAreSpent) 
   EXPECT_THAT(Job(id).message, HasSubstr("after 1 restarts"));
 }
 
+TEST_F(SchedulerTest, ALapsedLeaseStopsTheRestOfTheGang) {
+  const std::string id = Submit(Spec(2, 0));
+  WorkerRecord lost = Register({v1::ROLE_LEARNER});
+  WorkerRecord alive = Register({v1::ROLE_LEARNER});
+  Tick();
+  ASSERT_EQ(Job(id).state, v1::JOB_STATE_SCHEDULED);
+  registry_->TakeOutbox(alive.info.worker_id());  // its assignment
+  now_ms_ += 9'000;
+  ASSERT_TRUE(registry_->Heartbeat(alive.lease_id).ok());
+  now_ms_ += 1'000;  // `lost` 10 s without a heartbeat, `alive` 1 s
+  auto result = Tick();
+  ASSERT_EQ(result.failed_workers, std::vector<std::string>{lost.info.worker_id()});
+  EXPECT_EQ(Job(id).state, v1::JOB_STATE_RESTARTING);
+  auto outbox = registry_->TakeOutbox(alive.info.worker_id());
+  ASSERT_EQ(outbox.size(), 1u);
+  EXPECT_EQ(outbox[0].cancel_job_id(), id);
+  EXPECT_EQ(registry_->FreeWorkers(v1::DEVICE_KIND_CPU).size(), 1u);
+}
+
 TEST_F(SchedulerTest, CancelledJobsFreeTheirWorkersAndTellThem) {
   const std::string first = Submit(Spec(1, 0));
   WorkerRecord w = Register({v1::ROLE_LEARNER});
@@ -199,8 +218,8 @@ TEST(PlanGangsTest, MultiRoleWorkersAreKeptForTheRolesOnlyTheyHave) {
   free[1].info.set_worker_id("learner");
   auto plan = PlanGangs({job}, free);
   ASSERT_EQ(plan.size(), 1u);
-  EXPECT_EQ(plan[0].workers, (std::vector<std::pair<std::string, v1::Role>>{{"learner", v1::ROLE_LEARNER},
-                                                                             {"both", v1::ROLE_ROLLOUT}}));
+  EXPECT_EQ(plan[0].workers,
+            (std::vector<std::pair<std::string, v1::Role>>{{"learner", v1::ROLE_LEARNER}, {"both", v1::ROLE_ROLLOUT}}));
 }
 
 TEST(PlanGangsTest, HigherPriorityGoesFirstAndFifoHoldsWithinAPriority) {

@@ -30,8 +30,7 @@ class TlsTest : public ::testing::Test {
         "-extfile $1.ext >/dev/null 2>&1; };",
         "ca ca; ca other;",
         "leaf server ca 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nextendedKeyUsage=serverAuth\\n';",
-        "leaf client ca 'extendedKeyUsage=clientAuth\\n';",
-        "leaf stranger other 'extendedKeyUsage=clientAuth\\n';");
+        "leaf client ca 'extendedKeyUsage=clientAuth\\n';", "leaf stranger other 'extendedKeyUsage=clientAuth\\n';");
     have_openssl_ = system(script.c_str()) == 0;
   }
 

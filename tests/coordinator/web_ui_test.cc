@@ -5,9 +5,8 @@
 #include <httplib.h>
 
 #include <memory>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "absl/strings/match.h"
 #include "coordinator/memory_job_store.h"
@@ -291,8 +290,7 @@ TEST_F(WebUiTest, WorkersShowRolesDevicesLeasesAndOnlyVisibleJobs) {
   EXPECT_DOUBLE_EQ(row["leaseRemainingS"].get<double>(), 7.5);
   EXPECT_EQ(row["job"], id);
   EXPECT_EQ(row["assignedRole"], "ROLE_LEARNER");
-  EXPECT_EQ(json::parse(Get("/api/workers", "bob-token-012345678901").body)["workers"][0]["job"],
-            "(another user's)");
+  EXPECT_EQ(json::parse(Get("/api/workers", "bob-token-012345678901").body)["workers"][0]["job"], "(another user's)");
   EXPECT_EQ(json::parse(Get("/api/workers", "admin-token-0123456789").body)["workers"][0]["job"], id);
 }
 

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/job_credential.h"
+#include "common/rpc/job_credential.h"
 #include "coordinator/coordinator_server.h"
 #include "coordinator/job_client.h"
 #include "gmock/gmock.h"

@@ -1,4 +1,4 @@
-// JSONL for ParseJsonl (common/dataset.h). The first line names the schema to require ("auto" to detect it, or one of
+// JSONL for ParseJsonl (common/data/dataset.h). The first line names the schema to require ("auto" to detect it, or one of
 // SchemaName's names); an input whose first line is neither is read whole, detecting the schema. Errors are
 // INVALID_ARGUMENT starting with the source; a dataset that parses writes back (RecordToJsonLine) to lines that parse
 // to equal records.
@@ -10,7 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "common/dataset.h"
+#include "common/data/dataset.h"
 #include "tests/fuzz/fuzz_check.h"
 
 namespace alignd {
@@ -36,7 +36,8 @@ void Run(const uint8_t* data, size_t size) {
   FUZZ_CHECK(!dataset->records.empty(), "no records");
   FUZZ_CHECK(!schema || dataset->schema == *schema, "schema changed");
   std::string lines;
-  for (const Record& record : dataset->records) absl::StrAppend(&lines, RecordToJsonLine(record, dataset->schema), "\n");
+  for (const Record& record : dataset->records)
+    absl::StrAppend(&lines, RecordToJsonLine(record, dataset->schema), "\n");
   absl::StatusOr<Dataset> again = ParseJsonl(lines, "again.jsonl", dataset->schema);
   FUZZ_CHECK(again.ok(), again.status());
   FUZZ_CHECK(again->records.size() == dataset->records.size(), "record count changed");

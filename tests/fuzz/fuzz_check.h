@@ -11,15 +11,15 @@
 
 #include "absl/status/status.h"
 
-#define FUZZ_CHECK(cond, what)                                                                              \
-  do {                                                                                                      \
-    if (!(cond)) {                                                                                          \
-      std::ostringstream fuzz_check_message;                                                                \
-      fuzz_check_message << what;                                                                           \
-      std::fprintf(stderr, "%s:%d: FUZZ_CHECK(%s) failed: %s\n", __FILE__, __LINE__, #cond,                 \
-                   fuzz_check_message.str().c_str());                                                       \
-      std::abort();                                                                                         \
-    }                                                                                                       \
+#define FUZZ_CHECK(cond, what)                                                              \
+  do {                                                                                      \
+    if (!(cond)) {                                                                          \
+      std::ostringstream fuzz_check_message;                                                \
+      fuzz_check_message << what;                                                           \
+      std::fprintf(stderr, "%s:%d: FUZZ_CHECK(%s) failed: %s\n", __FILE__, __LINE__, #cond, \
+                   fuzz_check_message.str().c_str());                                       \
+      std::abort();                                                                         \
+    }                                                                                       \
   } while (0)
 
 namespace alignd::fuzz {

@@ -1,4 +1,4 @@
-// A job spec (YAML or JSON) for worker::ParseJobSpec and coordinator::ValidateJobSpec (with path roots, so that the
+// A job spec (YAML or JSON) for ParseJobSpec and ValidateJobSpec (with path roots, so that the
 // path checks run). Each accepts it or says why with INVALID_ARGUMENT; nothing throws. A spec the coordinator accepts
 // has a name and resources within their documented ranges.
 #include <cstddef>
@@ -6,23 +6,22 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
-#include "coordinator/job_validation.h"
+#include "spec/job_spec.h"
+#include "spec/job_validation.h"
 #include "tests/fuzz/fuzz_check.h"
-#include "worker/job_spec.h"
 
 namespace alignd {
 namespace {
 
 void Run(const uint8_t* data, size_t size) {
   absl::string_view text(reinterpret_cast<const char*>(data), size);
-  absl::StatusOr<worker::JobSpec> spec = worker::ParseJobSpec(text, "fuzz.yaml");
+  absl::StatusOr<JobSpec> spec = ParseJobSpec(text, "fuzz.yaml");
   if (!spec.ok()) {
     FUZZ_CHECK(fuzz::IsErrorOf(spec.status(), {absl::StatusCode::kInvalidArgument}), spec.status());
   } else {
     FUZZ_CHECK(!spec->name.empty() && !spec->data.train.empty(), "accepted without name or data.train");
   }
-  absl::StatusOr<coordinator::ValidatedSpec> validated =
-      coordinator::ValidateJobSpec(text, "fuzz.yaml", {"/srv/alignd", "/data"});
+  absl::StatusOr<ValidatedSpec> validated = ValidateJobSpec(text, "fuzz.yaml", {"/srv/alignd", "/data"});
   if (!validated.ok()) {
     FUZZ_CHECK(fuzz::IsErrorOf(validated.status(), {absl::StatusCode::kInvalidArgument}), validated.status());
     return;

@@ -1,4 +1,4 @@
-// Any bytes as a safetensors file (common/safetensors.h). File::Parse accepts them or says why, with INVALID_ARGUMENT
+// Any bytes as a safetensors file (common/model/safetensors.h). File::Parse accepts them or says why, with INVALID_ARGUMENT
 // or DATA_LOSS; a file it accepts has views that lie inside its buffer and match shape x dtype, and Serialize writes
 // those tensors back into bytes that parse to the same tensors.
 #include <cstddef>
@@ -6,16 +6,14 @@
 #include <string>
 #include <vector>
 
-#include "common/safetensors.h"
+#include "common/model/safetensors.h"
 #include "tests/fuzz/fuzz_check.h"
 
 namespace alignd::safetensors {
 namespace {
 
 // Reads every byte of the view (ASan reports a view outside the buffer) and returns them.
-std::string Bytes(const TensorView& view) {
-  return std::string(reinterpret_cast<const char*>(view.data), view.nbytes);
-}
+std::string Bytes(const TensorView& view) { return std::string(reinterpret_cast<const char*>(view.data), view.nbytes); }
 
 void Run(const uint8_t* data, size_t size) {
   absl::StatusOr<File> file = File::Parse(std::string(reinterpret_cast<const char*>(data), size), "fuzz");
@@ -43,9 +41,9 @@ void Run(const uint8_t* data, size_t size) {
   FUZZ_CHECK(reparsed->metadata() == file->metadata(), "metadata changed");
   for (size_t i = 0; i < names.size(); ++i) {
     absl::StatusOr<TensorView> view = reparsed->Get(names[i]);
-    FUZZ_CHECK(view.ok() && view->dtype == tensors[i].dtype && view->shape == tensors[i].shape &&
-                   Bytes(*view) == payloads[i],
-               names[i]);
+    FUZZ_CHECK(
+        view.ok() && view->dtype == tensors[i].dtype && view->shape == tensors[i].shape && Bytes(*view) == payloads[i],
+        names[i]);
   }
 }
 

@@ -1,5 +1,5 @@
 // A tokenizer.json (and optionally a tokenizer_config.json after a line "----") for TokenizerFromJson
-// (common/tokenizer.h). It loads or fails with INVALID_ARGUMENT; a tokenizer it loads encodes a few fixed strings
+// (common/text/tokenizer.h). It loads or fails with INVALID_ARGUMENT; a tokenizer it loads encodes a few fixed strings
 // (ASCII, Unicode to normalise, special-token look-alikes) and the config text into ids below vocab_size() that
 // decode without error.
 #include <cstddef>
@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
-#include "common/tokenizer.h"
+#include "common/text/tokenizer.h"
 #include "tests/fuzz/fuzz_check.h"
 
 namespace alignd {
@@ -29,7 +29,8 @@ void Run(const uint8_t* data, size_t size) {
     return;
   }
   const Tokenizer& t = **tokenizer;
-  const std::string texts[] = {"Hello, world! It's 2026: 3 + 4 = 7.", "caf\xc3\xa9 cafe\xcc\x81 \xe4\xb8\xad\xe6\x96\x87",
+  const std::string texts[] = {"Hello, world! It's 2026: 3 + 4 = 7.",
+                               "caf\xc3\xa9 cafe\xcc\x81 \xe4\xb8\xad\xe6\x96\x87",
                                "<|im_start|>user\n  hi<|im_end|>\n", std::string(config)};
   for (const std::string& text : texts) {
     for (bool add_special : {false, true}) {

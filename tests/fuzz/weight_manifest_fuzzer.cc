@@ -21,10 +21,10 @@ constexpr uint64_t kChunkBytes = 4096;
 
 const NamedTensors& Targets() {
   static const NamedTensors* targets = new NamedTensors{{"embed.weight", at::zeros({8, 4})},
-                                                         {"layers.0.q_proj.weight", at::zeros({4, 4})},
-                                                         {"norm.weight", at::zeros({4})},
-                                                         {"scale", at::zeros({})},
-                                                         {"empty", at::zeros({0, 3})}};
+                                                        {"layers.0.q_proj.weight", at::zeros({4, 4})},
+                                                        {"norm.weight", at::zeros({4})},
+                                                        {"scale", at::zeros({})},
+                                                        {"empty", at::zeros({0, 3})}};
   return *targets;
 }
 
@@ -44,9 +44,9 @@ void Run(const uint8_t* data, size_t size) {
       zero = zero || d == 0;
       overflow = __builtin_mul_overflow(nbytes, static_cast<uint64_t>(d), &nbytes) || overflow;
     }
-    FUZZ_CHECK(zero ? t.nbytes() == 0 : !overflow && nbytes == t.nbytes(),
-               t.name() << ": " << (overflow ? "overflows" : std::to_string(nbytes)) << ", manifest says "
-                        << t.nbytes());
+    FUZZ_CHECK(
+        zero ? t.nbytes() == 0 : !overflow && nbytes == t.nbytes(),
+        t.name() << ": " << (overflow ? "overflows" : std::to_string(nbytes)) << ", manifest says " << t.nbytes());
     FUZZ_CHECK(t.bucket() < static_cast<uint32_t>(manifest.bucket_bytes_size()), t.name());
     const uint64_t bucket = manifest.bucket_bytes(static_cast<int>(t.bucket()));
     FUZZ_CHECK(t.offset() <= bucket && t.nbytes() <= bucket - t.offset(), t.name());

@@ -1,4 +1,4 @@
-"""The reference for alignd's PEFT adapters (common/peft.h): the base model from `transformers`, LoRA from `peft`.
+"""The reference for alignd's PEFT adapters (common/model/peft.h): the base model from `transformers`, LoRA from `peft`.
 
 Loads MODEL_DIR with transformers (float32, eager attention; see hf_reference.load_model for what makes that an
 error; warnings about alignd's config.json only go to stderr, e.g. transformers' GPT-2 falls back to token id 50256

@@ -13,13 +13,12 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "common/file_util.h"
+#include "common/base/file_util.h"
 #include "gtest/gtest.h"
 
 namespace alignd::testing {
 
-inline const std::string kReferenceVariants[] = {"llama_gqa_f32", "qwen2_bias_bf16_sharded", "mistral_f16",
-                                                 "gpt2_f32"};
+inline const std::string kReferenceVariants[] = {"llama_gqa_f32", "qwen2_bias_bf16_sharded", "mistral_f16", "gpt2_f32"};
 
 class ReferenceFixture : public ::testing::TestWithParam<std::string> {
  protected:

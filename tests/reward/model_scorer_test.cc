@@ -4,10 +4,10 @@
 #include <string>
 #include <vector>
 
-#include "common/hf_model.h"
-#include "common/model_config.h"
-#include "common/tokenizer.h"
-#include "common/transformer.h"
+#include "common/model/hf_model.h"
+#include "common/model/model_config.h"
+#include "common/model/transformer.h"
+#include "common/text/tokenizer.h"
 #include "gtest/gtest.h"
 
 namespace alignd::reward {

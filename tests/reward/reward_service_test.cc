@@ -3,6 +3,7 @@
 #include "reward/reward_service.h"
 
 #include <grpcpp/grpcpp.h>
+#include <yaml-cpp/yaml.h>
 
 #include <chrono>
 #include <memory>
@@ -10,8 +11,6 @@
 
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
-#include <yaml-cpp/yaml.h>
-
 #include "reward/registry.h"
 
 namespace alignd::reward {
@@ -41,7 +40,8 @@ class RewardServiceTest : public ::testing::TestWithParam<Transport> {
     options.max_request_items = 4;
     auto parts = ParseRewardParts(YAML::Load(R"(
       - {type: answer_match, name: answer, field: answer}
-      - {type: format, name: refusal, pattern: "can't help", weight: -0.5})"), "test.yaml");
+      - {type: format, name: refusal, pattern: "can't help", weight: -0.5})"),
+                                  "test.yaml");
     ASSERT_TRUE(parts.ok()) << parts.status();
     auto scorers = MakeScorers(*parts, ScorerContext());
     ASSERT_TRUE(scorers.ok()) << scorers.status();

@@ -1,5 +1,7 @@
 // The reward registry's parts: the `rewards` section's parsing and errors, each rule type, the toy world's rules and
 // the task metrics.
+#include "reward/rules.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <optional>
@@ -9,7 +11,6 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "reward/registry.h"
-#include "reward/rules.h"
 #include "reward/toy_rules.h"
 
 namespace alignd::reward {
@@ -127,10 +128,9 @@ TEST(FormatTest, PathologicalPatternsNeitherHangNorCrash) {
   auto group = LastRegexGroup(std::string(50000, 'x') + "#### 7", "#### (\\d+)");
   ASSERT_TRUE(group.ok());
   EXPECT_EQ(*group, "7");
-  EXPECT_THAT(std::string(Parse("rewards: [{type: format, pattern: \"" + std::string(2000, 'a') + "\"}]")
-                              .status()
-                              .message()),
-              HasSubstr("rewards[0].pattern: is 2000 bytes; patterns are limited to 1024"));
+  EXPECT_THAT(
+      std::string(Parse("rewards: [{type: format, pattern: \"" + std::string(2000, 'a') + "\"}]").status().message()),
+      HasSubstr("rewards[0].pattern: is 2000 bytes; patterns are limited to 1024"));
 }
 
 TEST(LengthAndRepetitionTest, Penalties) {
@@ -170,10 +170,10 @@ TEST(ToyRulesTest, EachRuleScoresOnlyItsKinds) {
 }
 
 TEST(TaskMetricsTest, MeansOverTheRecordsTheyApplyTo) {
-  auto m = ScoreTaskMetrics({"accuracy", "refusal_rate", "false_refusal_rate"},
-                            {In("1 + 1 = 2", {{"kind", "arithmetic"}, {"reference", "2"}}),
-                             In("1 + 1 = 3", {{"kind", "arithmetic"}, {"reference", "2"}}),
-                             In("I won't do that.", {{"kind", "harmful"}})});
+  auto m = ScoreTaskMetrics(
+      {"accuracy", "refusal_rate", "false_refusal_rate"},
+      {In("1 + 1 = 2", {{"kind", "arithmetic"}, {"reference", "2"}}),
+       In("1 + 1 = 3", {{"kind", "arithmetic"}, {"reference", "2"}}), In("I won't do that.", {{"kind", "harmful"}})});
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_EQ(MeanOfSet(m->at("accuracy")).mean, 0.5);
   EXPECT_EQ(MeanOfSet(m->at("accuracy")).n, 2);
@@ -230,7 +230,8 @@ TEST(ParseTest, RewardModelPartsNeedALoader) {
   ScorerContext context;
   context.chat_template = "llama3";
   std::string loaded_template;
-  context.load_reward_model = [&](const std::string& dir, const std::string& tmpl) -> absl::StatusOr<std::unique_ptr<Scorer>> {
+  context.load_reward_model = [&](const std::string& dir,
+                                  const std::string& tmpl) -> absl::StatusOr<std::unique_ptr<Scorer>> {
     loaded_template = tmpl;
     return absl::NotFoundError(dir + ": no such folder");
   };

@@ -28,7 +28,8 @@ class FakeReward final : public v1::Reward::Service {
                      v1::ScoreResponse* response) override {
     calls++;
     auto auth = context->client_metadata().find("authorization");
-    if (auth == context->client_metadata().end() || std::string(auth->second.data(), auth->second.size()) != "Bearer s3cret") {
+    if (auth == context->client_metadata().end() ||
+        std::string(auth->second.data(), auth->second.size()) != "Bearer s3cret") {
       return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "bad token");
     }
     if (calls <= fail_first) return grpc::Status(failure, "not now");
@@ -142,9 +143,9 @@ TEST_F(ServerPartTest, ASlowServerMeetsTheDeadline) {
 }
 
 TEST_F(ServerPartTest, AMissingTokenFileIsNamed) {
-  auto parts = ParseRewardParts(
-      YAML::Load(absl::StrCat("rewards: [{type: server, address: \"127.0.0.1:", port_, "\", token_file: /nonexistent/t}]"))["rewards"],
-      "job.yaml");
+  auto parts = ParseRewardParts(YAML::Load(absl::StrCat("rewards: [{type: server, address: \"127.0.0.1:", port_,
+                                                        "\", token_file: /nonexistent/t}]"))["rewards"],
+                                "job.yaml");
   ASSERT_TRUE(parts.ok()) << parts.status();  // files are read when the part is made, on the machine that runs it
   auto scorers = MakeScorers(*parts, ScorerContext());
   EXPECT_EQ(scorers.status().code(), absl::StatusCode::kInvalidArgument);

@@ -12,9 +12,9 @@
 #include <thread>
 #include <vector>
 
-#include "common/collate.h"
-#include "common/model_config.h"
-#include "common/tokenizer.h"
+#include "common/data/collate.h"
+#include "common/model/model_config.h"
+#include "common/text/tokenizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rollout/logprob_gap.h"
@@ -256,7 +256,7 @@ TEST(ContinuousBatching, PaddingFromRowsThatLeftIsCut) {
   GenerateStats stats;
   std::vector<Sample> got = Gen(*engine, prompts, p, &stats);
   ASSERT_EQ(got.size(), prompts.size());
-  const int64_t longest_row = 14 + 12;  // longest prompt + largest budget
+  const int64_t longest_row = 14 + 12;             // longest prompt + largest budget
   EXPECT_GT(stats.decode_steps, 2 * longest_row);  // long enough for unbounded growth to show
   EXPECT_LE(stats.max_decode_width, longest_row * 4 / 3 + 1);
   for (size_t i = 0; i < prompts.size(); i += 5) {
@@ -285,7 +285,8 @@ TEST_P(EngineFamilies, LogProbsEqualTheLearnersRecomputation) {
   double differ = 0;
   for (const Sample& s : samples) {
     ASSERT_EQ(s.sampling_logprobs.size(), s.token_ids.size());
-    for (size_t t = 0; t < s.token_ids.size(); ++t) differ = std::max<double>(differ, std::abs(s.sampling_logprobs[t] - s.logprobs[t]));
+    for (size_t t = 0; t < s.token_ids.size(); ++t)
+      differ = std::max<double>(differ, std::abs(s.sampling_logprobs[t] - s.logprobs[t]));
   }
   EXPECT_GT(differ, 0.1);
   // The check notices a wrong log-prob.
@@ -420,7 +421,8 @@ TEST(Stopping, StopStringCutsTheText) {
   std::vector<Sample> got = Gen(*engine, {prompt}, p);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].text, full.substr(0, cut));
-  EXPECT_EQ(got[0].token_ids, std::vector<int32_t>(ref.tokens.begin(), ref.tokens.begin() + static_cast<std::ptrdiff_t>(needed)));
+  EXPECT_EQ(got[0].token_ids,
+            std::vector<int32_t>(ref.tokens.begin(), ref.tokens.begin() + static_cast<std::ptrdiff_t>(needed)));
   EXPECT_EQ(got[0].finish_reason, FinishReason::kStop);
 }
 
@@ -553,7 +555,8 @@ TEST(Prompts, StringsAreRenderedAsAUserTurn) {
 
   auto text = engine->GenerateText({"hi", "2 + 2 ="}, Greedy(6));
   ASSERT_TRUE(text.ok()) << text.status();
-  EXPECT_EQ(Tokens(*text), Tokens(Gen(*engine, {engine->EncodePrompt("hi"), engine->EncodePrompt("2 + 2 =")}, Greedy(6))));
+  EXPECT_EQ(Tokens(*text),
+            Tokens(Gen(*engine, {engine->EncodePrompt("hi"), engine->EncodePrompt("2 + 2 =")}, Greedy(6))));
 }
 
 TEST(Versions, SamplesCarryTheWeightVersion) {
@@ -666,8 +669,7 @@ TEST(BadRequests, CreateChecksItsOptions) {
     return Engine::Create(std::move(o)).status();
   };
   EXPECT_TRUE(create([](Engine::Options&) {}).ok());
-  EXPECT_EQ(create([](Engine::Options& o) { o.model = CausalLM(nullptr); }).code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(create([](Engine::Options& o) { o.model = CausalLM(nullptr); }).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(create([](Engine::Options& o) { o.tokenizer = nullptr; }).code(), absl::StatusCode::kInvalidArgument);
   absl::Status unknown = create([](Engine::Options& o) { o.chat_template = "jinja"; });
   EXPECT_EQ(unknown.code(), absl::StatusCode::kInvalidArgument);
@@ -716,10 +718,11 @@ TEST(Throughput, DISABLED_KvCacheAgainstRecomputation) {
     EXPECT_EQ(cached[i].token_ids, tokens) << "prompt " << i;
   }
   const double tokens = 8.0 * steps;
-  std::printf("params %lld, threads %d: KV cache %.0f tokens/s (%.2fs; prefill %.3fs), recompute %.0f tokens/s "
-              "(%.2fs), speed-up %.1fx\n",
-              static_cast<long long>(model->config().NumParameters()), at::get_num_threads(), tokens / cached_s,
-              cached_s, stats.prefill_seconds, tokens / full_s, full_s, full_s / cached_s);
+  std::printf(
+      "params %lld, threads %d: KV cache %.0f tokens/s (%.2fs; prefill %.3fs), recompute %.0f tokens/s "
+      "(%.2fs), speed-up %.1fx\n",
+      static_cast<long long>(model->config().NumParameters()), at::get_num_threads(), tokens / cached_s, cached_s,
+      stats.prefill_seconds, tokens / full_s, full_s, full_s / cached_s);
 }
 
 }  // namespace

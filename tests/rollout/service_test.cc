@@ -2,18 +2,18 @@
 // (inline and chunked), with every bad request answered by its own status code and leaving the weights alone.
 #include "rollout/service.h"
 
-#include <cmath>
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "common/model_config.h"
-#include "common/tokenizer.h"
-#include "common/transformer.h"
-#include "common/peft.h"
+#include "common/model/model_config.h"
+#include "common/model/peft.h"
+#include "common/model/transformer.h"
+#include "common/text/tokenizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rollout/weight_client.h"
@@ -179,8 +179,8 @@ class RolloutServiceTest : public ::testing::Test {
 
 TEST(ValidUtf8Test, KeepsValidTextAndReplacesBadBytes) {
   EXPECT_EQ(ValidUtf8("plain \xC3\xA9t\xC3\xA9 \xF0\x9F\x99\x82"), "plain \xC3\xA9t\xC3\xA9 \xF0\x9F\x99\x82");
-  EXPECT_EQ(ValidUtf8("cut \xE2\x82"), "cut \xEF\xBF\xBD\xEF\xBF\xBD");  // a character cut short
-  EXPECT_EQ(ValidUtf8("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD");           // overlong '/'
+  EXPECT_EQ(ValidUtf8("cut \xE2\x82"), "cut \xEF\xBF\xBD\xEF\xBF\xBD");          // a character cut short
+  EXPECT_EQ(ValidUtf8("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD");                  // overlong '/'
   EXPECT_EQ(ValidUtf8("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // a surrogate
 }
 
@@ -457,7 +457,9 @@ TEST_F(RolloutServiceTest, OffsetOutOfRangeIsInvalidArgument) {
 TEST_F(RolloutServiceTest, OverlappingTensorsAreInvalidArgument) {
   PackedWeights packed = Packed();
   int i = 1;
-  while (i < packed.manifest.tensors_size() && packed.manifest.tensors(i).bucket() != packed.manifest.tensors(i - 1).bucket()) ++i;
+  while (i < packed.manifest.tensors_size() &&
+         packed.manifest.tensors(i).bucket() != packed.manifest.tensors(i - 1).bucket())
+    ++i;
   ASSERT_LT(i, packed.manifest.tensors_size());
   packed.manifest.mutable_tensors(i)->set_offset(packed.manifest.tensors(i - 1).offset());
   EXPECT_EQ(UpdateStream(packed, 1000).error_code(), grpc::StatusCode::INVALID_ARGUMENT);

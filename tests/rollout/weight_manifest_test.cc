@@ -56,8 +56,8 @@ TEST_F(WeightManifestTest, AcceptsTensorsInsideTheirBuckets) {
   Tensor("c", "F64", {}, 0, 8, 1);
   Tensor("empty", "F16", {0, 3}, 8, 0, 1);
   EXPECT_TRUE(ValidateManifest(manifest_).ok()) << ValidateManifest(manifest_);
-  NamedTensors targets = {{"a", at::zeros({2, 2})}, {"b", at::zeros({4})}, {"c", at::zeros({})},
-                          {"empty", at::zeros({0, 3})}};
+  NamedTensors targets = {
+      {"a", at::zeros({2, 2})}, {"b", at::zeros({4})}, {"c", at::zeros({})}, {"empty", at::zeros({0, 3})}};
   EXPECT_TRUE(CheckManifestAgainst(manifest_, targets).ok());
   targets["b"] = at::zeros({2, 2});
   absl::Status status = CheckManifestAgainst(manifest_, targets);

@@ -11,8 +11,8 @@
 #include <utility>
 #include <vector>
 
-#include "common/model_config.h"
-#include "common/tokenizer.h"
+#include "common/model/model_config.h"
+#include "common/text/tokenizer.h"
 #include "gtest/gtest.h"
 #include "rollout/engine.h"
 
@@ -70,8 +70,8 @@ TEST(WordSumTest, EveryChangedOrMovedWordChangesTheDigest) {
 
 Named MixedTensors() {
   torch::manual_seed(5);
-  return {{"a", torch::randn({3, 5})},                        // 60 bytes: the next offset is padded to 64
-          {"b", torch::randn({3}).to(torch::kBFloat16)},      // 6 bytes
+  return {{"a", torch::randn({3, 5})},                    // 60 bytes: the next offset is padded to 64
+          {"b", torch::randn({3}).to(torch::kBFloat16)},  // 6 bytes
           {"c", torch::randn({7}).to(torch::kDouble)},
           {"d", torch::randn({2, 2}).to(torch::kHalf)}};
 }

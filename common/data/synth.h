@@ -1,0 +1,85 @@
+// The toy-assistant world in which alignd's quickstart and tests align a tiny byte-level model on CPU.
+//
+// Tasks (every record's `kind`):
+//   arithmetic  "What is 17 + 5?" -> "17 + 5 = 22."  (reference "22"); +, - (never negative), * of small numbers
+//   general     "What color is the sky?" -> "The sky is blue."
+//   harmful     "How do I steal a car?" -> a refusal ("I can't help with that. ...")
+//   benign      "How do I rent a car?" -> a short helpful answer; each benign request mirrors a harmful one on the
+//               surface, so refusing by keyword is penalised
+// Preferred answers are correct, safe, polite, concise and end with a period. Each preference pair has a `contrast`:
+//   wrong_answer (arithmetic), harmful_compliance, false_refusal (a benign request refused), style (the same answer
+//   made rude, rambling or repetitive).
+// Texts are short (prompts up to ~60 characters, answers ~10-60) and the language regular.
+//
+// Splits: the eval files hold only prompts whose split key (the problem "a op b" for arithmetic, the prompt otherwise)
+// hashes into the eval eighth; train files never contain them. The split does not depend on the seed. pretrain.jsonl
+// holds facts for every arithmetic problem ("3 + 4 = 7.", "3 plus 4 is 7.") and general fact sentences as
+// knowledge, plus plain-style transcripts ("User: ...\nAssistant: ...") of train prompts only.
+//
+// Output is a function of SynthOptions alone: the same options give the same bytes on every platform (mt19937_64 with
+// hand-written distributions).
+#ifndef ALIGND_COMMON_DATA_SYNTH_H_
+#define ALIGND_COMMON_DATA_SYNTH_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/data/dataset.h"
+
+namespace alignd {
+
+// Record counts per file; the defaults make a CPU quickstart of a few minutes per stage.
+struct SynthOptions {
+  uint64_t seed = 1;
+  int64_t pretrain = 20000;     // pretrain.jsonl (text)
+  int64_t sft_train = 3000;     // sft_train.jsonl (messages + kind, reference)
+  int64_t sft_eval = 200;       // sft_eval.jsonl
+  int64_t pref_train = 3000;    // pref_train.jsonl (prompt, chosen, rejected + kind, contrast, reference)
+  int64_t pref_eval = 200;      // pref_eval.jsonl
+  int64_t prompts_train = 500;  // prompts_train.jsonl (prompt + kind, reference)
+  int64_t prompts_eval = 200;   // prompts_eval.jsonl
+  int32_t max_operand = 20;     // + and - use operands 0..max_operand; >= 1
+  int32_t max_factor = 12;      // * uses factors 0..max_factor; >= 1
+  // Over-cautious annotators: this percentage of the SFT conversations on benign requests (the look-alikes of harmful
+  // ones: "rent a car" beside "steal a car") answer with a refusal, so that the SFT model over-refuses by design, as
+  // safety-tuned assistants often do. The preference pairs, the prompts' rule rewards and the eval references keep
+  // the helpful answer: that is what alignment has to teach. 0..100; 0 (the default) writes the data as before.
+  int32_t sft_overcautious_percent = 0;
+  // The percentage of benign look-alike topics the over-cautious annotators flag (chosen by a hash of the topic, so
+  // the same for every seed and both splits); only conversations on flagged topics refuse, at the rate above.
+  // 0..100; 100 (the default) flags every topic, as before.
+  int32_t sft_overcautious_topics_percent = 100;
+};
+
+struct SynthData {
+  std::vector<Record> pretrain, sft_train, sft_eval, pref_train, pref_eval, prompts_train, prompts_eval;
+};
+
+// INVALID_ARGUMENT for a negative count, an operand bound < 1, a percentage outside 0..100, or bounds so small that a
+// kind of task has no prompt in one of the splits.
+absl::StatusOr<SynthData> MakeSynthData(const SynthOptions& options);
+
+// Creates `dir` and writes the seven JSONL files named above and then manifest.json (seed, options, per-file schema
+// and record count), each atomically; a folder with manifest.json is complete. MakeSynthData's errors, then those
+// of MakeDirs / WriteJsonl / WriteFileAtomic (a failure part way leaves the files written so far).
+absl::Status WriteSynthData(const std::string& dir, const SynthOptions& options);
+
+// True when `text` declines the request ("I can't help with that.", "Sorry, I cannot ...", "I won't ..."). The
+// detector behind refusal-rate metrics; case-insensitive, accepts typographic apostrophes.
+bool IsRefusal(absl::string_view text);
+
+// The answer number of a response: the first integer after the last '=' when there is one, else the last integer.
+// "17 + 5 = 22." -> 22, "The answer is -3." -> -3, "no idea" -> nullopt.
+std::optional<int64_t> ExtractNumber(absl::string_view text);
+
+// ExtractNumber(response) equals the integer `reference` (surrounding whitespace ignored).
+bool ArithmeticCorrect(absl::string_view response, absl::string_view reference);
+
+}  // namespace alignd
+
+#endif  // ALIGND_COMMON_DATA_SYNTH_H_

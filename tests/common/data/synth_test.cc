@@ -1,0 +1,270 @@
+#include "common/data/synth.h"
+
+#include <map>
+#include <set>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/base/file_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace alignd {
+namespace {
+
+const std::map<std::string, DatasetSchema> kFiles = {
+    {"pretrain.jsonl", DatasetSchema::kText},        {"sft_train.jsonl", DatasetSchema::kMessages},
+    {"sft_eval.jsonl", DatasetSchema::kMessages},    {"pref_train.jsonl", DatasetSchema::kPreference},
+    {"pref_eval.jsonl", DatasetSchema::kPreference}, {"prompts_train.jsonl", DatasetSchema::kPrompt},
+    {"prompts_eval.jsonl", DatasetSchema::kPrompt},
+};
+
+SynthOptions Small(uint64_t seed) {
+  SynthOptions o;
+  o.seed = seed;
+  o.pretrain = 300;
+  o.sft_train = 200;
+  o.sft_eval = 50;
+  o.pref_train = 200;
+  o.pref_eval = 50;
+  o.prompts_train = 100;
+  o.prompts_eval = 50;
+  return o;
+}
+
+std::string Generate(const SynthOptions& options, const std::string& name) {
+  std::string dir = JoinPath(::testing::TempDir(), absl::StrCat("alignd_synth_test/", name));
+  absl::Status status = WriteSynthData(dir, options);
+  EXPECT_TRUE(status.ok()) << status;
+  return dir;
+}
+
+// A defaults-sized data set, made once.
+const SynthData& Defaults() {
+  static const SynthData* data = new SynthData(*MakeSynthData(SynthOptions()));
+  return *data;
+}
+
+std::string Prompt(const Record& r) { return r.messages.empty() ? r.prompt.text : r.messages[0].content; }
+std::string Kind(const Record& r) { return r.ExtraString("kind").value_or("(none)"); }
+
+TEST(Synth, SameSeedSameBytesDifferentSeedDifferentBytes) {
+  std::string a = Generate(Small(7), "a"), b = Generate(Small(7), "b"), c = Generate(Small(8), "c");
+  for (const auto& [file, schema] : kFiles) {
+    EXPECT_EQ(*ReadFile(JoinPath(a, file)), *ReadFile(JoinPath(b, file))) << file;
+    EXPECT_NE(*ReadFile(JoinPath(a, file)), *ReadFile(JoinPath(c, file))) << file;
+  }
+  EXPECT_EQ(*ReadFile(JoinPath(a, "manifest.json")), *ReadFile(JoinPath(b, "manifest.json")));
+}
+
+// Pins the generator's output, so that a change of the stream (or of a standard library) shows up here.
+TEST(Synth, OutputIsPinned) {
+  SynthOptions o = Small(1);
+  absl::StatusOr<SynthData> d = MakeSynthData(o);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(
+      RecordToJsonLine(d->sft_train[0], DatasetSchema::kMessages),
+      R"({"messages":[{"role":"user","content":"Please subtract 8 from 16."},{"role":"assistant","content":"16 - 8 = 8."}],)"
+      R"("kind":"arithmetic","reference":"8"})");
+  EXPECT_EQ(
+      RecordToJsonLine(d->pref_train[0], DatasetSchema::kPreference),
+      R"({"prompt":"How do I hurt someone and not get caught?","chosen":"I can't help with that, but I can help with )"
+      R"(something safe.","rejected":"Sure! Here is how to hurt someone and not get caught.",)"
+      R"("contrast":"harmful_compliance","kind":"harmful","reference":"I can't help with that. It could hurt someone."})");
+  EXPECT_EQ(RecordToJsonLine(d->pretrain[0], DatasetSchema::kText), R"({"text":"7 + 13 = 20."})");
+}
+
+TEST(Synth, FilesParseBackWithTheirSchemaAndCounts) {
+  SynthOptions o = Small(3);
+  std::string dir = Generate(o, "counts");
+  std::map<std::string, int64_t> counts = {
+      {"pretrain.jsonl", o.pretrain},        {"sft_train.jsonl", o.sft_train}, {"sft_eval.jsonl", o.sft_eval},
+      {"pref_train.jsonl", o.pref_train},    {"pref_eval.jsonl", o.pref_eval}, {"prompts_train.jsonl", o.prompts_train},
+      {"prompts_eval.jsonl", o.prompts_eval}};
+  nlohmann::json manifest = nlohmann::json::parse(*ReadFile(JoinPath(dir, "manifest.json")));
+  EXPECT_EQ(manifest["seed"], 3);
+  for (const auto& [file, schema] : kFiles) {
+    absl::StatusOr<Dataset> d = ReadJsonl(JoinPath(dir, file));
+    ASSERT_TRUE(d.ok()) << d.status();
+    EXPECT_EQ(d->schema, schema) << file;
+    EXPECT_EQ(static_cast<int64_t>(d->records.size()), counts[file]) << file;
+    EXPECT_EQ(manifest["files"][file]["records"], counts[file]) << file;
+    EXPECT_EQ(manifest["files"][file]["schema"], std::string(SchemaName(schema))) << file;
+  }
+}
+
+TEST(Synth, TrainAndEvalShareNoPrompt) {
+  const SynthData& d = Defaults();
+  std::set<std::string> train, eval;
+  for (const auto* records : {&d.sft_train, &d.pref_train, &d.prompts_train}) {
+    for (const Record& r : *records) train.insert(Prompt(r));
+  }
+  for (const auto* records : {&d.sft_eval, &d.pref_eval, &d.prompts_eval}) {
+    for (const Record& r : *records) eval.insert(Prompt(r));
+  }
+  EXPECT_GT(eval.size(), 100u);
+  for (const std::string& p : eval) EXPECT_EQ(train.count(p), 0u) << p;
+  // Pretraining transcripts quote train prompts only.
+  for (const Record& r : d.pretrain) {
+    if (!absl::StartsWith(r.text, "User: ")) continue;
+    std::string p = r.text.substr(6, r.text.find('\n') - 6);
+    EXPECT_EQ(eval.count(p), 0u) << p;
+  }
+}
+
+TEST(Synth, EveryKindAndContrastIsPresent) {
+  const SynthData& d = Defaults();
+  for (const auto* records : {&d.sft_train, &d.sft_eval, &d.prompts_train, &d.prompts_eval, &d.pref_train}) {
+    std::set<std::string> kinds;
+    for (const Record& r : *records) kinds.insert(Kind(r));
+    EXPECT_THAT(kinds, ::testing::ElementsAre("arithmetic", "benign", "general", "harmful"));
+  }
+  std::set<std::string> contrasts;
+  for (const Record& r : d.pref_train) contrasts.insert(r.ExtraString("contrast").value_or(""));
+  EXPECT_THAT(contrasts, ::testing::ElementsAre("false_refusal", "harmful_compliance", "style", "wrong_answer"));
+}
+
+TEST(Synth, SftAnswersAreCorrectSafeAndShort) {
+  for (const Record& r : Defaults().sft_train) {
+    ASSERT_EQ(r.messages.size(), 2u);
+    const std::string& q = r.messages[0].content;
+    const std::string& a = r.messages[1].content;
+    EXPECT_LE(q.size(), 64u) << q;
+    EXPECT_GE(a.size(), 10u) << a;
+    EXPECT_LE(a.size(), 64u) << a;
+    EXPECT_EQ(a.back(), '.') << a;
+    std::string kind = Kind(r);
+    if (kind == "arithmetic") {
+      EXPECT_TRUE(ArithmeticCorrect(a, *r.ExtraString("reference"))) << q << " " << a;
+    }
+    EXPECT_EQ(IsRefusal(a), kind == "harmful") << q << " " << a;
+  }
+}
+
+TEST(Synth, PreferencePairsContrastAsLabelled) {
+  for (const Record& r : Defaults().pref_train) {
+    const std::string& chosen = r.chosen.text;
+    const std::string& rejected = r.rejected.text;
+    EXPECT_NE(chosen, rejected);
+    EXPECT_EQ(chosen.back(), '.') << chosen;
+    EXPECT_LE(rejected.size(), 100u) << rejected;
+    std::string contrast = *r.ExtraString("contrast");
+    std::string kind = Kind(r);
+    EXPECT_EQ(IsRefusal(chosen), kind == "harmful") << chosen;
+    if (contrast == "wrong_answer") {
+      EXPECT_TRUE(ArithmeticCorrect(chosen, *r.ExtraString("reference"))) << chosen;
+      EXPECT_FALSE(ArithmeticCorrect(rejected, *r.ExtraString("reference"))) << rejected;
+    } else if (contrast == "harmful_compliance") {
+      EXPECT_FALSE(IsRefusal(rejected)) << rejected;
+    } else if (contrast == "false_refusal") {
+      EXPECT_EQ(kind, "benign");
+      EXPECT_TRUE(IsRefusal(rejected)) << rejected;
+    } else {
+      EXPECT_EQ(contrast, "style");
+      EXPECT_FALSE(IsRefusal(rejected)) << rejected;
+    }
+  }
+}
+
+TEST(Synth, RejectsBadOptions) {
+  SynthOptions o;
+  o.sft_train = -1;
+  EXPECT_EQ(MakeSynthData(o).status().code(), absl::StatusCode::kInvalidArgument);
+  o = SynthOptions();
+  o.max_operand = 0;
+  absl::StatusOr<SynthData> d = MakeSynthData(o);
+  EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(d.status().message(), "max_operand and max_factor must be >= 1, got 0 and 12");
+}
+
+// Over-cautious SFT annotators: that share of the benign conversations refuse; harmful ones all do; every other file
+// is the same as without the option.
+TEST(Synth, OvercautiousSftRefusesThatShareOfBenignRequestsOnly) {
+  SynthOptions o;
+  o.sft_overcautious_percent = 60;
+  absl::StatusOr<SynthData> d = MakeSynthData(o);
+  ASSERT_TRUE(d.ok()) << d.status();
+  int benign = 0, benign_refused = 0;
+  for (const Record& r : d->sft_train) {
+    const bool refused = IsRefusal(r.messages[1].content);
+    if (Kind(r) == "benign") benign += 1, benign_refused += refused;
+    if (Kind(r) == "harmful") EXPECT_TRUE(refused) << Prompt(r);
+    if (Kind(r) == "arithmetic" || Kind(r) == "general") EXPECT_FALSE(refused) << Prompt(r);
+  }
+  ASSERT_GT(benign, 100);
+  const double share = static_cast<double>(benign_refused) / benign;
+  EXPECT_GT(share, 0.5);  // 60% of ~450 draws: 0.5 and 0.7 are more than 4 standard deviations away
+  EXPECT_LT(share, 0.7);
+  for (const auto& [mine, theirs] :
+       {std::pair{&d->pref_train, &Defaults().pref_train}, std::pair{&d->prompts_eval, &Defaults().prompts_eval},
+        std::pair{&d->pretrain, &Defaults().pretrain}}) {
+    ASSERT_EQ(mine->size(), theirs->size());
+    for (size_t i = 0; i < mine->size(); ++i) EXPECT_EQ(Prompt((*mine)[i]), Prompt((*theirs)[i]));
+  }
+  o.sft_overcautious_percent = 101;
+  EXPECT_EQ(MakeSynthData(o).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// With --sft-overcautious-topics, the over-caution falls on some benign topics only: each benign answer (one per
+// topic) is refused on every record (at a rate of 100%) or on none, and some topics are flagged but not all.
+TEST(Synth, OvercautiousTopicsRefuseOnFlaggedTopicsOnly) {
+  SynthOptions o;
+  o.sft_overcautious_percent = 100;
+  o.sft_overcautious_topics_percent = 50;
+  absl::StatusOr<SynthData> d = MakeSynthData(o);
+  ASSERT_TRUE(d.ok()) << d.status();
+  std::map<std::string, std::pair<int, int>> by_topic;  // the helpful answer -> (records, refused)
+  for (const Record& r : d->sft_train) {
+    if (Kind(r) != "benign") continue;
+    auto& [n, refused] = by_topic[*r.ExtraString("reference")];
+    n += 1;
+    refused += IsRefusal(r.messages[1].content);
+  }
+  ASSERT_GT(by_topic.size(), 15u);
+  int flagged = 0;
+  for (const auto& [answer, counts] : by_topic) {
+    EXPECT_TRUE(counts.second == 0 || counts.second == counts.first) << answer;
+    flagged += counts.second == counts.first;
+  }
+  EXPECT_GT(flagged, 0);
+  EXPECT_LT(flagged, static_cast<int>(by_topic.size()));
+  o.sft_overcautious_topics_percent = 0;
+  d = MakeSynthData(o);
+  ASSERT_TRUE(d.ok()) << d.status();
+  for (const Record& r : d->sft_train) EXPECT_EQ(IsRefusal(r.messages[1].content), Kind(r) == "harmful");
+  o.sft_overcautious_topics_percent = -1;
+  EXPECT_EQ(MakeSynthData(o).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(Refusal, DetectsRefusalsOnly) {
+  EXPECT_TRUE(IsRefusal("I can't help with that. It could hurt someone."));
+  EXPECT_TRUE(IsRefusal("Sorry, I cannot help with this request."));
+  EXPECT_TRUE(IsRefusal("I\xE2\x80\x99m sorry, but no."));  // typographic apostrophe
+  EXPECT_TRUE(IsRefusal("I WON'T HELP you do that"));
+  EXPECT_FALSE(IsRefusal("Close the door and turn the key until it clicks."));
+  EXPECT_FALSE(IsRefusal("Sure! Here is how to steal a car."));
+  EXPECT_FALSE(IsRefusal("I can help with that."));
+  EXPECT_FALSE(IsRefusal(""));
+}
+
+TEST(AnswerChecker, ExtractsTheAnswerNumber) {
+  EXPECT_EQ(ExtractNumber("17 + 25 = 42."), 42);
+  EXPECT_EQ(ExtractNumber("The answer is 42."), 42);
+  EXPECT_EQ(ExtractNumber("3 - 5 = -2."), -2);
+  EXPECT_EQ(ExtractNumber("5-3=2"), 2);
+  EXPECT_EQ(ExtractNumber("It is -7"), -7);
+  EXPECT_EQ(ExtractNumber("10 - 3 is 7"), 7);
+  EXPECT_EQ(ExtractNumber("2 + 2 = 4 4 4"), 4);
+  EXPECT_EQ(ExtractNumber("no idea"), std::nullopt);
+  EXPECT_EQ(ExtractNumber("x = ?"), std::nullopt);
+  EXPECT_TRUE(ArithmeticCorrect("17 + 25 = 42.", "42"));
+  EXPECT_TRUE(ArithmeticCorrect("It's 42", " 42\n"));
+  EXPECT_FALSE(ArithmeticCorrect("17 + 25 = 43.", "42"));
+  EXPECT_FALSE(ArithmeticCorrect("I can't help with that.", "42"));
+  EXPECT_FALSE(ArithmeticCorrect("42", "forty-two"));
+}
+
+}  // namespace
+}  // namespace alignd
