@@ -126,6 +126,46 @@ class AccuracyByGroup {
   std::map<std::string, std::pair<double, double>> groups_;  // group -> (correct, count)
 };
 
+// A pair objective's step and held-out evaluation, written once for the reward model and the DPO family.
+// `accumulate(f, idx, sums, right)` adds a batch's metrics to `sums`, fills `right` (when given) with which of its
+// pairs the objective ranks right, and returns the batch's loss; Sums::Done(loss_prefix, prefix) makes the metrics.
+template <typename Sums>
+using PairAccumulate =
+    std::function<torch::Tensor(const PairForward&, const std::vector<size_t>&, Sums*, torch::Tensor*)>;
+
+template <typename Sums>
+absl::StatusOr<Metrics> PairStep(TrainContext& ctx, const std::vector<TokenizedPair>& pairs,
+                                 const std::vector<size_t>& items, const ApplyStep& apply, const std::string& prefix,
+                                 const PairAccumulate<Sums>& accumulate) {
+  Sums sums;
+  RETURN_IF_ERROR(BackwardPairs(ctx, pairs, items, [&](const PairForward& f, const std::vector<size_t>& micro) {
+    return accumulate(f, micro, &sums, nullptr);
+  }));
+  const double grad_norm = apply();
+  Metrics m = sums.Done("train/", prefix);
+  m["train/grad_norm"] = grad_norm;
+  m["train/input_tokens"] = InputTokens(pairs, items);
+  return m;
+}
+
+// `accuracy`: the prefix of the per-group accuracies (AccuracyByGroup). No metrics for no held-out pairs.
+template <typename Sums>
+absl::StatusOr<Metrics> PairEvaluate(TrainContext& ctx, const std::vector<TokenizedPair>& pairs,
+                                     const std::string& prefix, const std::string& accuracy,
+                                     const PairAccumulate<Sums>& accumulate) {
+  if (pairs.empty()) return Metrics{};
+  Sums sums;
+  AccuracyByGroup groups;
+  RETURN_IF_ERROR(ForEachPairBatch(ctx, pairs, [&](const PairForward& f, const std::vector<size_t>& idx) {
+    torch::Tensor right;
+    accumulate(f, idx, &sums, &right);
+    groups.Add(pairs, idx, right);
+  }));
+  Metrics m = sums.Done("eval/", prefix);
+  groups.AddTo(accuracy, &m);
+  return m;
+}
+
 class RewardModelAlgorithm : public Objective {
  public:
   absl::Status Prepare(TrainContext& ctx) override {
@@ -142,29 +182,11 @@ class RewardModelAlgorithm : public Objective {
 
   absl::StatusOr<Metrics> Step(TrainContext& ctx, int64_t, const std::vector<size_t>& items,
                                const ApplyStep& apply) override {
-    Sums sums;
-    RETURN_IF_ERROR(BackwardPairs(ctx, train_, items, [&](const PairForward& f, const std::vector<size_t>&) {
-      return Accumulate(ctx, f, &sums);
-    }));
-    double grad_norm = apply();
-    Metrics m = sums.Done("train/", "rm/");
-    m["train/grad_norm"] = grad_norm;
-    m["train/input_tokens"] = InputTokens(train_, items);
-    return m;
+    return PairStep<Sums>(ctx, train_, items, apply, "rm/", Accumulator(ctx));
   }
 
   absl::StatusOr<Metrics> Evaluate(TrainContext& ctx) override {
-    if (eval_.empty()) return Metrics{};
-    Sums sums;
-    AccuracyByGroup groups;
-    RETURN_IF_ERROR(ForEachPairBatch(ctx, eval_, [&](const PairForward& f, const std::vector<size_t>& idx) {
-      torch::Tensor right;
-      Accumulate(ctx, f, &sums, &right);
-      groups.Add(eval_, idx, right);
-    }));
-    Metrics m = sums.Done("eval/", "eval/rm/");
-    groups.AddTo("eval/rm/accuracy", &m);
-    return m;
+    return PairEvaluate<Sums>(ctx, eval_, "eval/rm/", "eval/rm/accuracy", Accumulator(ctx));
   }
 
  private:
@@ -179,6 +201,12 @@ class RewardModelAlgorithm : public Objective {
 
   // Adds the batch's loss, accuracy and margin to `sums` and returns its loss; `correct` (optional) receives which
   // pairs were ranked right, [B] uint8.
+  PairAccumulate<Sums> Accumulator(TrainContext& ctx) {
+    return [this, &ctx](const PairForward& f, const std::vector<size_t>&, Sums* sums, torch::Tensor* right) {
+      return Accumulate(ctx, f, sums, right);
+    };
+  }
+
   torch::Tensor Accumulate(TrainContext& ctx, const PairForward& f, Sums* sums, torch::Tensor* correct = nullptr) {
     torch::Tensor scores = LastTokenScores(ctx, f);
     const int64_t b = scores.size(0) / 2;
@@ -217,29 +245,11 @@ class PreferenceAlgorithm : public Objective {
 
   absl::StatusOr<Metrics> Step(TrainContext& ctx, int64_t, const std::vector<size_t>& items,
                                const ApplyStep& apply) override {
-    Sums sums;
-    RETURN_IF_ERROR(BackwardPairs(ctx, train_, items, [&](const PairForward& f, const std::vector<size_t>& micro) {
-      return Accumulate(ctx, f, ref_train_, micro, &sums);
-    }));
-    double grad_norm = apply();
-    Metrics m = sums.Done("train/", "");
-    m["train/grad_norm"] = grad_norm;
-    m["train/input_tokens"] = InputTokens(train_, items);
-    return m;
+    return PairStep<Sums>(ctx, train_, items, apply, "", Accumulator(ctx, ref_train_));
   }
 
   absl::StatusOr<Metrics> Evaluate(TrainContext& ctx) override {
-    if (eval_.empty()) return Metrics{};
-    Sums sums;
-    AccuracyByGroup groups;
-    RETURN_IF_ERROR(ForEachPairBatch(ctx, eval_, [&](const PairForward& f, const std::vector<size_t>& idx) {
-      torch::Tensor right;
-      Accumulate(ctx, f, ref_eval_, idx, &sums, &right);
-      groups.Add(eval_, idx, right);
-    }));
-    Metrics m = sums.Done("eval/", "eval/");
-    groups.AddTo("eval/rewards/accuracies", &m);
-    return m;
+    return PairEvaluate<Sums>(ctx, eval_, "eval/", "eval/rewards/accuracies", Accumulator(ctx, ref_eval_));
   }
 
  private:
@@ -279,6 +289,13 @@ class PreferenceAlgorithm : public Objective {
     });
     if (ctx.peft) ctx.peft->SetEnabled(true);
     return status;
+  }
+
+  // `ref`: the reference log-probs of the pairs the batches index (ref_train_ or ref_eval_).
+  PairAccumulate<Sums> Accumulator(TrainContext& ctx, const std::vector<std::pair<float, float>>& ref) {
+    return [this, &ctx, &ref](const PairForward& f, const std::vector<size_t>& idx, Sums* sums, torch::Tensor* right) {
+      return Accumulate(ctx, f, ref, idx, sums, right);
+    };
   }
 
   torch::Tensor Accumulate(TrainContext& ctx, const PairForward& f, const std::vector<std::pair<float, float>>& ref,

@@ -31,9 +31,9 @@
 #include "common/rpc/job_credential.h"
 #include "proto/alignd.grpc.pb.h"
 
-namespace alignd::rollout {
-class StoreTable;
-}  // namespace alignd::rollout
+namespace alignd::collective {
+class StoreTable;  // collective/store_table.h
+}  // namespace alignd::collective
 
 namespace alignd::node {
 

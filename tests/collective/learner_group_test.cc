@@ -30,6 +30,10 @@ namespace alignd::collective {
 namespace {
 
 using json = nlohmann::json;
+using learner::RunTraining;
+using learner::TinySftSpec;
+using learner::TrainOptions;
+using learner::TrainResult;
 using ::testing::HasSubstr;
 
 constexpr auto kWait = std::chrono::seconds(60);

@@ -20,6 +20,8 @@
 namespace alignd::collective {
 namespace {
 
+using rollout::PackedWeights;
+using rollout::PackWeights;
 using ::testing::HasSubstr;
 using v1::StoreOp;
 using v1::StoreRequest;

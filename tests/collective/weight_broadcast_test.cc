@@ -25,6 +25,15 @@ extern char** environ;
 namespace alignd::collective {
 namespace {
 
+using rollout::ApplyWeightUpdate;
+using rollout::BucketsChecksum;
+using rollout::Engine;
+using rollout::kChecksumWordSum;
+using rollout::PackedWeights;
+using rollout::PackWeights;
+using rollout::PackWeightsOnDevice;
+using rollout::SamplingParams;
+
 constexpr char kPortEnv[] = "ALIGND_BROADCAST_TEST_PORT";
 
 CausalLM TinyModel(uint64_t seed) {

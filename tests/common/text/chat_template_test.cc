@@ -114,7 +114,8 @@ TEST(ChatTemplate, SegmentsMarkAssistantContentAndEndOfTurn) {
 
 // tests/common/text/chat_template_golden.json holds what jinja2 renders from each template's Jinja text (see its "about").
 TEST(ChatTemplate, MatchesJinjaRendering) {
-  absl::StatusOr<std::string> text = ReadFile(std::string(ALIGND_SOURCE_DIR) + "/tests/data/chat_template_golden.json");
+  absl::StatusOr<std::string> text =
+      ReadFile(std::string(ALIGND_SOURCE_DIR) + "/tests/common/text/chat_template_golden.json");
   ASSERT_TRUE(text.ok()) << text.status();
   nlohmann::json golden = nlohmann::json::parse(*text);
   ASSERT_EQ(golden["cases"].size(), 32u);
