@@ -80,7 +80,6 @@ namespace alignd::bench {
 namespace {
 
 namespace fs = std::filesystem;
-using Algorithm;
 using Named = std::vector<std::pair<std::string, at::Tensor>>;
 
 constexpr int64_t kVocab = 261;                        // the byte tokenizer's

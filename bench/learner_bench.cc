@@ -36,7 +36,6 @@ namespace alignd::bench {
 namespace {
 
 namespace fs = std::filesystem;
-using Algorithm;
 
 struct ModelSize {
   std::string tag;  // "1m" or "20m", as in the figure names
