@@ -88,6 +88,10 @@ std::unique_ptr<Objective> MakeRlObjective();           // PPO, GRPO, RLOO
 // padded one.
 torch::Tensor RunModel(TrainContext& ctx, const Batch& batch);
 
+// `data` tokenised with the spec's chat template and length limits (data.max_length 0 when `pack`: packing cuts the
+// examples later). ExampleTokenizer::Create's and Tokenize's errors.
+absl::StatusOr<TokenizedDataset> TokenizeForSpec(const TrainContext& ctx, const Dataset& data, bool pack = false);
+
 // Splits `items` into `parts` consecutive chunks of equal size (items.size() divisible by parts).
 std::vector<std::vector<size_t>> Split(const std::vector<size_t>& items, int64_t parts);
 

@@ -21,13 +21,7 @@ absl::StatusOr<std::vector<TokenizedExample>> LoadExamples(const TrainContext& c
                                                    " needs text, messages or prompt+completion records, got ",
                                                    SchemaName(data.schema)));
   }
-  TokenizeOptions opts;
-  opts.chat_template = ctx.spec->data.chat_template;
-  opts.max_length = static_cast<int32_t>(ctx.spec->data.max_length);
-  opts.max_prompt_length = static_cast<int32_t>(ctx.spec->data.max_prompt_length);
-  if (ctx.spec->data.pack) opts.max_length = 0;
-  ASSIGN_OR_RETURN(ExampleTokenizer tok, ExampleTokenizer::Create(ctx.tokenizer.get(), opts));
-  ASSIGN_OR_RETURN(TokenizedDataset tokenized, tok.Tokenize(data));
+  ASSIGN_OR_RETURN(TokenizedDataset tokenized, TokenizeForSpec(ctx, data, ctx.spec->data.pack));
   if (tokenized.examples.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": no record has a token to train on (", tokenized.first_skip_reason, ")"));
@@ -123,6 +117,15 @@ class LmAlgorithm : public Objective {
 }  // namespace
 
 std::unique_ptr<Objective> MakeLmObjective() { return std::make_unique<LmAlgorithm>(); }
+
+absl::StatusOr<TokenizedDataset> TokenizeForSpec(const TrainContext& ctx, const Dataset& data, bool pack) {
+  TokenizeOptions opts;
+  opts.chat_template = ctx.spec->data.chat_template;
+  opts.max_length = pack ? 0 : static_cast<int32_t>(ctx.spec->data.max_length);
+  opts.max_prompt_length = static_cast<int32_t>(ctx.spec->data.max_prompt_length);
+  ASSIGN_OR_RETURN(ExampleTokenizer tok, ExampleTokenizer::Create(ctx.tokenizer.get(), opts));
+  return tok.Tokenize(data);
+}
 
 torch::Tensor RunModel(TrainContext& ctx, const Batch& batch) {
   if (batch.packed()) return ctx.model->forward_packed_hidden(batch.input_ids, batch.offsets, batch.position_ids);

@@ -23,12 +23,7 @@ absl::StatusOr<std::vector<TokenizedPair>> LoadPairs(const TrainContext& ctx, co
                                                    " needs prompt+chosen+rejected records, got ",
                                                    SchemaName(data.schema)));
   }
-  TokenizeOptions opts;
-  opts.chat_template = ctx.spec->data.chat_template;
-  opts.max_length = static_cast<int32_t>(ctx.spec->data.max_length);
-  opts.max_prompt_length = static_cast<int32_t>(ctx.spec->data.max_prompt_length);
-  ASSIGN_OR_RETURN(ExampleTokenizer tok, ExampleTokenizer::Create(ctx.tokenizer.get(), opts));
-  ASSIGN_OR_RETURN(TokenizedDataset tokenized, tok.Tokenize(data));
+  ASSIGN_OR_RETURN(TokenizedDataset tokenized, TokenizeForSpec(ctx, data));
   if (tokenized.pairs.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": no usable pair (", tokenized.first_skip_reason, ")"));
   }
