@@ -5,6 +5,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "collective/learner_group.h"
 #include "common/base/file_util.h"
 #include "common/base/status.h"
@@ -67,11 +68,11 @@ absl::Status LearnerRunner::Run(const v1::Assignment& a, const CancelSignal& can
     }
     // Learner rank 0's worker hosts the gang's rendezvous store while the job runs here.
     const JobIdentity id = IdentityOf(a);
-    std::shared_ptr<void> store_open;
-    if (leader && !a.store_address().empty()) {
-      rendezvous_->Open(id);
-      store_open.reset(static_cast<void*>(nullptr), [this, id](void*) { rendezvous_->Close(id); });
-    }
+    const bool host_store = leader && !a.store_address().empty();
+    if (host_store) rendezvous_->Open(id);
+    absl::Cleanup close_store = [&] {
+      if (host_store) rendezvous_->Close(id);
+    };
     const c10::Device device = JobDevice(context_, spec);
     std::unique_ptr<collective::LearnerGroup> group;
     if (a.world_size() > 1) {
