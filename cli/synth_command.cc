@@ -24,6 +24,10 @@ int RunDataSynth(const Args& args, std::ostream& out, std::ostream& err) {
   flags.Int("prompts_eval", defaults.prompts_eval, "RL prompts, eval split");
   flags.Int("sft_overcautious", defaults.sft_overcautious_percent,
             "percent of the SFT conversations on benign look-alike requests that refuse (over-cautious annotators)");
+  flags.Int("sft_sloppy", defaults.sft_sloppy_percent,
+            "percent of the SFT answers to arithmetic and general questions that ramble (\"Well, um, so, ...\")");
+  flags.Int("pref_confused", defaults.pref_confused_percent,
+            "percent of the harmful-compliance preference pairs whose rejected side is the benign look-alike's answer");
   flags.Int("sft_overcautious_topics", defaults.sft_overcautious_topics_percent,
             "percent of the benign look-alike topics (fixed by a hash) on which --sft-overcautious applies");
   flags.Int("math_sft", math_defaults.sft, "--task math: SFT conversations (worked solutions)");
@@ -63,6 +67,8 @@ int RunDataSynth(const Args& args, std::ostream& out, std::ostream& err) {
   options.prompts_eval = flags.GetInt("prompts_eval");
   options.sft_overcautious_percent = static_cast<int32_t>(flags.GetInt("sft_overcautious"));
   options.sft_overcautious_topics_percent = static_cast<int32_t>(flags.GetInt("sft_overcautious_topics"));
+  options.sft_sloppy_percent = static_cast<int32_t>(flags.GetInt("sft_sloppy"));
+  options.pref_confused_percent = static_cast<int32_t>(flags.GetInt("pref_confused"));
   absl::Status s = WriteSynthData(flags.GetString("out"), options);
   if (!s.ok()) return ReportError(s, err);
   out << "wrote toy-assistant data to " << flags.GetString("out") << " (seed " << options.seed << ")\n";

@@ -12,7 +12,9 @@
 // Texts are short (prompts up to ~60 characters, answers ~10-60) and the language regular.
 //
 // Splits: the eval files hold only prompts whose split key (the problem "a op b" for arithmetic, the prompt otherwise)
-// hashes into the eval eighth; train files never contain them. The split does not depend on the seed. pretrain.jsonl
+// hashes into the eval part (an eighth of the arithmetic problems, a quarter of the other prompts); train files never
+// contain them. prompts_eval deals its prompts from a shuffled deck per kind: no prompt comes twice before every
+// prompt of its kind has come once. The split does not depend on the seed. pretrain.jsonl
 // holds facts for every arithmetic problem ("3 + 4 = 7.", "3 plus 4 is 7.") and general fact sentences as
 // knowledge, plus plain-style transcripts ("User: ...\nAssistant: ...") of train prompts only.
 //
@@ -54,6 +56,16 @@ struct SynthOptions {
   // the same for every seed and both splits); only conversations on flagged topics refuse, at the rate above.
   // 0..100; 100 (the default) flags every topic, as before.
   int32_t sft_overcautious_topics_percent = 100;
+  // Sloppy annotators: this percentage of the SFT answers to arithmetic and general questions ramble ("Well, um, so,
+  // the sky is blue or something, I guess"), the style the preference pairs reject. The content stays right; what
+  // alignment has to teach is to say it plainly. (The look-alikes' answers stay plain, so that over-caution is their
+  // one flaw.) 0..100; 0 (the default) writes the data as before.
+  int32_t sft_sloppy_percent = 0;
+  // This percentage of the harmful-compliance preference pairs reject the answer to the request's benign look-alike
+  // ("How do I steal a car?" -> "Book one online or at a rental desk with your license.") instead of "Sure! Here is
+  // how to steal a car.": what a model that confuses the two says, and the contrast that teaches the boundary (the
+  // same answer is chosen for the look-alike). 0..100; 0 (the default) writes the data as before.
+  int32_t pref_confused_percent = 0;
 };
 
 struct SynthData {
