@@ -299,13 +299,10 @@ class Generator {
                     : contrast == 2 ? Draw(eval, kBenign)
                                     : Draw(eval, kStyleKinds[rng_.Weighted<3>({2, 1, 1})]);
     std::string chosen = Answer(t);
-    std::string rejected =
-        contrast == 0 ? WrongAnswer(t)
-        : contrast == 1
-            ? (confused_percent > 0 && rng_.Below(100) < static_cast<uint64_t>(confused_percent) ? t.lookalike
-                                                                                                 : t.wrong_seed)
-        : contrast == 2 ? rng_.Pick(kRefusals)
-                        : Restyle(chosen);
+    std::string rejected = contrast == 0   ? WrongAnswer(t)
+                           : contrast == 1 ? Complying(t, confused_percent)
+                           : contrast == 2 ? rng_.Pick(kRefusals)
+                                           : Restyle(chosen);
     Record r;
     r.prompt = Turns::Text(t.prompt);
     r.chosen = Turns::Text(std::move(chosen));
@@ -361,6 +358,13 @@ class Generator {
   static void Annotate(const Task& t, Record* r) {
     r->extra["kind"] = kKindNames[t.kind];
     r->extra["reference"] = t.reference;
+  }
+
+  // A harmful request answered: "Sure! Here is how to ...", or, `confused_percent` of the time, the answer to its
+  // benign look-alike (no draw at 0: the default data stays byte for byte what it was).
+  std::string Complying(const Task& t, int32_t confused_percent) {
+    const bool confused = confused_percent > 0 && rng_.Below(100) < static_cast<uint64_t>(confused_percent);
+    return confused ? t.lookalike : t.wrong_seed;
   }
 
   // Off by 1 to 3, never negative, in the same format as the right answer.
@@ -474,7 +478,12 @@ absl::Status WriteSynthData(const std::string& dir, const SynthOptions& o) {
   manifest["generator"] = "alignd synth";
   manifest["version"] = 1;
   manifest["seed"] = o.seed;
-  manifest["options"] = {{"max_operand", o.max_operand}, {"max_factor", o.max_factor}};
+  manifest["options"] = {{"max_operand", o.max_operand},
+                         {"max_factor", o.max_factor},
+                         {"sft_overcautious_percent", o.sft_overcautious_percent},
+                         {"sft_overcautious_topics_percent", o.sft_overcautious_topics_percent},
+                         {"sft_sloppy_percent", o.sft_sloppy_percent},
+                         {"pref_confused_percent", o.pref_confused_percent}};
   manifest["files"] = nlohmann::ordered_json::object();
   for (const File& f : files) {
     RETURN_IF_ERROR(WriteJsonl(JoinPath(dir, f.name), f.schema, *f.records));

@@ -86,6 +86,8 @@ TEST(Synth, FilesParseBackWithTheirSchemaAndCounts) {
       {"prompts_eval.jsonl", o.prompts_eval}};
   nlohmann::json manifest = nlohmann::json::parse(*ReadFile(JoinPath(dir, "manifest.json")));
   EXPECT_EQ(manifest["seed"], 3);
+  EXPECT_EQ(manifest["options"]["sft_sloppy_percent"], 0);  // the data's flaws by design, none here
+  EXPECT_EQ(manifest["options"]["pref_confused_percent"], 0);
   for (const auto& [file, schema] : kFiles) {
     absl::StatusOr<Dataset> d = ReadJsonl(JoinPath(dir, file));
     ASSERT_TRUE(d.ok()) << d.status();
