@@ -13,10 +13,11 @@
 //
 // Splits: the eval files hold only prompts whose split key (the problem "a op b" for arithmetic, the prompt otherwise)
 // hashes into the eval part (an eighth of the arithmetic problems, a quarter of the other prompts); train files never
-// contain them. prompts_eval deals its prompts from a shuffled deck per kind: no prompt comes twice before every
-// prompt of its kind has come once. The split does not depend on the seed. pretrain.jsonl
-// holds facts for every arithmetic problem ("3 + 4 = 7.", "3 plus 4 is 7.") and general fact sentences as
-// knowledge, plus plain-style transcripts ("User: ...\nAssistant: ...") of train prompts only.
+// contain them. The split does not depend on the seed. prompts_eval holds the kinds in exact shares (8 arithmetic, 2
+// general, 5 harmful, 5 benign in every 20) and deals each kind's prompts from a shuffled deck: no prompt comes twice
+// before every prompt of its kind has come once. pretrain.jsonl holds facts for every arithmetic problem ("3 + 4 =
+// 7.", "3 plus 4 is 7.") and general fact sentences as knowledge, plus plain-style transcripts ("User: ...\nAssistant:
+// ...") of train prompts only.
 //
 // Output is a function of SynthOptions alone: the same options give the same bytes on every platform (mt19937_64 with
 // hand-written distributions).
