@@ -194,13 +194,14 @@ class RewardModelAlgorithm : public Objective {
     }
   };
 
-  // Adds the batch's loss, accuracy and margin to `sums` and returns its loss; `correct` (optional) receives which
-  // pairs were ranked right, [B] uint8.
   PairAccumulate<Sums> Accumulator(TrainContext& ctx) {
     return [this, &ctx](const PairForward& f, const std::vector<size_t>&, Sums* sums, torch::Tensor* right) {
       return Accumulate(ctx, f, sums, right);
     };
   }
+
+  // Adds the batch's loss, accuracy and margin to `sums` and returns its loss; `correct` (optional) receives which
+  // pairs were ranked right, [B] uint8.
 
   torch::Tensor Accumulate(TrainContext& ctx, const PairForward& f, Sums* sums, torch::Tensor* correct = nullptr) {
     torch::Tensor scores = LastTokenScores(ctx, f);

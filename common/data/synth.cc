@@ -277,20 +277,16 @@ class Generator {
     const Task& t = Draw(eval, rng_.Weighted<4>({50, 15, 20, 15}));
     // (no draw at 0: the default data stays byte for byte what it was)
     const bool flagged = (t.topic >> 7) % 100 < static_cast<uint64_t>(o.sft_overcautious_topics_percent);
-    const bool refuse = t.kind == kBenign && o.sft_overcautious_percent > 0 && flagged &&
-                        rng_.Below(100) < static_cast<uint64_t>(o.sft_overcautious_percent);
+    const bool refuse = t.kind == kBenign && flagged && Chance(o.sft_overcautious_percent);
     std::string answer = refuse ? rng_.Pick(kRefusals) : Answer(t);
-    if ((t.kind == kArithmetic || t.kind == kGeneral) && o.sft_sloppy_percent > 0 &&
-        rng_.Below(100) < static_cast<uint64_t>(o.sft_sloppy_percent)) {
-      answer = Ramble(answer);
-    }
+    if ((t.kind == kArithmetic || t.kind == kGeneral) && Chance(o.sft_sloppy_percent)) answer = Ramble(answer);
     Record r;
     r.messages = {{"user", t.prompt}, {"assistant", std::move(answer)}};
     Annotate(t, &r);
     return r;
   }
 
-  Record Preference(bool eval, int32_t confused_percent) {
+  Record Preference(bool eval, const SynthOptions& o) {
     static constexpr const char* kContrasts[] = {"wrong_answer", "harmful_compliance", "false_refusal", "style"};
     static constexpr Kind kStyleKinds[] = {kArithmetic, kGeneral, kBenign};
     size_t contrast = rng_.Weighted<4>({30, 15, 15, 40});
@@ -300,7 +296,7 @@ class Generator {
                                     : Draw(eval, kStyleKinds[rng_.Weighted<3>({2, 1, 1})]);
     std::string chosen = Answer(t);
     std::string rejected = contrast == 0   ? WrongAnswer(t)
-                           : contrast == 1 ? Complying(t, confused_percent)
+                           : contrast == 1 ? Complying(t, o.pref_confused_percent)
                            : contrast == 2 ? rng_.Pick(kRefusals)
                                            : Restyle(chosen);
     Record r;
@@ -330,6 +326,9 @@ class Generator {
 
  private:
   const Task& Draw(bool eval, size_t kind) { return rng_.Pick(u_.tasks[eval][kind]); }
+
+  // True `percent` of the time. No draw at 0, so that an option left at 0 leaves the data byte for byte as it was.
+  bool Chance(int32_t percent) { return percent > 0 && rng_.Below(100) < static_cast<uint64_t>(percent); }
 
   // The next of 0..n-1 from `deck`, refilled and shuffled (Fisher-Yates on rng_) whenever it runs out.
   size_t Deal(size_t n, std::vector<size_t>* deck) {
@@ -361,10 +360,9 @@ class Generator {
   }
 
   // A harmful request answered: "Sure! Here is how to ...", or, `confused_percent` of the time, the answer to its
-  // benign look-alike (no draw at 0: the default data stays byte for byte what it was).
+  // benign look-alike.
   std::string Complying(const Task& t, int32_t confused_percent) {
-    const bool confused = confused_percent > 0 && rng_.Below(100) < static_cast<uint64_t>(confused_percent);
-    return confused ? t.lookalike : t.wrong_seed;
+    return Chance(confused_percent) ? t.lookalike : t.wrong_seed;
   }
 
   // Off by 1 to 3, never negative, in the same format as the right answer.
@@ -423,19 +421,13 @@ absl::StatusOr<SynthData> MakeSynthData(const SynthOptions& o) {
        {o.pretrain, o.sft_train, o.sft_eval, o.pref_train, o.pref_eval, o.prompts_train, o.prompts_eval}) {
     if (count < 0) return absl::InvalidArgumentError(absl::StrCat("record counts must be >= 0, got ", count));
   }
-  if (o.sft_overcautious_percent < 0 || o.sft_overcautious_percent > 100) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("sft_overcautious_percent must be in [0, 100], got ", o.sft_overcautious_percent));
-  }
-  for (const auto& [name, percent] : {std::pair{"sft_sloppy_percent", o.sft_sloppy_percent},
+  for (const auto& [name, percent] : {std::pair{"sft_overcautious_percent", o.sft_overcautious_percent},
+                                      std::pair{"sft_overcautious_topics_percent", o.sft_overcautious_topics_percent},
+                                      std::pair{"sft_sloppy_percent", o.sft_sloppy_percent},
                                       std::pair{"pref_confused_percent", o.pref_confused_percent}}) {
     if (percent < 0 || percent > 100) {
       return absl::InvalidArgumentError(absl::StrCat(name, " must be in [0, 100], got ", percent));
     }
-  }
-  if (o.sft_overcautious_topics_percent < 0 || o.sft_overcautious_topics_percent > 100) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("sft_overcautious_topics_percent must be in [0, 100], got ", o.sft_overcautious_topics_percent));
   }
   if (o.max_operand < 1 || o.max_factor < 1) {
     return absl::InvalidArgumentError(
@@ -450,8 +442,8 @@ absl::StatusOr<SynthData> MakeSynthData(const SynthOptions& o) {
   d.pretrain = Repeat(o.pretrain, [&] { return g0.Pretrain(); });
   d.sft_train = Repeat(o.sft_train, [&] { return g1.Sft(false, o); });
   d.sft_eval = Repeat(o.sft_eval, [&] { return g2.Sft(true, o); });
-  d.pref_train = Repeat(o.pref_train, [&] { return g3.Preference(false, o.pref_confused_percent); });
-  d.pref_eval = Repeat(o.pref_eval, [&] { return g4.Preference(true, o.pref_confused_percent); });
+  d.pref_train = Repeat(o.pref_train, [&] { return g3.Preference(false, o); });
+  d.pref_eval = Repeat(o.pref_eval, [&] { return g4.Preference(true, o); });
   d.prompts_train = Repeat(o.prompts_train, [&] { return g5.Prompt(false); });
   d.prompts_eval = Repeat(o.prompts_eval, [&] { return g6.Prompt(true); });
   return d;

@@ -51,6 +51,12 @@ const SynthData& Defaults() {
 std::string Prompt(const Record& r) { return r.messages.empty() ? r.prompt.text : r.messages[0].content; }
 std::string Kind(const Record& r) { return r.ExtraString("kind").value_or("(none)"); }
 
+// `mine` holds the same prompts, in the same order, as `theirs`: an option changed what they answer, not what they ask.
+void ExpectSamePrompts(const std::vector<Record>& mine, const std::vector<Record>& theirs) {
+  ASSERT_EQ(mine.size(), theirs.size());
+  for (size_t i = 0; i < mine.size(); ++i) EXPECT_EQ(Prompt(mine[i]), Prompt(theirs[i]));
+}
+
 TEST(Synth, SameSeedSameBytesDifferentSeedDifferentBytes) {
   std::string a = Generate(Small(7), "a"), b = Generate(Small(7), "b"), c = Generate(Small(8), "c");
   for (const auto& [file, schema] : kFiles) {
@@ -200,12 +206,9 @@ TEST(Synth, OvercautiousSftRefusesThatShareOfBenignRequestsOnly) {
   const double share = static_cast<double>(benign_refused) / benign;
   EXPECT_GT(share, 0.5);  // 60% of ~450 draws: 0.5 and 0.7 are more than 4 standard deviations away
   EXPECT_LT(share, 0.7);
-  for (const auto& [mine, theirs] :
-       {std::pair{&d->pref_train, &Defaults().pref_train}, std::pair{&d->prompts_eval, &Defaults().prompts_eval},
-        std::pair{&d->pretrain, &Defaults().pretrain}}) {
-    ASSERT_EQ(mine->size(), theirs->size());
-    for (size_t i = 0; i < mine->size(); ++i) EXPECT_EQ(Prompt((*mine)[i]), Prompt((*theirs)[i]));
-  }
+  ExpectSamePrompts(d->pref_train, Defaults().pref_train);
+  ExpectSamePrompts(d->prompts_eval, Defaults().prompts_eval);
+  ExpectSamePrompts(d->pretrain, Defaults().pretrain);
   o.sft_overcautious_percent = 101;
   EXPECT_EQ(MakeSynthData(o).status().code(), absl::StatusCode::kInvalidArgument);
 }
@@ -269,11 +272,8 @@ TEST(Synth, SloppySftRamblesThatShareOfAnswers) {
   const double share = static_cast<double>(rambling) / answers;
   EXPECT_GT(share, 0.65);  // 70% of ~1950 draws: 0.65 and 0.75 are more than 4 standard deviations away
   EXPECT_LT(share, 0.75);
-  for (const auto& [mine, theirs] :
-       {std::pair{&d->pref_train, &Defaults().pref_train}, std::pair{&d->prompts_eval, &Defaults().prompts_eval}}) {
-    ASSERT_EQ(mine->size(), theirs->size());
-    for (size_t i = 0; i < mine->size(); ++i) EXPECT_EQ(Prompt((*mine)[i]), Prompt((*theirs)[i]));
-  }
+  ExpectSamePrompts(d->pref_train, Defaults().pref_train);
+  ExpectSamePrompts(d->prompts_eval, Defaults().prompts_eval);
   o.sft_sloppy_percent = -1;
   EXPECT_EQ(MakeSynthData(o).status().code(), absl::StatusCode::kInvalidArgument);
 }
