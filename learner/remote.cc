@@ -41,6 +41,25 @@ void Prepare(grpc::ClientContext* context, const RemoteServices& services) {
   if (!services.credential.empty()) context->AddMetadata("authorization", absl::StrCat("Bearer ", services.credential));
 }
 
+// The job's cancel, reaching the calls in `contexts` while the hook lives.
+CancelSignal::Hook CancelOnSignal(const RemoteServices& services, std::vector<grpc::ClientContext*> contexts) {
+  if (services.cancel == nullptr) return {};
+  return services.cancel->OnCancel([contexts = std::move(contexts)] {
+    for (grpc::ClientContext* c : contexts) c->TryCancel();
+  });
+}
+
+// One call with a fresh context (Prepare), which the job's cancel cancels.
+grpc::Status Call(const RemoteServices& services, const std::function<grpc::Status(grpc::ClientContext*)>& rpc) {
+  if (services.cancel != nullptr && services.cancel->cancelled()) {
+    return grpc::Status(grpc::StatusCode::CANCELLED, "the job was cancelled");
+  }
+  grpc::ClientContext context;
+  Prepare(&context, services);
+  CancelSignal::Hook hook = CancelOnSignal(services, {&context});
+  return rpc(&context);  // a cancel since the check above has called TryCancel, which cancels the call as it starts
+}
+
 absl::Status Named(const grpc::Status& status, const std::string& what, const std::string& address) {
   absl::Status s = FromGrpcStatus(status);
   if (s.ok()) return s;
@@ -71,15 +90,16 @@ absl::Status RunParallel(size_t n, const std::function<absl::Status(size_t)>& fn
   return first;
 }
 
-// Runs `call` (one RPC, with a fresh context each time). Until the peer has answered once, UNAVAILABLE and
-// PERMISSION_DENIED mean that its assignment has not reached it yet (a gang's members receive theirs moments apart, and
-// a worker may still be leaving its previous job) and are retried with backoff for up to `window`; afterwards they
-// are failures.
-grpc::Status CallPeer(std::atomic<bool>& answered, absl::Duration window, const std::function<grpc::Status()>& call) {
-  const absl::Time end = absl::Now() + window;
+// Runs `rpc` (one call, with a fresh context each time: see Call). Until the peer has answered once, UNAVAILABLE and
+// PERMISSION_DENIED mean that its assignment has not reached it yet (a gang's members receive theirs moments apart,
+// and a worker may still be leaving its previous job) and are retried with backoff for up to the arrival window,
+// unless the job is cancelled meanwhile; afterwards they are failures.
+grpc::Status CallPeer(std::atomic<bool>& answered, const RemoteServices& services,
+                      const std::function<grpc::Status(grpc::ClientContext*)>& rpc) {
+  const absl::Time end = absl::Now() + services.arrival_window;
   absl::Duration backoff = absl::Milliseconds(20);
   while (true) {
-    grpc::Status s = call();
+    grpc::Status s = Call(services, rpc);
     if (s.ok()) {
       answered = true;
       return s;
@@ -87,7 +107,11 @@ grpc::Status CallPeer(std::atomic<bool>& answered, absl::Duration window, const 
     const bool early = !answered && (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
                                      s.error_code() == grpc::StatusCode::PERMISSION_DENIED);
     if (!early || absl::Now() + backoff >= end) return s;
-    absl::SleepFor(backoff);
+    if (services.cancel == nullptr) {
+      absl::SleepFor(backoff);
+    } else if (services.cancel->WaitFor(backoff)) {
+      return grpc::Status(grpc::StatusCode::CANCELLED, "the job was cancelled");
+    }
     backoff = std::min(backoff * 2, absl::Seconds(1));
   }
 }
@@ -138,11 +162,9 @@ absl::StatusOr<std::vector<rollout::Sample>> RemoteGenerator::Generate(const std
     sp->set_n(static_cast<uint32_t>(params.n));
     sp->set_seed(params.seed + static_cast<uint64_t>(c) * 0x9E3779B97F4A7C15ULL);
     v1::GenerateResponse response;
-    grpc::Status s = CallPeer(impl_->answered[c], impl_->services.arrival_window, [&] {
-      grpc::ClientContext context;
-      Prepare(&context, impl_->services);
+    grpc::Status s = CallPeer(impl_->answered[c], impl_->services, [&](grpc::ClientContext* context) {
       response.Clear();
-      return impl_->stubs[c]->Generate(&context, request, &response);
+      return impl_->stubs[c]->Generate(context, request, &response);
     });
     if (!s.ok()) return Named(s, "Generate", impl_->services.rollout_addresses[c]);
     for (const v1::Sample& p : response.samples()) {
@@ -198,11 +220,9 @@ class RemoteReward : public reward::Reward {
         const size_t begin = call * max_items_, end = std::min(n, begin + max_items_);
         const v1::ScoreRequest request = reward::ScoreRequestFor(inputs, begin, end);
         v1::ScoreResponse response;
-        grpc::Status s = CallPeer(answered_[server], services_.arrival_window, [&] {
-          grpc::ClientContext context;
-          Prepare(&context, services_);
+        grpc::Status s = CallPeer(answered_[server], services_, [&](grpc::ClientContext* context) {
           response.Clear();
-          return stubs_[server]->Score(&context, request, &response);
+          return stubs_[server]->Score(context, request, &response);
         });
         if (!s.ok()) return Named(s, "Score", services_.reward_addresses[server]);
         if (static_cast<size_t>(response.scores_size()) != end - begin) {
@@ -286,10 +306,13 @@ absl::StatusOr<WeightPublisher::Stats> WeightPublisher::Publish(
   // threads while this one sends.
   std::vector<std::future<absl::Status>> announced;
   std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<grpc::ClientContext*> raw;
   for (size_t i = 0; i < impl_->stubs.size(); ++i) {
     contexts.push_back(std::make_unique<grpc::ClientContext>());
     Prepare(contexts.back().get(), impl_->services);
+    raw.push_back(contexts.back().get());
   }
+  CancelSignal::Hook hook = CancelOnSignal(impl_->services, std::move(raw));  // destroyed before the contexts
   for (size_t i = 0; i < impl_->stubs.size(); ++i) {
     announced.push_back(std::async(std::launch::async, [&, i]() -> absl::Status {
       v1::UpdateWeightsRequest request;

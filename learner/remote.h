@@ -3,9 +3,11 @@
 // workers: one UpdateWeights announcement per worker carrying the manifest, then the tensors as a few flat buckets
 // over a c10d broadcast group (learner rank 0 = rank 0, rollout worker r = rank r + 1; collective/weight_broadcast.h).
 //
-// Every call has a deadline (RemoteServices::rpc_timeout); errors keep the remote status code and name the worker,
-// except that a peer refusing this job's credential (PERMISSION_DENIED, UNAUTHENTICATED) after the arrival window is
-// UNAVAILABLE: the gang has changed, which a restart mends.
+// Every call has a deadline (RemoteServices::rpc_timeout) and ends at once, CANCELLED, when the job's cancel fires
+// (RemoteServices::cancel): a peer cut off the network would otherwise hold a cancelled learner until the deadline.
+// Errors keep the remote status code and name the worker, except that a peer refusing this job's credential
+// (PERMISSION_DENIED, UNAUTHENTICATED) after the arrival window is UNAVAILABLE: the gang has changed, which a restart
+// mends.
 // Thread safety: thread-compatible; one call at a time per object (requests to several workers run in parallel
 // inside a call).
 #ifndef ALIGND_LEARNER_REMOTE_H_
@@ -19,6 +21,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/base/cancel.h"
 #include "reward/scorer.h"
 #include "rollout/engine.h"
 
@@ -52,6 +55,9 @@ struct RemoteServices {
   absl::Duration arrival_window = absl::Seconds(30);
   absl::Duration join_timeout = absl::Minutes(2);  // forming the broadcast group, and each of its collectives
   c10::Device device = c10::kCPU;                  // the learner's device: CUDA makes the broadcast group NCCL
+  // The job's cancel (null: none; it must outlive the objects made from these services): when it fires, the calls in
+  // flight end CANCELLED and no retry starts. The broadcast's collectives stay bounded by join_timeout only.
+  const CancelSignal* cancel = nullptr;
 };
 
 // Generates on the rollout workers: the prompts are split into contiguous chunks, one per worker, sent as token ids

@@ -82,6 +82,14 @@ void AssignmentExecutor::CancelAll() {
   if (current_) current_->cancel.Cancel();
 }
 
+bool AssignmentExecutor::AwaitIdle(absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return current_ == nullptr && pending_.empty(); };
+  auto done = [this, &idle]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || idle(); };
+  clock_->AwaitWithDeadline(mu_, absl::Condition(&done), deadline);
+  return idle();
+}
+
 std::vector<JobIdentity> AssignmentExecutor::Held() const {
   absl::MutexLock lock(&mu_);
   std::vector<JobIdentity> held;

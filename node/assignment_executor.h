@@ -70,6 +70,10 @@ class AssignmentExecutor {
   // Drops the queue and cancels the running assignment.
   void CancelAll();
 
+  // Blocks until nothing is held (the running assignment has returned and the queue is empty), Stop, or `deadline` on
+  // the clock; returns whether nothing is held.
+  bool AwaitIdle(absl::Time deadline);
+
   // The jobs held: the running one first, then the queue in order.
   std::vector<JobIdentity> Held() const;
   // Assignments finished (successfully or not, cancelled or not) since Start.

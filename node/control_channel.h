@@ -6,7 +6,8 @@
 // stream it writes what Send queued (results and progress, in order) and, when nothing was queued for a heartbeat
 // period, a heartbeat; what it reads it hands to the callbacks. When the stream ends (broken, closed by the
 // coordinator, or a stale-lease message), the coordinator has ended the lease and restarts whatever gang the node was
-// part of: the channel calls on_lease_lost, waits reconnect_delay and registers again. Messages queued but not
+// part of: the channel calls on_lease_lost (which may block until the node is free to take work), waits
+// reconnect_delay and registers again. Messages queued but not
 // written to a broken stream (heartbeats aside) are written to the next one.
 //
 // Torch-free: the stub comes in as an interface (GrpcControlStub below, a fake in tests) and the time as a Clock.
@@ -76,7 +77,8 @@ class ControlChannel {
     std::function<void(const std::string& worker_id, const std::string& credential_key)> on_registered;
     std::function<void(const v1::Assignment&)> on_assignment;
     std::function<void(const std::string& job_id)> on_cancel;
-    std::function<void()> on_lease_lost;  // the stream ended: everything the node holds was cancelled
+    // The stream ended: cancel everything the node holds. The channel registers again once this returns.
+    std::function<void()> on_lease_lost;
   };
 
   // INVALID_ARGUMENT for a null stub or clock, or durations outside their bounds. Does not start: see Start.

@@ -97,6 +97,7 @@ absl::Status LearnerRunner::Run(const v1::Assignment& a, const CancelSignal& can
     remote.local_host = context_.advertise_host;
     remote.device = device;
     if (context_.collective_timeout > absl::ZeroDuration()) remote.join_timeout = context_.collective_timeout;
+    remote.cancel = &cancel;  // a cancelled job's calls end now, not at their deadline (a peer may be unreachable)
     if (!remote.rollout_addresses.empty() && remote.store_address.empty()) {
       return absl::InvalidArgumentError("the assignment names rollout workers but no rendezvous store");
     }

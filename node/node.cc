@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/base/logging.h"  // LOG is glog's
 #include "common/base/status.h"
 #include "common/metrics/rpc_metrics.h"
 #include "node/assignment_executor.h"
@@ -24,6 +25,10 @@ namespace alignd::node {
 namespace {
 
 constexpr int kMaxMessageBytes = 256 << 20;
+// How long a node whose lease lapsed waits for its cancelled assignment to return before it registers again. A
+// cancel ends the runner's calls at once; what it cannot interrupt (a collective in flight) ends within the collective
+// timeout, two minutes by default.
+constexpr absl::Duration kDrainBound = absl::Minutes(2);
 
 }  // namespace
 
@@ -104,10 +109,16 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(NodeOptions option
     raw->executor->Cancel(job_id);
     raw->rendezvous_router.CloseJob(job_id);
   };
-  // The stream ended, so the coordinator ended this lease and restarts whatever gang this node was part of.
+  // The stream ended, so the coordinator ended this lease and restarts whatever gang this node was part of. The node
+  // registers again only once its cancelled assignment has returned: registered while still busy with it, it could be
+  // given a place in a new gang that would wait for it.
   callbacks.on_lease_lost = [raw] {
     raw->executor->CancelAll();
     raw->rendezvous_router.CloseJob("");
+    if (!raw->executor->AwaitIdle(raw->clock->Now() + kDrainBound)) {
+      LOG(WARNING) << "worker " << raw->address << ": a cancelled assignment has not returned within " << kDrainBound
+                   << "; registering again all the same";
+    }
   };
   ASSIGN_OR_RETURN(
       impl->control,

@@ -3,30 +3,11 @@
 #ifndef ALIGND_NODE_RUNNER_H_
 #define ALIGND_NODE_RUNNER_H_
 
-#include <atomic>
-
 #include "absl/status/status.h"
-#include "absl/synchronization/notification.h"
+#include "common/base/cancel.h"  // CancelSignal: the cancellation of one running assignment
 #include "proto/alignd.pb.h"
 
 namespace alignd::node {
-
-// The cancellation of one running assignment (the job was cancelled, finished elsewhere, or its gang restarts).
-// Thread-safe.
-class CancelSignal {
- public:
-  // Idempotent.
-  void Cancel() {
-    if (!cancelled_.exchange(true)) notification_.Notify();
-  }
-  bool cancelled() const { return cancelled_.load(); }
-  // Blocks until Cancel.
-  void Wait() const { notification_.WaitForNotification(); }
-
- private:
-  std::atomic<bool> cancelled_{false};
-  absl::Notification notification_;
-};
 
 class Runner {
  public:

@@ -16,7 +16,8 @@ workers so that a restarted gang can be placed:
      tc tbf so the transfer takes seconds, and the fault fires once the shaper holds a backlog): learner rank 0's
      broadcast fails cleanly within the collective timeout, and the job restarts on the spare rollout worker and
      SUCCEEDS.
-  3. the links come back: the partitioned workers register again, two more jobs run at once on every worker (the
+  3. the links come back: the partitioned workers register again, once the assignments they held have returned
+     (the cancel ends the calls they were blocked in), two more jobs run at once on every worker (the
      healed ones among them), and the history shows every job SUCCEEDED exactly once, with the expected attempts
      and restart events, one completion event each, and an idempotent resubmit that returns the same job without
      running it again.
@@ -526,6 +527,16 @@ def scenario_heal(c, net, jobs, partitioned):
           f"healed: {', '.join(partitioned)} reach the coordinator again (within 10s of their ports coming up)")
     have = c.wait_registered(partitioned, timeout=REGISTER_TIMEOUT)
     check(have is not None, f"healed: {', '.join(partitioned)} registered again within {REGISTER_TIMEOUT}s")
+    # A healed worker registers only once the assignment it held when cut off has returned (its cancel ends the calls
+    # it was blocked in): registered while still inside it, it would stall the new gang it is placed in.
+    for host in partitioned:
+        with open(c.workers[host][1], errors="replace") as f:
+            text = f.read()
+        # Cut off inside a collective, it fails at the collective timeout; inside a call to a peer, at the cancel.
+        ended = [m.end() for m in re.finditer(r": job-\d+ (attempt \d+ ended after its cancel|failed: )", text)]
+        registered = [m.start() for m in re.finditer(r" registered as w-", text)]
+        check(ended and len(registered) >= 2 and ended[0] < registered[-1],
+              f"healed: {host}'s cut-off assignment returned before it registered again", tail(c.workers[host][1]))
     # Two jobs at once take every worker, the healed ones too.
     new = {name: c.submit(name, spec(name)) for name in ("after_heal_a", "after_heal_b")}
     for name, job in new.items():

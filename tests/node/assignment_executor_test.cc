@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -210,6 +211,30 @@ TEST_F(AssignmentExecutorTest, CancelAllStopsEverything) {
   EnqueueMarker();
   ASSERT_EQ(Reports(1).size(), 1u);
   EXPECT_EQ(runner_.Started(2), (std::vector<std::string>{"a", "marker"}));
+}
+
+// A node whose lease lapsed registers again only once idle: AwaitIdle waits for a cancelled runner that takes its
+// time to return, and gives up at its deadline while one does not.
+TEST_F(AssignmentExecutorTest, AwaitIdleWaitsForTheCancelledAssignmentToReturn) {
+  runner_.Blocks("slow");  // ignores its cancel, as a runner inside a call it cannot interrupt does
+  Start();
+  EXPECT_TRUE(executor_->AwaitIdle(clock_->Now()));  // nothing held yet
+  Enqueue("slow");
+  ASSERT_EQ(runner_.Started(1), std::vector<std::string>{"slow"});
+  executor_->CancelAll();
+  bool idle = true;
+  std::thread waiter([&] { idle = executor_->AwaitIdle(clock_->Now() + absl::Seconds(5)); });
+  clock_->WaitForWaiters(1);
+  clock_->Advance(absl::Seconds(5));
+  waiter.join();
+  EXPECT_FALSE(idle);  // still running at the deadline
+
+  std::thread second([&] { idle = executor_->AwaitIdle(clock_->Now() + absl::Seconds(5)); });
+  clock_->WaitForWaiters(1);
+  runner_.Release("slow", absl::CancelledError("returned late"));
+  second.join();
+  EXPECT_TRUE(idle);
+  EXPECT_EQ(executor_->Held().size(), 0u);
 }
 
 TEST_F(AssignmentExecutorTest, ConfigErrorsAreReportedAtOnceAsNotRetryable) {
