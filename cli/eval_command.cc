@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -12,6 +13,7 @@
 #include "common/base/flags.h"
 #include "common/base/status.h"
 #include "common/data/dataset.h"
+#include "common/data/example_tokenizer.h"
 #include "common/model/compute_threads.h"
 #include "common/model/hf_model.h"
 #include "common/model/perplexity.h"
@@ -52,6 +54,9 @@ absl::Status CheckFlags(const FlagSet& flags, bool perplexity, const std::vector
         absl::StrCat("--data (prompt records) is required by ", absl::StrJoin(generation, ", ")));
   }
   if (perplexity && !has_data && !has_text_data) return absl::InvalidArgumentError("--data is required");
+  if (flags.GetBool("assistant_only") && !perplexity) {
+    return absl::InvalidArgumentError("--assistant_only is read only by the perplexity metric, which --metrics lacks");
+  }
   if (has_text_data && !perplexity) {
     return absl::InvalidArgumentError("--text_data is read only by the perplexity metric, which --metrics lacks");
   }
@@ -115,12 +120,36 @@ absl::StatusOr<Dataset> ReadPromptData(const FlagSet& flags, const std::vector<s
   return data;
 }
 
-// Perplexity of text records as they are, or of messages rendered with --template.
+// Perplexity of text records as they are, or of messages rendered with --template; with --assistant_only, of the
+// messages' assistant turns alone (their content and end-of-turn marker, the tokens SFT trains), in context.
 absl::Status AddPerplexity(const FlagSet& flags, const Dataset& data, LoadedModel& model, const Tokenizer& tokenizer,
                            nlohmann::json& result) {
   PerplexityOptions options;
   options.batch_size = flags.GetInt("batch_size");
   options.max_length = flags.GetInt("max_length");
+  if (flags.GetBool("assistant_only")) {
+    if (data.schema != DatasetSchema::kMessages) {
+      return absl::InvalidArgumentError(absl::StrCat("--assistant_only scores \"messages\" records; ", data.source,
+                                                     " has ", SchemaName(data.schema), " records"));
+    }
+    TokenizeOptions to;
+    to.chat_template = flags.GetString("template");
+    to.max_length = 0;  // perplexity splits long sequences into windows itself
+    ASSIGN_OR_RETURN(ExampleTokenizer tokenize, ExampleTokenizer::Create(&tokenizer, to));
+    std::vector<ScoredTokens> sequences;
+    for (const Record& r : data.records) {
+      absl::StatusOr<TokenizedExample> example = tokenize.Messages(r.messages);
+      if (!example.ok()) return Annotate(example.status(), absl::StrCat(data.source, ":", r.line));
+      sequences.push_back({std::move(example->input_ids), std::move(example->loss_mask)});
+    }
+    const int32_t pad = static_cast<int32_t>(tokenizer.pad_id().value_or(0));
+    ASSIGN_OR_RETURN(PerplexityResult ppl, ComputePerplexity(*model.model, sequences, pad, options));
+    result["perplexity"] = ppl.perplexity;
+    result["tokens"] = ppl.tokens;
+    result["nll"] = ppl.nll;
+    result["texts"] = ppl.texts;
+    return absl::OkStatus();
+  }
   std::vector<std::string> texts;
   if (data.schema == DatasetSchema::kMessages) {
     ASSIGN_OR_RETURN(ChatTemplate tmpl, ChatTemplate::ForTokenizer(flags.GetString("template"), tokenizer));
@@ -270,6 +299,9 @@ int RunEval(const Args& args, std::ostream& out, std::ostream& err) {
   flags.Int("batch_size", 8, "sequences per forward pass (and rows decoded together)");
   flags.Int("max_length", 0,
             "perplexity: split longer texts into windows of this many tokens (0: the model's context)");
+  flags.Bool("assistant_only", false,
+             "perplexity of \"messages\" records over their assistant turns only (content and end-of-turn marker, "
+             "what SFT trains), the rest as context");
   flags.String("dtype", "float32", "compute dtype of --model and --reference: float32, bfloat16 or float64");
   flags.Int("threads", AvailableCores(), "intra-op threads (default: the cores available)");
   constexpr char kAbout[] =

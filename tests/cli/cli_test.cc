@@ -54,6 +54,35 @@ TEST(Eval, FreshModelScoresNearUniform) {
   EXPECT_NEAR(got["perplexity"].get<double>(), 261.0, 30.0);
 }
 
+// --assistant_only: the tokens SFT trains (the assistant's content and end-of-turn marker), the rest as context.
+TEST(Eval, AssistantOnlyScoresTheAssistantTurns) {
+  std::string d = Dir("assistant");
+  Outcome init = Call(RunInit, {"--out", d + "/model", "--hidden_size", "32", "--layers", "2", "--seed", "3"});
+  ASSERT_EQ(init.code, 0) << init.err;
+  ASSERT_TRUE(WriteFileAtomic(d + "/m.jsonl",
+                              "{\"messages\": [{\"role\": \"user\", \"content\": \"What is 2 + 2?\"}, "
+                              "{\"role\": \"assistant\", \"content\": \"4.\"}]}\n")
+                  .ok());
+  Outcome whole = Call(RunEval, {"--model", d + "/model", "--data", d + "/m.jsonl"});
+  ASSERT_EQ(whole.code, 0) << whole.err;
+  Outcome answer = Call(RunEval, {"--model", d + "/model", "--data", d + "/m.jsonl", "--assistant_only"});
+  ASSERT_EQ(answer.code, 0) << answer.err;
+  const int64_t all = json::parse(whole.out)["tokens"].get<int64_t>();
+  const int64_t mine = json::parse(answer.out)["tokens"].get<int64_t>();
+  // "4." is two byte tokens; the end-of-turn marker adds at least one; the user turn and the template are not scored.
+  EXPECT_GE(mine, 3);
+  EXPECT_LT(mine, all - 14);  // "What is 2 + 2?" alone is 14 bytes
+
+  ASSERT_TRUE(WriteFileAtomic(d + "/t.jsonl", "{\"text\": \"plain\"}\n").ok());
+  Outcome text = Call(RunEval, {"--model", d + "/model", "--data", d + "/t.jsonl", "--assistant_only"});
+  EXPECT_EQ(text.code, 1);
+  EXPECT_THAT(text.err, HasSubstr("--assistant_only scores \"messages\" records"));
+  Outcome generation =
+      Call(RunEval, {"--model", d + "/model", "--data", d + "/t.jsonl", "--assistant_only", "--metrics", "accuracy"});
+  EXPECT_EQ(generation.code, 1);
+  EXPECT_THAT(generation.err, HasSubstr("--assistant_only is read only by the perplexity metric"));
+}
+
 // ---- Errors: a clear message, the right exit code, nothing written ------------------------------------------------
 
 TEST(EvalErrors, UsageErrorsExitTwo) {

@@ -1,5 +1,6 @@
 #include "common/model/hf_model.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -162,6 +163,44 @@ TEST(HfModelErrors, FailedSaveKeepsThePreviousFolder) {
   lo.load_tokenizer = false;
   EXPECT_TRUE(LoadModelDir(dir, lo).ok());
   EXPECT_FALSE(fs::exists(dir + ".partial-" + std::to_string(::getpid())));
+}
+
+// ---- Perplexity over chosen tokens ----------------------------------------------------------------------------
+
+// The scored-token form of perplexity (what `alignd eval --assistant_only` uses) counts exactly the marked targets,
+// each predicted from the tokens before it in its window.
+TEST(Perplexity, ScoredTokensCountOnlyTheMarkedTargets) {
+  CausalLM m = Tiny(ModelFamily::kLlama);
+  const std::vector<int32_t> ids = {1, 72, 101, 108, 108, 111, 32, 119, 111, 114};
+  ScoredTokens all{ids, std::vector<uint8_t>(ids.size(), 1)};
+  ScoredTokens some{ids, {0, 0, 0, 0, 1, 1, 1, 1, 0, 0}};  // tokens 4..7
+
+  torch::NoGradGuard g;
+  torch::Tensor t = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end())).unsqueeze(0);
+  torch::Tensor logp = TokenLogProbs(m->forward(t, torch::ones_like(t)).logits, t).squeeze(0);  // [t - 1]
+  const double want_all = -logp.sum().item<double>();
+  const double want_some = -logp.narrow(0, 3, 4).sum().item<double>();  // logp[k] scores token k + 1
+
+  auto full = ComputePerplexity(*m, {all}, /*pad_id=*/0);
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_EQ(full->tokens, 9);
+  EXPECT_NEAR(full->nll, want_all, 1e-4 * std::abs(want_all));
+  auto part = ComputePerplexity(*m, {some}, /*pad_id=*/0);
+  ASSERT_TRUE(part.ok()) << part.status();
+  EXPECT_EQ(part->tokens, 4);
+  EXPECT_NEAR(part->nll, want_some, 1e-4 * std::abs(want_some));
+  EXPECT_NEAR(part->perplexity, std::exp(want_some / 4), 1e-4 * part->perplexity);
+
+  // Windows of 4 tokens: each window's first token is not predicted (3 + 3 + 1 of the 10).
+  PerplexityOptions windows;
+  windows.max_length = 4;
+  auto windowed = ComputePerplexity(*m, {all}, 0, windows);
+  ASSERT_TRUE(windowed.ok()) << windowed.status();
+  EXPECT_EQ(windowed->tokens, 7);
+
+  EXPECT_EQ(ComputePerplexity(*m, {{ids, {1, 1}}}, 0).status().code(), absl::StatusCode::kInvalidArgument);
+  auto none = ComputePerplexity(*m, {{ids, std::vector<uint8_t>(ids.size(), 0)}}, 0);
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 // ---- Against the independent Python reference --------------------------------------------------------------------
