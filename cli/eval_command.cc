@@ -120,49 +120,54 @@ absl::StatusOr<Dataset> ReadPromptData(const FlagSet& flags, const std::vector<s
   return data;
 }
 
+// The assistant turns of messages records (their content and end-of-turn marker, the tokens SFT trains) as the
+// scored tokens of each conversation.
+absl::StatusOr<std::vector<ScoredTokens>> AssistantTurns(const FlagSet& flags, const Dataset& data,
+                                                         const Tokenizer& tokenizer) {
+  if (data.schema != DatasetSchema::kMessages) {
+    return absl::InvalidArgumentError(absl::StrCat("--assistant_only scores \"messages\" records; ", data.source,
+                                                   " has ", SchemaName(data.schema), " records"));
+  }
+  TokenizeOptions to;
+  to.chat_template = flags.GetString("template");
+  to.max_length = 0;  // perplexity splits long sequences into windows itself
+  ASSIGN_OR_RETURN(ExampleTokenizer tokenize, ExampleTokenizer::Create(&tokenizer, to));
+  std::vector<ScoredTokens> sequences;
+  for (const Record& r : data.records) {
+    absl::StatusOr<TokenizedExample> example = tokenize.Messages(r.messages);
+    if (!example.ok()) return Annotate(example.status(), absl::StrCat(data.source, ":", r.line));
+    sequences.push_back({std::move(example->input_ids), std::move(example->loss_mask)});
+  }
+  return sequences;
+}
+
 // Perplexity of text records as they are, or of messages rendered with --template; with --assistant_only, of the
-// messages' assistant turns alone (their content and end-of-turn marker, the tokens SFT trains), in context.
+// messages' assistant turns alone, in context.
 absl::Status AddPerplexity(const FlagSet& flags, const Dataset& data, LoadedModel& model, const Tokenizer& tokenizer,
                            nlohmann::json& result) {
   PerplexityOptions options;
   options.batch_size = flags.GetInt("batch_size");
   options.max_length = flags.GetInt("max_length");
+  absl::StatusOr<PerplexityResult> ppl;
   if (flags.GetBool("assistant_only")) {
-    if (data.schema != DatasetSchema::kMessages) {
-      return absl::InvalidArgumentError(absl::StrCat("--assistant_only scores \"messages\" records; ", data.source,
-                                                     " has ", SchemaName(data.schema), " records"));
-    }
-    TokenizeOptions to;
-    to.chat_template = flags.GetString("template");
-    to.max_length = 0;  // perplexity splits long sequences into windows itself
-    ASSIGN_OR_RETURN(ExampleTokenizer tokenize, ExampleTokenizer::Create(&tokenizer, to));
-    std::vector<ScoredTokens> sequences;
-    for (const Record& r : data.records) {
-      absl::StatusOr<TokenizedExample> example = tokenize.Messages(r.messages);
-      if (!example.ok()) return Annotate(example.status(), absl::StrCat(data.source, ":", r.line));
-      sequences.push_back({std::move(example->input_ids), std::move(example->loss_mask)});
-    }
-    const int32_t pad = static_cast<int32_t>(tokenizer.pad_id().value_or(0));
-    ASSIGN_OR_RETURN(PerplexityResult ppl, ComputePerplexity(*model.model, sequences, pad, options));
-    result["perplexity"] = ppl.perplexity;
-    result["tokens"] = ppl.tokens;
-    result["nll"] = ppl.nll;
-    result["texts"] = ppl.texts;
-    return absl::OkStatus();
-  }
-  std::vector<std::string> texts;
-  if (data.schema == DatasetSchema::kMessages) {
-    ASSIGN_OR_RETURN(ChatTemplate tmpl, ChatTemplate::ForTokenizer(flags.GetString("template"), tokenizer));
-    for (const Record& r : data.records) texts.push_back(tmpl.Render(r.messages, /*add_generation_prompt=*/false));
-    options.add_special_tokens = false;  // the template renders BOS itself
+    ASSIGN_OR_RETURN(std::vector<ScoredTokens> sequences, AssistantTurns(flags, data, tokenizer));
+    ppl = ComputePerplexity(*model.model, sequences, static_cast<int32_t>(tokenizer.pad_id().value_or(0)), options);
   } else {
-    for (const Record& r : data.records) texts.push_back(r.text);
+    std::vector<std::string> texts;
+    if (data.schema == DatasetSchema::kMessages) {
+      ASSIGN_OR_RETURN(ChatTemplate tmpl, ChatTemplate::ForTokenizer(flags.GetString("template"), tokenizer));
+      for (const Record& r : data.records) texts.push_back(tmpl.Render(r.messages, /*add_generation_prompt=*/false));
+      options.add_special_tokens = false;  // the template renders BOS itself
+    } else {
+      for (const Record& r : data.records) texts.push_back(r.text);
+    }
+    ppl = ComputePerplexity(*model.model, tokenizer, texts, options);
   }
-  ASSIGN_OR_RETURN(PerplexityResult ppl, ComputePerplexity(*model.model, tokenizer, texts, options));
-  result["perplexity"] = ppl.perplexity;
-  result["tokens"] = ppl.tokens;
-  result["nll"] = ppl.nll;
-  result["texts"] = ppl.texts;
+  RETURN_IF_ERROR(ppl.status());
+  result["perplexity"] = ppl->perplexity;
+  result["tokens"] = ppl->tokens;
+  result["nll"] = ppl->nll;
+  result["texts"] = ppl->texts;
   return absl::OkStatus();
 }
 
