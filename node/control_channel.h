@@ -7,8 +7,8 @@
 // period, a heartbeat; what it reads it hands to the callbacks. When the stream ends (broken, closed by the
 // coordinator, or a stale-lease message), the coordinator has ended the lease and restarts whatever gang the node was
 // part of: the channel calls on_lease_lost (which may block until the node is free to take work), waits
-// reconnect_delay and registers again. Messages queued but not
-// written to a broken stream (heartbeats aside) are written to the next one.
+// reconnect_delay and registers again. Messages queued but not written to a broken stream (heartbeats aside) are
+// written to the next one.
 //
 // Torch-free: the stub comes in as an interface (GrpcControlStub below, a fake in tests) and the time as a Clock.
 #ifndef ALIGND_NODE_CONTROL_CHANNEL_H_
