@@ -240,10 +240,31 @@ absl::StatusOr<std::unique_ptr<Scorer>> MakeRepetition(PartParams& params, const
               context);
 }
 
+// A scorer's values clamped to [-bound, bound]: a reward model's scores, bounded so that the policy cannot buy more
+// from it than `bound` (times the part's weight) by drifting to answers the model overrates.
+class ClippedScorer : public Scorer {
+ public:
+  ClippedScorer(std::unique_ptr<Scorer> inner, double bound) : inner_(std::move(inner)), bound_(bound) {}
+  absl::StatusOr<std::vector<std::optional<double>>> ScoreBatch(const std::vector<ScoreInput>& inputs) override {
+    ASSIGN_OR_RETURN(std::vector<std::optional<double>> values, inner_->ScoreBatch(inputs));
+    for (std::optional<double>& v : values) {
+      if (v.has_value()) v = std::clamp(*v, -bound_, bound_);
+    }
+    return values;
+  }
+
+ private:
+  std::unique_ptr<Scorer> inner_;
+  double bound_;
+};
+
 absl::StatusOr<std::unique_ptr<Scorer>> MakeRewardModel(PartParams& params, const ScorerContext* context) {
   std::string path, chat_template;
+  double clip = 0;
   RETURN_IF_ERROR(params.Require("path", &path));
   RETURN_IF_ERROR(params.Get("chat_template", &chat_template));
+  RETURN_IF_ERROR(params.Get("clip", &clip));
+  if (clip < 0) return params.Error("clip", "must be >= 0 (0: no clipping)");  // Get refuses inf and nan
   if (context == nullptr) return std::unique_ptr<Scorer>();
   if (!context->load_reward_model) return params.Error("", "reward models cannot be loaded here");
   if (chat_template.empty()) chat_template = context->chat_template;
@@ -252,6 +273,7 @@ absl::StatusOr<std::unique_ptr<Scorer>> MakeRewardModel(PartParams& params, cons
     absl::Status named = params.Error("path", s.status().message());
     return absl::Status(s.status().code(), named.message());
   }
+  if (clip > 0) return std::unique_ptr<Scorer>(std::make_unique<ClippedScorer>(*std::move(s), clip));
   return s;
 }
 

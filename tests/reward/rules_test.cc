@@ -241,5 +241,49 @@ TEST(ParseTest, RewardModelPartsNeedALoader) {
   EXPECT_EQ(loaded_template, "llama3");  // the job's template unless the part names one
 }
 
+// Answers fixed values, whatever the inputs: a stand-in for a reward model.
+class FixedScorer : public Scorer {
+ public:
+  explicit FixedScorer(std::vector<std::optional<double>> values) : values_(std::move(values)) {}
+  absl::StatusOr<std::vector<std::optional<double>>> ScoreBatch(const std::vector<ScoreInput>&) override {
+    return values_;
+  }
+
+ private:
+  std::vector<std::optional<double>> values_;
+};
+
+TEST(ParseTest, RewardModelScoresAreClippedWhenAsked) {
+  ScorerContext context;
+  context.load_reward_model = [](const std::string&, const std::string&) -> absl::StatusOr<std::unique_ptr<Scorer>> {
+    return std::unique_ptr<Scorer>(std::make_unique<FixedScorer>(
+        std::vector<std::optional<double>>{-5.0, 0.5, 7.0, std::nullopt, -1.5}));
+  };
+  const std::vector<ScoreInput> inputs(5);
+  auto values = [&](const std::string& yaml) -> std::vector<std::optional<double>> {
+    auto parts = Parse(yaml);
+    EXPECT_TRUE(parts.ok()) << parts.status();
+    if (!parts.ok()) return {};
+    auto scorers = MakeScorers(*parts, context);
+    EXPECT_TRUE(scorers.ok()) << scorers.status();
+    if (!scorers.ok()) return {};
+    auto v = (*scorers)[0].scorer->ScoreBatch(inputs);
+    EXPECT_TRUE(v.ok()) << v.status();
+    return v.ok() ? *v : std::vector<std::optional<double>>{};
+  };
+  using V = std::vector<std::optional<double>>;
+  EXPECT_EQ(values("rewards: [{type: reward_model, path: rm, clip: 2}]"), (V{-2.0, 0.5, 2.0, std::nullopt, -1.5}));
+  EXPECT_EQ(values("rewards: [{type: reward_model, path: rm}]"), (V{-5.0, 0.5, 7.0, std::nullopt, -1.5}));
+  EXPECT_EQ(values("rewards: [{type: reward_model, path: rm, clip: 0}]"), (V{-5.0, 0.5, 7.0, std::nullopt, -1.5}));
+
+  for (const char* bad : {"-1", ".inf", ".nan"}) {
+    auto parts = Parse(std::string("rewards:\n  - {type: reward_model, path: rm, clip: ") + bad + "}");
+    EXPECT_EQ(parts.status().code(), absl::StatusCode::kInvalidArgument) << bad;  // refused when the spec is read
+    EXPECT_THAT(std::string(parts.status().message()), HasSubstr("job.yaml:2: rewards[0].clip: ")) << bad;
+  }
+  EXPECT_THAT(std::string(Parse("rewards: [{type: reward_model, path: rm, clip: -1}]").status().message()),
+              HasSubstr("clip: must be >= 0"));
+}
+
 }  // namespace
 }  // namespace alignd::reward
