@@ -309,11 +309,17 @@ Tensor Entropy(const Tensor& logits) {
   return -(lp.exp() * lp).sum(-1);
 }
 
-Tensor GrpoAdvantages(const Tensor& scores, int64_t k) {
+Tensor GrpoAdvantages(const Tensor& scores, int64_t k, absl::string_view scale) {
   Tensor g = scores.view({-1, k});
-  Tensor mean = g.mean(1, true);
-  Tensor std = k > 1 ? g.std(1, /*unbiased=*/true, true) : at::zeros_like(mean);
-  return ((g - mean) / (std + 1e-4)).view(-1);
+  Tensor centred = g - g.mean(1, true);
+  if (scale == "none") return centred.view(-1);
+  Tensor std;
+  if (scale == "batch") {
+    std = scores.numel() > 1 ? scores.std(/*unbiased=*/true) : at::zeros({}, scores.options());
+  } else {
+    std = k > 1 ? g.std(1, /*unbiased=*/true, true) : at::zeros_like(centred.narrow(1, 0, 1));
+  }
+  return (centred / (std + 1e-4)).view(-1);
 }
 
 Tensor RlooAdvantages(const Tensor& scores, int64_t k) {

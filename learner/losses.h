@@ -6,6 +6,8 @@
 
 #include <torch/types.h>
 
+#include "absl/strings/string_view.h"
+
 namespace alignd::learner {
 
 // Per-token log-probs of the next token: logits [B, T, V] and input_ids [B, T] -> [B, T] where column t holds
@@ -106,9 +108,10 @@ torch::Tensor ClippedValueLoss(const torch::Tensor& values, const torch::Tensor&
 torch::Tensor Entropy(const torch::Tensor& logits);
 
 // Critic-free baselines over groups of k consecutive samples of the same prompt (scores [B], B divisible by k):
-// GRPO: (s - mean_group) / (std_group + 1e-4) (unbiased std, as in the DeepSeekMath paper's code; 0 std for k = 1);
+// GRPO: (s - mean_group) / (std + 1e-4), the std being the group's (scale "group", unbiased, as in the DeepSeekMath
+// paper's code; 0 for k = 1), the whole batch's ("batch", unbiased; 0 for one score), or none ("none": s - mean_group);
 // RLOO: s - mean of the other k-1 samples of the group (all 0 for k = 1).
-torch::Tensor GrpoAdvantages(const torch::Tensor& scores, int64_t k);
+torch::Tensor GrpoAdvantages(const torch::Tensor& scores, int64_t k, absl::string_view scale = "group");
 torch::Tensor RlooAdvantages(const torch::Tensor& scores, int64_t k);
 
 }  // namespace alignd::learner

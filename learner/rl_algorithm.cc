@@ -401,7 +401,7 @@ class RlObjective : public Objective {
     }
     torch::Tensor seq;
     if (algorithm_ == Algorithm::kGrpo) {
-      seq = GrpoAdvantages(r->scores, k_);
+      seq = GrpoAdvantages(r->scores, k_, p.scale_rewards);
     } else {
       seq = RlooAdvantages(r->scores - kl_coef_ * kl.sum(1), k_);
     }

@@ -219,6 +219,8 @@ absl::Status ParsePpo(MapReader& r, PpoSpec* p) {
   RETURN_IF_ERROR(r.Get("kl_target", &p->kl_target));
   RETURN_IF_ERROR(r.Get("kl_horizon", &p->kl_horizon));
   RETURN_IF_ERROR(r.Get("whiten_advantages", &p->whiten_advantages));
+  RETURN_IF_ERROR(r.Get("scale_rewards", &p->scale_rewards));
+  RETURN_IF_ERROR(OneOf(r, "scale_rewards", p->scale_rewards, {"group", "batch", "none"}));
   RETURN_IF_ERROR(r.Get("max_staleness", &p->max_staleness));
   RETURN_IF_ERROR(Require(r, "max_staleness", p->max_staleness >= 0, "must be >= 0"));
   RETURN_IF_ERROR(Require(r, "max_new_tokens", p->max_new_tokens > 0, "must be > 0"));

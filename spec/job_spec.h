@@ -108,6 +108,11 @@ struct PpoSpec {
   double kl_target = 6.0;
   double kl_horizon = 10000;
   bool whiten_advantages = true;
+  // GRPO: what divides each group's centred scores (TRL's scale_rewards): "group" (its std, as in the DeepSeekMath
+  // paper), "batch" (the whole batch's std, so every group's advantages keep their reward units relative to each
+  // other), or "none" (Dr. GRPO, Liu et al. 2025). With "group", a part's weight stops mattering within a group where
+  // it moves with another part (toy.safety beside toy.refusal).
+  std::string scale_rewards = "group";
   // Distributed jobs: how many weight versions older than the policy being trained a rollout sample may be
   // (0 = strictly on-policy). alignd publishes before every step's generation, so samples are on-policy today.
   int64_t max_staleness = 0;

@@ -186,6 +186,17 @@ TEST(Losses, GroupBaselines) {
   torch::Tensor g = GrpoAdvantages(T({1, 0, 0, 1}), 2);
   const double v = 0.5 / (std::sqrt(0.5) + 1e-4);
   EXPECT_TRUE(torch::allclose(g, T({v, -v, -v, v})));
+  // "batch": the batch's std, std([1, 0, 0, 1]) = 0.57735; "none": centred only.
+  const double b = 0.5 / (std::sqrt(1.0 / 3.0) + 1e-4);
+  EXPECT_TRUE(torch::allclose(GrpoAdvantages(T({1, 0, 0, 1}), 2, "batch"), T({b, -b, -b, b})));
+  EXPECT_TRUE(torch::allclose(GrpoAdvantages(T({1, 0, 0, 1}), 2, "none"), T({.5, -.5, -.5, .5})));
+  // The group std makes a group's advantages the same whatever the gap in its scores; the others keep the ratio.
+  // (Equal but for the 1e-4 in the denominator: 1.5 / (2.1213 + 1e-4) against 0.5 / (0.7071 + 1e-4).)
+  EXPECT_TRUE(torch::allclose(GrpoAdvantages(T({3, 0, 1, 0}), 2), GrpoAdvantages(T({1, 0, 3, 0}), 2), 1e-3));
+  torch::Tensor none = GrpoAdvantages(T({3, 0, 1, 0}), 2, "none");
+  EXPECT_NEAR(D(none[0]) / D(none[2]), 3.0, 1e-9);
+  torch::Tensor batch = GrpoAdvantages(T({3, 0, 1, 0}), 2, "batch");
+  EXPECT_NEAR(D(batch[0]) / D(batch[2]), 3.0, 1e-9);
   // RLOO, one group [1, 0, 0]: baselines are the others' means 0, 0.5, 0.5, so A = [1, -0.5, -0.5].
   EXPECT_TRUE(torch::allclose(RlooAdvantages(T({1, 0, 0}), 3), T({1, -.5, -.5})));
 }

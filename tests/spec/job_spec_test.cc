@@ -55,6 +55,8 @@ TEST(JobSpecErrors, BadValuesNameTheKey) {
   EXPECT_THAT(Error(std::string(kMinimal) + "dpo:\n  loss: kto\n"),
               HasSubstr("dpo.loss: must be one of sigmoid, ipo, orpo; got \"kto\""));
   EXPECT_THAT(Error(std::string(kMinimal) + "dpo:\n  rpo_alpha: -1\n"), HasSubstr("dpo.rpo_alpha: must be >= 0"));
+  EXPECT_THAT(Error(std::string(kMinimal) + "ppo:\n  scale_rewards: prompt\n"),
+              HasSubstr("ppo.scale_rewards: must be one of group, batch, none; got \"prompt\""));
   EXPECT_THAT(Error(std::string(kMinimal) + "dpo:\n  loss: orpo\n  rpo_alpha: 1\n"),
               HasSubstr("dpo.rpo_alpha: is for sigmoid and ipo"));
   EXPECT_THAT(Error("name: t\nalgorithm: magic\ndata:\n  train: x\n"), HasSubstr("algorithm: must be one of"));
