@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -25,12 +26,12 @@ namespace alignd::node {
 namespace {
 
 constexpr int kMaxMessageBytes = 256 << 20;
-// How long a node whose lease lapsed waits for its cancelled assignment to return before it registers again. A
-// cancel ends the runner's calls at once; what it cannot interrupt (a collective in flight) ends within the collective
-// timeout, two minutes by default.
-constexpr absl::Duration kDrainBound = absl::Minutes(2);
 
 }  // namespace
+
+absl::Duration LeaseLostDrainBound(absl::Duration collective_timeout) {
+  return std::max(absl::Minutes(2), collective_timeout + absl::Seconds(30));
+}
 
 // Members in construction order, destroyed in reverse: the control channel and the executor (whose threads call
 // into the routers) before the server, the server before the routers it dispatches to.
@@ -115,8 +116,9 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(NodeOptions option
   callbacks.on_lease_lost = [raw] {
     raw->executor->CancelAll();
     raw->rendezvous_router.CloseJob("");
-    if (!raw->executor->AwaitIdle(raw->clock->Now() + kDrainBound)) {
-      LOG(WARNING) << "worker " << raw->address << ": a cancelled assignment has not returned within " << kDrainBound
+    const absl::Duration bound = LeaseLostDrainBound(raw->options.collective_timeout);
+    if (!raw->executor->AwaitIdle(raw->clock->Now() + bound)) {
+      LOG(WARNING) << "worker " << raw->address << ": a cancelled assignment has not returned within " << bound
                    << "; registering again all the same";
     }
   };

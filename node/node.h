@@ -74,6 +74,12 @@ struct NodeOptions {
   absl::Duration collective_timeout = absl::ZeroDuration();
 };
 
+// How long a node whose lease lapsed waits for its cancelled assignment to return before it registers again. A cancel
+// ends the runner's calls at once; what it cannot interrupt (a collective in flight) ends within the collective
+// timeout. The bound is 2 minutes (the weight broadcast's default; the learners' group waits up to 10 by default, and
+// the node does not wait that long), or a longer `collective_timeout` and half a minute for the runner to return.
+absl::Duration LeaseLostDrainBound(absl::Duration collective_timeout);
+
 class WorkerNode {
  public:
   // Starts the node's server and its control loop (which registers, retrying until the coordinator answers).

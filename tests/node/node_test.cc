@@ -151,6 +151,12 @@ TEST_F(WorkerNodeTest, StartRejectsBadOptions) {
   EXPECT_EQ(WorkerNode::Start(o).status().code(), absl::StatusCode::kUnavailable);
 }
 
+TEST(LeaseLostDrainBoundTest, TwoMinutesOrALongerCollectiveTimeoutAndHalfAMinute) {
+  EXPECT_EQ(LeaseLostDrainBound(absl::ZeroDuration()), absl::Minutes(2));  // the groups' own defaults
+  EXPECT_EQ(LeaseLostDrainBound(absl::Seconds(15)), absl::Minutes(2));
+  EXPECT_EQ(LeaseLostDrainBound(absl::Minutes(5)), absl::Minutes(5) + absl::Seconds(30));
+}
+
 TEST(ParseRolesTest, ParsesAListAndNamesTheUnknownRole) {
   absl::StatusOr<std::vector<v1::Role>> roles = ParseRoles("learner,rollout,reward");
   ASSERT_TRUE(roles.ok()) << roles.status();
