@@ -23,8 +23,8 @@
 //   reward_model   a trained reward model (an HF folder with a score head) on the prompt and response
 //       path: runs/rm/final
 //       chat_template: chatml      default: the job's data.chat_template
-//       clip: 2.0                  clamp the scores to [-clip, clip] (default 0: unclipped), so the policy cannot buy
-//                                  more than weight * clip from answers the model overrates
+//       clip: 2.0                  clamp the scores to [-clip, clip] (default 0: unclipped), so that answers the
+//                                  model overrates are worth weight * clip at most
 //   server         an outside reward server: any implementation of alignd.v1.Reward (proto/alignd.proto), in any
 //                  language; the part is the total of its answer, or one of its parts
 //       address: localhost:50070   host:port

@@ -256,8 +256,8 @@ class FixedScorer : public Scorer {
 TEST(ParseTest, RewardModelScoresAreClippedWhenAsked) {
   ScorerContext context;
   context.load_reward_model = [](const std::string&, const std::string&) -> absl::StatusOr<std::unique_ptr<Scorer>> {
-    return std::unique_ptr<Scorer>(std::make_unique<FixedScorer>(
-        std::vector<std::optional<double>>{-5.0, 0.5, 7.0, std::nullopt, -1.5}));
+    return std::unique_ptr<Scorer>(
+        std::make_unique<FixedScorer>(std::vector<std::optional<double>>{-5.0, 0.5, 7.0, std::nullopt, -1.5}));
   };
   const std::vector<ScoreInput> inputs(5);
   auto values = [&](const std::string& yaml) -> std::vector<std::optional<double>> {
