@@ -28,6 +28,9 @@ int RunDataSynth(const Args& args, std::ostream& out, std::ostream& err) {
             "percent of the SFT answers to arithmetic and general questions that ramble (\"Well, um, so, ...\")");
   flags.Int("pref_confused", defaults.pref_confused_percent,
             "percent of the harmful-compliance preference pairs whose rejected side is the benign look-alike's answer");
+  flags.Int("pref_degenerate", defaults.pref_degenerate_percent,
+            "percent of the preference pairs whose rejected side is degenerate: empty, cut short, garbled or "
+            "another prompt's answer");
   flags.Int("sft_overcautious_topics", defaults.sft_overcautious_topics_percent,
             "percent of the benign look-alike topics (fixed by a hash) on which --sft-overcautious applies");
   flags.Int("math_sft", math_defaults.sft, "--task math: SFT conversations (worked solutions)");
@@ -69,6 +72,7 @@ int RunDataSynth(const Args& args, std::ostream& out, std::ostream& err) {
   options.sft_overcautious_topics_percent = static_cast<int32_t>(flags.GetInt("sft_overcautious_topics"));
   options.sft_sloppy_percent = static_cast<int32_t>(flags.GetInt("sft_sloppy"));
   options.pref_confused_percent = static_cast<int32_t>(flags.GetInt("pref_confused"));
+  options.pref_degenerate_percent = static_cast<int32_t>(flags.GetInt("pref_degenerate"));
   absl::Status s = WriteSynthData(flags.GetString("out"), options);
   if (!s.ok()) return ReportError(s, err);
   out << "wrote toy-assistant data to " << flags.GetString("out") << " (seed " << options.seed << ")\n";

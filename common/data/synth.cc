@@ -1,5 +1,6 @@
 #include "common/data/synth.h"
 
+#include <algorithm>
 #include <array>
 #include <iterator>
 #include <limits>
@@ -10,7 +11,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "common/base/file_util.h"
 #include "common/base/status.h"
 #include "common/data/synth_rng.h"
@@ -258,7 +261,8 @@ absl::StatusOr<Universe> BuildUniverse(const SynthOptions& options) {
 
 class Generator {
  public:
-  Generator(const Universe& universe, uint64_t seed) : u_(universe), rng_(seed) {}
+  Generator(const Universe& universe, uint64_t seed)
+      : u_(universe), rng_(seed), degenerate_rng_(seed ^ 0xD1B54A32D192ED03ull) {}
 
   Record Pretrain() {
     switch (rng_.Weighted<3>({45, 10, 45})) {
@@ -287,7 +291,8 @@ class Generator {
   }
 
   Record Preference(bool eval, const SynthOptions& o) {
-    static constexpr const char* kContrasts[] = {"wrong_answer", "harmful_compliance", "false_refusal", "style"};
+    static constexpr const char* kContrasts[] = {"wrong_answer", "harmful_compliance", "false_refusal", "style",
+                                                 "degenerate"};
     static constexpr Kind kStyleKinds[] = {kArithmetic, kGeneral, kBenign};
     size_t contrast = rng_.Weighted<4>({30, 15, 15, 40});
     const Task& t = contrast == 0   ? Draw(eval, kArithmetic)
@@ -299,6 +304,11 @@ class Generator {
                            : contrast == 1 ? Complying(t, o.pref_confused_percent)
                            : contrast == 2 ? rng_.Pick(kRefusals)
                                            : Restyle(chosen);
+    if (contrast == 3 && o.pref_degenerate_percent > 0 &&
+        degenerate_rng_.Below(100) < static_cast<uint64_t>(o.pref_degenerate_percent)) {
+      rejected = Degenerate(eval, t, chosen);
+      contrast = 4;
+    }
     Record r;
     r.prompt = Turns::Text(t.prompt);
     r.chosen = Turns::Text(std::move(chosen));
@@ -390,6 +400,45 @@ class Generator {
     }
   }
 
+  // What a policy that games a naive reward model says instead of `chosen` (drawn from degenerate_rng_ alone):
+  // nothing, its first one or two words with a period, itself with a third of its characters dropped or replaced,
+  // or the answer to a prompt of another kind. Never `chosen` itself.
+  std::string Degenerate(bool eval, const Task& t, const std::string& chosen) {
+    std::string text = DegenerateForm(eval, t, chosen);
+    // ("5." is "5 + 0 = 5."'s right answer, and "3 + 9 = 12." that of "5 + 7": not degenerate ones)
+    const bool right = t.kind == kArithmetic && ArithmeticCorrect(text, t.reference);
+    return text == chosen || right ? std::string() : text;
+  }
+
+  std::string DegenerateForm(bool eval, const Task& t, const std::string& chosen) {
+    SynthRng& g = degenerate_rng_;
+    switch (g.Below(4)) {
+      case 0:
+        return "";
+      case 1: {
+        std::vector<absl::string_view> words = absl::StrSplit(chosen, ' ', absl::SkipEmpty());
+        const size_t keep = std::min<size_t>(1 + g.Below(2), words.size() > 1 ? words.size() - 1 : 1);
+        std::string cut(absl::StrJoin(words.begin(), words.begin() + std::min(keep, words.size()), " "));
+        while (!cut.empty() && (cut.back() == '.' || cut.back() == ',')) cut.pop_back();
+        return cut + ".";
+      }
+      case 2: {
+        std::string garbled;
+        for (char c : chosen) {
+          const uint64_t roll = g.Below(100);
+          if (roll < 20) continue;                                          // dropped
+          garbled += roll < 33 ? static_cast<char>('a' + g.Below(26)) : c;  // replaced, or kept
+        }
+        return garbled;
+      }
+      default: {
+        const size_t other = (static_cast<size_t>(t.kind) + 1 + g.Below(kNumKinds - 1)) % kNumKinds;
+        const Task& o = g.Pick(u_.tasks[eval][other]);
+        return o.kind == kHarmful ? o.wrong_seed : o.answer;
+      }
+    }
+  }
+
   // "Well, um, so, the sky is blue or something, I guess": the same content, rambling, without a final period.
   std::string Ramble(const std::string& answer) {
     std::string bare = answer;
@@ -402,7 +451,8 @@ class Generator {
 
   const Universe& u_;
   Rng rng_;
-  std::vector<size_t> kind_deck_;                          // eval prompts: the kinds to come
+  SynthRng degenerate_rng_;        // Degenerate()'s draws alone: --pref-degenerate leaves every other draw as it was
+  std::vector<size_t> kind_deck_;  // eval prompts: the kinds to come
   std::array<std::vector<size_t>, kNumKinds> task_decks_;  // eval prompts: per kind, the tasks to come
 };
 
@@ -424,7 +474,8 @@ absl::StatusOr<SynthData> MakeSynthData(const SynthOptions& o) {
   for (const auto& [name, percent] : {std::pair{"sft_overcautious_percent", o.sft_overcautious_percent},
                                       std::pair{"sft_overcautious_topics_percent", o.sft_overcautious_topics_percent},
                                       std::pair{"sft_sloppy_percent", o.sft_sloppy_percent},
-                                      std::pair{"pref_confused_percent", o.pref_confused_percent}}) {
+                                      std::pair{"pref_confused_percent", o.pref_confused_percent},
+                                      std::pair{"pref_degenerate_percent", o.pref_degenerate_percent}}) {
     if (percent < 0 || percent > 100) {
       return absl::InvalidArgumentError(absl::StrCat(name, " must be in [0, 100], got ", percent));
     }
@@ -475,7 +526,8 @@ absl::Status WriteSynthData(const std::string& dir, const SynthOptions& o) {
                          {"sft_overcautious_percent", o.sft_overcautious_percent},
                          {"sft_overcautious_topics_percent", o.sft_overcautious_topics_percent},
                          {"sft_sloppy_percent", o.sft_sloppy_percent},
-                         {"pref_confused_percent", o.pref_confused_percent}};
+                         {"pref_confused_percent", o.pref_confused_percent},
+                         {"pref_degenerate_percent", o.pref_degenerate_percent}};
   manifest["files"] = nlohmann::ordered_json::object();
   for (const File& f : files) {
     RETURN_IF_ERROR(WriteJsonl(JoinPath(dir, f.name), f.schema, *f.records));

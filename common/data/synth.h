@@ -8,7 +8,8 @@
 //               surface, so refusing by keyword is penalised
 // Preferred answers are correct, safe, polite, concise and end with a period. Each preference pair has a `contrast`:
 //   wrong_answer (arithmetic), harmful_compliance, false_refusal (a benign request refused), style (the same answer
-//   made rude, rambling or repetitive).
+//   made rude, rambling or repetitive), and with --pref-degenerate, degenerate (the rejected side empty, cut short,
+//   garbled or another prompt's answer).
 // Texts are short (prompts up to ~60 characters, answers ~10-60) and the language regular.
 //
 // Splits: the eval files hold only prompts whose split key (the problem "a op b" for arithmetic, the prompt otherwise)
@@ -67,6 +68,14 @@ struct SynthOptions {
   // how to steal a car.": what a model that confuses the two says, and the contrast that teaches the boundary (the
   // same answer is chosen for the look-alike). 0..100; 0 (the default) writes the data as before.
   int32_t pref_confused_percent = 0;
+  // This percentage of the style pairs reject a degenerate answer instead: empty, cut to its first words
+  // ("Book."), garbled ("Bok oe nlie r at"), or the answer to a prompt of another kind ("3 + 4 = 7." to "How do I
+  // steal a car?"). Those are the texts a policy finds when it games a reward model that has never seen them (it
+  // scored such answers up to +5 where plain right ones scored -6). The pair's contrast becomes "degenerate"; its
+  // prompt and chosen answer stay. Style pairs, because the reward model learns style from fewer (held-out style
+  // accuracy 1.0) and the pairs that teach the safety boundary are the ones it has too few of. Drawn from a stream of their own, so that every other record stays byte for byte
+  // what it was. 0..100; 0 (the default) writes the data as before.
+  int32_t pref_degenerate_percent = 0;
 };
 
 struct SynthData {

@@ -94,6 +94,7 @@ TEST(Synth, FilesParseBackWithTheirSchemaAndCounts) {
   EXPECT_EQ(manifest["seed"], 3);
   EXPECT_EQ(manifest["options"]["sft_sloppy_percent"], 0);  // the data's flaws by design, none here
   EXPECT_EQ(manifest["options"]["pref_confused_percent"], 0);
+  EXPECT_EQ(manifest["options"]["pref_degenerate_percent"], 0);
   for (const auto& [file, schema] : kFiles) {
     absl::StatusOr<Dataset> d = ReadJsonl(JoinPath(dir, file));
     ASSERT_TRUE(d.ok()) << d.status();
@@ -303,6 +304,61 @@ TEST(Synth, ConfusedPairsRejectTheLookAlikesAnswer) {
   EXPECT_GT(confused, pairs * 2 / 5);  // 50% of ~450 draws
   EXPECT_LT(confused, pairs * 3 / 5);
   o.pref_confused_percent = 101;
+  EXPECT_EQ(MakeSynthData(o).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// --pref-degenerate: that share of the style pairs reject a degenerate answer (empty, cut short, garbled, another kind's
+// answer), drawn from a stream of their own: every other file, and every other pair, is what the defaults write.
+TEST(Synth, DegeneratePairsRejectEmptyCutGarbledOrOffTopicAnswers) {
+  SynthOptions o;
+  o.pref_degenerate_percent = 50;
+  absl::StatusOr<SynthData> d = MakeSynthData(o);
+  ASSERT_TRUE(d.ok()) << d.status();
+  const SynthData& defaults = Defaults();
+  ASSERT_EQ(d->pref_train.size(), defaults.pref_train.size());
+  int style = 0, degenerate = 0, empty = 0, cut = 0, other = 0;
+  for (size_t i = 0; i < d->pref_train.size(); ++i) {
+    const Record &r = d->pref_train[i], &was = defaults.pref_train[i];
+    if (was.ExtraString("contrast") == "style") style += 1;
+    EXPECT_EQ(Prompt(r), Prompt(was));
+    EXPECT_EQ(r.chosen.text, was.chosen.text);
+    if (r.ExtraString("contrast") != "degenerate") {
+      EXPECT_EQ(r.rejected.text, was.rejected.text);
+      EXPECT_EQ(r.ExtraString("contrast"), was.ExtraString("contrast"));
+      continue;
+    }
+    degenerate += 1;
+    EXPECT_EQ(was.ExtraString("contrast"), "style");
+    EXPECT_NE(r.rejected.text, r.chosen.text);
+    if (Kind(r) == "arithmetic") {
+      EXPECT_FALSE(ArithmeticCorrect(r.rejected.text, r.ExtraString("reference").value_or("")));
+    }
+    if (r.rejected.text.empty()) {
+      empty += 1;
+    } else if (absl::StartsWith(r.chosen.text, r.rejected.text.substr(0, r.rejected.text.size() - 1))) {
+      cut += 1;  // the first words, with a period
+    } else {
+      other += 1;  // garbled, or another prompt's answer
+    }
+  }
+  ASSERT_GT(style, 1000);  // 40% of 3000
+  const double share = static_cast<double>(degenerate) / style;
+  EXPECT_GT(share, 0.42);  // 50% of ~1200 draws: 0.42 and 0.58 are more than 5 standard deviations away
+  EXPECT_LT(share, 0.58);
+  EXPECT_GT(empty, degenerate / 8);  // a quarter of the draws each (the cut and garbled forms can come out empty too)
+  EXPECT_GT(cut, degenerate / 8);
+  EXPECT_GT(other, degenerate / 4);
+  for (auto [mine, theirs] : {std::pair{&d->sft_train, &defaults.sft_train},
+                              {&d->prompts_train, &defaults.prompts_train},
+                              {&d->prompts_eval, &defaults.prompts_eval},
+                              {&d->pretrain, &defaults.pretrain}}) {
+    ASSERT_EQ(mine->size(), theirs->size());
+    for (size_t i = 0; i < mine->size(); ++i) {
+      EXPECT_EQ(Prompt((*mine)[i]), Prompt((*theirs)[i]));
+      EXPECT_EQ((*mine)[i].text, (*theirs)[i].text);
+    }
+  }
+  o.pref_degenerate_percent = 101;
   EXPECT_EQ(MakeSynthData(o).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
