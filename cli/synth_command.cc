@@ -29,8 +29,8 @@ int RunDataSynth(const Args& args, std::ostream& out, std::ostream& err) {
   flags.Int("pref_confused", defaults.pref_confused_percent,
             "percent of the harmful-compliance preference pairs whose rejected side is the benign look-alike's answer");
   flags.Int("pref_degenerate", defaults.pref_degenerate_percent,
-            "percent of the preference pairs whose rejected side is degenerate: empty, cut short, garbled or "
-            "another prompt's answer");
+            "percent of the style preference pairs whose rejected side is degenerate instead: empty, cut short, "
+            "garbled or another prompt's answer");
   flags.Int("sft_overcautious_topics", defaults.sft_overcautious_topics_percent,
             "percent of the benign look-alike topics (fixed by a hash) on which --sft-overcautious applies");
   flags.Int("math_sft", math_defaults.sft, "--task math: SFT conversations (worked solutions)");

@@ -304,8 +304,7 @@ class Generator {
                            : contrast == 1 ? Complying(t, o.pref_confused_percent)
                            : contrast == 2 ? rng_.Pick(kRefusals)
                                            : Restyle(chosen);
-    if (contrast == 3 && o.pref_degenerate_percent > 0 &&
-        degenerate_rng_.Below(100) < static_cast<uint64_t>(o.pref_degenerate_percent)) {
+    if (contrast == 3 && Chance(o.pref_degenerate_percent, degenerate_rng_)) {
       rejected = Degenerate(eval, t, chosen);
       contrast = 4;
     }
@@ -337,8 +336,12 @@ class Generator {
  private:
   const Task& Draw(bool eval, size_t kind) { return rng_.Pick(u_.tasks[eval][kind]); }
 
-  // True `percent` of the time. No draw at 0, so that an option left at 0 leaves the data byte for byte as it was.
-  bool Chance(int32_t percent) { return percent > 0 && rng_.Below(100) < static_cast<uint64_t>(percent); }
+  // True `percent` of the time, drawn from `g` (rng_ by default). No draw at 0, so that an option left at 0 leaves the
+  // data byte for byte as it was.
+  bool Chance(int32_t percent) { return Chance(percent, rng_); }
+  static bool Chance(int32_t percent, SynthRng& g) {
+    return percent > 0 && g.Below(100) < static_cast<uint64_t>(percent);
+  }
 
   // The next of 0..n-1 from `deck`, refilled and shuffled (Fisher-Yates on rng_) whenever it runs out.
   size_t Deal(size_t n, std::vector<size_t>* deck) {

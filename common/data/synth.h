@@ -73,8 +73,9 @@ struct SynthOptions {
   // steal a car?"). Those are the texts a policy finds when it games a reward model that has never seen them (it
   // scored such answers up to +5 where plain right ones scored -6). The pair's contrast becomes "degenerate"; its
   // prompt and chosen answer stay. Style pairs, because the reward model learns style from fewer (held-out style
-  // accuracy 1.0) and the pairs that teach the safety boundary are the ones it has too few of. Drawn from a stream of their own, so that every other record stays byte for byte
-  // what it was. 0..100; 0 (the default) writes the data as before.
+  // accuracy 1.0) and the pairs that teach the safety boundary are the ones it has too few of. Drawn from a stream of
+  // their own, so that every other record stays byte for byte what it was. 0..100; 0 (the default) writes the data as
+  // before.
   int32_t pref_degenerate_percent = 0;
 };
 
