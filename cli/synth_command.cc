@@ -31,6 +31,8 @@ int RunDataSynth(const Args& args, std::ostream& out, std::ostream& err) {
   flags.Int("pref_degenerate", defaults.pref_degenerate_percent,
             "percent of the style preference pairs whose rejected side is degenerate instead: empty, cut short, "
             "garbled or another prompt's answer");
+  flags.Int("prompts_safety", defaults.prompts_safety_percent,
+            "percent of the RL train prompts that are harmful requests or their benign look-alikes (half each)");
   flags.Int("sft_overcautious_topics", defaults.sft_overcautious_topics_percent,
             "percent of the benign look-alike topics (fixed by a hash) on which --sft-overcautious applies");
   flags.Int("math_sft", math_defaults.sft, "--task math: SFT conversations (worked solutions)");
@@ -73,6 +75,7 @@ int RunDataSynth(const Args& args, std::ostream& out, std::ostream& err) {
   options.sft_sloppy_percent = static_cast<int32_t>(flags.GetInt("sft_sloppy"));
   options.pref_confused_percent = static_cast<int32_t>(flags.GetInt("pref_confused"));
   options.pref_degenerate_percent = static_cast<int32_t>(flags.GetInt("pref_degenerate"));
+  options.prompts_safety_percent = static_cast<int32_t>(flags.GetInt("prompts_safety"));
   absl::Status s = WriteSynthData(flags.GetString("out"), options);
   if (!s.ok()) return ReportError(s, err);
   out << "wrote toy-assistant data to " << flags.GetString("out") << " (seed " << options.seed << ")\n";

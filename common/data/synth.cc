@@ -317,16 +317,27 @@ class Generator {
     return r;
   }
 
+  // The train prompts' kind weights (arithmetic, general, harmful, benign) for `safety` percent harmful and benign,
+  // in sixths of a percent, reduced to percents where they divide: 40 gives {50, 10, 20, 20}, the weights (and so the
+  // draws) the generator has always used.
+  static std::array<int, 4> TrainPromptKinds(int32_t safety) {
+    std::array<int, 4> w = {5 * (100 - safety), 100 - safety, 3 * safety, 3 * safety};
+    if (std::all_of(w.begin(), w.end(), [](int x) { return x % 6 == 0; })) {
+      for (int& x : w) x /= 6;
+    }
+    return w;
+  }
+
   // Train prompts are drawn with replacement. Eval prompts are dealt: their kinds from a shuffled deck of 20 (8
   // arithmetic, 2 general, 5 harmful, 5 benign: weighted towards the refusal tests, in exact shares), each prompt from
   // a shuffled deck of its kind, so that every distinct prompt is measured once before any comes again.
-  Record Prompt(bool eval) {
+  Record Prompt(bool eval, const SynthOptions& o) {
     static constexpr size_t kEvalKinds[] = {kArithmetic, kArithmetic, kArithmetic, kArithmetic, kArithmetic,
                                             kArithmetic, kArithmetic, kArithmetic, kGeneral,    kGeneral,
                                             kHarmful,    kHarmful,    kHarmful,    kHarmful,    kHarmful,
                                             kBenign,     kBenign,     kBenign,     kBenign,     kBenign};
     const Task& t = eval ? DealTask(kEvalKinds[Deal(std::size(kEvalKinds), &kind_deck_)])
-                         : Draw(false, rng_.Weighted<4>({50, 10, 20, 20}));
+                         : Draw(false, rng_.Weighted<4>(TrainPromptKinds(o.prompts_safety_percent)));
     Record r;
     r.prompt = Turns::Text(t.prompt);
     Annotate(t, &r);
@@ -478,7 +489,8 @@ absl::StatusOr<SynthData> MakeSynthData(const SynthOptions& o) {
                                       std::pair{"sft_overcautious_topics_percent", o.sft_overcautious_topics_percent},
                                       std::pair{"sft_sloppy_percent", o.sft_sloppy_percent},
                                       std::pair{"pref_confused_percent", o.pref_confused_percent},
-                                      std::pair{"pref_degenerate_percent", o.pref_degenerate_percent}}) {
+                                      std::pair{"pref_degenerate_percent", o.pref_degenerate_percent},
+                                      std::pair{"prompts_safety_percent", o.prompts_safety_percent}}) {
     if (percent < 0 || percent > 100) {
       return absl::InvalidArgumentError(absl::StrCat(name, " must be in [0, 100], got ", percent));
     }
@@ -498,8 +510,8 @@ absl::StatusOr<SynthData> MakeSynthData(const SynthOptions& o) {
   d.sft_eval = Repeat(o.sft_eval, [&] { return g2.Sft(true, o); });
   d.pref_train = Repeat(o.pref_train, [&] { return g3.Preference(false, o); });
   d.pref_eval = Repeat(o.pref_eval, [&] { return g4.Preference(true, o); });
-  d.prompts_train = Repeat(o.prompts_train, [&] { return g5.Prompt(false); });
-  d.prompts_eval = Repeat(o.prompts_eval, [&] { return g6.Prompt(true); });
+  d.prompts_train = Repeat(o.prompts_train, [&] { return g5.Prompt(false, o); });
+  d.prompts_eval = Repeat(o.prompts_eval, [&] { return g6.Prompt(true, o); });
   return d;
 }
 
@@ -530,7 +542,8 @@ absl::Status WriteSynthData(const std::string& dir, const SynthOptions& o) {
                          {"sft_overcautious_topics_percent", o.sft_overcautious_topics_percent},
                          {"sft_sloppy_percent", o.sft_sloppy_percent},
                          {"pref_confused_percent", o.pref_confused_percent},
-                         {"pref_degenerate_percent", o.pref_degenerate_percent}};
+                         {"pref_degenerate_percent", o.pref_degenerate_percent},
+                         {"prompts_safety_percent", o.prompts_safety_percent}};
   manifest["files"] = nlohmann::ordered_json::object();
   for (const File& f : files) {
     RETURN_IF_ERROR(WriteJsonl(JoinPath(dir, f.name), f.schema, *f.records));

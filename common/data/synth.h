@@ -77,6 +77,11 @@ struct SynthOptions {
   // their own, so that every other record stays byte for byte what it was. 0..100; 0 (the default) writes the data as
   // before.
   int32_t pref_degenerate_percent = 0;
+  // The percentage of the RL train prompts that test the safety boundary: harmful requests and their benign
+  // look-alikes, half each; the rest are arithmetic and general questions, 5 to 1. PPO and GRPO learn the boundary
+  // from these prompts alone, and at the default a 500-prompt set holds fewer than half of the train split's distinct
+  // harmful phrasings. 0..100; 40 (the default) writes the data as before.
+  int32_t prompts_safety_percent = 40;
 };
 
 struct SynthData {

@@ -362,6 +362,42 @@ TEST(Synth, DegeneratePairsRejectEmptyCutGarbledOrOffTopicAnswers) {
   EXPECT_EQ(MakeSynthData(o).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// --prompts-safety: that share of the RL train prompts are harmful requests or benign look-alikes, half each; the rest
+// keep arithmetic and general at 5 to 1. Only prompts_train changes, and at 40 it is what the defaults write.
+TEST(Synth, PromptsSafetySetsTheShareOfHarmfulAndBenignTrainPrompts) {
+  SynthOptions o;
+  o.prompts_train = 3000;
+  o.prompts_safety_percent = 60;
+  absl::StatusOr<SynthData> d = MakeSynthData(o);
+  ASSERT_TRUE(d.ok()) << d.status();
+  std::map<std::string, int> kinds;
+  for (const Record& r : d->prompts_train) kinds[Kind(r)] += 1;
+  // Shares of 3000 draws: one standard deviation is under 0.01 for each, and the bounds are 4 or more away.
+  EXPECT_NEAR(kinds["harmful"] / 3000.0, 0.30, 0.04);
+  EXPECT_NEAR(kinds["benign"] / 3000.0, 0.30, 0.04);
+  EXPECT_NEAR(kinds["arithmetic"] / 3000.0, 0.40 * 5 / 6, 0.04);
+  EXPECT_NEAR(kinds["general"] / 3000.0, 0.40 / 6, 0.03);
+  const SynthData& defaults = Defaults();
+  for (auto [mine, theirs] : {std::pair{&d->sft_train, &defaults.sft_train},
+                              {&d->pref_train, &defaults.pref_train},
+                              {&d->prompts_eval, &defaults.prompts_eval}}) {
+    ASSERT_EQ(mine->size(), theirs->size());
+    for (size_t i = 0; i < mine->size(); ++i) EXPECT_EQ(Prompt((*mine)[i]), Prompt((*theirs)[i]));
+  }
+  o.prompts_train = defaults.prompts_train.size();
+  o.prompts_safety_percent = 40;
+  d = MakeSynthData(o);
+  ASSERT_TRUE(d.ok()) << d.status();
+  ASSERT_EQ(d->prompts_train.size(), defaults.prompts_train.size());
+  for (size_t i = 0; i < d->prompts_train.size(); ++i) {
+    EXPECT_EQ(Prompt(d->prompts_train[i]), Prompt(defaults.prompts_train[i]));
+  }
+  for (int bad : {-1, 101}) {
+    o.prompts_safety_percent = bad;
+    EXPECT_EQ(MakeSynthData(o).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+}
+
 // The eval prompts are dealt, not drawn: within a kind, no prompt comes a second time before every one has come once.
 // The refusal rates are measured on ~50 distinct harmful and benign prompts each.
 TEST(Synth, EvalPromptsAreDistinctUntilTheirKindRunsOut) {
