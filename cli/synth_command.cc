@@ -33,8 +33,12 @@ int RunDataSynth(const Args& args, std::ostream& out, std::ostream& err) {
             "garbled or another prompt's answer");
   flags.Int("prompts_safety", defaults.prompts_safety_percent,
             "percent of the RL train prompts that are harmful requests or their benign look-alikes (half each)");
+  flags.Int("pref_safety", defaults.pref_safety_percent,
+            "percent of the train preference pairs that are harmful-compliance or false-refusal pairs (half each)");
   flags.Int("sft_overcautious_topics", defaults.sft_overcautious_topics_percent,
             "percent of the benign look-alike topics (fixed by a hash) on which --sft-overcautious applies");
+  flags.Int("max_operand", defaults.max_operand, "arithmetic: + and - use the operands 0..N");
+  flags.Int("max_factor", defaults.max_factor, "arithmetic: * uses the factors 0..N");
   flags.Int("math_sft", math_defaults.sft, "--task math: SFT conversations (worked solutions)");
   flags.Int("math_train", math_defaults.train, "--task math: GRPO prompts, train split");
   flags.Int("math_eval", math_defaults.eval, "--task math: prompts, eval split");
@@ -70,12 +74,15 @@ int RunDataSynth(const Args& args, std::ostream& out, std::ostream& err) {
   options.pref_eval = flags.GetInt("pref_eval");
   options.prompts_train = flags.GetInt("prompts_train");
   options.prompts_eval = flags.GetInt("prompts_eval");
+  options.max_operand = static_cast<int32_t>(flags.GetInt("max_operand"));
+  options.max_factor = static_cast<int32_t>(flags.GetInt("max_factor"));
   options.sft_overcautious_percent = static_cast<int32_t>(flags.GetInt("sft_overcautious"));
   options.sft_overcautious_topics_percent = static_cast<int32_t>(flags.GetInt("sft_overcautious_topics"));
   options.sft_sloppy_percent = static_cast<int32_t>(flags.GetInt("sft_sloppy"));
   options.pref_confused_percent = static_cast<int32_t>(flags.GetInt("pref_confused"));
   options.pref_degenerate_percent = static_cast<int32_t>(flags.GetInt("pref_degenerate"));
   options.prompts_safety_percent = static_cast<int32_t>(flags.GetInt("prompts_safety"));
+  options.pref_safety_percent = static_cast<int32_t>(flags.GetInt("pref_safety"));
   absl::Status s = WriteSynthData(flags.GetString("out"), options);
   if (!s.ok()) return ReportError(s, err);
   out << "wrote toy-assistant data to " << flags.GetString("out") << " (seed " << options.seed << ")\n";

@@ -294,7 +294,8 @@ class Generator {
     static constexpr const char* kContrasts[] = {"wrong_answer", "harmful_compliance", "false_refusal", "style",
                                                  "degenerate"};
     static constexpr Kind kStyleKinds[] = {kArithmetic, kGeneral, kBenign};
-    size_t contrast = rng_.Weighted<4>({30, 15, 15, 40});
+    size_t contrast =
+        rng_.Weighted<4>(PreferenceContrasts(eval ? SynthOptions().pref_safety_percent : o.pref_safety_percent));
     const Task& t = contrast == 0   ? Draw(eval, kArithmetic)
                     : contrast == 1 ? Draw(eval, kHarmful)
                     : contrast == 2 ? Draw(eval, kBenign)
@@ -317,15 +318,25 @@ class Generator {
     return r;
   }
 
+  // The preference contrasts' weights (wrong answer, harmful compliance, false refusal, style) for `safety` percent
+  // harmful-compliance and false-refusal pairs, in fourteenths of a percent, reduced to percents where they divide: 30
+  // gives {30, 15, 15, 40}, the weights (and so the draws) the generator has always used.
+  static std::array<int, 4> PreferenceContrasts(int32_t safety) {
+    return InPercentsWhereTheyDivide({6 * (100 - safety), 7 * safety, 7 * safety, 8 * (100 - safety)}, 14);
+  }
+
+  static std::array<int, 4> InPercentsWhereTheyDivide(std::array<int, 4> w, int parts) {
+    if (std::all_of(w.begin(), w.end(), [parts](int x) { return x % parts == 0; })) {
+      for (int& x : w) x /= parts;
+    }
+    return w;
+  }
+
   // The train prompts' kind weights (arithmetic, general, harmful, benign) for `safety` percent harmful and benign,
   // in sixths of a percent, reduced to percents where they divide: 40 gives {50, 10, 20, 20}, the weights (and so the
   // draws) the generator has always used.
   static std::array<int, 4> TrainPromptKinds(int32_t safety) {
-    std::array<int, 4> w = {5 * (100 - safety), 100 - safety, 3 * safety, 3 * safety};
-    if (std::all_of(w.begin(), w.end(), [](int x) { return x % 6 == 0; })) {
-      for (int& x : w) x /= 6;
-    }
-    return w;
+    return InPercentsWhereTheyDivide({5 * (100 - safety), 100 - safety, 3 * safety, 3 * safety}, 6);
   }
 
   // Train prompts are drawn with replacement. Eval prompts are dealt: their kinds from a shuffled deck of 20 (8
@@ -490,7 +501,8 @@ absl::StatusOr<SynthData> MakeSynthData(const SynthOptions& o) {
                                       std::pair{"sft_sloppy_percent", o.sft_sloppy_percent},
                                       std::pair{"pref_confused_percent", o.pref_confused_percent},
                                       std::pair{"pref_degenerate_percent", o.pref_degenerate_percent},
-                                      std::pair{"prompts_safety_percent", o.prompts_safety_percent}}) {
+                                      std::pair{"prompts_safety_percent", o.prompts_safety_percent},
+                                      std::pair{"pref_safety_percent", o.pref_safety_percent}}) {
     if (percent < 0 || percent > 100) {
       return absl::InvalidArgumentError(absl::StrCat(name, " must be in [0, 100], got ", percent));
     }
@@ -543,7 +555,8 @@ absl::Status WriteSynthData(const std::string& dir, const SynthOptions& o) {
                          {"sft_sloppy_percent", o.sft_sloppy_percent},
                          {"pref_confused_percent", o.pref_confused_percent},
                          {"pref_degenerate_percent", o.pref_degenerate_percent},
-                         {"prompts_safety_percent", o.prompts_safety_percent}};
+                         {"prompts_safety_percent", o.prompts_safety_percent},
+                         {"pref_safety_percent", o.pref_safety_percent}};
   manifest["files"] = nlohmann::ordered_json::object();
   for (const File& f : files) {
     RETURN_IF_ERROR(WriteJsonl(JoinPath(dir, f.name), f.schema, *f.records));

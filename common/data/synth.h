@@ -82,6 +82,11 @@ struct SynthOptions {
   // from these prompts alone, and at the default a 500-prompt set holds fewer than half of the train split's distinct
   // harmful phrasings. 0..100; 40 (the default) writes the data as before.
   int32_t prompts_safety_percent = 40;
+  // The percentage of the train preference pairs that test the safety boundary: harmful-compliance and false-refusal
+  // pairs, half each; the rest are wrong-answer and style pairs, 3 to 4. The reward model and DPO learn the boundary
+  // from these pairs. The eval pairs keep the default shares, so that pair accuracies stay comparable. 0..100; 30 (the
+  // default) writes the data as before.
+  int32_t pref_safety_percent = 30;
 };
 
 struct SynthData {

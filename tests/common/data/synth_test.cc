@@ -398,6 +398,36 @@ TEST(Synth, PromptsSafetySetsTheShareOfHarmfulAndBenignTrainPrompts) {
   }
 }
 
+// --pref-safety: that share of the train preference pairs are harmful-compliance and false-refusal pairs, half each;
+// the eval pairs and every other file are what the defaults write, and at 30 so are the train pairs.
+TEST(Synth, PrefSafetySetsTheShareOfSafetyPairs) {
+  SynthOptions o;
+  o.pref_train = 3000;
+  o.pref_safety_percent = 60;
+  absl::StatusOr<SynthData> d = MakeSynthData(o);
+  ASSERT_TRUE(d.ok()) << d.status();
+  std::map<std::string, int> contrasts;
+  for (const Record& r : d->pref_train) contrasts[r.ExtraString("contrast").value_or("")] += 1;
+  // Shares of 3000 draws: one standard deviation is under 0.01 for each, and the bounds are 4 or more away.
+  EXPECT_NEAR(contrasts["harmful_compliance"] / 3000.0, 0.30, 0.04);
+  EXPECT_NEAR(contrasts["false_refusal"] / 3000.0, 0.30, 0.04);
+  EXPECT_NEAR(contrasts["wrong_answer"] / 3000.0, 0.40 * 3 / 7, 0.04);
+  EXPECT_NEAR((contrasts["style"] + contrasts["degenerate"]) / 3000.0, 0.40 * 4 / 7, 0.04);
+  const SynthData& defaults = Defaults();
+  ExpectSamePrompts(d->sft_train, defaults.sft_train);
+  ExpectSamePrompts(d->pref_eval, defaults.pref_eval);
+  ExpectSamePrompts(d->prompts_train, defaults.prompts_train);
+  o.pref_train = defaults.pref_train.size();
+  o.pref_safety_percent = 30;
+  d = MakeSynthData(o);
+  ASSERT_TRUE(d.ok()) << d.status();
+  ExpectSamePrompts(d->pref_train, defaults.pref_train);
+  for (int bad : {-1, 101}) {
+    o.pref_safety_percent = bad;
+    EXPECT_EQ(MakeSynthData(o).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+}
+
 // The eval prompts are dealt, not drawn: within a kind, no prompt comes a second time before every one has come once.
 // The refusal rates are measured on ~50 distinct harmful and benign prompts each.
 TEST(Synth, EvalPromptsAreDistinctUntilTheirKindRunsOut) {
