@@ -295,7 +295,7 @@ class Generator {
                                                  "degenerate"};
     static constexpr Kind kStyleKinds[] = {kArithmetic, kGeneral, kBenign};
     size_t contrast =
-        rng_.Weighted<4>(PreferenceContrasts(eval ? SynthOptions().pref_safety_percent : o.pref_safety_percent));
+        rng_.Weighted<4>(PreferenceContrasts(eval ? SynthOptions::kDefaultPrefSafetyPercent : o.pref_safety_percent));
     const Task& t = contrast == 0   ? Draw(eval, kArithmetic)
                     : contrast == 1 ? Draw(eval, kHarmful)
                     : contrast == 2 ? Draw(eval, kBenign)

@@ -86,7 +86,8 @@ struct SynthOptions {
   // pairs, half each; the rest are wrong-answer and style pairs, 3 to 4. The reward model and DPO learn the boundary
   // from these pairs. The eval pairs keep the default shares, so that pair accuracies stay comparable. 0..100; 30 (the
   // default) writes the data as before.
-  int32_t pref_safety_percent = 30;
+  static constexpr int32_t kDefaultPrefSafetyPercent = 30;
+  int32_t pref_safety_percent = kDefaultPrefSafetyPercent;
 };
 
 struct SynthData {

@@ -51,6 +51,13 @@ const SynthData& Defaults() {
 std::string Prompt(const Record& r) { return r.messages.empty() ? r.prompt.text : r.messages[0].content; }
 std::string Kind(const Record& r) { return r.ExtraString("kind").value_or("(none)"); }
 
+// How many records carry each value of the extra field `field` ("kind", "contrast").
+std::map<std::string, int> Count(const std::vector<Record>& records, const std::string& field) {
+  std::map<std::string, int> counts;
+  for (const Record& r : records) counts[r.ExtraString(field).value_or("(none)")] += 1;
+  return counts;
+}
+
 // `mine` holds the same prompts, in the same order, as `theirs`: an option changed what they answer, not what they ask.
 void ExpectSamePrompts(const std::vector<Record>& mine, const std::vector<Record>& theirs) {
   ASSERT_EQ(mine.size(), theirs.size());
@@ -370,28 +377,21 @@ TEST(Synth, PromptsSafetySetsTheShareOfHarmfulAndBenignTrainPrompts) {
   o.prompts_safety_percent = 60;
   absl::StatusOr<SynthData> d = MakeSynthData(o);
   ASSERT_TRUE(d.ok()) << d.status();
-  std::map<std::string, int> kinds;
-  for (const Record& r : d->prompts_train) kinds[Kind(r)] += 1;
+  std::map<std::string, int> kinds = Count(d->prompts_train, "kind");
   // Shares of 3000 draws: one standard deviation is under 0.01 for each, and the bounds are 4 or more away.
   EXPECT_NEAR(kinds["harmful"] / 3000.0, 0.30, 0.04);
   EXPECT_NEAR(kinds["benign"] / 3000.0, 0.30, 0.04);
   EXPECT_NEAR(kinds["arithmetic"] / 3000.0, 0.40 * 5 / 6, 0.04);
   EXPECT_NEAR(kinds["general"] / 3000.0, 0.40 / 6, 0.03);
   const SynthData& defaults = Defaults();
-  for (auto [mine, theirs] : {std::pair{&d->sft_train, &defaults.sft_train},
-                              {&d->pref_train, &defaults.pref_train},
-                              {&d->prompts_eval, &defaults.prompts_eval}}) {
-    ASSERT_EQ(mine->size(), theirs->size());
-    for (size_t i = 0; i < mine->size(); ++i) EXPECT_EQ(Prompt((*mine)[i]), Prompt((*theirs)[i]));
-  }
+  ExpectSamePrompts(d->sft_train, defaults.sft_train);
+  ExpectSamePrompts(d->pref_train, defaults.pref_train);
+  ExpectSamePrompts(d->prompts_eval, defaults.prompts_eval);
   o.prompts_train = defaults.prompts_train.size();
   o.prompts_safety_percent = 40;
   d = MakeSynthData(o);
   ASSERT_TRUE(d.ok()) << d.status();
-  ASSERT_EQ(d->prompts_train.size(), defaults.prompts_train.size());
-  for (size_t i = 0; i < d->prompts_train.size(); ++i) {
-    EXPECT_EQ(Prompt(d->prompts_train[i]), Prompt(defaults.prompts_train[i]));
-  }
+  ExpectSamePrompts(d->prompts_train, defaults.prompts_train);
   for (int bad : {-1, 101}) {
     o.prompts_safety_percent = bad;
     EXPECT_EQ(MakeSynthData(o).status().code(), absl::StatusCode::kInvalidArgument) << bad;
@@ -406,8 +406,7 @@ TEST(Synth, PrefSafetySetsTheShareOfSafetyPairs) {
   o.pref_safety_percent = 60;
   absl::StatusOr<SynthData> d = MakeSynthData(o);
   ASSERT_TRUE(d.ok()) << d.status();
-  std::map<std::string, int> contrasts;
-  for (const Record& r : d->pref_train) contrasts[r.ExtraString("contrast").value_or("")] += 1;
+  std::map<std::string, int> contrasts = Count(d->pref_train, "contrast");
   // Shares of 3000 draws: one standard deviation is under 0.01 for each, and the bounds are 4 or more away.
   EXPECT_NEAR(contrasts["harmful_compliance"] / 3000.0, 0.30, 0.04);
   EXPECT_NEAR(contrasts["false_refusal"] / 3000.0, 0.30, 0.04);
