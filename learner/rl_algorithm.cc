@@ -111,6 +111,7 @@ class RlObjective : public Objective {
   nlohmann::json SaveState() const override { return {{"kl_coef", kl_coef_}}; }
   absl::Status LoadState(const nlohmann::json& state) override {
     kl_coef_ = state.value("kl_coef", kl_coef_);
+    workers_current_ = false;  // the restored weights are not the spec's model the rollout workers load
     return absl::OkStatus();
   }
 
@@ -184,6 +185,8 @@ class RlObjective : public Objective {
     m["train/grad_norm"] = grad_sum / u;
     if (value_head_) m["value/loss"] = vf_sum / u;
     m["train/loss"] = (pg_sum + p.vf_coef * vf_sum) / u;
+    workers_current_ = false;
+    last_step_ = step;
     m["objective/kl_coef"] = kl_coef_;
     if (p.adaptive_kl && rank_ == 0) {  // other learners get the coefficient with the next rollout
       // Ziegler et al.: nudge the coefficient towards the target KL, by at most ±20% of the horizon-scaled error.
@@ -198,6 +201,11 @@ class RlObjective : public Objective {
     std::vector<size_t> all(eval_.records.size());
     for (size_t i = 0; i < all.size(); ++i) all[i] = i;
     Metrics m;
+    if (publisher_ && !workers_current_) {
+      // The rollout workers generate with the weights of the last publish, from before this step's update: they get
+      // the live ones first, as the version the next step would publish (which then publishes nothing).
+      RETURN_IF_ERROR(Publish(ctx, std::max(published_, static_cast<uint64_t>(last_step_)) + 1, &m));
+    }
     ASSIGN_OR_RETURN(Rollout r, Collect(ctx, eval_, all, 0, /*temperature=*/0.0, &m));
     Metrics out;
     for (const auto& [k, v] : m) out["eval/" + k] = v;
@@ -339,6 +347,7 @@ class RlObjective : public Objective {
     }
     ASSIGN_OR_RETURN(WeightPublisher::Stats stats, publisher_->Publish(tensors, version, adapter));
     published_ = version;
+    workers_current_ = true;
     (*m)["weights/sync_seconds"] = stats.seconds;
     (*m)["weights/sync_bytes"] = static_cast<double>(stats.bytes);
     (*m)["weights/version"] = static_cast<double>(version);
@@ -419,6 +428,10 @@ class RlObjective : public Objective {
   std::unique_ptr<RemoteGenerator> generator_;  // rank 0 of a distributed job
   std::unique_ptr<WeightPublisher> publisher_;  // rank 0 of a distributed job
   uint64_t published_ = 0;                      // the weight version the rollout workers hold
+  // Whether the rollout workers hold the learner's live weights: so at a fresh start (both load the spec's model);
+  // not after an update or a restored checkpoint, until the next publish.
+  bool workers_current_ = true;
+  int64_t last_step_ = 0;  // the last step this process trained
   CausalLM reference_{nullptr};
   torch::nn::Linear value_head_{nullptr};
 };

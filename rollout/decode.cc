@@ -9,7 +9,9 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/string_view.h"
 #include "common/data/collate.h"
+#include "common/text/utf8.h"
 #include "rollout/running_batch.h"
 
 namespace alignd::rollout {
@@ -240,7 +242,8 @@ std::vector<Sample> DecodeRows(CausalLMImpl& model, const Tokenizer& tokenizer, 
   std::vector<Sample> samples;
   samples.reserve(rows.size());
   for (RowState& row : rows) {
-    row.sample.text = row.cut == std::string::npos ? std::move(row.text) : row.text.substr(0, row.cut);
+    row.sample.text = ValidUtf8(row.cut == std::string::npos ? absl::string_view(row.text)
+                                                             : absl::string_view(row.text).substr(0, row.cut));
     stats.generated_tokens += static_cast<int64_t>(row.sample.token_ids.size());
     samples.push_back(std::move(row.sample));
   }

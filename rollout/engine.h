@@ -59,7 +59,10 @@ struct Sample {
   // Generated tokens only. A stop token that ended the sample is included (the learner trains the model to stop);
   // after a stop string, the tokens run through the one that completed it.
   std::vector<int32_t> token_ids;
-  // Decoded token_ids with special tokens skipped and without the stop token; cut before a stop string.
+  // Decoded token_ids with special tokens skipped and without the stop token; cut before a stop string. Always valid
+  // UTF-8 (ValidUtf8, common/text/utf8.h): a byte the tokens spell that is not part of a valid character (a sample
+  // cut inside one, or garble) reads as U+FFFD. Every consumer sees the same text: the reward in-process and on a
+  // reward server, the rollout service's proto3 strings, evaluation files. token_ids stay exact.
   std::string text;
   std::vector<float> logprobs;           // one per token_ids entry: raw model, temperature 1 (see above)
   std::vector<float> sampling_logprobs;  // one per token_ids entry: the sampling distribution (see above)

@@ -13,32 +13,6 @@
 
 namespace alignd::rollout {
 
-std::string ValidUtf8(absl::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  size_t i = 0;
-  while (i < text.size()) {
-    unsigned char c = static_cast<unsigned char>(text[i]);
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    bool ok = len > 0 && i + len <= text.size();
-    for (size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(text[i + k]) & 0xC0) == 0x80;
-    if (ok && len > 1) {  // reject overlong forms, surrogates and code points past U+10FFFF
-      uint32_t cp = c & (0x7F >> len);
-      for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3F);
-      static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-      ok = cp >= kMin[len] && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
-    }
-    if (ok) {
-      out.append(text.data() + i, len);
-      i += len;
-    } else {
-      out.append("\xEF\xBF\xBD");  // U+FFFD
-      ++i;
-    }
-  }
-  return out;
-}
-
 SamplingParams FromProto(const alignd::v1::SamplingParams& p, int64_t default_max_new_tokens) {
   SamplingParams out;
   out.temperature = p.temperature();
@@ -62,7 +36,7 @@ void AddSamples(const std::vector<Sample>& samples, int64_t prompt_offset, align
     out->set_prompt_index(static_cast<uint32_t>(s.prompt_index + prompt_offset));
     out->set_sample_index(static_cast<uint32_t>(s.sample_index));
     out->mutable_token_ids()->Add(s.token_ids.begin(), s.token_ids.end());
-    out->set_text(ValidUtf8(s.text));
+    out->set_text(s.text);  // valid UTF-8, as proto3 strings must be (Sample::text)
     out->mutable_logprobs()->Add(s.logprobs.begin(), s.logprobs.end());
     out->mutable_sampling_logprobs()->Add(s.sampling_logprobs.begin(), s.sampling_logprobs.end());
     out->set_finish_reason(std::string(FinishReasonName(s.finish_reason)));

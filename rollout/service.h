@@ -80,10 +80,6 @@ class RolloutService final : public alignd::v1::Rollout::Service {
   absl::Mutex collective_mu_;  // one collective receive at a time
 };
 
-// `text` with every byte that is not part of a valid UTF-8 sequence replaced by U+FFFD (proto3 strings must be
-// UTF-8; a sample cut at max_new_tokens may end inside a character). Token ids stay exact.
-std::string ValidUtf8(absl::string_view text);
-
 // The engine's SamplingParams for a request's, with the proto3 defaults above.
 SamplingParams FromProto(const alignd::v1::SamplingParams& params, int64_t default_max_new_tokens);
 

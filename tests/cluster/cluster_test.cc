@@ -443,6 +443,63 @@ TEST_F(ClusterTest, PpoJobCompletesAndSurvivesKilledWorkers) {
   ExpectSameLosses("coordinator_killed", plain);
 }
 
+// A job on one learner, its rollout worker and its reward server gives what `alignd train` gives in one process:
+// every step's losses and rewards, and its evaluations, which run on the rollout worker with the weights of the step
+// just trained. The tiny random policy writes bytes that are no UTF-8, which reach the reward as U+FFFD either way.
+TEST_F(ClusterTest, OneLearnerJobMatchesTheSameJobInProcess) {
+  const auto spec = [&](const std::string& name) {
+    std::string s = Spec(name, "", 6);
+    const std::vector<std::pair<std::string, std::string>> edits = {
+        {"  learners: 2", "  learners: 1"},
+        {"  log_every: 1", "  log_every: 1\n  eval_every: 3"},
+        {"  chat_template: chatml", "  eval: " + *dir_ + "/data/prompts_eval.jsonl\n  chat_template: chatml"}};
+    for (const auto& [from, to] : edits) {
+      const size_t at = s.find(from);
+      EXPECT_NE(at, std::string::npos) << from;
+      if (at != std::string::npos) s.replace(at, from.size(), to);
+    }
+    return s;
+  };
+  auto job = client_->Submit(spec("cluster"), "cluster");
+  ASSERT_TRUE(job.ok()) << job.status();
+  v1::Job done = WaitDone(job->id());
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString() << Logs();
+  ASSERT_TRUE(WriteFileAtomic(root_ + "/inproc.yaml", spec("inproc")).ok());
+  Process train({"train", "--spec", root_ + "/inproc.yaml", "--threads", "1"}, root_ + "/inproc.log");
+  train.Start();
+  ASSERT_EQ(train.Wait(), 0) << train.Log();
+
+  // Each run's metrics by step (training and evaluation lines apart).
+  const auto lines = [&](const std::string& name) {
+    std::map<std::pair<int64_t, bool>, json> out;
+    std::ifstream in(root_ + "/runs/" + name + "/metrics.jsonl");
+    for (std::string line; std::getline(in, line);) {
+      json j = json::parse(line);
+      const bool eval = j.contains("eval/reward/mean");
+      out[{j["step"].get<int64_t>(), eval}] = j;
+    }
+    return out;
+  };
+  const auto cluster = lines("cluster"), inproc = lines("inproc");
+  ASSERT_EQ(cluster.size(), 8u);  // 6 steps and 2 evaluations
+  ASSERT_EQ(inproc.size(), cluster.size());
+  // The same kernels see the same shapes in both: the numbers are equal, not close.
+  for (const auto& [key, c] : cluster) {
+    const json& i = inproc.at(key);
+    const std::string at = absl::StrCat(key.second ? "the evaluation at step " : "step ", key.first);
+    const std::vector<std::string> names =
+        key.second ? std::vector<std::string>{"eval/reward/mean", "eval/rollout/length", "eval/objective/kl"}
+                   : std::vector<std::string>{"train/loss", "reward/mean", "rollout/length", "objective/kl",
+                                              "train/grad_norm"};
+    for (const std::string& name : names) {
+      ASSERT_TRUE(c.contains(name) && i.contains(name)) << name << ", " << at;
+      EXPECT_EQ(c[name].get<double>(), i[name].get<double>()) << name << ", " << at;
+    }
+    // The rollout worker generated with the learner's live weights, the evaluations too.
+    EXPECT_LT(c[key.second ? "eval/rollout/logprob_gap" : "rollout/logprob_gap"].get<double>(), 1e-4) << at;
+  }
+}
+
 // A cluster with tokens. The workers' own servers (Rollout, Reward, Rendezvous) admit only the job's own members,
 // however the caller got to their ports.
 class SecuredClusterTest : public ClusterTest {

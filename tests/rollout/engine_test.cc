@@ -15,6 +15,7 @@
 #include "common/data/collate.h"
 #include "common/model/model_config.h"
 #include "common/text/tokenizer.h"
+#include "common/text/utf8.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rollout/logprob_gap.h"
@@ -396,7 +397,7 @@ TEST(Stopping, StopTokenEndsTheSampleAndIsKeptInTheTokens) {
   EXPECT_EQ(got[0].logprobs.size(), expected.size());
   EXPECT_EQ(got[0].finish_reason, FinishReason::kStop);
   expected.pop_back();
-  EXPECT_EQ(got[0].text, engine->tokenizer().Decode(expected, /*skip_special_tokens=*/true));
+  EXPECT_EQ(got[0].text, ValidUtf8(engine->tokenizer().Decode(expected, /*skip_special_tokens=*/true)));
   EXPECT_EQ(FinishReasonName(got[0].finish_reason), "stop");
 }
 
@@ -420,10 +421,26 @@ TEST(Stopping, StopStringCutsTheText) {
   p.stop_strings = {"never appears \x01\x02\x03", stop};
   std::vector<Sample> got = Gen(*engine, {prompt}, p);
   ASSERT_EQ(got.size(), 1u);
-  EXPECT_EQ(got[0].text, full.substr(0, cut));
+  EXPECT_EQ(got[0].text, ValidUtf8(full.substr(0, cut)));
   EXPECT_EQ(got[0].token_ids,
             std::vector<int32_t>(ref.tokens.begin(), ref.tokens.begin() + static_cast<std::ptrdiff_t>(needed)));
   EXPECT_EQ(got[0].finish_reason, FinishReason::kStop);
+}
+
+// A byte-level model can spell bytes that are no UTF-8 (a random one does, often): the sample's text reads them as
+// U+FFFD, whoever reads it (a reward in-process or on a reward server, a proto3 string), and its tokens stay exact.
+TEST(Text, IsValidUtf8WhateverBytesTheTokensSpell) {
+  auto engine = MakeEngine(TinyModel(Arch::kLlama, 12));
+  std::vector<Sample> got = Gen(*engine, Prompts({3, 5, 7, 9}), Sampled(24, 5, /*n=*/2));
+  ASSERT_EQ(got.size(), 8u);
+  int replaced = 0;
+  for (const Sample& s : got) {
+    const std::string bytes = engine->tokenizer().Decode(s.token_ids, /*skip_special_tokens=*/true);
+    EXPECT_EQ(s.text, ValidUtf8(bytes));
+    EXPECT_EQ(ValidUtf8(s.text), s.text);
+    if (s.text != bytes) ++replaced;
+  }
+  EXPECT_GT(replaced, 0) << "no sample spelled an invalid byte: the test checks nothing";
 }
 
 TEST(Stopping, MaxNewTokensEndsWithLength) {

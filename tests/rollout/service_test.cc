@@ -177,13 +177,6 @@ class RolloutServiceTest : public ::testing::Test {
   std::unique_ptr<alignd::v1::Rollout::Stub> stub_;
 };
 
-TEST(ValidUtf8Test, KeepsValidTextAndReplacesBadBytes) {
-  EXPECT_EQ(ValidUtf8("plain \xC3\xA9t\xC3\xA9 \xF0\x9F\x99\x82"), "plain \xC3\xA9t\xC3\xA9 \xF0\x9F\x99\x82");
-  EXPECT_EQ(ValidUtf8("cut \xE2\x82"), "cut \xEF\xBF\xBD\xEF\xBF\xBD");          // a character cut short
-  EXPECT_EQ(ValidUtf8("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD");                  // overlong '/'
-  EXPECT_EQ(ValidUtf8("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // a surrogate
-}
-
 TEST_F(RolloutServiceTest, GetInfoReportsModelVersionAndLimits) {
   alignd::v1::RolloutInfo info;
   grpc::ClientContext context;
