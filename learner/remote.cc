@@ -160,7 +160,9 @@ absl::StatusOr<std::vector<rollout::Sample>> RemoteGenerator::Generate(const std
       sp->mutable_stop_token_ids()->Add(params.stop_token_ids->begin(), params.stop_token_ids->end());
     for (const std::string& s : params.stop_strings) sp->add_stop_strings(s);
     sp->set_n(static_cast<uint32_t>(params.n));
-    sp->set_seed(params.seed + static_cast<uint64_t>(c) * 0x9E3779B97F4A7C15ULL);
+    // Each worker's rows draw what they would draw on one worker: the same seed, their indices in the whole batch.
+    sp->set_seed(params.seed);
+    sp->set_first_prompt_index(static_cast<uint32_t>(params.first_prompt_index + static_cast<int64_t>(begin)));
     v1::GenerateResponse response;
     grpc::Status s = CallPeer(impl_->answered[c], impl_->services, [&](grpc::ClientContext* context) {
       response.Clear();

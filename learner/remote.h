@@ -61,8 +61,9 @@ struct RemoteServices {
 };
 
 // Generates on the rollout workers: the prompts are split into contiguous chunks, one per worker, sent as token ids
-// in parallel; chunk c is sampled with seed params.seed + c * 0x9E3779B97F4A7C15 (distinct streams per chunk, the
-// same for the same split). Samples come back ordered by (prompt, sample) with prompt_index into `prompts`.
+// in parallel, each with params.seed and its first prompt's index (SamplingParams::first_prompt_index), so that every
+// row draws what it would draw on one worker, or in-process. Samples come back ordered by (prompt, sample) with
+// prompt_index into `prompts`.
 class RemoteGenerator {
  public:
   // INVALID_ARGUMENT when there is no rollout address.

@@ -175,7 +175,8 @@ std::vector<Sample> DecodeRows(CausalLMImpl& model, const Tokenizer& tokenizer, 
   rows.reserve(request.rows.size());
   for (const RowSpec& spec : request.rows) {
     RowState row;
-    row.generator = at::detail::createCPUGenerator(RowSeed(params.seed, spec.prompt_index, spec.sample_index));
+    row.generator = at::detail::createCPUGenerator(
+        RowSeed(params.seed, params.first_prompt_index + spec.prompt_index, spec.sample_index));
     row.sample.prompt_index = spec.prompt_index;
     row.sample.sample_index = spec.sample_index;
     row.max_new_tokens = params.max_new_tokens_per_prompt.empty()

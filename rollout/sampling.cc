@@ -44,6 +44,9 @@ absl::Status ValidateSamplingParams(const SamplingParams& p) {
     }
   }
   if (p.n < 1) return absl::InvalidArgumentError(absl::StrCat("n must be >= 1, got ", p.n));
+  if (p.first_prompt_index < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("first_prompt_index must be >= 0, got ", p.first_prompt_index));
+  }
   for (size_t i = 0; i < p.stop_strings.size(); ++i) {
     if (p.stop_strings[i].empty()) return absl::InvalidArgumentError(absl::StrCat("stop_strings[", i, "] is empty"));
   }

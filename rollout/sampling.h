@@ -39,9 +39,13 @@ struct SamplingParams {
   std::vector<std::string> stop_strings;
   // Samples per prompt. Must be >= 1.
   int64_t n = 1;
-  // Random seed. Sample j of prompt i draws from its own generator seeded with RowSeed(seed, i, j), so a request
-  // with the same seed gives the same samples however the engine batches its rows.
+  // Random seed. Sample j of prompt i draws from its own generator seeded with RowSeed(seed, first_prompt_index + i,
+  // j), so a request with the same seed gives the same samples however the engine batches its rows.
   uint64_t seed = 0;
+  // The index of this request's first prompt in a larger batch that was split over several requests (the parts of
+  // a stream, a learner's rollout workers): each row then draws what it would have drawn in the whole batch, however
+  // it was split. Must be >= 0.
+  int64_t first_prompt_index = 0;
 };
 
 // INVALID_ARGUMENT naming the field for a value outside the ranges documented above. Does not check token ids or

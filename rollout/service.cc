@@ -25,6 +25,7 @@ SamplingParams FromProto(const alignd::v1::SamplingParams& p, int64_t default_ma
   out.stop_strings.assign(p.stop_strings().begin(), p.stop_strings().end());
   out.n = p.n() == 0 ? 1 : p.n();
   out.seed = p.seed();
+  out.first_prompt_index = p.first_prompt_index();
   return out;
 }
 
@@ -92,16 +93,18 @@ absl::StatusOr<std::vector<Sample>> RolloutService::GenerateRange(const alignd::
   static constexpr char kQueuedHelp[] = "Generate requests this process's rollout servers hold, waiting or generating.";
   registry.GaugeAdd(kQueued, kQueuedHelp, {}, 1);
   absl::StatusOr<std::vector<Sample>> samples;
+  SamplingParams range_params = params;  // rows [begin, end) draw as they would in the whole request
+  range_params.first_prompt_index += begin;
   if (request.prompt_token_ids_size() > 0) {
     std::vector<std::vector<int32_t>> ids;
     for (int64_t i = begin; i < end; ++i) {
       const auto& p = request.prompt_token_ids(static_cast<int>(i)).ids();
       ids.emplace_back(p.begin(), p.end());
     }
-    samples = engine_->Generate(ids, params, nullptr, request.adapter());
+    samples = engine_->Generate(ids, range_params, nullptr, request.adapter());
   } else {
     std::vector<std::string> prompts(request.prompts().begin() + begin, request.prompts().begin() + end);
-    samples = engine_->GenerateText(prompts, params, nullptr, request.adapter());
+    samples = engine_->GenerateText(prompts, range_params, nullptr, request.adapter());
   }
   registry.GaugeAdd(kQueued, kQueuedHelp, {}, -1);
   if (samples.ok()) {

@@ -13,7 +13,10 @@
 
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "common/model/model_config.h"
+#include "common/text/tokenizer.h"
 #include "proto/alignd.grpc.pb.h"
+#include "rollout/service.h"
 
 namespace alignd::learner {
 namespace {
@@ -117,6 +120,66 @@ TEST_F(RemoteCancelTest, ACallAfterTheCancelDoesNotStart) {
   ASSERT_FALSE(samples.ok());
   EXPECT_EQ(samples.status().code(), absl::StatusCode::kCancelled) << samples.status();
   EXPECT_FALSE(rollout_.arrived_.HasBeenNotified());
+}
+
+// Two rollout workers, each with the same tiny model, serve a learner's batch in two chunks: every row draws what it
+// draws on one worker and in-process (the same seed, each row's index in the whole batch), so a job's samples do not
+// change with the number of its rollout workers.
+TEST(RemoteGenerator, RowsDrawTheSameOnOneOrTwoWorkersAndInProcess) {
+  const auto engine = [] {
+    ModelConfig c = TinyLlamaConfig(261, 32, 2, 4, 2, 96);
+    c.tie_word_embeddings = false;
+    CausalLM model(c);
+    model->InitWeights(3);
+    rollout::Engine::Options options;
+    options.model = model;
+    options.tokenizer = std::shared_ptr<const Tokenizer>(MakeByteTokenizer());
+    auto made = rollout::Engine::Create(std::move(options));
+    EXPECT_TRUE(made.ok()) << made.status();
+    return std::move(made).value();
+  };
+  std::vector<std::unique_ptr<rollout::Engine>> engines;
+  std::vector<std::unique_ptr<rollout::RolloutService>> services;
+  std::vector<std::unique_ptr<grpc::Server>> servers;
+  std::vector<std::string> addresses;
+  for (int i = 0; i < 2; ++i) {
+    engines.push_back(engine());
+    rollout::RolloutService::Options o;
+    o.model_name = "tiny";
+    services.push_back(std::make_unique<rollout::RolloutService>(engines.back().get(), o));
+    int port = 0;
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(services.back().get());
+    servers.push_back(builder.BuildAndStart());
+    ASSERT_NE(servers.back(), nullptr);
+    addresses.push_back("127.0.0.1:" + std::to_string(port));
+  }
+  const std::vector<std::vector<int32_t>> prompts = {{10, 11}, {12, 13, 14}, {15}, {16, 17, 18, 19}, {20, 21, 22}};
+  rollout::SamplingParams params;
+  params.temperature = 1;
+  params.max_new_tokens = 10;
+  params.stop_token_ids = std::vector<int32_t>{};
+  params.n = 2;
+  params.seed = 42;
+  const auto tokens = [](const std::vector<rollout::Sample>& samples) {
+    std::vector<std::vector<int32_t>> out;
+    for (const rollout::Sample& s : samples) out.push_back(s.token_ids);
+    return out;
+  };
+  auto local = engines[0]->Generate(prompts, params);
+  ASSERT_TRUE(local.ok()) << local.status();
+  for (size_t workers : {1, 2}) {
+    RemoteServices remote;
+    remote.rollout_addresses.assign(addresses.begin(), addresses.begin() + static_cast<std::ptrdiff_t>(workers));
+    remote.rpc_timeout = absl::Seconds(60);
+    auto generator = RemoteGenerator::Create(remote);
+    ASSERT_TRUE(generator.ok()) << generator.status();
+    auto samples = (*generator)->Generate(prompts, params);
+    ASSERT_TRUE(samples.ok()) << samples.status();
+    EXPECT_EQ(tokens(*samples), tokens(*local)) << workers << " worker(s)";
+  }
+  for (auto& server : servers) server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
 }
 
 }  // namespace

@@ -331,6 +331,13 @@ TEST(Seeds, SamplesDoNotDependOnHowRowsAreBatched) {
   // Prompt 0 alone gets what it got in the batch.
   auto alone = Tokens(Gen(*big, {prompts[0]}, Sampled(12, 9, 2)));
   EXPECT_EQ(alone, std::vector<std::vector<int32_t>>(all.begin(), all.begin() + 2));
+  // Prompts 1 and 2 sent on their own, as the rest of the batch (a stream's second part, a second rollout worker),
+  // get what they got in it; as a batch of their own they draw other samples.
+  SamplingParams rest = Sampled(12, 9, 2);
+  rest.first_prompt_index = 1;
+  const std::vector<std::vector<int32_t>> want(all.begin() + 2, all.end());
+  EXPECT_EQ(Tokens(Gen(*big, {prompts[1], prompts[2]}, rest)), want);
+  EXPECT_NE(Tokens(Gen(*big, {prompts[1], prompts[2]}, Sampled(12, 9, 2))), want);
 }
 
 TEST(Seeds, SampledRowsJoiningMidBatchGetTheirOwnStreams) {

@@ -155,6 +155,9 @@ TEST(ValidateSamplingParams, EachBadFieldIsNamed) {
   p = SamplingParams();
   p.stop_strings = {"ok", ""};
   ExpectInvalid(p, "stop_strings[1]");
+  p = SamplingParams();
+  p.first_prompt_index = -1;
+  ExpectInvalid(p, "first_prompt_index");
 }
 
 }  // namespace

@@ -230,9 +230,13 @@ TEST_F(RolloutServiceTest, NamedAdaptersAreChosenPerRequestOnOneBase) {
 }
 
 TEST_F(RolloutServiceTest, GenerateStreamAnswersInPartsWithTheRequestsIndices) {
+  // Sampled: every row of every part draws what it draws in the unary call (the same seed, its index in the request).
   alignd::v1::GenerateRequest request = Greedy({"a", "bb", "ccc"});
+  request.mutable_sampling()->set_temperature(1);
+  request.mutable_sampling()->set_seed(11);
   alignd::v1::GenerateResponse whole;
   ASSERT_TRUE(Generate(request, &whole).ok());
+  ASSERT_EQ(whole.samples_size(), 3);
   grpc::ClientContext context;
   SetDeadline(&context);
   auto reader = stub_->GenerateStream(&context, request);
@@ -248,11 +252,12 @@ TEST_F(RolloutServiceTest, GenerateStreamAnswersInPartsWithTheRequestsIndices) {
   ASSERT_EQ(streamed.size(), 3u);
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(streamed[i].prompt_index(), static_cast<uint32_t>(i));
-    // Greedy: the same tokens, text and finish. The log-probs come from batches of another shape (2 + 1 prompts
-    // against 3), whose products may be summed in another order: equal to float32 rounding, not bit for bit.
+    // The same tokens, text and finish. The log-probs come from batches of another shape (2 + 1 prompts against 3),
+    // whose products may be summed in another order: equal to float32 rounding, not bit for bit.
     const alignd::v1::Sample& want = whole.samples(i);
     EXPECT_EQ(std::vector<int32_t>(streamed[i].token_ids().begin(), streamed[i].token_ids().end()),
-              std::vector<int32_t>(want.token_ids().begin(), want.token_ids().end()));
+              std::vector<int32_t>(want.token_ids().begin(), want.token_ids().end()))
+        << "prompt " << i;
     EXPECT_EQ(streamed[i].text(), want.text());
     EXPECT_EQ(streamed[i].finish_reason(), want.finish_reason());
     EXPECT_EQ(streamed[i].sample_index(), want.sample_index());
