@@ -186,7 +186,6 @@ class RlObjective : public Objective {
     if (value_head_) m["value/loss"] = vf_sum / u;
     m["train/loss"] = (pg_sum + p.vf_coef * vf_sum) / u;
     workers_current_ = false;
-    last_step_ = step;
     m["objective/kl_coef"] = kl_coef_;
     if (p.adaptive_kl && rank_ == 0) {  // other learners get the coefficient with the next rollout
       // Ziegler et al.: nudge the coefficient towards the target KL, by at most ±20% of the horizon-scaled error.
@@ -203,8 +202,9 @@ class RlObjective : public Objective {
     Metrics m;
     if (publisher_ && !workers_current_) {
       // The rollout workers generate with the weights of the last publish, from before this step's update: they get
-      // the live ones first, as the version the next step would publish (which then publishes nothing).
-      RETURN_IF_ERROR(Publish(ctx, std::max(published_, static_cast<uint64_t>(last_step_)) + 1, &m));
+      // the live ones first, as the version the next step would publish (a step publishes its own number before it
+      // updates, so that is the last publish + 1; the next step then publishes nothing).
+      RETURN_IF_ERROR(Publish(ctx, published_ + 1, &m));
     }
     ASSIGN_OR_RETURN(Rollout r, Collect(ctx, eval_, all, 0, /*temperature=*/0.0, &m));
     Metrics out;
@@ -431,7 +431,6 @@ class RlObjective : public Objective {
   // Whether the rollout workers hold the learner's live weights: so at a fresh start (both load the spec's model);
   // not after an update or a restored checkpoint, until the next publish.
   bool workers_current_ = true;
-  int64_t last_step_ = 0;  // the last step this process trained
   CausalLM reference_{nullptr};
   torch::nn::Linear value_head_{nullptr};
 };

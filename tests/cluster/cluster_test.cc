@@ -280,13 +280,22 @@ resources:
     return false;
   }
 
-  // train/loss by step from a job's metrics.jsonl.
-  std::map<int64_t, double> Losses(const std::string& name) const {
-    std::map<int64_t, double> out;
+  // The lines of a job's metrics.jsonl that parse.
+  std::vector<json> MetricLines(const std::string& name) const {
+    std::vector<json> out;
     std::ifstream in(root_ + "/runs/" + name + "/metrics.jsonl");
     for (std::string line; std::getline(in, line);) {
       json j = json::parse(line, nullptr, false);
-      if (!j.is_discarded() && j.contains("train/loss")) out[j["step"].get<int64_t>()] = j["train/loss"].get<double>();
+      if (!j.is_discarded()) out.push_back(std::move(j));
+    }
+    return out;
+  }
+
+  // train/loss by step from a job's metrics.jsonl.
+  std::map<int64_t, double> Losses(const std::string& name) const {
+    std::map<int64_t, double> out;
+    for (const json& j : MetricLines(name)) {
+      if (j.contains("train/loss")) out[j["step"].get<int64_t>()] = j["train/loss"].get<double>();
     }
     return out;
   }
@@ -294,10 +303,8 @@ resources:
   // The largest value of `metric` over a job's metrics.jsonl (-1 when absent).
   double MaxMetric(const std::string& name, const std::string& metric) const {
     double best = -1;
-    std::ifstream in(root_ + "/runs/" + name + "/metrics.jsonl");
-    for (std::string line; std::getline(in, line);) {
-      json j = json::parse(line, nullptr, false);
-      if (!j.is_discarded() && j.contains(metric)) best = std::max(best, j[metric].get<double>());
+    for (const json& j : MetricLines(name)) {
+      if (j.contains(metric)) best = std::max(best, j[metric].get<double>());
     }
     return best;
   }
@@ -472,12 +479,7 @@ TEST_F(ClusterTest, OneLearnerJobMatchesTheSameJobInProcess) {
   // Each run's metrics by step (training and evaluation lines apart).
   const auto lines = [&](const std::string& name) {
     std::map<std::pair<int64_t, bool>, json> out;
-    std::ifstream in(root_ + "/runs/" + name + "/metrics.jsonl");
-    for (std::string line; std::getline(in, line);) {
-      json j = json::parse(line);
-      const bool eval = j.contains("eval/reward/mean");
-      out[{j["step"].get<int64_t>(), eval}] = j;
-    }
+    for (const json& j : MetricLines(name)) out[{j["step"].get<int64_t>(), j.contains("eval/reward/mean")}] = j;
     return out;
   };
   const auto cluster = lines("cluster"), inproc = lines("inproc");
