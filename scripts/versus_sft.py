@@ -39,14 +39,13 @@ def per_prompt(out, stage):
         return None
 
 
-def interval(rng, values, resamples=2000):
+def interval(rng, values, resamples=10000):
     n = len(values)
     means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
     return means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]
 
 
 def compare(out, stages):
-    rng = random.Random(20261204)
     base = per_prompt(out, "sft")
     result = {}
     for stage in stages:
@@ -60,6 +59,9 @@ def compare(out, stages):
             if not idx:
                 continue
             b = [value(mine[i]) for i in idx]
+            # One stream per stage and metric: a figure's interval depends on its own values alone, not on which other
+            # stages and metrics the same call compared before it (str seeds are hashed with SHA-512: stable).
+            rng = random.Random(f"20261204/{stage}/{k}")
             mean = sum(b) / len(b)
             if k == "win_rate_vs_sft":
                 lo, hi = interval(rng, b)

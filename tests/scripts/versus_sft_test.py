@@ -63,6 +63,20 @@ class VersusSftTest(unittest.TestCase):
                 self.assertIn(missed, p.stdout)
                 self.assertEqual(p.stdout.count("MISSED"), 1, p.stdout)
 
+    def test_a_stages_intervals_do_not_depend_on_the_other_stages_compared(self):
+        # The quickstart compares "ppo dpo" in one call, check-examples one stage at a time: DPO's intervals must be
+        # the same either way (they used to come from one random stream that PPO's resamples had moved on).
+        sft = details(40, 30, 10, 0.5)
+        dpo = details(38, 22, 9, 0.5)
+        for i, row in enumerate(dpo):
+            row["win"] = float(i % 3 != 0)  # 0.67 over all, so the interval is not a point
+            row["reward"] = (i % 7) / 7.0
+        _, alone = self.run_script({"sft": sft, "dpo": dpo})
+        _, after_ppo = self.run_script({"sft": sft, "ppo": details(40, 5, 10, 1.0), "dpo": dpo})
+        lo, hi = alone["dpo"]["win_rate_vs_sft"]["interval"]
+        self.assertGreater(hi, lo)
+        self.assertEqual(alone["dpo"], after_ppo["dpo"])
+
 
 if __name__ == "__main__":
     unittest.main()
