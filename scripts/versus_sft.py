@@ -39,7 +39,10 @@ def per_prompt(out, stage):
         return None
 
 
-def interval(rng, values, resamples=10000):
+def interval(values, key, resamples=10000):
+    # One random stream per figure (key: stage/metric): its interval depends on its own values alone, not on which other
+    # stages and metrics the same call compared before it (str seeds are hashed with SHA-512: stable).
+    rng = random.Random(f"20261204/{key}")
     n = len(values)
     means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
     return means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]
@@ -59,17 +62,14 @@ def compare(out, stages):
             if not idx:
                 continue
             b = [value(mine[i]) for i in idx]
-            # One stream per stage and metric: a figure's interval depends on its own values alone, not on which other
-            # stages and metrics the same call compared before it (str seeds are hashed with SHA-512: stable).
-            rng = random.Random(f"20261204/{stage}/{k}")
             mean = sum(b) / len(b)
             if k == "win_rate_vs_sft":
-                lo, hi = interval(rng, b)
+                lo, hi = interval(b, f"{stage}/{k}")
                 zero, before = 0.5, None
                 shown = f"{k} {mean:.3f} [{lo:.3f}, {hi:.3f}]"
             else:
                 a = [value(base[i]) for i in idx]
-                lo, hi = interval(rng, [y - x for x, y in zip(a, b)])
+                lo, hi = interval([y - x for x, y in zip(a, b)], f"{stage}/{k}")
                 zero, before = 0.0, sum(a) / len(a)
                 shown = f"{k} {before:.3f} -> {mean:.3f} (change [{lo:+.3f}, {hi:+.3f}])"
             if lo > zero or hi < zero:
