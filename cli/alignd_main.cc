@@ -15,7 +15,8 @@ usage: alignd <command> [flags]       (alignd <command> --help for its flags)
 
 commands:
   init      write a freshly initialised tiny model (Llama, Qwen2 or GPT-2) with the byte-level tokenizer
-  train     run one training job in-process (pretrain, sft, rm, dpo/ipo/orpo, ppo, grpo, rloo) from a YAML spec
+  train     run one training job in-process from a YAML spec (pretrain, sft, rm, dpo/ipo/orpo, ppo, grpo, rloo,
+            online_dpo)
   eval      evaluate a Hugging Face model folder on a data file (perplexity), print JSON
   generate  sample completions for a JSONL file of prompts, with token ids and log-probs
   coordinator  serve the job API (--listen=HOST:PORT --db=PATH [--auth-tokens=FILE])

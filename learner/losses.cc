@@ -6,6 +6,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
+#include <vector>
 
 namespace alignd::learner {
 namespace F = at;
@@ -327,6 +328,24 @@ Tensor RlooAdvantages(const Tensor& scores, int64_t k) {
   if (k == 1) return at::zeros_like(scores);
   Tensor others = (g.sum(1, true) - g) / static_cast<double>(k - 1);
   return (g - others).view(-1);
+}
+
+Tensor BestWorstPairs(const Tensor& scores, int64_t k) {
+  Tensor g = scores.detach().to(torch::kCPU, torch::kDouble).contiguous().view({-1, k});
+  auto rows = g.accessor<double, 2>();
+  std::vector<int64_t> pairs;
+  for (int64_t i = 0; i < g.size(0); ++i) {
+    int64_t best = 0, worst = 0;
+    for (int64_t j = 1; j < k; ++j) {
+      if (rows[i][j] > rows[i][best]) best = j;
+      if (rows[i][j] < rows[i][worst]) worst = j;
+    }
+    if (rows[i][best] > rows[i][worst]) {
+      pairs.push_back(i * k + best);
+      pairs.push_back(i * k + worst);
+    }
+  }
+  return torch::tensor(pairs, torch::kLong).view({-1, 2});
 }
 
 }  // namespace alignd::learner

@@ -114,6 +114,13 @@ torch::Tensor Entropy(const torch::Tensor& logits);
 torch::Tensor GrpoAdvantages(const torch::Tensor& scores, int64_t k, absl::string_view scale = "group");
 torch::Tensor RlooAdvantages(const torch::Tensor& scores, int64_t k);
 
+// Online DPO's pairs (the best and worst of n, as OpenRLHF's iterative DPO and RLHFlow pick them; TRL's online DPO is
+// the case k = 2) over groups of k consecutive samples of one prompt (scores [B], B divisible by k): in each group
+// the highest-scored sample is chosen and the lowest rejected, the first of equals each time. A group whose scores
+// are all equal says nothing and gives no pair. Returns [P, 2] int64 (chosen row, rejected row) on the CPU, P <= B / k,
+// in group order.
+torch::Tensor BestWorstPairs(const torch::Tensor& scores, int64_t k);
+
 }  // namespace alignd::learner
 
 #endif  // ALIGND_LEARNER_LOSSES_H_

@@ -1,9 +1,11 @@
 // Reinforcement learning from rewards on generated samples: PPO (actor-critic with a value head on the policy's
 // hidden states, per-token KL penalty in the reward, GAE, clipped surrogate and value losses), and the critic-free
 // GRPO (group-normalised advantages, KL to the reference in the loss) and RLOO (leave-one-out baseline, KL in the
-// reward). Generation goes through the rollout engine: in-process on the live policy weights, or on the job's
-// rollout workers (learner/remote.h) after learner rank 0 has published the weights; several learners share each
-// rollout batch (rank 0 collects it and broadcasts it) and split every minibatch. The reference policy is the base
+// reward); and online DPO, which makes a preference pair of each prompt's best- and worst-scored samples and trains
+// on it with the DPO loss (Guo et al. 2024, "Direct language model alignment from online AI feedback"; TRL's
+// OnlineDPOTrainer, OpenRLHF's iterative DPO). Generation goes through the rollout engine: in-process on the live
+// policy weights, or on the job's rollout workers (learner/remote.h) after learner rank 0 has published the weights;
+// several learners share each rollout batch (rank 0 collects it and broadcasts it) and split every minibatch. The reference policy is the base
 // with PEFT switched off, or a frozen copy of the starting weights.
 #include <torch/serialize.h>
 
@@ -41,6 +43,7 @@ class RlObjective : public Objective {
     const JobSpec& spec = *ctx.spec;
     algorithm_ = spec.algorithm;
     k_ = algorithm_ == Algorithm::kPpo ? 1 : spec.ppo.samples_per_prompt;
+    online_dpo_ = algorithm_ == Algorithm::kOnlineDpo;
     if (algorithm_ != Algorithm::kPpo && k_ < 2) {
       return absl::InvalidArgumentError(
           absl::StrCat("ppo.samples_per_prompt: ", AlgorithmName(algorithm_), " needs at least 2 samples per prompt"));
@@ -58,7 +61,8 @@ class RlObjective : public Objective {
     rank_ = ctx.group ? ctx.group->rank() : 0;
     world_ = ctx.group ? ctx.group->world_size() : 1;
     const int64_t rows_per_minibatch = spec.train.batch_size * k_ / std::max<int64_t>(1, spec.ppo.minibatches);
-    if (world_ > 1 && rows_per_minibatch % world_ != 0) {
+    // (Online DPO's pairs are as many as the prompts whose samples scored differently: it splits what it gets.)
+    if (world_ > 1 && !online_dpo_ && rows_per_minibatch % world_ != 0) {
       return absl::InvalidArgumentError(absl::StrCat(
           "ppo.minibatches: each minibatch (train.batch_size x samples / minibatches = ", rows_per_minibatch,
           " rows) must split evenly over the ", world_, " learners"));
@@ -123,9 +127,14 @@ class RlObjective : public Objective {
     if (rank_ == 0) {
       if (publisher_ && published_ < step) RETURN_IF_ERROR(Publish(ctx, static_cast<uint64_t>(step), &m));
       ASSIGN_OR_RETURN(r, Collect(ctx, train_, items, step, p.temperature, &m));
-      ComputeAdvantages(ctx, &r, &m);
+      if (!online_dpo_) ComputeAdvantages(ctx, &r, &m);
     }
     if (world_ > 1) RETURN_IF_ERROR(ShareRollout(ctx, &r));
+    if (online_dpo_) {
+      RETURN_IF_ERROR(OnlineDpoUpdate(ctx, r, step, apply, &m));
+      workers_current_ = false;
+      return m;
+    }
 
     // Several epochs of minibatch updates over the rollout batch.
     const auto update_start = std::chrono::steady_clock::now();
@@ -217,7 +226,7 @@ class RlObjective : public Objective {
     ASSIGN_OR_RETURN(Dataset d, ReadJsonl(path));
     if (d.schema != DatasetSchema::kPrompt) {
       return absl::InvalidArgumentError(
-          absl::StrCat(path, ": ppo/grpo/rloo need prompt records, got ", SchemaName(d.schema)));
+          absl::StrCat(path, ": ppo/grpo/rloo/online_dpo need prompt records, got ", SchemaName(d.schema)));
     }
     return d;
   }
@@ -365,7 +374,7 @@ class RlObjective : public Objective {
                                           r->response,
                                           r->old_logp,
                                           r->ref_logp,
-                                          r->advantages,
+                                          or_empty(r->advantages),
                                           or_empty(r->values),
                                           or_empty(r->returns),
                                           r->scores,
@@ -396,6 +405,89 @@ class RlObjective : public Objective {
     return absl::OkStatus();
   }
 
+  // Online DPO's update: each prompt's best and worst sample (BestWorstPairs) as a preference pair, trained on with
+  // dpo.loss (sigmoid or ipo), dpo.beta, dpo.label_smoothing and dpo.rpo_alpha against the reference policy's
+  // log-probs from the rollout, for ppo.epochs passes of ppo.minibatches minibatches. Every learner picks the same
+  // pairs from the shared scores and takes its share of each minibatch; pairs past the last whole minibatch wait for
+  // the next epoch's order, and a batch with fewer pairs than learners updates nothing.
+  absl::Status OnlineDpoUpdate(TrainContext& ctx, const Rollout& r, int64_t step, const ApplyStep& apply, Metrics* m) {
+    const PpoSpec& p = ctx.spec->ppo;
+    const DpoSpec& d = ctx.spec->dpo;
+    const auto update_start = std::chrono::steady_clock::now();
+    const torch::Tensor pairs = BestWorstPairs(r.scores, k_);  // [P, 2] on the CPU
+    const int64_t n = pairs.size(0);
+    const bool ipo = d.loss == "ipo";
+    (*m)["pairs/fraction"] = static_cast<double>(n) / static_cast<double>(r.scores.size(0) / k_);
+    // The reference's summed response log-probs per row (ref_logp is 0 off the response), length-averaged for IPO.
+    torch::Tensor ref = r.ref_logp.sum(1);
+    if (ipo) ref = ref / r.response.sum(1).clamp_min(1);
+    int64_t per = std::min(n, std::max<int64_t>(n / p.minibatches, world_));
+    per -= per % world_;
+    double loss_sum = 0, chosen_sum = 0, rejected_sum = 0, right_sum = 0, logp_c = 0, logp_r = 0, nll_sum = 0;
+    double grad_sum = 0, tokens = 0;
+    int64_t updates = 0;
+    if (n > 0) {
+      torch::Tensor scores = r.scores.to(torch::kCPU, torch::kDouble);
+      (*m)["pairs/score_gap"] =
+          (scores.index_select(0, pairs.select(1, 0)) - scores.index_select(0, pairs.select(1, 1)))
+              .mean()
+              .item<double>();
+    }
+    torch::Generator gen = at::detail::createCPUGenerator(ctx.spec->seed * 7919 + static_cast<uint64_t>(step));
+    for (int64_t epoch = 0; per > 0 && epoch < p.epochs; ++epoch) {
+      torch::Tensor perm = torch::randperm(n, gen, torch::kLong);
+      for (int64_t b = 0; b + per <= n; b += per) {
+        torch::Tensor sel = perm.narrow(0, b, per);
+        if (world_ > 1) sel = sel.narrow(0, rank_ * (per / world_), per / world_);  // this learner's share
+        const int64_t count = sel.size(0);
+        torch::Tensor picked = pairs.index_select(0, sel);
+        torch::Tensor rows = torch::cat({picked.select(1, 0), picked.select(1, 1)}).to(r.ids.device());
+        torch::Tensor ids = r.ids.index_select(0, rows), att = r.attention.index_select(0, rows);
+        torch::Tensor mask = r.response.index_select(0, rows);
+        torch::Tensor hidden = ctx.model->forward_hidden(ids, att);
+        torch::Tensor seq = MaskedNextTokenLogProbs(hidden, ctx.model->lm_head_weight(), ids, mask).logp.sum(1);
+        torch::Tensor avg = seq / mask.sum(1).clamp_min(1);
+        torch::Tensor policy = ipo ? avg : seq, refs = ref.index_select(0, rows);
+        torch::Tensor pc = policy.narrow(0, 0, count), pr = policy.narrow(0, count, count);
+        torch::Tensor rc = refs.narrow(0, 0, count), rr = refs.narrow(0, count, count);
+        PreferenceLoss pl = ipo ? IpoLoss(pc, pr, rc, rr, d.beta) : DpoLoss(pc, pr, rc, rr, d.beta, d.label_smoothing);
+        torch::Tensor loss = pl.loss;
+        if (d.rpo_alpha > 0) {  // RPO: + alpha * the chosen samples' mean token NLL
+          torch::Tensor nll = -avg.narrow(0, 0, count).mean();
+          loss = loss + d.rpo_alpha * nll;
+          nll_sum += nll.item<double>();
+        }
+        loss.backward();
+        grad_sum += apply();
+        loss_sum += pl.loss.item<double>();
+        chosen_sum += pl.chosen_rewards.mean().item<double>();
+        rejected_sum += pl.rejected_rewards.mean().item<double>();
+        right_sum += (pl.chosen_rewards > pl.rejected_rewards).to(torch::kDouble).mean().item<double>();
+        logp_c += seq.narrow(0, 0, count).detach().mean().item<double>();
+        logp_r += seq.narrow(0, count, count).detach().mean().item<double>();
+        tokens += att.sum().item<double>();
+        ++updates;
+      }
+    }
+    std::vector<double> sums = {loss_sum, chosen_sum, rejected_sum, right_sum, logp_c, logp_r, nll_sum, tokens};
+    if (world_ > 1) RETURN_IF_ERROR(ctx.group->AllReduceMean(&sums));  // the mean over learners' shares
+    const double u = static_cast<double>(std::max<int64_t>(updates, 1));
+    (*m)["time/update_s"] = Seconds(update_start);
+    (*m)["train/tokens"] = sums[7] * static_cast<double>(world_);  // the trained pairs' real tokens, all learners
+    (*m)["train/updates"] = static_cast<double>(updates);
+    (*m)["train/loss"] = sums[0] / u;
+    (*m)["train/grad_norm"] = grad_sum / u;
+    if (updates == 0) return absl::OkStatus();
+    (*m)["rewards/chosen"] = sums[1] / u;
+    (*m)["rewards/rejected"] = sums[2] / u;
+    (*m)["rewards/margins"] = (sums[1] - sums[2]) / u;
+    (*m)["rewards/accuracies"] = sums[3] / u;
+    (*m)["logps/chosen"] = sums[4] / u;
+    (*m)["logps/rejected"] = sums[5] / u;
+    if (d.rpo_alpha > 0) (*m)["nll_loss"] = sums[6] / u;
+    return absl::OkStatus();
+  }
+
   void ComputeAdvantages(TrainContext& ctx, Rollout* r, Metrics* m) {
     const PpoSpec& p = ctx.spec->ppo;
     torch::Tensor kl = (r->old_logp - r->ref_logp) * r->response;  // per token
@@ -419,6 +511,7 @@ class RlObjective : public Objective {
   }
 
   Algorithm algorithm_ = Algorithm::kPpo;
+  bool online_dpo_ = false;
   int64_t k_ = 1;
   double kl_coef_ = 0;
   Dataset train_, eval_;

@@ -45,6 +45,7 @@ std::unique_ptr<Objective> ForSpec(const JobSpec& spec) {
     case Algorithm::kPpo:
     case Algorithm::kGrpo:
     case Algorithm::kRloo:
+    case Algorithm::kOnlineDpo:
       return MakeRlObjective();
   }
   return nullptr;

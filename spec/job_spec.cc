@@ -251,10 +251,14 @@ absl::Status ParseTop(MapReader& r, JobSpec* spec) {
   RETURN_IF_ERROR(Require(r, "name", !spec->name.empty(), "is required"));
   std::string algorithm = "sft";
   RETURN_IF_ERROR(r.Get("algorithm", &algorithm));
-  const std::vector<std::pair<std::string, Algorithm>> algorithms = {
-      {"pretrain", Algorithm::kPretrain}, {"sft", Algorithm::kSft}, {"rm", Algorithm::kRm},
-      {"dpo", Algorithm::kDpo},           {"ppo", Algorithm::kPpo}, {"grpo", Algorithm::kGrpo},
-      {"rloo", Algorithm::kRloo}};
+  const std::vector<std::pair<std::string, Algorithm>> algorithms = {{"pretrain", Algorithm::kPretrain},
+                                                                     {"sft", Algorithm::kSft},
+                                                                     {"rm", Algorithm::kRm},
+                                                                     {"dpo", Algorithm::kDpo},
+                                                                     {"ppo", Algorithm::kPpo},
+                                                                     {"grpo", Algorithm::kGrpo},
+                                                                     {"rloo", Algorithm::kRloo},
+                                                                     {"online_dpo", Algorithm::kOnlineDpo}};
   std::vector<std::string> names;
   bool found = false;
   for (const auto& [n, a] : algorithms) {
@@ -314,14 +318,17 @@ absl::Status ParseTop(MapReader& r, JobSpec* spec) {
   }));
   RETURN_IF_ERROR(r.Section("ppo", [&](MapReader& s) { return ParsePpo(s, &spec->ppo); }));
   r.Ignore("rewards");
-  const bool rl =
-      spec->algorithm == Algorithm::kPpo || spec->algorithm == Algorithm::kGrpo || spec->algorithm == Algorithm::kRloo;
+  const bool rl = LearnsFromRollouts(spec->algorithm);
+  if (spec->algorithm == Algorithm::kOnlineDpo && spec->dpo.loss == "orpo") {
+    return r.Error(r.node()["dpo"]["loss"], "dpo.loss",
+                   "online_dpo takes sigmoid or ipo (orpo has no reference policy)");
+  }
   if (r.Has("rewards")) {
-    if (!rl) return r.Error(r.node()["rewards"], "rewards", "is read only by ppo, grpo and rloo");
+    if (!rl) return r.Error(r.node()["rewards"], "rewards", "is read only by ppo, grpo, rloo and online_dpo");
     ASSIGN_OR_RETURN(spec->rewards, reward::ParseRewardParts(r.node()["rewards"], r.source(), "rewards"));
   } else if (rl) {
     return r.Error(r.node(), "rewards",
-                   "is required by ppo, grpo and rloo: a list of reward parts, e.g. "
+                   "is required by ppo, grpo, rloo and online_dpo: a list of reward parts, e.g. "
                    "`rewards: [{type: answer_match, field: answer}]` (README, Rewards)");
   }
   RETURN_IF_ERROR(r.Finish());
@@ -329,7 +336,8 @@ absl::Status ParseTop(MapReader& r, JobSpec* spec) {
     return r.Error(r.node()["data"], "data.mix", "is only for pretrain and sft");
   }
   if (spec->data.padding_free && rl) {
-    return r.Error(r.node()["data"], "data.padding_free", "is for pretrain, sft, rm and the dpo family");
+    return r.Error(r.node()["data"], "data.padding_free",
+                   "is for pretrain, sft, rm and the dpo family (not online_dpo)");
   }
   const bool may_init = spec->algorithm == Algorithm::kPretrain || spec->algorithm == Algorithm::kSft;
   if (spec->model.path.empty() && !may_init) {
@@ -356,8 +364,14 @@ absl::string_view AlgorithmName(Algorithm a) {
       return "grpo";
     case Algorithm::kRloo:
       return "rloo";
+    case Algorithm::kOnlineDpo:
+      return "online_dpo";
   }
   return "unknown";
+}
+
+bool LearnsFromRollouts(Algorithm a) {
+  return a == Algorithm::kPpo || a == Algorithm::kGrpo || a == Algorithm::kRloo || a == Algorithm::kOnlineDpo;
 }
 
 absl::StatusOr<JobSpec> ParseJobSpec(absl::string_view text, absl::string_view source) {

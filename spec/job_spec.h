@@ -18,9 +18,12 @@
 
 namespace alignd {
 
-enum class Algorithm { kPretrain, kSft, kRm, kDpo, kPpo, kGrpo, kRloo };
-// The spec's spelling: "pretrain", "sft", "rm", "dpo", "ppo", "grpo", "rloo".
+enum class Algorithm { kPretrain, kSft, kRm, kDpo, kPpo, kGrpo, kRloo, kOnlineDpo };
+// The spec's spelling: "pretrain", "sft", "rm", "dpo", "ppo", "grpo", "rloo", "online_dpo".
 absl::string_view AlgorithmName(Algorithm a);
+// Whether the algorithm learns from samples the policy generates and a `rewards` list scores: ppo, grpo, rloo and
+// online_dpo (these take rollout workers and reward servers on a coordinator).
+bool LearnsFromRollouts(Algorithm a);
 
 // Where the starting weights come from: an HF folder, or a fresh tiny model alignd initialises.
 struct ModelSpec {
@@ -95,7 +98,7 @@ struct DpoSpec {
 struct PpoSpec {
   int64_t max_new_tokens = 48;
   double temperature = 1.0;
-  int64_t samples_per_prompt = 4;  // GRPO/RLOO group size (PPO: 1)
+  int64_t samples_per_prompt = 4;  // GRPO/RLOO group size, online DPO's samples to pick a pair from (PPO: 1)
   int64_t epochs = 2;              // passes over each rollout batch
   int64_t minibatches = 2;
   double clip = 0.2;  // policy ratio clip
@@ -133,8 +136,8 @@ struct JobSpec {
   RmSpec rm;
   DpoSpec dpo;
   PpoSpec ppo;
-  // ppo, grpo and rloo (required there): the reward, a weighted sum of parts (reward/registry.h documents the
-  // section and every part type).
+  // ppo, grpo, rloo and online_dpo (required there): the reward, a weighted sum of parts (reward/registry.h documents
+  // the section and every part type).
   std::vector<reward::RewardPartSpec> rewards;
 };
 

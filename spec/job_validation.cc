@@ -169,13 +169,11 @@ absl::StatusOr<ValidatedSpec> ValidateJobSpec(absl::string_view spec_yaml, absl:
   RETURN_IF_ERROR(CheckPaths(spec, source, path_roots));
   // What a gang can run: rollout workers and reward servers serve the RL algorithms (whose model.path the rollout
   // workers load; the learner then publishes its weights to them); learners split every batch evenly.
-  const bool rl =
-      spec.algorithm == Algorithm::kPpo || spec.algorithm == Algorithm::kGrpo || spec.algorithm == Algorithm::kRloo;
   const v1::Resources& r = out.resources;
-  if (!rl && (r.rollout_workers() > 0 || r.reward_servers() > 0)) {
+  if (!LearnsFromRollouts(spec.algorithm) && (r.rollout_workers() > 0 || r.reward_servers() > 0)) {
     return absl::InvalidArgumentError(absl::StrCat(source,
                                                    ": resources: rollout_workers and reward_servers serve ppo, "
-                                                   "grpo and rloo only; ",
+                                                   "grpo, rloo and online_dpo only; ",
                                                    AlgorithmName(spec.algorithm), " needs learners alone"));
   }
   if (r.learners() > 1 && spec.train.batch_size % r.learners() != 0) {

@@ -201,6 +201,17 @@ TEST(Losses, GroupBaselines) {
   EXPECT_TRUE(torch::allclose(RlooAdvantages(T({1, 0, 0}), 3), T({1, -.5, -.5})));
 }
 
+TEST(Losses, BestWorstPairsPickEachGroupsExtremesAndSkipTies) {
+  // Groups of 3: [0.5, 2, -1] -> chosen row 1, rejected row 2; [1, 1, 1] says nothing; [0, 3, 3] -> chosen row 7 (the
+  // first of the two best), rejected row 6.
+  torch::Tensor pairs = BestWorstPairs(T({0.5, 2, -1, 1, 1, 1, 0, 3, 3}), 3);
+  ASSERT_EQ(pairs.sizes(), (std::vector<int64_t>{2, 2}));
+  EXPECT_TRUE(torch::equal(pairs, torch::tensor({1, 2, 7, 6}, torch::kLong).view({2, 2})));
+  // Pairs of two, as TRL's online DPO samples them; all tied: no pairs.
+  EXPECT_TRUE(torch::equal(BestWorstPairs(T({0, 1, 4, 3}), 2), torch::tensor({1, 0, 2, 3}, torch::kLong).view({2, 2})));
+  EXPECT_EQ(BestWorstPairs(T({2, 2, 2, 2}), 2).size(0), 0);
+}
+
 TEST(Losses, WhitenHasZeroMeanUnitStdOnTheMask) {
   torch::Tensor x = T({1, 2, 3, 100}).view({1, 4});
   torch::Tensor m = T({1, 1, 1, 0}).view({1, 4});

@@ -92,11 +92,28 @@ TEST(JobSpec, RewardsSectionListsTheParts) {
 }
 
 TEST(JobSpecErrors, RewardsAreRequiredByRlAndReadOnlyThere) {
-  EXPECT_THAT(Error(kGrpo), HasSubstr("job.yaml:1: rewards: is required by ppo, grpo and rloo"));
+  EXPECT_THAT(Error(kGrpo), HasSubstr("job.yaml:1: rewards: is required by ppo, grpo, rloo and online_dpo"));
   EXPECT_THAT(Error(std::string(kMinimal) + "rewards: [{type: toy.brevity}]\n"),
-              HasSubstr("job.yaml:7: rewards: is read only by ppo, grpo and rloo"));
+              HasSubstr("job.yaml:7: rewards: is read only by ppo, grpo, rloo and online_dpo"));
   EXPECT_THAT(Error(std::string(kGrpo) + "rewards:\n  - {type: answer_match, field: answer, extract: guess}\n"),
               HasSubstr("job.yaml:8: rewards[0].extract: \"guess\" is not one of last_number, boxed, regex, whole"));
+}
+
+TEST(JobSpec, OnlineDpoTakesRewardsAndTheDpoLoss) {
+  const std::string online =
+      "name: o\nalgorithm: online_dpo\nmodel:\n  path: runs/sft/final\ndata:\n"
+      "  train: data/toy/prompts_train.jsonl\n";
+  auto spec = ParseJobSpec(online + "rewards: [{type: toy.brevity}]\ndpo:\n  loss: ipo\n  beta: 0.3\n");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->algorithm, Algorithm::kOnlineDpo);
+  EXPECT_EQ(AlgorithmName(spec->algorithm), "online_dpo");
+  EXPECT_TRUE(LearnsFromRollouts(spec->algorithm));
+  EXPECT_FALSE(LearnsFromRollouts(Algorithm::kDpo));
+  EXPECT_EQ(spec->dpo.loss, "ipo");
+  EXPECT_DOUBLE_EQ(spec->dpo.beta, 0.3);
+  EXPECT_THAT(Error(online), HasSubstr("job.yaml:1: rewards: is required by ppo, grpo, rloo and online_dpo"));
+  EXPECT_THAT(Error(online + "rewards: [{type: toy.brevity}]\ndpo:\n  loss: orpo\n"),
+              HasSubstr("job.yaml:9: dpo.loss: online_dpo takes sigmoid or ipo"));
 }
 
 TEST(JobSpecErrors, TheOldRewardKeysSayWhereTheyWent) {

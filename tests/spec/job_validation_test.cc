@@ -56,6 +56,10 @@ TEST(ValidateJobSpecTest, GangsMustFitTheAlgorithm) {
   auto sft = ValidateJobSpec("name: s\nalgorithm: sft\ndata:\n  train: t.jsonl\nresources:\n  rollout_workers: 1\n");
   EXPECT_EQ(sft.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(sft.status().message(), HasSubstr("resources: rollout_workers and reward_servers serve ppo"));
+  auto online = ValidateJobSpec(
+      "name: o\nalgorithm: online_dpo\nmodel:\n  path: m\ndata:\n  train: t.jsonl\nrewards: [{type: toy.brevity}]\n"
+      "resources:\n  rollout_workers: 1\n  reward_servers: 1\n");
+  EXPECT_TRUE(online.ok()) << online.status();
   auto uneven = ValidateJobSpec(
       "name: d\nalgorithm: sft\ndata:\n  train: t.jsonl\ntrain:\n  batch_size: 9\nresources:\n  learners: 2\n");
   EXPECT_EQ(uneven.status().code(), absl::StatusCode::kInvalidArgument);
