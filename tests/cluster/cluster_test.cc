@@ -450,6 +450,49 @@ TEST_F(ClusterTest, PpoJobCompletesAndSurvivesKilledWorkers) {
   ExpectSameLosses("coordinator_killed", plain);
 }
 
+// Online DPO on two learners, a rollout worker and a reward server: the learners pick the same pairs from the shared
+// scores and split them; a learner killed after the step-2 checkpoint costs nothing (the same losses).
+TEST_F(ClusterTest, OnlineDpoOnTwoLearnersSurvivesAKilledLearner) {
+  const auto spec = [&](const std::string& name) {
+    std::string s = Spec(name);
+    const std::vector<std::pair<std::string, std::string>> edits = {
+        {"algorithm: ppo", "algorithm: online_dpo"},
+        {"ppo:\n  max_new_tokens: 8", "dpo:\n  beta: 0.1\nppo:\n  samples_per_prompt: 2\n  max_new_tokens: 8"}};
+    for (const auto& [from, to] : edits) {
+      const size_t at = s.find(from);
+      EXPECT_NE(at, std::string::npos) << from;
+      if (at != std::string::npos) s.replace(at, from.size(), to);
+    }
+    return s;
+  };
+  auto a = client_->Submit(spec("online"), "online");
+  ASSERT_TRUE(a.ok()) << a.status();
+  v1::Job done = WaitDone(a->id());
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString() << Logs();
+  std::map<int64_t, double> plain = Losses("online");
+  ASSERT_EQ(plain.size(), 8u);
+  // toy.brevity tells nearly every prompt's two answers apart, so each step trains on pairs.
+  double updates = 0, fraction = 0;
+  for (const json& j : MetricLines("online")) {
+    if (!j.contains("train/loss")) continue;  // not a step's line
+    ASSERT_TRUE(j.contains("pairs/fraction") && j.contains("train/updates")) << j.dump();
+    updates += j["train/updates"].get<double>();
+    fraction += j["pairs/fraction"].get<double>() / 8;
+  }
+  EXPECT_GE(updates, 8.0);
+  EXPECT_GT(fraction, 0.5);
+  EXPECT_LT(MaxMetric("online", "rollout/logprob_gap"), 1e-4);
+
+  auto b = client_->Submit(spec("online_killed"), "online_killed");
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_TRUE(WaitStep(b->id(), 3)) << Logs();
+  KillAndReplace("learner");
+  done = WaitDone(b->id());
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString() << Logs();
+  EXPECT_GE(done.attempt(), 2u);
+  ExpectSameLosses("online_killed", plain);
+}
+
 // A job on one learner, its rollout worker and its reward server gives what `alignd train` gives in one process:
 // every step's losses and rewards, and its evaluations, which run on the rollout worker with the weights of the step
 // just trained. The tiny random policy writes bytes that are no UTF-8, which reach the reward as U+FFFD either way.
