@@ -249,6 +249,16 @@ resources:
 )");
   }
 
+  // `spec` with each edit's first string replaced by its second (a failure when the first is not there).
+  static std::string Edited(std::string spec, const std::vector<std::pair<std::string, std::string>>& edits) {
+    for (const auto& [from, to] : edits) {
+      const size_t at = spec.find(from);
+      EXPECT_NE(at, std::string::npos) << from;
+      if (at != std::string::npos) spec.replace(at, from.size(), to);
+    }
+    return spec;
+  }
+
   // Polls until the job is finished; returns it.
   v1::Job WaitDone(const std::string& id, absl::Duration timeout = absl::Seconds(240)) {
     const absl::Time end = absl::Now() + timeout;
@@ -454,16 +464,9 @@ TEST_F(ClusterTest, PpoJobCompletesAndSurvivesKilledWorkers) {
 // scores and split them; a learner killed after the step-2 checkpoint costs nothing (the same losses).
 TEST_F(ClusterTest, OnlineDpoOnTwoLearnersSurvivesAKilledLearner) {
   const auto spec = [&](const std::string& name) {
-    std::string s = Spec(name);
-    const std::vector<std::pair<std::string, std::string>> edits = {
-        {"algorithm: ppo", "algorithm: online_dpo"},
-        {"ppo:\n  max_new_tokens: 8", "dpo:\n  beta: 0.1\nppo:\n  samples_per_prompt: 2\n  max_new_tokens: 8"}};
-    for (const auto& [from, to] : edits) {
-      const size_t at = s.find(from);
-      EXPECT_NE(at, std::string::npos) << from;
-      if (at != std::string::npos) s.replace(at, from.size(), to);
-    }
-    return s;
+    return Edited(Spec(name), {{"algorithm: ppo", "algorithm: online_dpo"},
+                               {"ppo:\n  max_new_tokens: 8",
+                                "dpo:\n  beta: 0.1\nppo:\n  samples_per_prompt: 2\n  max_new_tokens: 8"}});
   };
   auto a = client_->Submit(spec("online"), "online");
   ASSERT_TRUE(a.ok()) << a.status();
@@ -498,17 +501,10 @@ TEST_F(ClusterTest, OnlineDpoOnTwoLearnersSurvivesAKilledLearner) {
 // just trained. The tiny random policy writes bytes that are no UTF-8, which reach the reward as U+FFFD either way.
 TEST_F(ClusterTest, OneLearnerJobMatchesTheSameJobInProcess) {
   const auto spec = [&](const std::string& name) {
-    std::string s = Spec(name, "", 6);
-    const std::vector<std::pair<std::string, std::string>> edits = {
-        {"  learners: 2", "  learners: 1"},
-        {"  log_every: 1", "  log_every: 1\n  eval_every: 3"},
-        {"  chat_template: chatml", "  eval: " + *dir_ + "/data/prompts_eval.jsonl\n  chat_template: chatml"}};
-    for (const auto& [from, to] : edits) {
-      const size_t at = s.find(from);
-      EXPECT_NE(at, std::string::npos) << from;
-      if (at != std::string::npos) s.replace(at, from.size(), to);
-    }
-    return s;
+    return Edited(Spec(name, "", 6), {{"  learners: 2", "  learners: 1"},
+                                      {"  log_every: 1", "  log_every: 1\n  eval_every: 3"},
+                                      {"  chat_template: chatml",
+                                       "  eval: " + *dir_ + "/data/prompts_eval.jsonl\n  chat_template: chatml"}});
   };
   auto job = client_->Submit(spec("cluster"), "cluster");
   ASSERT_TRUE(job.ok()) << job.status();
