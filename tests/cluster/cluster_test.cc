@@ -328,6 +328,20 @@ resources:
     }
   }
 
+  // Submits `spec` as `name`, kills a `role` worker once step 3 is running, and checks that the job restarts (from
+  // its step-2 checkpoint) and completes with the uninterrupted run's losses (`plain`).
+  void ExpectKilledWorkerCostsNothing(const std::string& spec, const std::string& name, const std::string& role,
+                                      const std::map<int64_t, double>& plain) {
+    auto job = client_->Submit(spec, name);
+    ASSERT_TRUE(job.ok()) << job.status();
+    ASSERT_TRUE(WaitStep(job->id(), 3)) << Logs();
+    KillAndReplace(role);
+    v1::Job done = WaitDone(job->id());
+    ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString() << Logs();
+    EXPECT_GE(done.attempt(), 2u);
+    ExpectSameLosses(name, plain);
+  }
+
   // Kills the first worker process of `role` with SIGKILL and starts a replacement.
   void KillAndReplace(const std::string& role) {
     for (size_t i = 0; i < workers_.size(); ++i) {
@@ -401,14 +415,7 @@ TEST_F(ClusterTest, PpoJobCompletesAndSurvivesKilledWorkers) {
   EXPECT_THAT(logs.Log(), ::testing::HasSubstr("SUCCEEDED"));
 
   // A learner killed after the step-2 checkpoint: the gang restarts from it and the job completes.
-  auto b = client_->Submit(Spec("learner_killed"), "learner_killed");
-  ASSERT_TRUE(b.ok()) << b.status();
-  ASSERT_TRUE(WaitStep(b->id(), 3)) << Logs();
-  KillAndReplace("learner");
-  done = WaitDone(b->id());
-  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString() << Logs();
-  EXPECT_GE(done.attempt(), 2u);
-  ExpectSameLosses("learner_killed", plain);
+  ExpectKilledWorkerCostsNothing(Spec("learner_killed"), "learner_killed", "learner", plain);
 
   // With LoRA only the adapter's tensors travel to the rollout worker, which holds the same adapters.
   auto lora = client_->Submit(Spec("lora", "lora:\n  r: 4\n  alpha: 8\n  target_modules: [q_proj, v_proj]\n"), "lora");
@@ -436,14 +443,7 @@ TEST_F(ClusterTest, PpoJobCompletesAndSurvivesKilledWorkers) {
   }
 
   // The same for the rollout worker.
-  auto c = client_->Submit(Spec("rollout_killed"), "rollout_killed");
-  ASSERT_TRUE(c.ok()) << c.status();
-  ASSERT_TRUE(WaitStep(c->id(), 3)) << Logs();
-  KillAndReplace("rollout");
-  done = WaitDone(c->id());
-  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString() << Logs();
-  EXPECT_GE(done.attempt(), 2u);
-  ExpectSameLosses("rollout_killed", plain);
+  ExpectKilledWorkerCostsNothing(Spec("rollout_killed"), "rollout_killed", "rollout", plain);
 
   // The coordinator killed mid-run and started again on the same database and port: the workers see their streams
   // close, register again, and the job restarts from its checkpoint and completes with the same losses.
@@ -486,14 +486,7 @@ TEST_F(ClusterTest, OnlineDpoOnTwoLearnersSurvivesAKilledLearner) {
   EXPECT_GT(fraction, 0.5);
   EXPECT_LT(MaxMetric("online", "rollout/logprob_gap"), 1e-4);
 
-  auto b = client_->Submit(spec("online_killed"), "online_killed");
-  ASSERT_TRUE(b.ok()) << b.status();
-  ASSERT_TRUE(WaitStep(b->id(), 3)) << Logs();
-  KillAndReplace("learner");
-  done = WaitDone(b->id());
-  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString() << Logs();
-  EXPECT_GE(done.attempt(), 2u);
-  ExpectSameLosses("online_killed", plain);
+  ExpectKilledWorkerCostsNothing(spec("online_killed"), "online_killed", "learner", plain);
 }
 
 // A job on one learner, its rollout worker and its reward server gives what `alignd train` gives in one process:
