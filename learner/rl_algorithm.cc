@@ -5,8 +5,8 @@
 // on it with the DPO loss (Guo et al. 2024, "Direct language model alignment from online AI feedback"; TRL's
 // OnlineDPOTrainer, OpenRLHF's iterative DPO). Generation goes through the rollout engine: in-process on the live
 // policy weights, or on the job's rollout workers (learner/remote.h) after learner rank 0 has published the weights;
-// several learners share each rollout batch (rank 0 collects it and broadcasts it) and split every minibatch. The reference policy is the base
-// with PEFT switched off, or a frozen copy of the starting weights.
+// several learners share each rollout batch (rank 0 collects it and broadcasts it) and split every minibatch. The
+// reference policy is the base with PEFT switched off, or a frozen copy of the starting weights.
 #include <torch/serialize.h>
 
 #include <chrono>
