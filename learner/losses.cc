@@ -246,6 +246,20 @@ PreferenceLoss IpoLoss(const Tensor& pc, const Tensor& pr, const Tensor& rc, con
   return out;
 }
 
+PreferenceLoss ReferencePreferenceLoss(absl::string_view loss, const Tensor& sum_c, const Tensor& sum_r,
+                                       const Tensor& avg_c, const Tensor& avg_r, const Tensor& ref_c,
+                                       const Tensor& ref_r, double beta, double label_smoothing, double rpo_alpha,
+                                       Tensor* nll) {
+  PreferenceLoss out = loss == "ipo" ? IpoLoss(avg_c, avg_r, ref_c, ref_r, beta)
+                                     : DpoLoss(sum_c, sum_r, ref_c, ref_r, beta, label_smoothing);
+  if (rpo_alpha > 0) {
+    Tensor chosen_nll = -avg_c.mean();
+    out.loss = out.loss + rpo_alpha * chosen_nll;
+    if (nll != nullptr) *nll = chosen_nll.detach();
+  }
+  return out;
+}
+
 PreferenceLoss OrpoLoss(const Tensor& ac, const Tensor& ar, const Tensor& nll_chosen, double beta) {
   // log(1 - e^a) computed as log(-expm1(a)), stable for a close to 0.
   Tensor log_odds = (ac - ar) - (at::log(-at::expm1(ac)) - at::log(-at::expm1(ar)));

@@ -71,6 +71,16 @@ PreferenceLoss DpoLoss(const torch::Tensor& policy_chosen, const torch::Tensor& 
 PreferenceLoss IpoLoss(const torch::Tensor& policy_chosen, const torch::Tensor& policy_rejected,
                        const torch::Tensor& ref_chosen, const torch::Tensor& ref_rejected, double beta);
 
+// The reference-based DPO losses as a job's `dpo` section names them: `loss` "sigmoid" is DpoLoss on the summed
+// response log-probs (sum_*, with `label_smoothing`), "ipo" IpoLoss on the length-averaged ones (avg_*); ref_c and
+// ref_r must be the reference's summed or averaged log-probs to match. With rpo_alpha > 0 the loss adds RPO's term,
+// rpo_alpha x the chosen responses' mean token NLL (-mean(avg_c)), and `nll` (when given) receives that NLL, detached;
+// otherwise `nll` is left undefined. Shared by offline DPO and online DPO.
+PreferenceLoss ReferencePreferenceLoss(absl::string_view loss, const torch::Tensor& sum_c, const torch::Tensor& sum_r,
+                                       const torch::Tensor& avg_c, const torch::Tensor& avg_r,
+                                       const torch::Tensor& ref_c, const torch::Tensor& ref_r, double beta,
+                                       double label_smoothing, double rpo_alpha, torch::Tensor* nll = nullptr);
+
 // ORPO (Hong et al.), reference-free: with length-averaged log-probs a_c, a_r,
 // log_odds = (a_c - a_r) - (log(1 - e^{a_c}) - log(1 - e^{a_r})); loss = nll_chosen - β mean(log σ(log_odds)).
 // `nll_chosen` is the mean token NLL of the chosen responses. Rewards are β·a.

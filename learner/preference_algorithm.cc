@@ -311,11 +311,9 @@ class PreferenceAlgorithm : public Objective {
         rr.push_back(ref[i].second);
       }
       torch::Tensor ref_c = torch::tensor(rc).to(ctx.device), ref_r = torch::tensor(rr).to(ctx.device);
-      pl = loss_ == "ipo" ? IpoLoss(ac, ar, ref_c, ref_r, d.beta)
-                          : DpoLoss(sc, sr, ref_c, ref_r, d.beta, d.label_smoothing);
-      if (d.rpo_alpha > 0) {  // RPO: + alpha * the chosen responses' mean token NLL (as ORPO's NLL term)
-        torch::Tensor nll = -ac.mean();
-        pl.loss = pl.loss + d.rpo_alpha * nll;
+      torch::Tensor nll;
+      pl = ReferencePreferenceLoss(loss_, sc, sr, ac, ar, ref_c, ref_r, d.beta, d.label_smoothing, d.rpo_alpha, &nll);
+      if (nll.defined()) {
         sums->nll += nll.item<double>() * b;
         sums->rpo = true;
       }

@@ -416,11 +416,10 @@ class RlObjective : public Objective {
     const auto update_start = std::chrono::steady_clock::now();
     const torch::Tensor pairs = BestWorstPairs(r.scores, k_);  // [P, 2] on the CPU
     const int64_t n = pairs.size(0);
-    const bool ipo = d.loss == "ipo";
     (*m)["pairs/fraction"] = static_cast<double>(n) / static_cast<double>(r.scores.size(0) / k_);
     // The reference's summed response log-probs per row (ref_logp is 0 off the response), length-averaged for IPO.
     torch::Tensor ref = r.ref_logp.sum(1);
-    if (ipo) ref = ref / r.response.sum(1).clamp_min(1);
+    if (d.loss == "ipo") ref = ref / r.response.sum(1).clamp_min(1);
     int64_t per = std::min(n, std::max<int64_t>(n / p.minibatches, world_));
     per -= per % world_;
     double loss_sum = 0, chosen_sum = 0, rejected_sum = 0, right_sum = 0, logp_c = 0, logp_r = 0, nll_sum = 0;
@@ -447,24 +446,21 @@ class RlObjective : public Objective {
         torch::Tensor hidden = ctx.model->forward_hidden(ids, att);
         torch::Tensor seq = MaskedNextTokenLogProbs(hidden, ctx.model->lm_head_weight(), ids, mask).logp.sum(1);
         torch::Tensor avg = seq / mask.sum(1).clamp_min(1);
-        torch::Tensor policy = ipo ? avg : seq, refs = ref.index_select(0, rows);
-        torch::Tensor pc = policy.narrow(0, 0, count), pr = policy.narrow(0, count, count);
-        torch::Tensor rc = refs.narrow(0, 0, count), rr = refs.narrow(0, count, count);
-        PreferenceLoss pl = ipo ? IpoLoss(pc, pr, rc, rr, d.beta) : DpoLoss(pc, pr, rc, rr, d.beta, d.label_smoothing);
-        torch::Tensor loss = pl.loss;
-        if (d.rpo_alpha > 0) {  // RPO: + alpha * the chosen samples' mean token NLL
-          torch::Tensor nll = -avg.narrow(0, 0, count).mean();
-          loss = loss + d.rpo_alpha * nll;
-          nll_sum += nll.item<double>();
-        }
-        loss.backward();
+        torch::Tensor refs = ref.index_select(0, rows), nll;
+        auto chosen = [&](const torch::Tensor& t) { return t.narrow(0, 0, count); };
+        auto rejected = [&](const torch::Tensor& t) { return t.narrow(0, count, count); };
+        PreferenceLoss pl =
+            ReferencePreferenceLoss(d.loss, chosen(seq), rejected(seq), chosen(avg), rejected(avg), chosen(refs),
+                                    rejected(refs), d.beta, d.label_smoothing, d.rpo_alpha, &nll);
+        if (nll.defined()) nll_sum += nll.item<double>();
+        pl.loss.backward();
         grad_sum += apply();
         loss_sum += pl.loss.item<double>();
         chosen_sum += pl.chosen_rewards.mean().item<double>();
         rejected_sum += pl.rejected_rewards.mean().item<double>();
         right_sum += (pl.chosen_rewards > pl.rejected_rewards).to(torch::kDouble).mean().item<double>();
-        logp_c += seq.narrow(0, 0, count).detach().mean().item<double>();
-        logp_r += seq.narrow(0, count, count).detach().mean().item<double>();
+        logp_c += chosen(seq).detach().mean().item<double>();
+        logp_r += rejected(seq).detach().mean().item<double>();
         tokens += att.sum().item<double>();
         ++updates;
       }

@@ -251,17 +251,13 @@ absl::Status ParseTop(MapReader& r, JobSpec* spec) {
   RETURN_IF_ERROR(Require(r, "name", !spec->name.empty(), "is required"));
   std::string algorithm = "sft";
   RETURN_IF_ERROR(r.Get("algorithm", &algorithm));
-  const std::vector<std::pair<std::string, Algorithm>> algorithms = {{"pretrain", Algorithm::kPretrain},
-                                                                     {"sft", Algorithm::kSft},
-                                                                     {"rm", Algorithm::kRm},
-                                                                     {"dpo", Algorithm::kDpo},
-                                                                     {"ppo", Algorithm::kPpo},
-                                                                     {"grpo", Algorithm::kGrpo},
-                                                                     {"rloo", Algorithm::kRloo},
-                                                                     {"online_dpo", Algorithm::kOnlineDpo}};
+  // Spelt as AlgorithmName spells them.
+  constexpr Algorithm kAlgorithms[] = {Algorithm::kPretrain, Algorithm::kSft,  Algorithm::kRm,   Algorithm::kDpo,
+                                       Algorithm::kPpo,      Algorithm::kGrpo, Algorithm::kRloo, Algorithm::kOnlineDpo};
   std::vector<std::string> names;
   bool found = false;
-  for (const auto& [n, a] : algorithms) {
+  for (Algorithm a : kAlgorithms) {
+    const std::string n(AlgorithmName(a));
     names.push_back(n);
     if (n == algorithm) {
       spec->algorithm = a;
