@@ -237,6 +237,17 @@ PreferenceLoss DpoLoss(const Tensor& pc, const Tensor& pr, const Tensor& rc, con
   return out;
 }
 
+PreferenceLoss RewardAwareDpoLoss(const Tensor& pc, const Tensor& pr, const Tensor& rc, const Tensor& rr, double beta,
+                                  const Tensor& score_gap, double reward_scale) {
+  Tensor z = beta * ((pc - pr) - (rc - rr));
+  Tensor t = at::sigmoid(reward_scale * score_gap.to(z.device(), z.scalar_type())).detach();
+  PreferenceLoss out;
+  out.loss = (-t * at::log_sigmoid(z) - (1.0 - t) * at::log_sigmoid(-z)).mean();
+  out.chosen_rewards = (beta * (pc - rc)).detach();
+  out.rejected_rewards = (beta * (pr - rr)).detach();
+  return out;
+}
+
 PreferenceLoss IpoLoss(const Tensor& pc, const Tensor& pr, const Tensor& rc, const Tensor& rr, double beta) {
   Tensor h = (pc - pr) - (rc - rr);
   PreferenceLoss out;
@@ -249,9 +260,11 @@ PreferenceLoss IpoLoss(const Tensor& pc, const Tensor& pr, const Tensor& rc, con
 PreferenceLoss ReferencePreferenceLoss(absl::string_view loss, const Tensor& sum_c, const Tensor& sum_r,
                                        const Tensor& avg_c, const Tensor& avg_r, const Tensor& ref_c,
                                        const Tensor& ref_r, double beta, double label_smoothing, double rpo_alpha,
-                                       Tensor* nll) {
+                                       Tensor* nll, double reward_scale, const Tensor& score_gap) {
   PreferenceLoss out = loss == "ipo" ? IpoLoss(avg_c, avg_r, ref_c, ref_r, beta)
-                                     : DpoLoss(sum_c, sum_r, ref_c, ref_r, beta, label_smoothing);
+                       : reward_scale > 0
+                           ? RewardAwareDpoLoss(sum_c, sum_r, ref_c, ref_r, beta, score_gap, reward_scale)
+                           : DpoLoss(sum_c, sum_r, ref_c, ref_r, beta, label_smoothing);
   if (rpo_alpha > 0) {
     Tensor chosen_nll = -avg_c.mean();
     out.loss = out.loss + rpo_alpha * chosen_nll;

@@ -66,6 +66,16 @@ PreferenceLoss DpoLoss(const torch::Tensor& policy_chosen, const torch::Tensor& 
                        const torch::Tensor& ref_chosen, const torch::Tensor& ref_rejected, double beta,
                        double label_smoothing = 0.0);
 
+// Reward-aware DPO, for pairs whose two answers were scored (online DPO): each pair's label is t = σ(η (s_c - s_r)),
+// the chance that the chosen answer wins by its score gap, and the loss is the cross-entropy of σ(z) against it, z as
+// in DpoLoss: -(t log σ(z) + (1 - t) log σ(-z)), lowest at z = η (s_c - s_r). The sigmoid distance of Nemotron-4
+// 340B's reward-aware preference optimisation (Adler et al. 2024). A pair whose scores are far apart is pushed as DPO
+// pushes it; a near tie is held near no preference, where DPO pushes it as hard. DpoLoss's label smoothing ε is the
+// case t = 1 - ε for every pair. score_gap: [B], s_c - s_r.
+PreferenceLoss RewardAwareDpoLoss(const torch::Tensor& policy_chosen, const torch::Tensor& policy_rejected,
+                                  const torch::Tensor& ref_chosen, const torch::Tensor& ref_rejected, double beta,
+                                  const torch::Tensor& score_gap, double reward_scale);
+
 // IPO (Azar et al.), as TRL computes it: h = (π_c - π_r) - (ref_c - ref_r) on length-averaged log-probs;
 // loss = (h - 1/(2β))². Rewards are β(π - ref).
 PreferenceLoss IpoLoss(const torch::Tensor& policy_chosen, const torch::Tensor& policy_rejected,
@@ -75,11 +85,13 @@ PreferenceLoss IpoLoss(const torch::Tensor& policy_chosen, const torch::Tensor& 
 // response log-probs (sum_*, with `label_smoothing`), "ipo" IpoLoss on the length-averaged ones (avg_*); ref_c and
 // ref_r must be the reference's summed or averaged log-probs to match. With rpo_alpha > 0 the loss adds RPO's term,
 // rpo_alpha x the chosen responses' mean token NLL (-mean(avg_c)), and `nll` (when given) receives that NLL, detached;
-// otherwise `nll` is left undefined. Shared by offline DPO and online DPO.
+// otherwise `nll` is left undefined. With reward_scale > 0 "sigmoid" is RewardAwareDpoLoss on `score_gap` instead
+// (label_smoothing unused). Shared by offline DPO and online DPO.
 PreferenceLoss ReferencePreferenceLoss(absl::string_view loss, const torch::Tensor& sum_c, const torch::Tensor& sum_r,
                                        const torch::Tensor& avg_c, const torch::Tensor& avg_r,
                                        const torch::Tensor& ref_c, const torch::Tensor& ref_r, double beta,
-                                       double label_smoothing, double rpo_alpha, torch::Tensor* nll = nullptr);
+                                       double label_smoothing, double rpo_alpha, torch::Tensor* nll = nullptr,
+                                       double reward_scale = 0, const torch::Tensor& score_gap = {});
 
 // ORPO (Hong et al.), reference-free: with length-averaged log-probs a_c, a_r,
 // log_odds = (a_c - a_r) - (log(1 - e^{a_c}) - log(1 - e^{a_r})); loss = nll_chosen - β mean(log σ(log_odds)).

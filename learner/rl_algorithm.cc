@@ -406,10 +406,11 @@ class RlObjective : public Objective {
   }
 
   // Online DPO's update: each prompt's best and worst sample (BestWorstPairs) as a preference pair, trained on with
-  // dpo.loss (sigmoid or ipo), dpo.beta, dpo.label_smoothing and dpo.rpo_alpha against the reference policy's
-  // log-probs from the rollout, for ppo.epochs passes of ppo.minibatches minibatches. Every learner picks the same
-  // pairs from the shared scores and takes its share of each minibatch; pairs past the last whole minibatch wait for
-  // the next epoch's order, and a batch with fewer pairs than learners updates nothing.
+  // dpo.loss (sigmoid or ipo), dpo.beta, dpo.label_smoothing, dpo.rpo_alpha and dpo.reward_scale (each pair's score
+  // gap as its label: reward-aware) against the reference policy's log-probs from the rollout, for ppo.epochs passes
+  // of ppo.minibatches minibatches. Every learner picks the same pairs from the shared scores and takes its share of
+  // each minibatch; pairs past the last whole minibatch wait for the next epoch's order, and a batch with fewer pairs
+  // than learners updates nothing.
   absl::Status OnlineDpoUpdate(TrainContext& ctx, const Rollout& r, int64_t step, const ApplyStep& apply, Metrics* m) {
     const PpoSpec& p = ctx.spec->ppo;
     const DpoSpec& d = ctx.spec->dpo;
@@ -449,9 +450,11 @@ class RlObjective : public Objective {
         torch::Tensor refs = ref.index_select(0, rows), nll;
         auto chosen = [&](const torch::Tensor& t) { return t.narrow(0, 0, count); };
         auto rejected = [&](const torch::Tensor& t) { return t.narrow(0, count, count); };
+        torch::Tensor gap = r.scores.index_select(0, picked.select(1, 0).to(r.scores.device())) -
+                            r.scores.index_select(0, picked.select(1, 1).to(r.scores.device()));
         PreferenceLoss pl =
             ReferencePreferenceLoss(d.loss, chosen(seq), rejected(seq), chosen(avg), rejected(avg), chosen(refs),
-                                    rejected(refs), d.beta, d.label_smoothing, d.rpo_alpha, &nll);
+                                    rejected(refs), d.beta, d.label_smoothing, d.rpo_alpha, &nll, d.reward_scale, gap);
         if (nll.defined()) nll_sum += nll.item<double>();
         pl.loss.backward();
         grad_sum += apply();

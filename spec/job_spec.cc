@@ -305,7 +305,16 @@ absl::Status ParseTop(MapReader& r, JobSpec* spec) {
     RETURN_IF_ERROR(s.Get("beta", &spec->dpo.beta));
     RETURN_IF_ERROR(s.Get("label_smoothing", &spec->dpo.label_smoothing));
     RETURN_IF_ERROR(s.Get("rpo_alpha", &spec->dpo.rpo_alpha));
+    RETURN_IF_ERROR(s.Get("reward_scale", &spec->dpo.reward_scale));
     RETURN_IF_ERROR(Require(s, "beta", spec->dpo.beta > 0, "must be > 0"));
+    RETURN_IF_ERROR(Require(s, "reward_scale", spec->dpo.reward_scale >= 0, "must be >= 0"));
+    if (spec->dpo.reward_scale > 0) {
+      RETURN_IF_ERROR(Require(s, "reward_scale", spec->algorithm == Algorithm::kOnlineDpo,
+                              "needs scored answers: online_dpo only (preference records carry no scores)"));
+      RETURN_IF_ERROR(Require(s, "reward_scale", spec->dpo.loss == "sigmoid", "is for the sigmoid loss"));
+      RETURN_IF_ERROR(Require(s, "reward_scale", spec->dpo.label_smoothing == 0,
+                              "replaces label_smoothing (each pair's label comes from its score gap): set one"));
+    }
     RETURN_IF_ERROR(Require(s, "rpo_alpha", spec->dpo.rpo_alpha >= 0, "must be >= 0"));
     RETURN_IF_ERROR(Require(s, "rpo_alpha", spec->dpo.rpo_alpha == 0 || spec->dpo.loss != "orpo",
                             "is for sigmoid and ipo; orpo has its own NLL term"));

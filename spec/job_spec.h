@@ -93,6 +93,10 @@ struct DpoSpec {
   // sigmoid and ipo: adds rpo_alpha times the chosen responses' mean token NLL to the loss (RPO, Pang et al. 2024;
   // TRL's rpo_alpha), which keeps the chosen answers likely while the margin grows. 0 = off.
   double rpo_alpha = 0.0;
+  // online_dpo with sigmoid: > 0 makes the loss reward-aware (RewardAwareDpoLoss, learner/losses.h): each pair's label
+  // is σ(reward_scale x (score_chosen - score_rejected)) instead of 1, so that the implied margin is fitted to the score
+  // gap. 0 = off (DPO, which sees only which answer scored higher).
+  double reward_scale = 0.0;
 };
 
 struct PpoSpec {

@@ -132,6 +132,34 @@ TEST(Losses, DpoAndConservativeDpo) {
   EXPECT_NEAR(D(DpoLoss(T({-10}), T({-12}), T({-11}), T({-11}), 0.1, 0.1).loss), 0.618138869381592, 1e-12);
 }
 
+TEST(Losses, RewardAwareDpoFitsTheMarginToTheScoreGap) {
+  // z = 0.2 as above. Scores 2 apart at reward_scale 0.5: label t = σ(1) = 0.731058578630005;
+  // loss = -(t log σ(0.2) + (1 - t) log σ(-0.2)) = 0.798138869382 - 0.2 t = 0.651927153656.
+  PreferenceLoss l = RewardAwareDpoLoss(T({-10}), T({-12}), T({-11}), T({-11}), 0.1, T({2}), 0.5);
+  EXPECT_NEAR(D(l.loss), 0.6519271536555908, 1e-12);
+  EXPECT_NEAR(D(l.chosen_rewards[0]), 0.1, 1e-12);
+  EXPECT_NEAR(D(l.rejected_rewards[0]), -0.1, 1e-12);
+  // A gap far beyond the margin is DPO's label 1; label 1 - ε is conservative DPO's ε.
+  EXPECT_NEAR(D(RewardAwareDpoLoss(T({-10}), T({-12}), T({-11}), T({-11}), 0.1, T({100}), 1).loss), 0.598138869381592,
+              1e-12);
+  const double eps_gap = -std::log(0.1 / 0.9);  // σ(gap) = 0.9
+  EXPECT_NEAR(D(RewardAwareDpoLoss(T({-10}), T({-12}), T({-11}), T({-11}), 0.1, T({eps_gap}), 1).loss),
+              D(DpoLoss(T({-10}), T({-12}), T({-11}), T({-11}), 0.1, 0.1).loss), 1e-12);
+  // The loss is lowest where the implied margin z equals reward_scale x gap (0.2 = 0.1 x 2): no gradient there, where
+  // DPO still pushes the margin up.
+  torch::Tensor pc = T({-10}).requires_grad_(true);
+  RewardAwareDpoLoss(pc, T({-12}), T({-11}), T({-11}), 0.1, T({2}), 0.1).loss.backward();
+  EXPECT_NEAR(D(pc.grad()[0]), 0.0, 1e-12);
+  torch::Tensor dpo_pc = T({-10}).requires_grad_(true);
+  DpoLoss(dpo_pc, T({-12}), T({-11}), T({-11}), 0.1).loss.backward();
+  EXPECT_LT(D(dpo_pc.grad()[0]), -0.04);  // -β σ(-z) = -0.045
+  // ReferencePreferenceLoss picks it for "sigmoid" with reward_scale > 0.
+  EXPECT_NEAR(D(ReferencePreferenceLoss("sigmoid", T({-10}), T({-12}), T({-1}), T({-1}), T({-11}), T({-11}), 0.1, 0.0,
+                                        0.0, nullptr, 0.5, T({2}))
+                    .loss),
+              0.6519271536555908, 1e-12);
+}
+
 TEST(Losses, Ipo) {
   // h = (π_c - π_r) - (ref_c - ref_r) = 2 - 0 = 2; β = 0.1 so 1/(2β) = 5; loss = (2 - 5)² = 9.
   EXPECT_NEAR(D(IpoLoss(T({-10}), T({-12}), T({-11}), T({-11}), 0.1).loss), 9.0, 1e-12);

@@ -114,6 +114,17 @@ TEST(JobSpec, OnlineDpoTakesRewardsAndTheDpoLoss) {
   EXPECT_THAT(Error(online), HasSubstr("job.yaml:1: rewards: is required by ppo, grpo, rloo and online_dpo"));
   EXPECT_THAT(Error(online + "rewards: [{type: toy.brevity}]\ndpo:\n  loss: orpo\n"),
               HasSubstr("job.yaml:9: dpo.loss: online_dpo takes sigmoid or ipo"));
+  spec = ParseJobSpec(online + "rewards: [{type: toy.brevity}]\ndpo:\n  reward_scale: 0.5\n");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_DOUBLE_EQ(spec->dpo.reward_scale, 0.5);
+  EXPECT_THAT(Error(std::string(kMinimal) + "dpo:\n  reward_scale: 0.5\n"),
+              HasSubstr("job.yaml:8: dpo.reward_scale: needs scored answers: online_dpo only"));
+  EXPECT_THAT(Error(online + "rewards: [{type: toy.brevity}]\ndpo:\n  loss: ipo\n  reward_scale: 0.5\n"),
+              HasSubstr("job.yaml:10: dpo.reward_scale: is for the sigmoid loss"));
+  EXPECT_THAT(Error(online + "rewards: [{type: toy.brevity}]\ndpo:\n  reward_scale: 0.5\n  label_smoothing: 0.1\n"),
+              HasSubstr("dpo.reward_scale: replaces label_smoothing"));
+  EXPECT_THAT(Error(online + "rewards: [{type: toy.brevity}]\ndpo:\n  reward_scale: -1\n"),
+              HasSubstr("dpo.reward_scale: must be >= 0"));
 }
 
 TEST(JobSpecErrors, TheOldRewardKeysSayWhereTheyWent) {
