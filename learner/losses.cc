@@ -227,25 +227,32 @@ Tensor BradleyTerryLoss(const Tensor& chosen, const Tensor& rejected, double mar
   return -at::log_sigmoid(chosen - rejected - margin).mean();
 }
 
-PreferenceLoss DpoLoss(const Tensor& pc, const Tensor& pr, const Tensor& rc, const Tensor& rr, double beta,
-                       double label_smoothing) {
+namespace {
+
+// The sigmoid DPO family: z = β((π_c - π_r) - (ref_c - ref_r)); loss = mean(-w_c log σ(z) - w_r log σ(-z)), with the
+// label's weights as doubles (DPO, cDPO) or [B] tensors (reward-aware). Rewards are β(π - ref).
+template <typename Weight>
+PreferenceLoss SigmoidPreferenceLoss(const Tensor& pc, const Tensor& pr, const Tensor& rc, const Tensor& rr,
+                                     double beta, const Weight& chosen_wins, const Weight& rejected_wins) {
   Tensor z = beta * ((pc - pr) - (rc - rr));
   PreferenceLoss out;
-  out.loss = (-(1.0 - label_smoothing) * at::log_sigmoid(z) - label_smoothing * at::log_sigmoid(-z)).mean();
+  out.loss = (-chosen_wins * at::log_sigmoid(z) - rejected_wins * at::log_sigmoid(-z)).mean();
   out.chosen_rewards = (beta * (pc - rc)).detach();
   out.rejected_rewards = (beta * (pr - rr)).detach();
   return out;
 }
 
+}  // namespace
+
+PreferenceLoss DpoLoss(const Tensor& pc, const Tensor& pr, const Tensor& rc, const Tensor& rr, double beta,
+                       double label_smoothing) {
+  return SigmoidPreferenceLoss(pc, pr, rc, rr, beta, 1.0 - label_smoothing, label_smoothing);
+}
+
 PreferenceLoss RewardAwareDpoLoss(const Tensor& pc, const Tensor& pr, const Tensor& rc, const Tensor& rr, double beta,
                                   const Tensor& score_gap, double reward_scale) {
-  Tensor z = beta * ((pc - pr) - (rc - rr));
-  Tensor t = at::sigmoid(reward_scale * score_gap.to(z.device(), z.scalar_type())).detach();
-  PreferenceLoss out;
-  out.loss = (-t * at::log_sigmoid(z) - (1.0 - t) * at::log_sigmoid(-z)).mean();
-  out.chosen_rewards = (beta * (pc - rc)).detach();
-  out.rejected_rewards = (beta * (pr - rr)).detach();
-  return out;
+  Tensor t = at::sigmoid(reward_scale * score_gap.to(pc.device(), pc.scalar_type())).detach();
+  return SigmoidPreferenceLoss(pc, pr, rc, rr, beta, t, 1.0 - t);
 }
 
 PreferenceLoss IpoLoss(const Tensor& pc, const Tensor& pr, const Tensor& rc, const Tensor& rr, double beta) {

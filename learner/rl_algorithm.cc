@@ -426,6 +426,12 @@ class RlObjective : public Objective {
     double loss_sum = 0, chosen_sum = 0, rejected_sum = 0, right_sum = 0, logp_c = 0, logp_r = 0, nll_sum = 0;
     double grad_sum = 0, tokens = 0;
     int64_t updates = 0;
+    // Reward-aware labels: each pair's score gap, indexed by the minibatches' picks.
+    torch::Tensor gaps;
+    if (n > 0 && d.reward_scale > 0) {
+      torch::Tensor cols = pairs.to(r.scores.device());
+      gaps = r.scores.index_select(0, cols.select(1, 0)) - r.scores.index_select(0, cols.select(1, 1));
+    }
     if (n > 0) {
       torch::Tensor scores = r.scores.to(torch::kCPU, torch::kDouble);
       (*m)["pairs/score_gap"] =
@@ -450,8 +456,7 @@ class RlObjective : public Objective {
         torch::Tensor refs = ref.index_select(0, rows), nll;
         auto chosen = [&](const torch::Tensor& t) { return t.narrow(0, 0, count); };
         auto rejected = [&](const torch::Tensor& t) { return t.narrow(0, count, count); };
-        torch::Tensor gap = r.scores.index_select(0, picked.select(1, 0).to(r.scores.device())) -
-                            r.scores.index_select(0, picked.select(1, 1).to(r.scores.device()));
+        torch::Tensor gap = gaps.defined() ? gaps.index_select(0, sel.to(gaps.device())) : torch::Tensor();
         PreferenceLoss pl =
             ReferencePreferenceLoss(d.loss, chosen(seq), rejected(seq), chosen(avg), rejected(avg), chosen(refs),
                                     rejected(refs), d.beta, d.label_smoothing, d.rpo_alpha, &nll, d.reward_scale, gap);
