@@ -6,7 +6,8 @@
 // OnlineDPOTrainer, OpenRLHF's iterative DPO). Generation goes through the rollout engine: in-process on the live
 // policy weights, or on the job's rollout workers (learner/remote.h) after learner rank 0 has published the weights;
 // several learners share each rollout batch (rank 0 collects it and broadcasts it) and split every minibatch. The
-// reference policy is the base with PEFT switched off, or a frozen copy of the starting weights.
+// reference policy is the base with PEFT switched off, or a frozen copy of the starting weights. PPO, GRPO and RLOO
+// can also train on demonstrations beside the RL loss (PPO-ptx: ppo.ptx_coef, data.ptx).
 #include <torch/serialize.h>
 
 #include <chrono>
@@ -52,6 +53,9 @@ class RlObjective : public Objective {
     ASSIGN_OR_RETURN(train_, LoadPrompts(spec.data.train));
     if (!spec.data.eval.empty()) {
       ASSIGN_OR_RETURN(eval_, LoadPrompts(spec.data.eval));
+    }
+    if (spec.ppo.ptx_coef > 0) {
+      ASSIGN_OR_RETURN(ptx_, LoadDemonstrations(ctx, spec.data.ptx));
     }
     rollout::Engine::Options eo;
     eo.model = ctx.model;
@@ -140,9 +144,13 @@ class RlObjective : public Objective {
     const auto update_start = std::chrono::steady_clock::now();
     const int64_t n = r.ids.size(0);
     const int64_t per = std::max<int64_t>(1, n / p.minibatches);
-    double pg_sum = 0, vf_sum = 0, ent_sum = 0, clip_sum = 0, akl_sum = 0, grad_sum = 0;
+    double pg_sum = 0, vf_sum = 0, ent_sum = 0, clip_sum = 0, akl_sum = 0, grad_sum = 0, ptx_sum = 0;
     int64_t updates = 0;
     torch::Generator gen = at::detail::createCPUGenerator(ctx.spec->seed * 7919 + static_cast<uint64_t>(step));
+    // PPO-ptx's draws: a stream of the step's own (so a resumed run draws what the uninterrupted one did) and of the
+    // learner's (each learner trains on its own demonstrations, as each takes its own share of every minibatch).
+    torch::Generator ptx_gen = at::detail::createCPUGenerator(
+        (ctx.spec->seed * 104729 + static_cast<uint64_t>(step)) * 131 + static_cast<uint64_t>(rank_));
     for (int64_t epoch = 0; epoch < p.epochs; ++epoch) {
       // Drawn on the CPU (the generator is the CPU's, so the order is the same on every device), used on the batch's.
       torch::Tensor perm = torch::randperm(n, gen, torch::kLong).to(r.ids.device());
@@ -169,6 +177,11 @@ class RlObjective : public Objective {
           torch::Tensor d = pick(r.ref_logp) - logp;
           loss = loss + kl_coef_ * MaskedMean(torch::exp(d) - d - 1, mask);
         }
+        if (!ptx_.empty()) {
+          ASSIGN_OR_RETURN(torch::Tensor ptx, PtxLoss(ctx, ptx_gen));
+          loss = loss + p.ptx_coef * ptx;
+          ptx_sum += ptx.item<double>();
+        }
         loss.backward();
         grad_sum += apply();
         pg_sum += pl.loss.item<double>();
@@ -179,9 +192,9 @@ class RlObjective : public Objective {
       }
     }
     if (world_ > 1) {  // the loss terms as the mean over learners (each saw its share of every minibatch)
-      std::vector<double> sums = {pg_sum, vf_sum, ent_sum, clip_sum, akl_sum};
+      std::vector<double> sums = {pg_sum, vf_sum, ent_sum, clip_sum, akl_sum, ptx_sum};
       RETURN_IF_ERROR(ctx.group->AllReduceMean(&sums));
-      pg_sum = sums[0], vf_sum = sums[1], ent_sum = sums[2], clip_sum = sums[3], akl_sum = sums[4];
+      pg_sum = sums[0], vf_sum = sums[1], ent_sum = sums[2], clip_sum = sums[3], akl_sum = sums[4], ptx_sum = sums[5];
     }
     const double u = static_cast<double>(std::max<int64_t>(updates, 1));
     m["time/update_s"] = Seconds(update_start);
@@ -193,7 +206,8 @@ class RlObjective : public Objective {
     m["objective/entropy"] = ent_sum / u;
     m["train/grad_norm"] = grad_sum / u;
     if (value_head_) m["value/loss"] = vf_sum / u;
-    m["train/loss"] = (pg_sum + p.vf_coef * vf_sum) / u;
+    m["train/loss"] = (pg_sum + p.vf_coef * vf_sum + p.ptx_coef * ptx_sum) / u;
+    if (!ptx_.empty()) m["ptx/loss"] = ptx_sum / u;
     workers_current_ = false;
     m["objective/kl_coef"] = kl_coef_;
     if (p.adaptive_kl && rank_ == 0) {  // other learners get the coefficient with the next rollout
@@ -229,6 +243,40 @@ class RlObjective : public Objective {
           absl::StrCat(path, ": ppo/grpo/rloo/online_dpo need prompt records, got ", SchemaName(d.schema)));
     }
     return d;
+  }
+
+  // data.ptx's trained sequences: the records' own (text, messages, prompt+completion) or each preference pair's chosen.
+  static absl::StatusOr<std::vector<TokenizedExample>> LoadDemonstrations(const TrainContext& ctx,
+                                                                          const std::string& path) {
+    ASSIGN_OR_RETURN(Dataset data, ReadJsonl(path));
+    if (data.schema == DatasetSchema::kPrompt) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": data.ptx needs answers to train on (text, messages, prompt+completion or preference records), got ",
+          SchemaName(data.schema)));
+    }
+    ASSIGN_OR_RETURN(TokenizedDataset tokenized, TokenizeForSpec(ctx, data));
+    std::vector<TokenizedExample> out = std::move(tokenized.examples);
+    for (TokenizedPair& pair : tokenized.pairs) out.push_back(std::move(pair.chosen));
+    if (out.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": data.ptx: no record has a token to train on (", tokenized.first_skip_reason, ")"));
+    }
+    return out;
+  }
+
+  // The mean token NLL of ppo.ptx_batch_size demonstrations drawn from `gen` (with replacement).
+  absl::StatusOr<torch::Tensor> PtxLoss(TrainContext& ctx, torch::Generator& gen) {
+    torch::Tensor picks = torch::randint(static_cast<int64_t>(ptx_.size()), {ctx.spec->ppo.ptx_batch_size}, gen,
+                                         torch::TensorOptions().dtype(torch::kLong));
+    std::vector<TokenizedExample> examples;
+    for (int64_t i = 0; i < picks.size(0); ++i) examples.push_back(ptx_[static_cast<size_t>(picks[i].item<int64_t>())]);
+    CollateOptions co;
+    co.pad_id = ctx.tokenizer->pad_id().value_or(0);
+    co.device = ctx.device;
+    ASSIGN_OR_RETURN(Batch batch, Collate(examples, co));
+    torch::Tensor mask = batch.labels.ne(kIgnoreIndex);
+    torch::Tensor nll = MaskedNextTokenNllSum(RunModel(ctx, batch), ctx.model->lm_head_weight(), batch.input_ids, mask);
+    return nll / mask.sum().clamp_min(1).to(nll.scalar_type());
   }
 
   // Generates k samples per prompt, scores them, and computes old/reference log-probs and values.
@@ -519,6 +567,7 @@ class RlObjective : public Objective {
   int64_t k_ = 1;
   double kl_coef_ = 0;
   Dataset train_, eval_;
+  std::vector<TokenizedExample> ptx_;        // data.ptx, when ppo.ptx_coef > 0
   std::unique_ptr<rollout::Engine> engine_;  // in-process generation, and prompt encoding everywhere
   std::unique_ptr<reward::Reward> rewards_;  // rank 0 only
   int rank_ = 0, world_ = 1;

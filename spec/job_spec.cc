@@ -155,6 +155,7 @@ absl::Status ParseData(MapReader& r, DataSpec* d) {
   RETURN_IF_ERROR(r.Get("max_prompt_length", &d->max_prompt_length));
   RETURN_IF_ERROR(r.Get("pack", &d->pack));
   RETURN_IF_ERROR(r.Get("padding_free", &d->padding_free));
+  RETURN_IF_ERROR(r.Get("ptx", &d->ptx));
   RETURN_IF_ERROR(Require(r, "train", !d->train.empty(), "is required"));
   RETURN_IF_ERROR(Require(r, "max_length", d->max_length > 1, "must be > 1"));
   return Require(r, "max_prompt_length", d->max_prompt_length > 0 && d->max_prompt_length < d->max_length,
@@ -223,6 +224,10 @@ absl::Status ParsePpo(MapReader& r, PpoSpec* p) {
   RETURN_IF_ERROR(OneOf(r, "scale_rewards", p->scale_rewards, {"group", "batch", "none"}));
   RETURN_IF_ERROR(r.Get("max_staleness", &p->max_staleness));
   RETURN_IF_ERROR(Require(r, "max_staleness", p->max_staleness >= 0, "must be >= 0"));
+  RETURN_IF_ERROR(r.Get("ptx_coef", &p->ptx_coef));
+  RETURN_IF_ERROR(r.Get("ptx_batch_size", &p->ptx_batch_size));
+  RETURN_IF_ERROR(Require(r, "ptx_coef", p->ptx_coef >= 0, "must be >= 0"));
+  RETURN_IF_ERROR(Require(r, "ptx_batch_size", p->ptx_batch_size > 0, "must be > 0"));
   RETURN_IF_ERROR(Require(r, "max_new_tokens", p->max_new_tokens > 0, "must be > 0"));
   RETURN_IF_ERROR(Require(r, "temperature", p->temperature > 0, "must be > 0"));
   RETURN_IF_ERROR(Require(r, "samples_per_prompt", p->samples_per_prompt > 0, "must be > 0"));
@@ -343,6 +348,17 @@ absl::Status ParseTop(MapReader& r, JobSpec* spec) {
   if (spec->data.padding_free && rl) {
     return r.Error(r.node()["data"], "data.padding_free",
                    "is for pretrain, sft, rm and the dpo family (not online_dpo)");
+  }
+  const bool ptx_algorithm =
+      spec->algorithm == Algorithm::kPpo || spec->algorithm == Algorithm::kGrpo || spec->algorithm == Algorithm::kRloo;
+  if (spec->ppo.ptx_coef > 0 && !ptx_algorithm) {
+    return r.Error(r.node()["ppo"]["ptx_coef"], "ppo.ptx_coef", "is for ppo, grpo and rloo");
+  }
+  if (spec->ppo.ptx_coef > 0 && spec->data.ptx.empty()) {
+    return r.Error(r.node()["ppo"]["ptx_coef"], "ppo.ptx_coef", "needs data.ptx: the demonstrations to train on");
+  }
+  if (!spec->data.ptx.empty() && spec->ppo.ptx_coef == 0) {
+    return r.Error(r.node()["data"]["ptx"], "data.ptx", "is read only with ppo.ptx_coef > 0 (ppo, grpo and rloo)");
   }
   const bool may_init = spec->algorithm == Algorithm::kPretrain || spec->algorithm == Algorithm::kSft;
   if (spec->model.path.empty() && !may_init) {

@@ -49,6 +49,9 @@ struct DataSpec {
   // pretrain/sft/rm/dpo family: each micro-batch runs as one padding-free row (its sequences end to end, attention
   // and positions kept within each; common/data/collate.h CollatePacked) instead of a padded [B, T] batch
   bool padding_free = false;
+  // ppo, grpo and rloo with ppo.ptx_coef > 0: demonstrations trained on beside the RL loss (PPO-ptx): text, messages or
+  // prompt+completion records, or preference records (their chosen answers).
+  std::string ptx;
 };
 
 struct TrainSpec {
@@ -123,6 +126,10 @@ struct PpoSpec {
   // Distributed jobs: how many weight versions older than the policy being trained a rollout sample may be
   // (0 = strictly on-policy). alignd publishes before every step's generation, so samples are on-policy today.
   int64_t max_staleness = 0;
+  // PPO-ptx (InstructGPT, Ouyang et al. 2022; OpenRLHF's --ptx_coef): each minibatch also adds ptx_coef times the mean
+  // token NLL of ptx_batch_size records of data.ptx, drawn at random, to the loss. 0 = off. ppo, grpo and rloo.
+  double ptx_coef = 0.0;
+  int64_t ptx_batch_size = 8;
 };
 
 struct JobSpec {

@@ -112,6 +112,7 @@ absl::Status CheckPaths(const JobSpec& spec, absl::string_view source, const std
   std::vector<std::pair<std::string, std::string>> paths = {{"model.path", spec.model.path},
                                                             {"data.train", spec.data.train},
                                                             {"data.eval", spec.data.eval},
+                                                            {"data.ptx", spec.data.ptx},
                                                             {"output_dir", spec.output_dir}};
   // Files a reward part reads (a reward model, an outside server's token and certificates): a token file outside
   // the roots would be read by a worker and sent to the server the spec names.

@@ -575,6 +575,62 @@ TEST_F(RlTest, EveryRlAlgorithmRunsAndReportsItsMetrics) {
   }
 }
 
+// PPO-ptx: the demonstrations' NLL joins the RL loss. An answer the SFT model never wrote ("Zebra quartz hums.") to
+// every training prompt: within 6 steps at ptx_coef 1 its NLL must fall by 0.3 and end 0.5 below a run at 1e-6 (which
+// reports the NLL without training on it; there it stayed at 4.1-4.4, with 1 it fell from 3.9 to 3.0-3.2), in PPO and
+// in GRPO. A preference file gives its chosen answers; prompts alone are refused.
+TEST_F(RlTest, PtxTrainsTheDemonstrationsBesideTheRlLoss) {
+  std::string base = SftModel();
+  ASSERT_FALSE(base.empty());
+  auto prompts = ReadJsonl(*data_ + "/prompts_train.jsonl");
+  ASSERT_TRUE(prompts.ok()) << prompts.status();
+  std::vector<Record> demos;
+  for (const Record& p : prompts->records) {
+    Record d;
+    d.prompt = p.prompt;
+    d.completion = Turns::Text("Zebra quartz hums.");
+    demos.push_back(d);
+  }
+  const std::string demo_path = ::testing::TempDir() + "/ptx_demos.jsonl";
+  ASSERT_TRUE(WriteJsonl(demo_path, DatasetSchema::kPromptCompletion, demos).ok());
+  for (Algorithm a : {Algorithm::kPpo, Algorithm::kGrpo}) {
+    std::map<double, std::pair<double, double>> nll;  // coefficient -> the first and last steps' demonstration NLL
+    for (double coef : {1e-6, 1.0}) {
+      JobSpec spec = Rl(absl::StrCat("ptx_", AlgorithmName(a), "_", coef), a, base);
+      spec.train.steps = 6;
+      spec.data.ptx = demo_path;
+      spec.ppo.ptx_coef = coef;
+      spec.ppo.ptx_batch_size = 8;
+      auto r = RunTraining(spec);
+      ASSERT_TRUE(r.ok()) << AlgorithmName(a) << ": " << r.status();
+      std::vector<json> lines;  // the training steps' lines (the eval line is the last)
+      for (const json& l : Lines(spec.output_dir)) {
+        if (l.contains("train/loss")) lines.push_back(l);
+      }
+      ASSERT_EQ(lines.size(), 6u);
+      for (const auto& l : lines) ASSERT_TRUE(l.contains("ptx/loss")) << l.dump();
+      nll[coef] = {lines.front()["ptx/loss"].get<double>(), lines.back()["ptx/loss"].get<double>()};
+    }
+    const auto [first, last] = nll[1.0];
+    EXPECT_LT(last, first - 0.3) << AlgorithmName(a) << ": demonstration NLL " << first << " -> " << last;
+    EXPECT_LT(last, nll[1e-6].second - 0.5)
+        << AlgorithmName(a) << ": " << last << " against " << nll[1e-6].second << " untrained";
+  }
+  JobSpec pref = Rl("ptx_pref", Algorithm::kPpo, base);
+  pref.train.steps = 1;
+  pref.data.ptx = *data_ + "/pref_train.jsonl";
+  pref.ppo.ptx_coef = 0.5;
+  auto r = RunTraining(pref);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_GT(r->last.at("ptx/loss"), 0.0);
+  EXPECT_TRUE(std::isfinite(r->last.at("ptx/loss")));
+  pref.output_dir += "_prompts";
+  pref.data.ptx = *data_ + "/prompts_train.jsonl";
+  r = RunTraining(pref);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(r.status().message()), ::testing::HasSubstr("data.ptx needs answers to train on"));
+}
+
 }  // namespace
 }  // namespace alignd::learner
 

@@ -141,6 +141,22 @@ TEST(JobSpec, MixIsForLanguageModelling) {
   EXPECT_THAT(Error(std::string(kMinimal) + "  mix: [b.jsonl]\n"), HasSubstr("data.mix: is only for pretrain and sft"));
 }
 
+TEST(JobSpec, PtxTrainsDemonstrationsBesideTheRlLoss) {
+  const std::string grpo = std::string(kGrpo) + "  ptx: data/sft.jsonl\nrewards: [{type: toy.brevity}]\n";
+  auto spec = ParseJobSpec(grpo + "ppo:\n  ptx_coef: 0.5\n  ptx_batch_size: 4\n");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->data.ptx, "data/sft.jsonl");
+  EXPECT_DOUBLE_EQ(spec->ppo.ptx_coef, 0.5);
+  EXPECT_EQ(spec->ppo.ptx_batch_size, 4);
+  EXPECT_THAT(Error(grpo), HasSubstr("job.yaml:7: data.ptx: is read only with ppo.ptx_coef > 0"));
+  EXPECT_THAT(Error(std::string(kGrpo) + "rewards: [{type: toy.brevity}]\nppo:\n  ptx_coef: 0.5\n"),
+              HasSubstr("job.yaml:9: ppo.ptx_coef: needs data.ptx"));
+  EXPECT_THAT(Error(std::string(kMinimal) + "  ptx: data/sft.jsonl\nppo:\n  ptx_coef: 0.5\n"),
+              HasSubstr("job.yaml:9: ppo.ptx_coef: is for ppo, grpo and rloo"));
+  EXPECT_THAT(Error(grpo + "ppo:\n  ptx_coef: -1\n"), HasSubstr("job.yaml:10: ppo.ptx_coef: must be >= 0"));
+  EXPECT_THAT(Error(grpo + "ppo:\n  ptx_coef: 1\n  ptx_batch_size: 0\n"), HasSubstr("ppo.ptx_batch_size: must be > 0"));
+}
+
 TEST(JobSpec, PaddingFreeAndVocabularySize) {
   auto spec = ParseJobSpec(
       "name: t\nalgorithm: sft\nmodel:\n  init:\n    vocab_size: 32000\ndata:\n  train: a.jsonl\n"

@@ -92,6 +92,10 @@ TEST(ValidateJobSpecTest, PathsOutsideTheRootsNameTheKey) {
   check("name: x\ndata:\n  train: /data/../etc/t.jsonl\n", "data.train");
   check("name: x\ndata:\n  train: /database/t.jsonl\n", "data.train");
   check("name: x\noutput_dir: /tmp/x\ndata:\n  train: t.jsonl\n", "output_dir: \"/tmp/x\"");
+  check(
+      "name: x\nalgorithm: grpo\nmodel:\n  path: /data/m\ndata:\n  train: t.jsonl\n  ptx: /etc/sft.jsonl\n"
+      "rewards: [{type: toy.brevity}]\nppo:\n  ptx_coef: 1\n",
+      "data.ptx: \"/etc/sft.jsonl\" is outside the allowed roots");
 }
 
 TEST(ValidateJobSpecTest, TrainSpecErrorsKeepTheUsersLineNumbers) {
