@@ -92,6 +92,14 @@ torch::Tensor RunModel(TrainContext& ctx, const Batch& batch);
 // examples later). ExampleTokenizer::Create's and Tokenize's errors.
 absl::StatusOr<TokenizedDataset> TokenizeForSpec(const TrainContext& ctx, const Dataset& data, bool pack = false);
 
+// The sequences a language-model loss trains on in the JSONL file at `path`: text, messages or prompt+completion
+// records, and with `chosen_of_pairs` also preference records (their chosen answers); packed into rows of
+// data.max_length when `pack`. INVALID_ARGUMENT naming `path` and `who` (the algorithm or key that reads it) for
+// another schema, and when no record has a token to train on; ReadJsonl's and TokenizeForSpec's errors.
+absl::StatusOr<std::vector<TokenizedExample>> LoadTrainedSequences(const TrainContext& ctx, const std::string& path,
+                                                                   absl::string_view who, bool chosen_of_pairs,
+                                                                   bool pack = false);
+
 // Splits `items` into `parts` consecutive chunks of equal size (items.size() divisible by parts).
 std::vector<std::vector<size_t>> Split(const std::vector<size_t>& items, int64_t parts);
 

@@ -15,19 +15,8 @@ namespace alignd::learner {
 namespace {
 
 absl::StatusOr<std::vector<TokenizedExample>> LoadExamples(const TrainContext& ctx, const std::string& path) {
-  ASSIGN_OR_RETURN(Dataset data, ReadJsonl(path));
-  if (data.schema == DatasetSchema::kPreference || data.schema == DatasetSchema::kPrompt) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": ", AlgorithmName(ctx.spec->algorithm),
-                                                   " needs text, messages or prompt+completion records, got ",
-                                                   SchemaName(data.schema)));
-  }
-  ASSIGN_OR_RETURN(TokenizedDataset tokenized, TokenizeForSpec(ctx, data, ctx.spec->data.pack));
-  if (tokenized.examples.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": no record has a token to train on (", tokenized.first_skip_reason, ")"));
-  }
-  if (ctx.spec->data.pack) return PackExamples(tokenized.examples, ctx.spec->data.max_length, true);
-  return tokenized.examples;
+  return LoadTrainedSequences(ctx, path, AlgorithmName(ctx.spec->algorithm), /*chosen_of_pairs=*/false,
+                              ctx.spec->data.pack);
 }
 
 // Summed NLL and trained-token count of `examples` under the model; backward of sum/denominator when `denominator`>0.
@@ -125,6 +114,28 @@ absl::StatusOr<TokenizedDataset> TokenizeForSpec(const TrainContext& ctx, const 
   opts.max_prompt_length = static_cast<int32_t>(ctx.spec->data.max_prompt_length);
   ASSIGN_OR_RETURN(ExampleTokenizer tok, ExampleTokenizer::Create(ctx.tokenizer.get(), opts));
   return tok.Tokenize(data);
+}
+
+absl::StatusOr<std::vector<TokenizedExample>> LoadTrainedSequences(const TrainContext& ctx, const std::string& path,
+                                                                   absl::string_view who, bool chosen_of_pairs,
+                                                                   bool pack) {
+  ASSIGN_OR_RETURN(Dataset data, ReadJsonl(path));
+  if (data.schema == DatasetSchema::kPrompt || (data.schema == DatasetSchema::kPreference && !chosen_of_pairs)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": ", who, " needs ",
+                     chosen_of_pairs ? "answers to train on (text, messages, prompt+completion or preference records)"
+                                     : "text, messages or prompt+completion records",
+                     ", got ", SchemaName(data.schema)));
+  }
+  ASSIGN_OR_RETURN(TokenizedDataset tokenized, TokenizeForSpec(ctx, data, pack));
+  std::vector<TokenizedExample> out = std::move(tokenized.examples);
+  for (TokenizedPair& pair : tokenized.pairs) out.push_back(std::move(pair.chosen));
+  if (out.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": no record has a token to train on (", tokenized.first_skip_reason, ")"));
+  }
+  if (pack) return PackExamples(out, ctx.spec->data.max_length, true);
+  return out;
 }
 
 torch::Tensor RunModel(TrainContext& ctx, const Batch& batch) {

@@ -55,7 +55,7 @@ class RlObjective : public Objective {
       ASSIGN_OR_RETURN(eval_, LoadPrompts(spec.data.eval));
     }
     if (spec.ppo.ptx_coef > 0) {
-      ASSIGN_OR_RETURN(ptx_, LoadDemonstrations(ctx, spec.data.ptx));
+      ASSIGN_OR_RETURN(ptx_, LoadTrainedSequences(ctx, spec.data.ptx, "data.ptx", /*chosen_of_pairs=*/true));
     }
     rollout::Engine::Options eo;
     eo.model = ctx.model;
@@ -243,25 +243,6 @@ class RlObjective : public Objective {
           absl::StrCat(path, ": ppo/grpo/rloo/online_dpo need prompt records, got ", SchemaName(d.schema)));
     }
     return d;
-  }
-
-  // data.ptx's trained sequences: the records' own (text, messages, prompt+completion) or each preference pair's chosen.
-  static absl::StatusOr<std::vector<TokenizedExample>> LoadDemonstrations(const TrainContext& ctx,
-                                                                          const std::string& path) {
-    ASSIGN_OR_RETURN(Dataset data, ReadJsonl(path));
-    if (data.schema == DatasetSchema::kPrompt) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, ": data.ptx needs answers to train on (text, messages, prompt+completion or preference records), got ",
-          SchemaName(data.schema)));
-    }
-    ASSIGN_OR_RETURN(TokenizedDataset tokenized, TokenizeForSpec(ctx, data));
-    std::vector<TokenizedExample> out = std::move(tokenized.examples);
-    for (TokenizedPair& pair : tokenized.pairs) out.push_back(std::move(pair.chosen));
-    if (out.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ": data.ptx: no record has a token to train on (", tokenized.first_skip_reason, ")"));
-    }
-    return out;
   }
 
   // The mean token NLL of ppo.ptx_batch_size demonstrations drawn from `gen` (with replacement).
@@ -474,18 +455,14 @@ class RlObjective : public Objective {
     double loss_sum = 0, chosen_sum = 0, rejected_sum = 0, right_sum = 0, logp_c = 0, logp_r = 0, nll_sum = 0;
     double grad_sum = 0, tokens = 0;
     int64_t updates = 0;
-    // Reward-aware labels: each pair's score gap, indexed by the minibatches' picks.
+    // Each pair's score gap, once: its mean is logged, and reward-aware labels index it with the minibatches' picks
+    // (the difference of two float scores, exact in double, rounds to the float one).
     torch::Tensor gaps;
-    if (n > 0 && d.reward_scale > 0) {
-      torch::Tensor cols = pairs.to(r.scores.device());
-      gaps = r.scores.index_select(0, cols.select(1, 0)) - r.scores.index_select(0, cols.select(1, 1));
-    }
     if (n > 0) {
       torch::Tensor scores = r.scores.to(torch::kCPU, torch::kDouble);
-      (*m)["pairs/score_gap"] =
-          (scores.index_select(0, pairs.select(1, 0)) - scores.index_select(0, pairs.select(1, 1)))
-              .mean()
-              .item<double>();
+      torch::Tensor all = scores.index_select(0, pairs.select(1, 0)) - scores.index_select(0, pairs.select(1, 1));
+      (*m)["pairs/score_gap"] = all.mean().item<double>();
+      if (d.reward_scale > 0) gaps = all.to(r.scores.device(), r.scores.scalar_type());
     }
     torch::Generator gen = at::detail::createCPUGenerator(ctx.spec->seed * 7919 + static_cast<uint64_t>(step));
     for (int64_t epoch = 0; per > 0 && epoch < p.epochs; ++epoch) {

@@ -37,9 +37,9 @@ inline constexpr size_t kMaxSpecBytes = 1 << 20;
 // Parses and checks `spec_yaml` (at most kMaxSpecBytes): the resources above, then the rest as ParseJobSpec does, then
 // what a gang can run (rollout workers and reward servers only for ppo/grpo/rloo/online_dpo; train.batch_size
 // divisible by the learners). With non-empty `path_roots`, every path in the spec (model.path, data.train, data.mix,
-// data.eval, data.ptx, output_dir, and rewards[i].path/token_file/tls_ca/tls_cert/tls_key) must lie, after lexical normalisation
-// (symlinks are not resolved), under one of the roots; relative paths are taken relative to the first root (the
-// working directory workers run in). Every error is INVALID_ARGUMENT naming `source` and the key.
+// data.eval, data.ptx, output_dir, and rewards[i].path/token_file/tls_ca/tls_cert/tls_key) must lie, after lexical
+// normalisation (symlinks are not resolved), under one of the roots; relative paths are taken relative to the first
+// root (the working directory workers run in). Every error is INVALID_ARGUMENT naming `source` and the key.
 absl::StatusOr<ValidatedSpec> ValidateJobSpec(absl::string_view spec_yaml, absl::string_view source = "spec",
                                               const std::vector<std::string>& path_roots = {});
 
