@@ -1,4 +1,6 @@
 #include <ATen/Parallel.h>
+#include <ATen/Version.h>
+#include <torch/version.h>
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
@@ -8,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cli/commands.h"
+#include "cli/eval_cache.h"
 #include "common/base/cpu.h"
 #include "common/base/file_util.h"
 #include "common/base/flags.h"
@@ -171,6 +174,25 @@ absl::Status AddPerplexity(const FlagSet& flags, const Dataset& data, LoadedMode
   return absl::OkStatus();
 }
 
+// What the greedy answers depend on besides the model's weights (--cache's key): the prompts, the tokenizer that renders
+// them (--model's), the decoding options, and the kernels that compute them.
+absl::StatusOr<std::string> AnswerSettings(const FlagSet& flags, const Dataset& data, torch::ScalarType dtype) {
+  ASSIGN_OR_RETURN(std::string prompts, ReadFile(flags.GetString("data")));
+  std::string tokenizer;
+  for (const char* name : {"tokenizer.json", "tokenizer_config.json"}) {
+    const std::string path = JoinPath(flags.GetString("model"), name);
+    if (!PathExists(path)) continue;
+    ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
+    absl::StrAppend(&tokenizer, name, " ", bytes.size(), "\n", bytes);
+  }
+  return absl::StrCat("alignd eval answers, format 1\nprompts ", prompts.size(), " bytes, ", data.records.size(),
+                      " records, digest ", TextDigest(prompts), "\ntokenizer digest ", TextDigest(tokenizer),
+                      "\ntemplate ", flags.GetString("template"), "\nmax_new_tokens ", flags.GetInt("max_new_tokens"),
+                      "\nbatch_size ", flags.GetInt("batch_size"), "\ndtype ", flags.GetString("dtype"), " (",
+                      c10::toString(dtype), ")\nthreads ", at::get_num_threads(), "\ncpu ", at::get_cpu_capability(),
+                      "\nlibtorch ", TORCH_VERSION, "\n");
+}
+
 absl::Status AddGeneration(const FlagSet& flags, const Dataset& data, const LoadedModel& model,
                            std::shared_ptr<const Tokenizer> tokenizer, torch::ScalarType dtype,
                            const std::vector<std::string>& metrics, nlohmann::json& result) {
@@ -178,8 +200,26 @@ absl::Status AddGeneration(const FlagSet& flags, const Dataset& data, const Load
   learner::GenerationEvalModels models;
   models.policy = model.model;
   models.tokenizer = std::move(tokenizer);
-  LoadedModel reference;
+  // --cache: the folders' digests key the answers; a reference with the model's own bytes is the model itself.
+  const std::string cache_dir = flags.GetString("cache");
+  std::string model_digest, reference_digest, judge_digest;
+  if (!cache_dir.empty() || !flags.GetString("reference").empty()) {
+    ASSIGN_OR_RETURN(model_digest, FolderDigest(flags.GetString("model")));
+  }
   if (!flags.GetString("reference").empty()) {
+    absl::StatusOr<std::string> digest = FolderDigest(flags.GetString("reference"));
+    if (!digest.ok()) return Annotate(digest.status(), "--reference");
+    reference_digest = *digest;
+  }
+  if (Contains(metrics, "win_rate")) {
+    absl::StatusOr<std::string> digest = FolderDigest(flags.GetString("judge"));
+    if (!digest.ok()) return Annotate(digest.status(), "--judge");
+    judge_digest = *digest;
+  }
+  LoadedModel reference;
+  if (!reference_digest.empty() && reference_digest == model_digest) {
+    models.reference = model.model;  // the same bytes: one model, answers and scores computed once
+  } else if (!reference_digest.empty()) {
     LoadOptions load;
     load.dtype = dtype;
     load.load_tokenizer = false;
@@ -211,7 +251,25 @@ absl::Status AddGeneration(const FlagSet& flags, const Dataset& data, const Load
   options.chat_template = tmpl;
   options.max_new_tokens = flags.GetInt("max_new_tokens");
   options.batch_size = flags.GetInt("batch_size");
+  std::optional<AnswerCache> cache;
+  if (!cache_dir.empty()) {
+    ASSIGN_OR_RETURN(std::string settings, AnswerSettings(flags, data, dtype));
+    cache.emplace(cache_dir, std::move(settings));
+    if (Contains(metrics, "win_rate") && reference_digest != model_digest) {
+      options.reference_answers = cache->Find(reference_digest, judge_digest, data.records.size());
+    }
+    result["reference_answers"] = options.reference_answers ? "cache" : "generated";
+  }
   ASSIGN_OR_RETURN(learner::GenerationEvalResult eval, learner::EvaluateGeneration(data.records, models, options));
+  if (cache && Contains(metrics, "win_rate")) {
+    // The model's answers and the judge's scores of them, for an evaluation that has this model as its reference.
+    learner::ReferenceAnswers mine;
+    for (const learner::PromptEval& p : eval.prompts) {
+      mine.completions.push_back(p.completion);
+      mine.judge_scores.push_back(*p.judge_policy);
+    }
+    RETURN_IF_ERROR(Annotate(cache->Store(model_digest, flags.GetString("model"), judge_digest, mine), "--cache"));
+  }
   for (const auto& [name, value] : eval.metrics) {
     result[name] = value ? nlohmann::json(*value) : nlohmann::json(nullptr);
   }
@@ -307,6 +365,10 @@ int RunEval(const Args& args, std::ostream& out, std::ostream& err) {
   flags.Bool("assistant_only", false,
              "perplexity of \"messages\" records over their assistant turns only (content and end-of-turn marker, "
              "what SFT trains), the rest as context");
+  flags.String("cache", "",
+               "folder that keeps each evaluated model's greedy answers and the judge's scores of them: a later "
+               "evaluation whose --reference is that model takes the reference's side of win_rate from it instead of "
+               "generating and judging again (keyed by the models' and prompts' bytes and every decoding setting)");
   flags.String("dtype", "float32", "compute dtype of --model and --reference: float32, bfloat16 or float64");
   flags.Int("threads", AvailableCores(), "intra-op threads (default: the cores available)");
   constexpr char kAbout[] =

@@ -55,6 +55,13 @@ absl::Status Validate(const std::vector<Record>& records, const GenerationEvalMo
   if (Wants(options, "win_rate") && models.judge == nullptr) {
     return absl::InvalidArgumentError("judge: win_rate needs a judge");
   }
+  if (const auto& given = options.reference_answers) {
+    if (given->completions.size() != records.size() || given->judge_scores.size() != records.size()) {
+      return absl::InvalidArgumentError(absl::StrCat("reference_answers: ", given->completions.size(), " answers and ",
+                                                     given->judge_scores.size(), " judge scores for ", records.size(),
+                                                     " records"));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -84,6 +91,7 @@ absl::StatusOr<GenerationEvalResult> Evaluate(const std::vector<Record>& records
   torch::NoGradGuard no_grad;
   models.policy->eval();
   if (models.reference) models.reference->eval();
+  const bool own_reference = models.reference && models.reference.get() == models.policy.get();
 
   // Prompt ids as the engine renders them; an engine only for that, so both models see identical prompts.
   rollout::Engine::Options eo;
@@ -138,8 +146,11 @@ absl::StatusOr<GenerationEvalResult> Evaluate(const std::vector<Record>& records
     // reference gives exactly 0.
     ASSIGN_OR_RETURN(auto policy_lp,
                      rollout::RecomputeLogProbs(*models.policy, prompt_ids, samples, options.batch_size));
-    ASSIGN_OR_RETURN(auto reference_lp,
-                     rollout::RecomputeLogProbs(*models.reference, prompt_ids, samples, options.batch_size));
+    std::vector<std::vector<float>> reference_lp = policy_lp;
+    if (!own_reference) {
+      ASSIGN_OR_RETURN(reference_lp,
+                       rollout::RecomputeLogProbs(*models.reference, prompt_ids, samples, options.batch_size));
+    }
     for (size_t i = 0; i < records.size(); ++i) {
       double kl = 0;
       for (size_t t = 0; t < policy_lp[i].size(); ++t) kl += double{policy_lp[i][t]} - double{reference_lp[i][t]};
@@ -147,17 +158,32 @@ absl::StatusOr<GenerationEvalResult> Evaluate(const std::vector<Record>& records
     }
   }
   if (Wants(options, "win_rate")) {
-    ASSIGN_OR_RETURN(std::vector<rollout::Sample> ref_samples, Answer(models.reference, models, options, prompt_ids));
-    std::vector<reward::ScoreInput> ref_inputs;
-    for (size_t i = 0; i < records.size(); ++i) ref_inputs.push_back(reward::InputFor(records[i], ref_samples[i].text));
-    ASSIGN_OR_RETURN(std::vector<reward::ScoreResult> mine, models.judge->Score(inputs));
-    ASSIGN_OR_RETURN(std::vector<reward::ScoreResult> theirs, models.judge->Score(ref_inputs));
+    ASSIGN_OR_RETURN(std::vector<reward::ScoreResult> scored, models.judge->Score(inputs));
+    std::vector<double> mine, theirs;
+    for (const reward::ScoreResult& s : scored) mine.push_back(s.total);
+    std::vector<std::string> ref_text;
+    if (options.reference_answers) {
+      ref_text = options.reference_answers->completions;
+      theirs = options.reference_answers->judge_scores;
+    } else if (own_reference) {
+      for (const rollout::Sample& s : samples) ref_text.push_back(s.text);
+      theirs = mine;
+    } else {
+      ASSIGN_OR_RETURN(std::vector<rollout::Sample> ref_samples, Answer(models.reference, models, options, prompt_ids));
+      std::vector<reward::ScoreInput> ref_inputs;
+      for (size_t i = 0; i < records.size(); ++i) {
+        ref_text.push_back(ref_samples[i].text);
+        ref_inputs.push_back(reward::InputFor(records[i], ref_text.back()));
+      }
+      ASSIGN_OR_RETURN(std::vector<reward::ScoreResult> ref_scored, models.judge->Score(ref_inputs));
+      for (const reward::ScoreResult& s : ref_scored) theirs.push_back(s.total);
+    }
     for (size_t i = 0; i < records.size(); ++i) {
       PromptEval& p = result.prompts[i];
-      p.reference_completion = ref_samples[i].text;
-      p.judge_policy = mine[i].total;
-      p.judge_reference = theirs[i].total;
-      p.win = mine[i].total > theirs[i].total ? 1.0 : mine[i].total == theirs[i].total ? 0.5 : 0.0;
+      p.reference_completion = ref_text[i];
+      p.judge_policy = mine[i];
+      p.judge_reference = theirs[i];
+      p.win = mine[i] > theirs[i] ? 1.0 : mine[i] == theirs[i] ? 0.5 : 0.0;
     }
   }
 

@@ -46,16 +46,28 @@ bool IsGenerationMetric(absl::string_view name);
 struct GenerationEvalModels {
   CausalLM policy{nullptr};                    // a language-model head
   std::shared_ptr<const Tokenizer> tokenizer;  // the policy's; the reference must share its vocabulary
-  CausalLM reference{nullptr};                 // kl_to_ref, win_rate
+  CausalLM reference{nullptr};                 // kl_to_ref, win_rate; may be `policy` itself (see below)
   reward::Reward* reward = nullptr;            // reward_mean: the total is the reward
   reward::Reward* judge = nullptr;             // win_rate: the total is the judge's score (e.g. a reward model alone)
 };
 
+// The reference's greedy answers to the same records, and the judge's scores of them, from an earlier evaluation of
+// the reference model as the policy with the same options and judge (alignd eval --cache): win_rate takes them
+// instead of generating and judging them again. One entry per record, in order.
+struct ReferenceAnswers {
+  std::vector<std::string> completions;
+  std::vector<double> judge_scores;
+};
+
+// When `reference` is the same module as `policy` (one model evaluated against itself), the reference's answers,
+// log-probs and judge scores are the policy's, computed once: kl_to_ref is 0 and win_rate 0.5, as a second identical
+// pass would give.
 struct GenerationEvalOptions {
   std::vector<std::string> metrics;      // non-empty subset of GenerationMetricNames()
   std::string chat_template = "chatml";  // prompts are rendered with it (rollout::Engine::EncodePrompt)
   int64_t max_new_tokens = 32;           // greedy decoding (temperature 0), the template's default stop tokens
   int64_t batch_size = 32;               // rows decoded together, and sequences per forward pass for kl_to_ref
+  std::optional<ReferenceAnswers> reference_answers;  // win_rate: the reference's side, if already known
 };
 
 // One prompt's answer and its scores; a member is set only when a requested metric needs it.

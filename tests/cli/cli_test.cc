@@ -9,6 +9,8 @@
 #include "cli/commands.h"
 #include "common/base/file_util.h"
 #include "common/model/device.h"
+#include "common/model/hf_model.h"
+#include "common/model/transformer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/cli/cli_runner.h"
@@ -157,6 +159,74 @@ TEST(Synth, FlagsReachTheManifest) {
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("pref_safety_percent"));
   EXPECT_FALSE(PathExists(d + "/bad/manifest.json"));
+}
+
+// --cache: an evaluation that has a model as its --reference takes that model's answers and the judge's scores of
+// them from the evaluation that had it as --model, and reports exactly what generating and judging them again gives.
+TEST(Eval, CacheGivesTheReferenceSideExactlyAsGeneratingItDoes) {
+  std::string d = Dir("cache");
+  for (const char* seed : {"3", "4"}) {
+    Outcome init = Call(RunInit, {"--out", d + "/m" + seed, "--hidden_size", "32", "--layers", "2", "--seed", seed});
+    ASSERT_EQ(init.code, 0) << init.err;
+  }
+  {  // the judge: a score head on a model of the same shape
+    auto loaded = LoadModelDir(d + "/m3");
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    ModelConfig c = loaded->config;
+    c.head = HeadKind::kScore;
+    c.num_labels = 1;
+    c.architecture = "LlamaForSequenceClassification";
+    CausalLM judge(c);
+    judge->InitWeights(5);
+    ASSERT_TRUE(SaveModelDir(d + "/judge", *judge, loaded->tokenizer.get()).ok());
+  }
+  ASSERT_EQ(Call(RunDataSynth, {"--out", d + "/data", "--pretrain", "5", "--sft_train", "5", "--sft_eval", "5",
+                                "--pref_train", "5", "--pref_eval", "5", "--prompts_train", "5", "--prompts_eval", "7"})
+                .code,
+            0);
+  auto eval = [&](const std::string& model, const std::string& details, std::vector<std::string> more = {}) {
+    std::vector<std::string> args = {"--model",          d + "/" + model,
+                                     "--reference",      d + "/m3",
+                                     "--judge",          d + "/judge",
+                                     "--data",           d + "/data/prompts_eval.jsonl",
+                                     "--metrics",        "accuracy,kl_to_ref,win_rate",
+                                     "--max_new_tokens", "6",
+                                     "--batch_size",     "3",
+                                     "--threads",        "1",
+                                     "--details",        d + "/" + details};
+    args.insert(args.end(), more.begin(), more.end());
+    Outcome r = Call(RunEval, args);
+    EXPECT_EQ(r.code, 0) << r.err;
+    return r.code == 0 ? json::parse(r.out) : json();
+  };
+  const std::vector<std::string> cache = {"--cache", d + "/cache"};
+  json plain = eval("m4", "plain.jsonl");
+  EXPECT_FALSE(plain.contains("reference_answers"));
+  json own = eval("m3", "own.jsonl", cache);  // the reference against itself: computed once, kept
+  EXPECT_EQ(own["reference_answers"], "generated");
+  EXPECT_EQ(own["win_rate"].get<double>(), 0.5);
+  EXPECT_EQ(own["kl_to_ref"].get<double>(), 0.0);
+  json cached = eval("m4", "cached.jsonl", cache);
+  EXPECT_EQ(cached["reference_answers"], "cache");
+  for (const char* m : {"accuracy", "kl_to_ref", "win_rate"}) EXPECT_EQ(cached[m], plain[m]) << m;
+  auto text = [&](const std::string& name) { return ReadFile(d + "/" + name).value_or("?"); };
+  EXPECT_EQ(text("cached.jsonl"), text("plain.jsonl"));  // every answer and judge score, to the last bit
+  // The reference's own answers are what it gave as the model.
+  std::istringstream own_lines(text("own.jsonl")), cached_lines(text("cached.jsonl"));
+  std::string a, b;
+  while (std::getline(own_lines, a) && std::getline(cached_lines, b)) {
+    EXPECT_EQ(json::parse(a)["completion"], json::parse(b)["reference_completion"]);
+    EXPECT_EQ(json::parse(a)["judge_policy"], json::parse(b)["judge_reference"]);
+  }
+
+  // Another decoding setting is another key: generated again, not taken.
+  EXPECT_EQ(eval("m4", "longer.jsonl", {"--cache", d + "/cache", "--max_new_tokens", "7"})["reference_answers"],
+            "generated");
+  // A damaged entry is a miss, not an error.
+  for (const auto& e : fs::directory_iterator(d + "/cache")) ASSERT_TRUE(WriteFileAtomic(e.path().string(), "{").ok());
+  json again = eval("m4", "again.jsonl", cache);
+  EXPECT_EQ(again["reference_answers"], "generated");
+  EXPECT_EQ(again["win_rate"], plain["win_rate"]);
 }
 
 TEST(Help, EveryCommandAnswersHelp) {

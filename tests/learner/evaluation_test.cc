@@ -175,6 +175,50 @@ TEST(EvaluationTest, ModelIsItsOwnReference) {
   }
 }
 
+// The same module as policy and reference: one generation and one judging serve both sides.
+TEST(EvaluationTest, SameModuleAsReferenceAnswersOnce) {
+  LengthJudge judge;
+  GenerationEvalModels models;
+  models.policy = RandomModel(5);
+  models.reference = models.policy;
+  models.tokenizer = ByteTokenizer();
+  models.judge = &judge;
+  auto r = EvaluateGeneration(SynthPrompts(), models, Options({"kl_to_ref", "win_rate"}));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(*r->metrics.at("kl_to_ref"), 0.0);
+  EXPECT_EQ(*r->metrics.at("win_rate"), 0.5);
+  for (const PromptEval& p : r->prompts) {
+    EXPECT_EQ(p.reference_completion, p.completion);
+    EXPECT_EQ(p.judge_reference, p.judge_policy);
+  }
+}
+
+// Reference answers given (alignd eval --cache) replace the reference's generation and judging.
+TEST(EvaluationTest, GivenReferenceAnswersAreJudgedAsGiven) {
+  const std::vector<Record> records = {Prompt("What is 3 + 4?", "arithmetic", "7"),
+                                       Prompt("What is 9 - 2?", "arithmetic", "7")};
+  SevenJudge seven;
+  GenerationEvalModels models;
+  models.policy = ConstantModel('7');
+  models.reference = ConstantModel('7');  // would tie; the given answers decide instead
+  models.tokenizer = ByteTokenizer();
+  models.judge = &seven;
+  GenerationEvalOptions o = Options({"win_rate"}, 1);
+  o.reference_answers = ReferenceAnswers{{"eight", "seven"}, {0.0, 2.0}};
+  auto r = EvaluateGeneration(records, models, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->prompts[0].reference_completion, "eight");
+  EXPECT_EQ(r->prompts[1].judge_reference, 2.0);
+  EXPECT_EQ(r->prompts[0].win, 1.0);  // the policy's "7" scores 1
+  EXPECT_EQ(r->prompts[1].win, 0.0);
+  EXPECT_EQ(*r->metrics.at("win_rate"), 0.5);
+
+  o.reference_answers->judge_scores.pop_back();
+  r = EvaluateGeneration(records, models, o);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("reference_answers: 2 answers and 1 judge scores for 2"));
+}
+
 TEST(EvaluationTest, AllMetricsAgreeWithTheDetails) {
   const std::vector<Record> records = SynthPrompts();
   std::unique_ptr<reward::Reward> rules = ToyRules("[{type: toy.arithmetic}, {type: toy.refusal}]");
