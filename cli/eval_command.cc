@@ -3,6 +3,7 @@
 #include <torch/version.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <utility>
 
@@ -200,26 +201,34 @@ absl::Status AddGeneration(const FlagSet& flags, const Dataset& data, const Load
   learner::GenerationEvalModels models;
   models.policy = model.model;
   models.tokenizer = std::move(tokenizer);
-  // --cache: the folders' digests key the answers; a reference with the model's own bytes is the model itself.
+  // --cache: the folders' digests key the answers. A reference that is the model's own folder (or, with --cache, has
+  // its bytes) is the model itself: answered and judged once.
   const std::string cache_dir = flags.GetString("cache");
+  const bool has_reference = !flags.GetString("reference").empty();
   std::string model_digest, reference_digest, judge_digest;
-  if (!cache_dir.empty() || !flags.GetString("reference").empty()) {
+  bool own_reference = false;
+  if (has_reference) {
+    std::error_code ec;
+    own_reference = std::filesystem::equivalent(flags.GetString("model"), flags.GetString("reference"), ec);
+  }
+  if (!cache_dir.empty()) {
     ASSIGN_OR_RETURN(model_digest, FolderDigest(flags.GetString("model")));
-  }
-  if (!flags.GetString("reference").empty()) {
-    absl::StatusOr<std::string> digest = FolderDigest(flags.GetString("reference"));
-    if (!digest.ok()) return Annotate(digest.status(), "--reference");
-    reference_digest = *digest;
-  }
-  if (Contains(metrics, "win_rate")) {
-    absl::StatusOr<std::string> digest = FolderDigest(flags.GetString("judge"));
-    if (!digest.ok()) return Annotate(digest.status(), "--judge");
-    judge_digest = *digest;
+    if (has_reference) {
+      absl::StatusOr<std::string> digest = FolderDigest(flags.GetString("reference"));
+      if (!digest.ok()) return Annotate(digest.status(), "--reference");
+      reference_digest = *digest;
+      own_reference = own_reference || reference_digest == model_digest;
+    }
+    if (Contains(metrics, "win_rate")) {
+      absl::StatusOr<std::string> digest = FolderDigest(flags.GetString("judge"));
+      if (!digest.ok()) return Annotate(digest.status(), "--judge");
+      judge_digest = *digest;
+    }
   }
   LoadedModel reference;
-  if (!reference_digest.empty() && reference_digest == model_digest) {
-    models.reference = model.model;  // the same bytes: one model, answers and scores computed once
-  } else if (!reference_digest.empty()) {
+  if (own_reference) {
+    models.reference = model.model;
+  } else if (has_reference) {
     LoadOptions load;
     load.dtype = dtype;
     load.load_tokenizer = false;
@@ -255,7 +264,7 @@ absl::Status AddGeneration(const FlagSet& flags, const Dataset& data, const Load
   if (!cache_dir.empty()) {
     ASSIGN_OR_RETURN(std::string settings, AnswerSettings(flags, data, dtype));
     cache.emplace(cache_dir, std::move(settings));
-    if (Contains(metrics, "win_rate") && reference_digest != model_digest) {
+    if (Contains(metrics, "win_rate") && !own_reference) {
       options.reference_answers = cache->Find(reference_digest, judge_digest, data.records.size());
     }
     result["reference_answers"] = options.reference_answers ? "cache" : "generated";
