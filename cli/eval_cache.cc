@@ -7,21 +7,18 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "common/base/file_util.h"
 #include "common/base/status.h"
-
-#define XXH_INLINE_ALL
-#include <xxhash.h>
+#include "rollout/weight_manifest.h"
+#include "rollout/weight_update.h"
 
 namespace alignd::cli {
-namespace {
 
-std::string Hex(const XXH128_hash_t& h) { return absl::StrFormat("%016x%016x", h.high64, h.low64); }
-
-}  // namespace
-
-std::string TextDigest(absl::string_view text) { return Hex(XXH3_128bits(text.data(), text.size())); }
+std::string TextDigest(absl::string_view text) {
+  rollout::Checksum checksum(rollout::kChecksumXxh3);
+  checksum.Update(text);
+  return checksum.HexDigest();
+}
 
 absl::StatusOr<std::string> FolderDigest(const std::string& dir) {
   namespace fs = std::filesystem;
@@ -33,28 +30,19 @@ absl::StatusOr<std::string> FolderDigest(const std::string& dir) {
   }
   if (ec) return absl::InternalError(absl::StrCat(dir, ": ", ec.message()));
   std::sort(names.begin(), names.end());
-  XXH3_state_t* state = XXH3_createState();
-  XXH3_128bits_reset(state);
+  rollout::Checksum checksum(rollout::kChecksumXxh3);
   std::vector<char> buffer(1 << 20);
-  absl::Status status;
   for (const std::string& name : names) {
     const std::string path = (fs::path(dir) / name).string();
     std::ifstream in(path, std::ios::binary);
-    if (!in) {
-      status = absl::InternalError(absl::StrCat(path, ": cannot be read"));
-      break;
-    }
-    const std::string head = absl::StrCat(name, "\n", fs::file_size(path, ec), "\n");
-    XXH3_128bits_update(state, head.data(), head.size());
+    if (!in) return absl::InternalError(absl::StrCat(path, ": cannot be read"));
+    checksum.Update(absl::StrCat(name, "\n", fs::file_size(path, ec), "\n"));
     while (in) {
       in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
-      XXH3_128bits_update(state, buffer.data(), static_cast<size_t>(in.gcount()));
+      checksum.Update(absl::string_view(buffer.data(), static_cast<size_t>(in.gcount())));
     }
   }
-  const XXH128_hash_t digest = XXH3_128bits_digest(state);
-  XXH3_freeState(state);
-  RETURN_IF_ERROR(status);
-  return Hex(digest);
+  return checksum.HexDigest();
 }
 
 AnswerCache::AnswerCache(std::string dir, std::string settings)

@@ -21,16 +21,16 @@
 
 namespace alignd::cli {
 
-// XXH3-128 of `text`, as 32 hex digits.
+// XXH3-128 of `text` in hex (rollout::Checksum, as weight manifests use it).
 std::string TextDigest(absl::string_view text);
 
-// XXH3-128 over a folder's regular files (sorted by name; each file's name, size and bytes), as 32 hex digits.
+// XXH3-128 over a folder's regular files (sorted by name; each file's name, size and bytes), in hex.
 // NOT_FOUND when `dir` is not a folder.
 absl::StatusOr<std::string> FolderDigest(const std::string& dir);
 
 class AnswerCache {
  public:
-  // `settings`: everything besides the model and judge that the answers depend on, as text (EvalSettingsKey).
+  // `settings`: everything besides the model and judge that the answers depend on, as text (eval_command.cc's AnswerSettings).
   AnswerCache(std::string dir, std::string settings);
 
   // The answers of the model with `model_digest` and the scores of the judge with `judge_digest`, when both are kept.
@@ -43,10 +43,10 @@ class AnswerCache {
   absl::Status Store(const std::string& model_digest, const std::string& model_path, const std::string& judge_digest,
                      const learner::ReferenceAnswers& answers) const;
 
-  // The entry's file name for a model.
+ private:
+  // The entry's file for a model.
   std::string PathFor(const std::string& model_digest) const;
 
- private:
   std::string dir_, settings_;
 };
 

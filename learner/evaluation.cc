@@ -146,11 +146,12 @@ absl::StatusOr<GenerationEvalResult> Evaluate(const std::vector<Record>& records
     // reference gives exactly 0.
     ASSIGN_OR_RETURN(auto policy_lp,
                      rollout::RecomputeLogProbs(*models.policy, prompt_ids, samples, options.batch_size));
-    std::vector<std::vector<float>> reference_lp = policy_lp;
+    std::vector<std::vector<float>> other_lp;
     if (!own_reference) {
-      ASSIGN_OR_RETURN(reference_lp,
+      ASSIGN_OR_RETURN(other_lp,
                        rollout::RecomputeLogProbs(*models.reference, prompt_ids, samples, options.batch_size));
     }
+    const std::vector<std::vector<float>>& reference_lp = own_reference ? policy_lp : other_lp;
     for (size_t i = 0; i < records.size(); ++i) {
       double kl = 0;
       for (size_t t = 0; t < policy_lp[i].size(); ++t) kl += double{policy_lp[i][t]} - double{reference_lp[i][t]};
