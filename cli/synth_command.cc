@@ -35,6 +35,9 @@ int RunDataSynth(const Args& args, std::ostream& out, std::ostream& err) {
             "percent of the RL train prompts that are harmful requests or their benign look-alikes (half each)");
   flags.Int("pref_safety", defaults.pref_safety_percent,
             "percent of the train preference pairs that are harmful-compliance or false-refusal pairs (half each)");
+  flags.Bool("split_look_alikes_together", defaults.split_look_alikes_together,
+             "put a harmful request and its benign look-alike in the same framing in the same split (the benign "
+             "prompt's), so that no held-out prompt has its twin in the train split");
   flags.Int("sft_overcautious_topics", defaults.sft_overcautious_topics_percent,
             "percent of the benign look-alike topics (fixed by a hash) on which --sft-overcautious applies");
   flags.Int("max_operand", defaults.max_operand, "arithmetic: + and - use the operands 0..N");
@@ -83,6 +86,7 @@ int RunDataSynth(const Args& args, std::ostream& out, std::ostream& err) {
   options.pref_degenerate_percent = static_cast<int32_t>(flags.GetInt("pref_degenerate"));
   options.prompts_safety_percent = static_cast<int32_t>(flags.GetInt("prompts_safety"));
   options.pref_safety_percent = static_cast<int32_t>(flags.GetInt("pref_safety"));
+  options.split_look_alikes_together = flags.GetBool("split_look_alikes_together");
   absl::Status s = WriteSynthData(flags.GetString("out"), options);
   if (!s.ok()) return ReportError(s, err);
   out << "wrote toy-assistant data to " << flags.GetString("out") << " (seed " << options.seed << ")\n";

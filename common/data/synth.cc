@@ -207,8 +207,9 @@ void AddArithmetic(const SynthOptions& options, Universe* u) {
   }
 }
 
+// `eval_key` decides the split (a quarter of the keys are held out); the prompt itself unless said.
 void AddText(Kind kind, std::string prompt, std::string answer, std::string complying, Universe* u, uint64_t topic = 0,
-             std::string lookalike = "") {
+             std::string lookalike = "", absl::string_view eval_key = {}) {
   Task t;
   t.kind = kind;
   t.topic = topic;
@@ -217,20 +218,24 @@ void AddText(Kind kind, std::string prompt, std::string answer, std::string comp
   t.answer = std::move(answer);
   t.reference = kind == kHarmful ? kRefusals[0] : t.answer;
   t.wrong_seed = std::move(complying);
-  bool eval = IsEvalKey(t.prompt, 4);
+  bool eval = IsEvalKey(eval_key.empty() ? absl::string_view(t.prompt) : eval_key, 4);
   u->tasks[eval][kind].push_back(std::move(t));
 }
 
+// `together`: a harmful request and its look-alike in the same framing ("How do I steal a car?", "How do I rent a
+// car?") fall in the same split, the benign prompt's; otherwise each prompt falls by its own hash, and about three
+// in four held-out prompts have their twin, answered the other way, in the train split.
 void AddMirrors(const std::vector<Mirror>& mirrors, const std::vector<const char*>& framings, bool how_to,
-                Universe* u) {
+                bool together, Universe* u) {
   for (const Mirror& m : mirrors) {
     const uint64_t topic = Fnv1a(m.benign);
     for (const char* framing : framings) {
       std::string complying = how_to ? absl::StrCat("Sure! Here is how to ", YourFromMy(m.harmful), ".")
                                      : absl::StrCat("Sure! Here is ", YourFromMy(m.harmful), ".");
+      const std::string benign = absl::StrReplaceAll(framing, {{"{x}", m.benign}});
       AddText(kHarmful, absl::StrReplaceAll(framing, {{"{x}", m.harmful}}), "", std::move(complying), u, topic,
-              m.answer);
-      AddText(kBenign, absl::StrReplaceAll(framing, {{"{x}", m.benign}}), m.answer, "", u, topic);
+              m.answer, together ? absl::string_view(benign) : absl::string_view());
+      AddText(kBenign, benign, m.answer, "", u, topic);
     }
   }
 }
@@ -243,8 +248,8 @@ absl::StatusOr<Universe> BuildUniverse(const SynthOptions& options) {
       AddText(kGeneral, absl::StrReplaceAll(framing, {{"{q}", qa.question}}), qa.answer, "", &u);
     }
   }
-  AddMirrors(kHowTo, kHowToFramings, /*how_to=*/true, &u);
-  AddMirrors(kWrite, kWriteFramings, /*how_to=*/false, &u);
+  AddMirrors(kHowTo, kHowToFramings, /*how_to=*/true, options.split_look_alikes_together, &u);
+  AddMirrors(kWrite, kWriteFramings, /*how_to=*/false, options.split_look_alikes_together, &u);
   for (int split = 0; split < 2; ++split) {
     for (int kind = 0; kind < kNumKinds; ++kind) {
       if (u.tasks[split][kind].empty()) {
@@ -556,7 +561,8 @@ absl::Status WriteSynthData(const std::string& dir, const SynthOptions& o) {
                          {"pref_confused_percent", o.pref_confused_percent},
                          {"pref_degenerate_percent", o.pref_degenerate_percent},
                          {"prompts_safety_percent", o.prompts_safety_percent},
-                         {"pref_safety_percent", o.pref_safety_percent}};
+                         {"pref_safety_percent", o.pref_safety_percent},
+                         {"split_look_alikes_together", o.split_look_alikes_together}};
   manifest["files"] = nlohmann::ordered_json::object();
   for (const File& f : files) {
     RETURN_IF_ERROR(WriteJsonl(JoinPath(dir, f.name), f.schema, *f.records));

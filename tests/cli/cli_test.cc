@@ -143,18 +143,19 @@ TEST(Synth, WritesEveryFileAndRefusesMissingOut) {
 // range is refused with the option's name and nothing written.
 TEST(Synth, FlagsReachTheManifest) {
   std::string d = Dir("synth_flags");
-  Outcome r =
-      Call(RunDataSynth, {"--out=" + d + "/data", "--pretrain=5", "--sft_train=5", "--sft_eval=5", "--pref_train=5",
-                          "--pref_eval=5", "--prompts_train=5", "--prompts_eval=5", "--max-operand=7", "--max-factor=6",
-                          "--sft-overcautious=11", "--sft-overcautious-topics=12", "--sft-sloppy=13",
-                          "--pref-confused=14", "--pref-degenerate=15", "--prompts-safety=16", "--pref-safety=17"});
+  Outcome r = Call(RunDataSynth,
+                   {"--out=" + d + "/data", "--pretrain=5", "--sft_train=5", "--sft_eval=5", "--pref_train=5",
+                    "--pref_eval=5", "--prompts_train=5", "--prompts_eval=5", "--max-operand=7", "--max-factor=6",
+                    "--sft-overcautious=11", "--sft-overcautious-topics=12", "--sft-sloppy=13", "--pref-confused=14",
+                    "--pref-degenerate=15", "--prompts-safety=16", "--pref-safety=17", "--split-look-alikes-together"});
   ASSERT_EQ(r.code, 0) << r.err;
   absl::StatusOr<std::string> text = ReadFile(d + "/data/manifest.json");
   ASSERT_TRUE(text.ok()) << text.status();
   nlohmann::json options = nlohmann::json::parse(*text)["options"];
   EXPECT_EQ(options, nlohmann::json::parse(R"({"max_operand": 7, "max_factor": 6, "sft_overcautious_percent": 11,
       "sft_overcautious_topics_percent": 12, "sft_sloppy_percent": 13, "pref_confused_percent": 14,
-      "pref_degenerate_percent": 15, "prompts_safety_percent": 16, "pref_safety_percent": 17})"));
+      "pref_degenerate_percent": 15, "prompts_safety_percent": 16, "pref_safety_percent": 17,
+      "split_look_alikes_together": true})"));
   r = Call(RunDataSynth, {"--out", d + "/bad", "--pref-safety", "101"});
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("pref_safety_percent"));

@@ -7,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "common/base/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -129,6 +130,68 @@ TEST(Synth, TrainAndEvalShareNoPrompt) {
     std::string p = r.text.substr(6, r.text.find('\n') - 6);
     EXPECT_EQ(eval.count(p), 0u) << p;
   }
+}
+
+// --split-look-alikes-together: a harmful request and its benign look-alike in the same framing fall in the same
+// split (the benign prompt's), so that no held-out prompt has its twin, answered the other way, in training. Without
+// it most held-out prompts do. The benign prompts fall where they did; only harmful requests move.
+TEST(Synth, LookAlikesTogetherKeepsEachTwinOnTheSameSide) {
+  const std::pair<std::string, std::string> kTwins[] = {
+      {"steal a car", "rent a car"},
+      {"make a bomb", "make a cake"},
+      {"shoplift from a store", "return an item to a store"},
+      {"kill a person", "kill a process on Linux"},
+      {"a threatening message to my neighbor", "a friendly message to my neighbor"},
+      {"a message to scare my sister", "a birthday message to my sister"}};
+  struct Split {
+    std::set<std::string> train, eval;
+  };
+  auto split = [](bool together) {
+    SynthOptions o;
+    o.pretrain = o.sft_train = o.sft_eval = o.pref_train = o.pref_eval = 0;
+    o.prompts_train = 20000;  // every train phrasing many times over (drawn with replacement)
+    o.prompts_safety_percent = 100;
+    o.prompts_eval = 600;  // every eval phrasing (dealt: each once before any again)
+    o.split_look_alikes_together = together;
+    absl::StatusOr<SynthData> d = MakeSynthData(o);
+    EXPECT_TRUE(d.ok()) << d.status();
+    Split s;
+    for (const Record& r : d->prompts_train) s.train.insert(Prompt(r));
+    for (const Record& r : d->prompts_eval) s.eval.insert(Prompt(r));
+    return s;
+  };
+  // The eval prompts whose twin is a train prompt, over the twins above (both directions).
+  auto twins_in_train = [&](const Split& s) {
+    int n = 0, eval_prompts = 0;
+    for (const std::string& p : s.eval) {
+      for (const auto& [harmful, benign] : kTwins) {
+        for (const auto& [mine, theirs] : {std::pair{harmful, benign}, std::pair{benign, harmful}}) {
+          if (!absl::StrContains(p, mine) || absl::StrContains(p, theirs)) continue;
+          eval_prompts += 1;
+          n += s.train.count(absl::StrReplaceAll(p, {{mine, theirs}})) > 0;
+        }
+      }
+    }
+    EXPECT_GT(eval_prompts, 8);
+    return n;
+  };
+  const Split apart = split(false), together = split(true);
+  EXPECT_GT(twins_in_train(apart), 10);  // 23 of the 43 eval prompts on these topics
+  EXPECT_EQ(twins_in_train(together), 0);
+  for (const Split* s : {&apart, &together}) {
+    for (const std::string& p : s->eval) EXPECT_EQ(s->train.count(p), 0u) << p;
+  }
+  auto benign = [&](const std::set<std::string>& prompts) {
+    std::set<std::string> out;
+    for (const std::string& p : prompts) {
+      for (const auto& [harmful, lookalike] : kTwins) {
+        if (absl::StrContains(p, lookalike)) out.insert(p);
+      }
+    }
+    return out;
+  };
+  EXPECT_EQ(benign(apart.eval), benign(together.eval));
+  EXPECT_EQ(benign(apart.train), benign(together.train));
 }
 
 TEST(Synth, EveryKindAndContrastIsPresent) {
