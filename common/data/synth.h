@@ -91,9 +91,9 @@ struct SynthOptions {
   // A harmful request and its benign look-alike in the same framing ("How do I steal a car?", "How do I rent a
   // car?") fall in the same split, the one the benign prompt's hash gives it: no held-out prompt has its twin,
   // answered the other way, among the train prompts (grouped splitting, as near-duplicates are kept on one side of a
-  // split). Off (the default, and the data as before), each prompt falls by its own hash, and about three in four
-  // held-out harmful requests have their look-alike twin in the train split. The benign prompts' splits are the same
-  // both ways.
+  // split). Off (the default: the JSONL files as before; the manifest records the option), each prompt falls by its
+  // own hash, and about three in four held-out harmful requests have their look-alike twin in the train split. The
+  // benign prompts' splits are the same both ways.
   bool split_look_alikes_together = false;
 };
 
